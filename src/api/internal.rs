@@ -1,0 +1,142 @@
+//! Node-to-node endpoints. Only a member node (by its certificate) may call
+//! them, and a Raft RPC must come from the node it names as its sender.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+
+use super::ApiError;
+use crate::evidence::{ChunkName, ChunkStoreError, Put};
+use crate::limits;
+use crate::node::Node;
+use crate::raft::{NodeId, TypeConfig};
+use crate::tls::PeerIdentity;
+use crate::wire::NodeHealth;
+
+/// Largest Raft RPC body accepted (a batch of entries or a snapshot piece).
+pub const MAX_RAFT_RPC_BYTES: usize = 64 * 1024 * 1024;
+/// Largest chunk body accepted.
+pub const MAX_CHUNK_BODY_BYTES: usize = (limits::MAX_CHUNK_SIZE_BYTES + limits::GCM_TAG_BYTES) as usize;
+
+/// The calling node, if it is one this node accepts traffic from.
+fn member_peer(node: &Node, peer: &PeerIdentity) -> Result<NodeId, ApiError> {
+    match peer {
+        PeerIdentity::Node(id) if node.accepts_peer(*id) => Ok(*id),
+        PeerIdentity::Node(id) => Err(ApiError::forbidden(format!("node {id} is not a member of this cluster"))),
+        PeerIdentity::User(_) => Err(ApiError::forbidden("internal endpoints are for member nodes only")),
+    }
+}
+
+/// A Raft RPC must come from the node it claims as leader or candidate.
+fn same_sender(peer: NodeId, claimed: NodeId) -> Result<(), ApiError> {
+    if peer != claimed {
+        return Err(ApiError::forbidden(format!("node {peer} sent an RPC on behalf of node {claimed}")));
+    }
+    Ok(())
+}
+
+type RaftResult<T, E = openraft::error::Infallible> = Json<Result<T, RaftError<NodeId, E>>>;
+
+pub async fn append(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Result<RaftResult<AppendEntriesResponse<NodeId>>, ApiError> {
+    let from = member_peer(&node, &peer)?;
+    same_sender(from, req.vote.leader_id.node_id)?;
+    Ok(Json(node.raft.append_entries(req).await))
+}
+
+pub async fn vote(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Json(req): Json<VoteRequest<NodeId>>,
+) -> Result<RaftResult<VoteResponse<NodeId>>, ApiError> {
+    let from = member_peer(&node, &peer)?;
+    same_sender(from, req.vote.leader_id.node_id)?;
+    Ok(Json(node.raft.vote(req).await))
+}
+
+pub async fn snapshot(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Result<RaftResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError>, ApiError> {
+    let from = member_peer(&node, &peer)?;
+    same_sender(from, req.vote.leader_id.node_id)?;
+    Ok(Json(node.raft.install_snapshot(req).await))
+}
+
+pub async fn health(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<NodeHealth>, ApiError> {
+    member_peer(&node, &peer)?;
+    Ok(Json(own_health(&node)))
+}
+
+/// This node's view of itself.
+pub fn own_health(node: &Node) -> NodeHealth {
+    let m = node.raft.metrics().borrow().clone();
+    let missing = crate::node::missing_chunks(node);
+    let mut warnings = Vec::new();
+    if missing > 0 {
+        warnings.push(format!("{missing} committed chunks not yet held by this node"));
+    }
+    if let Err(e) = &m.running_state {
+        warnings.push(format!("raft stopped: {e}"));
+    }
+    NodeHealth {
+        id: node.id(),
+        state: format!("{:?}", m.state),
+        term: m.current_term,
+        leader: m.current_leader,
+        last_log_index: m.last_log_index,
+        last_applied: m.last_applied.map(|l| l.index),
+        missing_chunks: missing,
+        warnings,
+    }
+}
+
+fn parse_name(s: &str) -> Result<ChunkName, ApiError> {
+    s.parse().map_err(|e| ApiError::bad_request(format!("{e}")))
+}
+
+pub async fn put_chunk(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    member_peer(&node, &peer)?;
+    let name = parse_name(&name)?;
+    let store = node.chunks.clone();
+    let res = tokio::task::spawn_blocking(move || store.put(&name, &body)).await.map_err(ApiError::internal)?;
+    match res {
+        Ok(Put::Written) => Ok(StatusCode::CREATED),
+        Ok(Put::AlreadyPresent) => Ok(StatusCode::OK),
+        Err(ChunkStoreError::HashMismatch(n)) => Err(ApiError::bad_request(format!("the body does not hash to chunk name {n}"))),
+        Err(ChunkStoreError::Full) => {
+            tracing::error!("chunk store disk is full: refusing chunks");
+            Err(ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk-full", "Disk full", "this node's chunk store is full"))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+pub async fn get_chunk(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Path(name): Path<String>) -> Result<Bytes, ApiError> {
+    member_peer(&node, &peer)?;
+    let name = parse_name(&name)?;
+    let store = node.chunks.clone();
+    match tokio::task::spawn_blocking(move || store.get(&name)).await.map_err(ApiError::internal)? {
+        Ok(b) => Ok(Bytes::from(b)),
+        Err(ChunkStoreError::Missing(n)) => Err(ApiError::not_found(format!("chunk {n} is not on this node"))),
+        Err(ChunkStoreError::HashMismatch(n)) => {
+            tracing::error!(chunk = %n, "a stored chunk does not match its name: not serving it");
+            Err(ApiError::new(StatusCode::CONFLICT, "corrupt-chunk", "Corrupt chunk", format!("this node's copy of {n} is corrupt")))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

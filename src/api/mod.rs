@@ -1,0 +1,88 @@
+//! The one importer of `axum`: the HTTPS API every node serves over mutual
+//! TLS — `/v1/...` for people's tools, `/internal/...` for other nodes. Every
+//! handler learns who the caller is from the TLS layer ([`PeerIdentity`]);
+//! the rules themselves live in `vault/` and `node/`.
+
+mod internal;
+mod problem;
+mod v1;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+use crate::tls::{Acceptor, PeerIdentity};
+pub use problem::ApiError;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+pub fn router(node: Arc<Node>) -> Router {
+    let internal = Router::new()
+        .route(crate::raft::network::APPEND_PATH, post(internal::append))
+        .route(crate::raft::network::VOTE_PATH, post(internal::vote))
+        .route(crate::raft::network::SNAPSHOT_PATH, post(internal::snapshot))
+        .route("/internal/health", get(internal::health))
+        .layer(axum::extract::DefaultBodyLimit::max(internal::MAX_RAFT_RPC_BYTES))
+        .merge(
+            Router::new()
+                .route("/internal/chunks/{name}", put(internal::put_chunk).get(internal::get_chunk))
+                .layer(axum::extract::DefaultBodyLimit::max(internal::MAX_CHUNK_BODY_BYTES)),
+        );
+    let v1 = Router::new()
+        .route("/v1/items", post(v1::deposit).get(v1::list_items))
+        .route("/v1/items/{id}", get(v1::show_item))
+        .route("/v1/cluster/status", get(v1::cluster_status))
+        .route("/v1/cluster/members", post(v1::add_member))
+        .route("/v1/cluster/members/{id}", axum::routing::delete(v1::remove_member))
+        .route("/v1/openapi.json", get(v1::openapi));
+    internal.merge(v1).fallback(problem::not_found).with_state(node)
+}
+
+/// Accepts connections until the task is aborted. A connection whose peer
+/// has no certificate from the cluster CA fails the handshake and never
+/// reaches a handler.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
+    let app = router(node);
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let (tls, peer) = match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), acceptor.accept(tcp)).await {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => {
+                    tracing::info!(%remote, error = %e, "refused a connection at the TLS handshake");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = TowerToHyperService::new(app.layer(Extension(peer)));
+            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await {
+                tracing::debug!(%remote, error = %e, "connection ended");
+            }
+        });
+    }
+}
+
+/// The user a request comes from; nodes may not use the `/v1` API.
+fn user_of(peer: &PeerIdentity) -> Result<String, ApiError> {
+    match peer {
+        PeerIdentity::User(u) => Ok(u.clone()),
+        PeerIdentity::Node(_) => Err(ApiError::forbidden("node certificates cannot call the client API")),
+    }
+}

@@ -1,0 +1,47 @@
+//! Errors as `application/problem+json` with a stable `type`.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::wire::Problem;
+
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub Problem);
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+        ApiError(status, Problem { kind: format!("urn:custody:{kind}"), title: title.into(), status: status.as_u16(), detail: detail.into(), leader: None })
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", detail.to_string())
+    }
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail)
+    }
+    /// The client must go to the leader.
+    pub fn not_leader(leader: Option<String>) -> Self {
+        let mut e = Self::new(StatusCode::MISDIRECTED_REQUEST, "not-leader", "Not the leader", "this node is not the leader; send the request to the leader");
+        e.1.leader = leader;
+        e
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.1).unwrap_or_default();
+        (self.0, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource")
+}

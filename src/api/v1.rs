@@ -1,0 +1,220 @@
+//! The client API under `/v1/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use hyper::Method;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::BasicNode;
+use serde::Deserialize;
+
+use super::{user_of, ApiError};
+use crate::evidence::{DepositMeta, ItemId, Retention};
+use crate::node::{self, DepositError, Node};
+use crate::raft::NodeId;
+use crate::tls::PeerIdentity;
+use crate::vault::{query, ItemRecord};
+use crate::wire::{self, AddMember, ClusterStatus, DepositReceipt, ItemDetail, ItemList, ItemView, MemberView, NodeHealth, TrailEntry};
+
+#[derive(Deserialize)]
+pub struct DepositQuery {
+    case: String,
+    system: String,
+    retention: String,
+    note: Option<String>,
+}
+
+pub async fn deposit(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Query(q): Query<DepositQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<DepositReceipt>), ApiError> {
+    let user = user_of(&peer)?;
+    let retention: Retention = q.retention.parse().map_err(ApiError::bad_request)?;
+    let size: u64 = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::new(StatusCode::LENGTH_REQUIRED, "length-required", "Length required", "a deposit must announce its size in Content-Length"))?;
+    let meta = DepositMeta { case: q.case, system: q.system, retention, note: q.note };
+    let res = node::deposit(&node, user.clone(), meta, size, body.into_data_stream()).await;
+    match res {
+        Ok(d) => {
+            tracing::info!(item = %d.manifest.item, size = d.manifest.size, depositor = %user, "deposit committed");
+            Ok((
+                StatusCode::CREATED,
+                Json(DepositReceipt {
+                    item: d.manifest.item,
+                    sha256: d.manifest.sha256,
+                    size: d.manifest.size,
+                    leaf_index: d.seq,
+                    deposited_at: wire::rfc3339_ms(d.time_ms),
+                    retain_until: wire::rfc3339_ms(d.retain_until_ms),
+                }),
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, depositor = %user, "deposit failed");
+            Err(match e {
+                DepositError::NotLeader(l) => ApiError::not_leader(l),
+                DepositError::Invalid(d) | DepositError::Refused(d) => ApiError::bad_request(d),
+                e @ (DepositError::Truncated { .. } | DepositError::TooLong(_) | DepositError::Upload(_)) => ApiError::bad_request(e.to_string()),
+                e @ DepositError::NoQuorum { .. } => ApiError::unavailable(e.to_string()),
+                DepositError::Internal(d) => ApiError::internal(d),
+            })
+        }
+    }
+}
+
+fn view(r: &ItemRecord) -> ItemView {
+    let m = &r.manifest;
+    ItemView {
+        item: m.item,
+        sha256: m.sha256.clone(),
+        size: m.size,
+        case: m.meta.case.clone(),
+        system: m.meta.system.clone(),
+        note: m.meta.note.clone(),
+        depositor: m.depositor.clone(),
+        retention: m.meta.retention,
+        deposited_at: wire::rfc3339_ms(r.deposited_at_ms),
+        retain_until: wire::rfc3339_ms(r.retain_until_ms),
+        leaf_index: r.seq,
+        chunk_size: m.chunk_size,
+        chunks: m.chunks.clone(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    case: Option<String>,
+}
+
+pub async fn list_items(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Query(q): Query<ListQuery>) -> Result<Json<ItemList>, ApiError> {
+    user_of(&peer)?;
+    let all = query::items(&node.state).map_err(ApiError::internal)?;
+    let items = all.iter().filter(|r| q.case.as_ref().is_none_or(|c| &r.manifest.meta.case == c)).map(view).collect();
+    Ok(Json(ItemList { items }))
+}
+
+pub async fn show_item(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Path(id): Path<String>) -> Result<Json<ItemDetail>, ApiError> {
+    user_of(&peer)?;
+    let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
+    let trail = vec![TrailEntry {
+        kind: "deposit".into(),
+        time: wire::rfc3339_ms(rec.deposited_at_ms),
+        who: rec.manifest.depositor.clone(),
+        detail: format!("{} bytes, sha256 {}", rec.manifest.size, rec.manifest.sha256),
+    }];
+    Ok(Json(ItemDetail { item: view(&rec), trail }))
+}
+
+pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<ClusterStatus>, ApiError> {
+    user_of(&peer)?;
+    let m = node.raft.metrics().borrow().clone();
+    let members = node.members();
+    let lookups = members.iter().map(|(id, addr, _)| {
+        let node = node.clone();
+        let (id, addr) = (*id, addr.clone());
+        async move {
+            if id == node.id() {
+                return Some(super::internal::own_health(&node));
+            }
+            let url = format!("{addr}/internal/health");
+            node.http.call::<(), NodeHealth>(Method::GET, &url, None, Duration::from_millis(1500)).await.ok()
+        }
+    });
+    let healths = futures::future::join_all(lookups).await;
+    let members = members
+        .into_iter()
+        .zip(healths)
+        .map(|((id, addr, voter), h)| MemberView { id, addr, voter, last_applied: h.as_ref().and_then(|h| h.last_applied), reachable: h.is_some(), health: h })
+        .collect();
+    let config = query::config(&node.state).map_err(ApiError::internal)?;
+    Ok(Json(ClusterStatus {
+        cluster_id: config.as_ref().map(|c| c.cluster_id.clone()).unwrap_or_else(|| node.cfg.cluster_id.clone()),
+        answered_by: node.id(),
+        leader: m.current_leader,
+        term: m.current_term,
+        members,
+        dev_retention_secs: config.map(|c| c.retention).filter(|r| r.is_dev()).map(|r| r.standard_secs),
+    }))
+}
+
+/// Membership changes are for administrators.
+fn require_admin(peer: &PeerIdentity) -> Result<String, ApiError> {
+    let user = user_of(peer)?;
+    if user != "admin" {
+        return Err(ApiError::forbidden("membership changes need the admin role"));
+    }
+    Ok(user)
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ApiError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::not_leader(f.leader_node.map(|n| n.addr)),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ApiError::new(StatusCode::CONFLICT, "membership", "Membership change refused", c.to_string()),
+        other => ApiError::internal(other),
+    }
+}
+
+pub async fn add_member(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Json(req): Json<AddMember>) -> Result<Json<ClusterStatus>, ApiError> {
+    let admin = require_admin(&peer)?;
+    if !req.addr.starts_with("https://") {
+        return Err(ApiError::bad_request("addr must be https://host:port"));
+    }
+    if !node.is_leader() {
+        return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
+    }
+    tracing::info!(id = req.id, addr = %req.addr, %admin, "adding a learner");
+    // Learner first: it catches up (log or snapshot, then chunks) without counting toward quorums.
+    node.raft.add_learner(req.id, BasicNode { addr: req.addr.clone() }, true).await.map_err(write_err)?;
+    if !req.learner_only {
+        let mut voters: BTreeSet<NodeId> = node.members().into_iter().filter(|m| m.2).map(|m| m.0).collect();
+        voters.insert(req.id);
+        node.raft.change_membership(voters, true).await.map_err(write_err)?;
+        tracing::info!(id = req.id, "promoted to voter");
+    }
+    cluster_status(State(node), Extension(peer)).await
+}
+
+pub async fn remove_member(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Path(id): Path<NodeId>) -> Result<Json<ClusterStatus>, ApiError> {
+    let admin = require_admin(&peer)?;
+    if !node.is_leader() {
+        return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
+    }
+    let members = node.members();
+    if !members.iter().any(|m| m.0 == id) {
+        return Err(ApiError::not_found(format!("node {id} is not a member")));
+    }
+    let voters: BTreeSet<NodeId> = members.iter().filter(|m| m.2 && m.0 != id).map(|m| m.0).collect();
+    if voters.is_empty() {
+        return Err(ApiError::bad_request("cannot remove the last voter"));
+    }
+    tracing::info!(id, %admin, "removing a member");
+    node.raft.change_membership(voters, false).await.map_err(write_err)?;
+    cluster_status(State(node), Extension(peer)).await
+}
+
+pub async fn openapi() -> Json<serde_json::Value> {
+    let mut paths = BTreeMap::new();
+    let op = |summary: &str| serde_json::json!({ "summary": summary, "responses": { "default": { "description": "problem+json on error" } } });
+    paths.insert("/v1/items", serde_json::json!({ "post": op("Deposit a clip (streamed body, Content-Length required; query: case, system, retention, note)"), "get": op("List items (query: case)") }));
+    paths.insert("/v1/items/{id}", serde_json::json!({ "get": op("An item's metadata and custody trail") }));
+    paths.insert("/v1/cluster/status", serde_json::json!({ "get": op("Leader, members and per-node health") }));
+    paths.insert("/v1/cluster/members", serde_json::json!({ "post": op("Add a node: learner first, then voter (admin)") }));
+    paths.insert("/v1/cluster/members/{id}", serde_json::json!({ "delete": op("Remove a node (admin)") }));
+    Json(serde_json::json!({
+        "openapi": "3.1.0",
+        "info": { "title": "custody", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+    }))
+}

@@ -1,0 +1,164 @@
+//! `cluster init`, `cluster new-node` and `certs init`: everything a local
+//! cluster needs, written to a directory (nothing is started).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{PeerConfig, RawNodeConfig, RawProfile};
+use crate::pki::{write_secret, DevCa};
+
+/// The demo users `cluster init` makes profiles for.
+pub const DEMO_USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "admin"];
+const CLUSTER_FILE: &str = "cluster.toml";
+
+#[derive(Args, Clone)]
+pub struct InitArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Node N listens on 127.0.0.1:(base-port + N - 1).
+    #[arg(long, default_value_t = 7101)]
+    pub base_port: u16,
+    /// Replace the 15-day/365-day retention periods with S and 2·S seconds (tests only).
+    #[arg(long)]
+    pub dev_retention_secs: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct NewNodeArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub id: u64,
+}
+
+/// What `cluster init` remembers about the cluster it wrote.
+#[derive(Serialize, Deserialize)]
+struct ClusterFile {
+    cluster_id: String,
+    cluster_name: String,
+    base_port: u16,
+    nodes: u64,
+    dev_retention_secs: Option<u64>,
+}
+
+fn addr(base_port: u16, id: u64) -> anyhow::Result<(String, String)> {
+    let port = u64::from(base_port) + id - 1;
+    if port > 65535 {
+        bail!("node {id} would listen on port {port}, above 65535");
+    }
+    Ok((format!("127.0.0.1:{port}"), format!("https://127.0.0.1:{port}")))
+}
+
+fn write_toml<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
+    fs::write(path, toml::to_string_pretty(v)?).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<PeerConfig>, bootstrap: bool) -> anyhow::Result<PathBuf> {
+    let node_dir = dir.join(format!("node{id}"));
+    if node_dir.exists() {
+        bail!("{} already exists", node_dir.display());
+    }
+    fs::create_dir_all(node_dir.join("data"))?;
+    ca.issue_node(id, &node_dir.join("tls.pem"), &node_dir.join("tls.key"))?;
+    let (listen, advertise) = addr(cf.base_port, id)?;
+    let raw = RawNodeConfig {
+        id,
+        cluster_id: cf.cluster_id.clone(),
+        cluster_name: cf.cluster_name.clone(),
+        listen,
+        advertise,
+        data_dir: "data".into(),
+        kek_file: "../kek.key".into(),
+        ca: "../certs/ca.pem".into(),
+        cert: "tls.pem".into(),
+        key: "tls.key".into(),
+        bootstrap,
+        dev_retention_secs: cf.dev_retention_secs,
+        chunk_size_bytes: None,
+        peers,
+    };
+    let path = node_dir.join("node.toml");
+    write_toml(&path, &raw)?;
+    if bootstrap {
+        fs::write(node_dir.join("data").join(crate::node::BOOTSTRAP_MARKER), b"initialise the cluster on first start\n")?;
+    }
+    Ok(path)
+}
+
+/// `cluster init`: CA, node certificates and configs, KEK, user profiles.
+pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
+    if a.nodes == 0 || a.nodes > 99 {
+        bail!("--nodes must be between 1 and 99");
+    }
+    if a.dev_retention_secs == Some(0) {
+        bail!("--dev-retention-secs must be positive");
+    }
+    if a.dir.join(CLUSTER_FILE).exists() {
+        bail!("{} already holds a cluster", a.dir.display());
+    }
+    fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    let cluster_id = hex::encode(crate::crypto::random_bytes::<8>()?);
+    let cf = ClusterFile {
+        cluster_name: format!("custody-{}", &cluster_id[..8]),
+        cluster_id,
+        base_port: a.base_port,
+        nodes: a.nodes,
+        dev_retention_secs: a.dev_retention_secs,
+    };
+    let ca = DevCa::create(&a.dir.join("certs"), &cf.cluster_name)?;
+    write_secret(&a.dir.join("kek.key"), crate::crypto::Kek::generate_hex()?.as_bytes())?;
+    let peers: Vec<PeerConfig> = (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
+    let mut configs = Vec::new();
+    for id in 1..=a.nodes {
+        configs.push(write_node(&a.dir, &cf, &ca, id, peers.clone(), id == 1)?);
+    }
+    let profiles = a.dir.join("profiles");
+    fs::create_dir_all(&profiles)?;
+    for user in DEMO_USERS {
+        ca.issue_user(user, &profiles.join(format!("{user}.pem")), &profiles.join(format!("{user}.key")))?;
+        let p = RawProfile {
+            endpoints: peers.iter().map(|p| p.addr.clone()).collect(),
+            ca: "../certs/ca.pem".into(),
+            cert: format!("{user}.pem"),
+            key: format!("{user}.key"),
+            signing_key: None,
+        };
+        write_toml(&profiles.join(format!("{user}.toml")), &p)?;
+    }
+    write_toml(&a.dir.join(CLUSTER_FILE), &cf)?;
+    Ok(configs)
+}
+
+/// `cluster new-node`: one more node's certificate and config, pointing at the
+/// existing members. It does not bootstrap; `cluster add-node` brings it in.
+pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<()> {
+    let path = a.dir.join(CLUSTER_FILE);
+    let cf: ClusterFile = toml::from_str(&fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;
+    let ca = DevCa::load(&a.dir.join("certs"))?;
+    let mut peers: Vec<PeerConfig> = (1..=cf.nodes).map(|id| addr(cf.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
+    peers.push(PeerConfig { id: a.id, addr: addr(cf.base_port, a.id)?.1 });
+    let cfg = write_node(&a.dir, &cf, &ca, a.id, peers, false)?;
+    println!("{}", cfg.display());
+    Ok(())
+}
+
+/// `certs init`: a dev CA, node and user certificates in DIR.
+pub fn certs_init(dir: &Path, nodes: u64, users: &[String]) -> anyhow::Result<()> {
+    let ca = DevCa::create(dir, "custody")?;
+    for id in 1..=nodes {
+        ca.issue_node(id, &dir.join(format!("node{id}.pem")), &dir.join(format!("node{id}.key")))?;
+    }
+    for u in users {
+        if u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            bail!("user name `{u}` must be letters, digits, '-', '_' or '.'");
+        }
+        ca.issue_user(u, &dir.join(format!("{u}.pem")), &dir.join(format!("{u}.key")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The command line: raw arguments (clap) to validated values, then a call
+//! into the library. Output is human text, or exactly one JSON object with
+//! `--json`. Exit status: 0 success, 1 a negative verdict, 2 usage or
+//! operational error.
+
+mod demo;
+mod init;
+mod local;
+mod ops;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "custody", version, about = "A distributed, secure evidence vault for public-security video")]
+pub struct Cli {
+    /// Client profile (TOML): endpoints, CA, client certificate and key.
+    #[arg(long, global = true, env = "CUSTODY_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Show the vault working end to end in a temporary directory.
+    Demo(demo::DemoArgs),
+    /// Initialise (first run) and run a local cluster in the foreground until Ctrl-C.
+    Up(up::UpArgs),
+    /// Run one node.
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Cluster administration.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Development PKI.
+    #[command(subcommand)]
+    Certs(CertsCmd),
+    /// Deposit a clip.
+    Deposit(ops::DepositArgs),
+    /// List items.
+    Items {
+        #[arg(long)]
+        case: Option<String>,
+    },
+    /// Show one item's metadata and custody trail.
+    Show { item: String },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Write everything a local cluster needs into DIR; start nothing.
+    Init(init::InitArgs),
+    /// Write the config and certificate of one more node into an initialised DIR.
+    NewNode(init::NewNodeArgs),
+    /// Leader, members, terms, indices and per-node health.
+    Status,
+    /// Add a node: as a learner first, then as a voter once it has caught up.
+    AddNode(AddNodeArgs),
+    /// Remove a node from the cluster.
+    RemoveNode {
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[derive(Args)]
+pub struct AddNodeArgs {
+    #[arg(long)]
+    pub id: u64,
+    /// The node's `https://host:port`.
+    #[arg(long)]
+    pub addr: String,
+    /// Leave it a learner.
+    #[arg(long)]
+    pub learner_only: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CertsCmd {
+    /// A dev CA, node certificates and user certificates.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Comma-separated user names.
+        #[arg(long, value_delimiter = ',', default_value = "alice,bob,carol,dave,admin")]
+        users: Vec<String>,
+    },
+}
+
+/// An error with the exit status it should produce.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure { code: 2, message: format!("{e:#}") }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Node { .. } => "info,openraft=warn",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = cli.json;
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": f.message }));
+            }
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let json = cli.json;
+    match cli.command {
+        Command::Demo(a) => demo::run(a, json).await,
+        Command::Up(a) => up::run(a).await,
+        Command::Node { config } => {
+            let cfg = crate::config::NodeConfig::load(&config)?;
+            crate::node::run(cfg).await.map_err(Failure::from)
+        }
+        Command::Cluster(ClusterCmd::Init(a)) => init::init(&a).map(|_| ()).map_err(Failure::from),
+        Command::Cluster(ClusterCmd::NewNode(a)) => init::new_node(&a).map_err(Failure::from),
+        Command::Certs(CertsCmd::Init { dir, nodes, users }) => init::certs_init(&dir, nodes, &users).map_err(Failure::from),
+        Command::Cluster(ClusterCmd::Status) => ops::status(&ops::session(cli.profile)?, json).await,
+        Command::Cluster(ClusterCmd::AddNode(a)) => ops::add_node(&ops::session(cli.profile)?, a, json).await,
+        Command::Cluster(ClusterCmd::RemoveNode { id }) => ops::remove_node(&ops::session(cli.profile)?, id, json).await,
+        Command::Deposit(a) => ops::deposit(&ops::session(cli.profile)?, a, json).await.map(|_| ()),
+        Command::Items { case } => ops::items(&ops::session(cli.profile)?, case, json).await,
+        Command::Show { item } => ops::show(&ops::session(cli.profile)?, &item, json).await,
+    }
+}
+
+/// Prints a result: the JSON object with `--json`, else the human text.
+pub(crate) fn emit(json: bool, value: &serde_json::Value, human: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", human());
+    }
+}

@@ -1,0 +1,233 @@
+//! Client commands: talk to any node of the profile, follow the leader.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use futures::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::{Method, Request};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::IsTerminal;
+
+use super::{emit, Failure};
+use crate::client::{read_json, BoxError, Http, HttpError};
+use crate::config::Profile;
+use crate::wire::{AddMember, ClusterStatus, DepositReceipt, ItemDetail, ItemList, ItemView};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Membership changes wait for a learner to catch up.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(600);
+/// A deposit of a large clip may take long; the server bounds each hop.
+const DEPOSIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+const MAX_ATTEMPTS: usize = 30;
+
+pub struct Session {
+    http: Http,
+    endpoints: Vec<String>,
+}
+
+pub fn session(profile: Option<PathBuf>) -> Result<Session, Failure> {
+    let path = profile.ok_or_else(|| Failure { code: 2, message: "no client profile: pass --profile FILE or set CUSTODY_PROFILE".into() })?;
+    let p = Profile::load(&path)?;
+    let tls = crate::tls::client_config(&crate::tls::TlsFiles { ca: &p.ca, cert: &p.cert, key: &p.key })?;
+    Ok(Session { http: Http::new(tls), endpoints: p.endpoints })
+}
+
+impl Session {
+    /// Sends a request built by `make` to the nodes in turn until one answers;
+    /// follows a `not-leader` answer to the leader it names.
+    async fn send<T: DeserializeOwned, F, Fut>(&self, path: &str, timeout: Duration, make: F) -> Result<T, HttpError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Request<crate::client::Body>, HttpError>>,
+    {
+        let mut queue: Vec<String> = self.endpoints.clone();
+        let mut last: Option<HttpError> = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            if queue.is_empty() {
+                // Everyone answered but nobody leads yet (an election): wait and go round again.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                queue = self.endpoints.clone();
+            }
+            let base = queue.remove(0);
+            let url = format!("{base}{path}");
+            let req = make(url.clone()).await?;
+            let res = match self.http.send(req, timeout).await {
+                Ok(resp) => read_json::<T>(&url, resp).await,
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(t) => return Ok(t),
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":not-leader") || p.kind.ends_with(":unavailable") && attempt + 1 < MAX_ATTEMPTS => {
+                    if let Some(l) = p.leader.clone() {
+                        queue.retain(|q| q != &l);
+                        queue.insert(0, l);
+                    }
+                    last = Some(HttpError::Problem(p));
+                }
+                Err(e @ (HttpError::Unreachable { .. } | HttpError::Timeout { .. })) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(HttpError::Unreachable { url: path.into(), detail: "no endpoint".into() }))
+    }
+
+    pub async fn call<B: Serialize + Sync, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>, timeout: Duration) -> Result<T, HttpError> {
+        self.send(path, timeout, |url| {
+            let r = crate::client::json_request(method.clone(), &url, body);
+            async move { r }
+        })
+        .await
+    }
+}
+
+pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
+    let st: ClusterStatus = s.call::<(), _>(Method::GET, "/v1/cluster/status", None, CALL_TIMEOUT).await?;
+    emit(json, &serde_json::to_value(&st)?, || {
+        let mut out = format!("cluster {}  leader: {}  term: {}", st.cluster_id, st.leader.map(|l| format!("node {l}")).unwrap_or("none".into()), st.term);
+        if let Some(d) = st.dev_retention_secs {
+            out.push_str(&format!("\nDEV CLUSTER: retention shortened to {d} s (standard) / {} s (important)", d * 2));
+        }
+        for m in &st.members {
+            let h = m.health.as_ref();
+            out.push_str(&format!(
+                "\n  node {:>2}  {:<24} {:<7} {:<10} applied {:>6}  {}",
+                m.id,
+                m.addr,
+                if m.voter { "voter" } else { "learner" },
+                h.map(|h| h.state.as_str()).unwrap_or("UNREACHABLE"),
+                m.last_applied.map(|a| a.to_string()).unwrap_or("-".into()),
+                h.map(|h| h.warnings.join("; ")).unwrap_or_default()
+            ));
+        }
+        out
+    });
+    Ok(())
+}
+
+pub async fn add_node(s: &Session, a: super::AddNodeArgs, json: bool) -> Result<(), Failure> {
+    let body = AddMember { id: a.id, addr: a.addr, learner_only: a.learner_only };
+    let st: ClusterStatus = s.call(Method::POST, "/v1/cluster/members", Some(&body), MEMBERSHIP_TIMEOUT).await?;
+    emit(json, &serde_json::to_value(&st)?, || format!("node {} added; members: {:?}", body.id, st.members.iter().map(|m| m.id).collect::<Vec<_>>()));
+    Ok(())
+}
+
+pub async fn remove_node(s: &Session, id: u64, json: bool) -> Result<(), Failure> {
+    let st: ClusterStatus = s.call::<(), _>(Method::DELETE, &format!("/v1/cluster/members/{id}"), None, MEMBERSHIP_TIMEOUT).await?;
+    emit(json, &serde_json::to_value(&st)?, || format!("node {id} removed; members: {:?}", st.members.iter().map(|m| m.id).collect::<Vec<_>>()));
+    Ok(())
+}
+
+#[derive(Args, Clone)]
+pub struct DepositArgs {
+    pub file: PathBuf,
+    #[arg(long)]
+    pub case: String,
+    #[arg(long)]
+    pub system: String,
+    #[arg(long)]
+    pub retention: String,
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+pub async fn deposit(s: &Session, a: DepositArgs, json: bool) -> Result<DepositReceipt, Failure> {
+    let receipt = upload(s, &a, !json).await?;
+    emit(json, &serde_json::to_value(&receipt)?, || {
+        format!("deposited {}\n  item        {}\n  sha256      {}\n  size        {} bytes\n  leaf index  {}\n  retain until {}", a.file.display(), receipt.item, receipt.sha256, receipt.size, receipt.leaf_index, receipt.retain_until)
+    });
+    Ok(receipt)
+}
+
+/// Streams a clip to the leader (with a progress bar on a terminal) and returns the receipt.
+pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<DepositReceipt, Failure> {
+    let retention: crate::evidence::Retention = a.retention.parse().map_err(|e: String| Failure { code: 2, message: e })?;
+    let meta = crate::evidence::DepositMeta { case: a.case.clone(), system: a.system.clone(), retention, note: a.note.clone() };
+    meta.validate().map_err(|e| Failure { code: 2, message: e })?;
+    let size = tokio::fs::metadata(&a.file).await.map_err(|e| Failure { code: 2, message: format!("{}: {e}", a.file.display()) })?.len();
+    let query = serde_urlencoded::to_string([("case", Some(&a.case)), ("system", Some(&a.system)), ("retention", Some(&a.retention)), ("note", a.note.as_ref())].iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect::<Vec<_>>())?;
+    let path = format!("/v1/items?{query}");
+    let bar = if progress && std::io::stderr().is_terminal() {
+        let pb = ProgressBar::new(size);
+        pb.set_style(ProgressStyle::with_template("{spinner} depositing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        Some(pb)
+    } else {
+        None
+    };
+    let file = a.file.clone();
+    let receipt: DepositReceipt = s
+        .send(&path, DEPOSIT_TIMEOUT, |url| {
+            let file = file.clone();
+            let bar = bar.clone();
+            async move {
+                if let Some(b) = &bar {
+                    b.set_position(0);
+                }
+                let f = tokio::fs::File::open(&file).await.map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: format!("{}: {e}", file.display()) })?;
+                let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).map(move |r| {
+                    if let (Ok(b), Some(bar)) = (&r, &bar) {
+                        bar.inc(b.len() as u64);
+                    }
+                    r.map(Frame::data).map_err(|e| Box::new(e) as BoxError)
+                });
+                let body = BodyExt::boxed(StreamBody::new(stream));
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(&url)
+                    .header("content-length", size)
+                    .header("content-type", "application/octet-stream")
+                    .body(body)
+                    .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
+            }
+        })
+        .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(receipt)
+}
+
+fn line(i: &ItemView) -> String {
+    format!("{}  {:>12} B  case {:<16} system {:<12} {:<9} until {}", i.item, i.size, i.case, i.system, i.retention, i.retain_until)
+}
+
+pub async fn items(s: &Session, case: Option<String>, json: bool) -> Result<(), Failure> {
+    let path = match &case {
+        Some(c) => format!("/v1/items?{}", serde_urlencoded::to_string([("case", c)])?),
+        None => "/v1/items".to_string(),
+    };
+    let list: ItemList = s.call::<(), _>(Method::GET, &path, None, CALL_TIMEOUT).await?;
+    emit(json, &serde_json::to_value(&list)?, || if list.items.is_empty() { "no items".into() } else { list.items.iter().map(line).collect::<Vec<_>>().join("\n") });
+    Ok(())
+}
+
+pub async fn show(s: &Session, item: &str, json: bool) -> Result<(), Failure> {
+    let id: crate::evidence::ItemId = item.parse().map_err(|e| Failure { code: 2, message: format!("{e}") })?;
+    let d: ItemDetail = s.call::<(), _>(Method::GET, &format!("/v1/items/{id}"), None, CALL_TIMEOUT).await?;
+    emit(json, &serde_json::to_value(&d)?, || {
+        let i = &d.item;
+        let mut out = format!(
+            "item {}\n  sha256     {}\n  size       {} bytes in {} chunks\n  case       {}\n  system     {}\n  depositor  {}\n  deposited  {}\n  retention  {} (until {})",
+            i.item,
+            i.sha256,
+            i.size,
+            i.chunks.len(),
+            i.case,
+            i.system,
+            i.depositor,
+            i.deposited_at,
+            i.retention,
+            i.retain_until
+        );
+        out.push_str("\n  trail:");
+        for t in &d.trail {
+            out.push_str(&format!("\n    {} {} by {}: {}", t.time, t.kind, t.who, t.detail));
+        }
+        out
+    });
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! HTTPS over mutual TLS for everything that calls a node: the CLI, and nodes
+//! calling each other. Speaks JSON and streams; turns problem documents into
+//! typed errors. Knows no routes' meaning.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::wire::Problem;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+pub type Incoming = hyper::body::Incoming;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot reach {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{url} did not answer within {secs} s")]
+    Timeout { url: String, secs: u64 },
+    #[error("{}: {}", .0.title, .0.detail)]
+    Problem(Problem),
+    #[error("unexpected answer from {url}: {detail}")]
+    BadAnswer { url: String, detail: String },
+}
+
+impl HttpError {
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            HttpError::Problem(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+pub fn empty() -> Body {
+    Full::new(Bytes::new()).map_err(|e| match e {}).boxed()
+}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+/// An HTTPS client with connection reuse (HTTP/2 where both sides speak it).
+#[derive(Clone)]
+pub struct Http {
+    inner: Client<crate::tls::HttpsConnector, Body>,
+}
+
+impl Http {
+    pub fn new(tls: crate::tls::ClientTls) -> Self {
+        let inner = Client::builder(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .build(crate::tls::https_connector(tls));
+        Http { inner }
+    }
+
+    /// Sends a request; the answer's status is not interpreted.
+    pub async fn send(&self, req: Request<Body>, timeout: Duration) -> Result<Response<Incoming>, HttpError> {
+        let url = req.uri().to_string();
+        match tokio::time::timeout(timeout, self.inner.request(req)).await {
+            Err(_) => Err(HttpError::Timeout { url, secs: timeout.as_secs() }),
+            Ok(Err(e)) => {
+                let mut detail = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    detail = format!("{detail}: {s}");
+                    src = s.source();
+                }
+                Err(HttpError::Unreachable { url, detail })
+            }
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+
+    /// Sends a request and reads a JSON answer, turning problem documents into errors.
+    pub async fn json<T: DeserializeOwned>(&self, req: Request<Body>, timeout: Duration) -> Result<T, HttpError> {
+        let url = req.uri().to_string();
+        let resp = self.send(req, timeout).await?;
+        read_json(&url, resp).await
+    }
+
+    /// `method url` with an optional JSON body.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, url: &str, body: Option<&B>, timeout: Duration) -> Result<T, HttpError> {
+        let req = json_request(method, url, body)?;
+        self.json(req, timeout).await
+    }
+}
+
+/// Builds a request with a JSON body (or none).
+pub fn json_request<B: Serialize>(method: Method, url: &str, body: Option<&B>) -> Result<Request<Body>, HttpError> {
+    let bad = |detail: String| HttpError::BadAnswer { url: url.to_string(), detail };
+    let builder = Request::builder().method(method).uri(url);
+    match body {
+        None => builder.body(empty()).map_err(|e| bad(e.to_string())),
+        Some(b) => {
+            let bytes = serde_json::to_vec(b).map_err(|e| bad(e.to_string()))?;
+            builder.header("content-type", "application/json").body(full(bytes)).map_err(|e| bad(e.to_string()))
+        }
+    }
+}
+
+/// Reads a whole (small) answer body, bounded by `limit` bytes.
+pub async fn read_body(url: &str, resp: Response<Incoming>, limit: usize) -> Result<(StatusCode, Bytes), HttpError> {
+    let status = resp.status();
+    let body = http_body_util::Limited::new(resp.into_body(), limit);
+    let bytes = body.collect().await.map_err(|e| HttpError::BadAnswer { url: url.to_string(), detail: e.to_string() })?.to_bytes();
+    Ok((status, bytes))
+}
+
+/// Largest JSON answer the client reads.
+const MAX_JSON_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+pub async fn read_json<T: DeserializeOwned>(url: &str, resp: Response<Incoming>) -> Result<T, HttpError> {
+    let (status, bytes) = read_body(url, resp, MAX_JSON_ANSWER_BYTES).await?;
+    if !status.is_success() {
+        return Err(problem_from(url, status, &bytes));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| HttpError::BadAnswer { url: url.to_string(), detail: format!("bad JSON: {e}") })
+}
+
+pub fn problem_from(url: &str, status: StatusCode, bytes: &[u8]) -> HttpError {
+    match serde_json::from_slice::<Problem>(bytes) {
+        Ok(p) => HttpError::Problem(p),
+        Err(_) => HttpError::BadAnswer { url: url.to_string(), detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)])) },
+    }
+}

@@ -1,0 +1,176 @@
+//! Node configs and client profiles: raw TOML in, validated values out, once,
+//! at the boundary. Relative paths are resolved against the file's folder.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::evidence::RetentionPolicy;
+use crate::limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a valid {what}: {detail}")]
+    Parse { path: String, what: &'static str, detail: String },
+}
+
+/// One peer as listed in a node config.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub id: u64,
+    /// `https://host:port` of the peer's API.
+    pub addr: String,
+}
+
+/// `nodeN/node.toml` as written by `cluster init`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNodeConfig {
+    pub id: u64,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub listen: String,
+    pub advertise: String,
+    pub data_dir: String,
+    pub kek_file: String,
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    /// Only the first node of a new cluster initialises it, once.
+    #[serde(default)]
+    pub bootstrap: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_retention_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size_bytes: Option<u64>,
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+/// A validated node config with absolute paths.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub kek_file: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub bootstrap: bool,
+    pub retention: RetentionPolicy,
+    pub chunk_size_bytes: u64,
+    pub peers: Vec<PeerConfig>,
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn check_url(u: &str) -> Result<(), String> {
+    let rest = u.strip_prefix("https://").ok_or_else(|| format!("`{u}` must start with https://"))?;
+    if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
+        return Err(format!("`{u}` must be https://host:port"));
+    }
+    Ok(())
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = read(path)?;
+        let perr = |detail: String| ConfigError::Parse { path: path.display().to_string(), what: "node config", detail };
+        let raw: RawNodeConfig = toml::from_str(&text).map_err(|e| perr(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let listen: SocketAddr = raw.listen.parse().map_err(|e| perr(format!("listen: {e}")))?;
+        check_url(&raw.advertise).map_err(perr)?;
+        for p in &raw.peers {
+            check_url(&p.addr).map_err(perr)?;
+        }
+        let chunk_size_bytes = raw.chunk_size_bytes.unwrap_or(limits::CHUNK_SIZE_BYTES);
+        if !(limits::MIN_CHUNK_SIZE_BYTES..=limits::MAX_CHUNK_SIZE_BYTES).contains(&chunk_size_bytes) {
+            return Err(perr("chunk_size_bytes must be 1–8 MiB".into()));
+        }
+        let retention = match raw.dev_retention_secs {
+            Some(0) => return Err(perr("dev_retention_secs must be positive".into())),
+            Some(s) => RetentionPolicy::dev(s),
+            None => RetentionPolicy::REGULATION,
+        };
+        if raw.bootstrap && !raw.peers.iter().any(|p| p.id == raw.id) {
+            return Err(perr("a bootstrap node must list itself among the peers".into()));
+        }
+        Ok(NodeConfig {
+            id: raw.id,
+            cluster_id: raw.cluster_id,
+            cluster_name: raw.cluster_name,
+            listen,
+            advertise: raw.advertise.trim_end_matches('/').to_string(),
+            data_dir: resolve(base, &raw.data_dir),
+            kek_file: resolve(base, &raw.kek_file),
+            ca: resolve(base, &raw.ca),
+            cert: resolve(base, &raw.cert),
+            key: resolve(base, &raw.key),
+            bootstrap: raw.bootstrap,
+            retention,
+            chunk_size_bytes,
+            peers: raw.peers,
+        })
+    }
+}
+
+/// A client profile (`profiles/<user>.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub endpoints: Vec<String>,
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    #[serde(default)]
+    pub signing_key: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub endpoints: Vec<String>,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub signing_key: Option<PathBuf>,
+}
+
+impl Profile {
+    pub fn load(path: &Path) -> Result<Profile, ConfigError> {
+        let text = read(path)?;
+        let perr = |detail: String| ConfigError::Parse { path: path.display().to_string(), what: "client profile", detail };
+        let raw: RawProfile = toml::from_str(&text).map_err(|e| perr(e.to_string()))?;
+        if raw.endpoints.is_empty() {
+            return Err(perr("endpoints must name at least one node".into()));
+        }
+        for e in &raw.endpoints {
+            check_url(e).map_err(perr)?;
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(Profile {
+            endpoints: raw.endpoints.iter().map(|e| e.trim_end_matches('/').to_string()).collect(),
+            ca: resolve(base, &raw.ca),
+            cert: resolve(base, &raw.cert),
+            key: resolve(base, &raw.key),
+            signing_key: raw.signing_key.map(|s| resolve(base, &s)),
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! The one importer of `ring`: hashing, randomness, chunk sealing and key
+//! wrapping. Knows nothing of items, Raft, disks or the network; callers hand
+//! it bytes and context, it hands back bytes.
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// Context strings: every sealed or hashed structure names what it is, so a
+/// value made for one purpose never verifies as another (domain separation).
+const CHUNK_AD_CONTEXT: &[u8] = b"custody/chunk/v1\0";
+const WRAP_AD_CONTEXT: &[u8] = b"custody/wrapped-data-key/v1\0";
+
+/// Length of the random per-item nonce prefix; the chunk index fills the rest.
+pub const NONCE_PREFIX_BYTES: usize = 4;
+/// Bytes of a wrapped data key: nonce, 32 key bytes, tag.
+pub const WRAPPED_KEY_BYTES: usize = 12 + 32 + 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("the system random source failed")]
+    Random,
+    #[error("authenticated decryption failed: the bytes, the key or their context do not match")]
+    Open,
+    #[error("sealing failed")]
+    Seal,
+    #[error("key material is malformed: {0}")]
+    BadKey(String),
+}
+
+/// Incremental SHA-256.
+pub struct Hasher(ring::digest::Context);
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Hasher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data)
+    }
+    pub fn finish(self) -> Digest {
+        to_digest(self.0.finish().as_ref())
+    }
+}
+
+fn to_digest(bytes: &[u8]) -> Digest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(bytes); // SHA-256 output is always 32 bytes
+    out
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> Digest {
+    to_digest(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+/// `N` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut out = [0u8; N];
+    SystemRandom::new().fill(&mut out).map_err(|_| CryptoError::Random)?;
+    Ok(out)
+}
+
+/// A fresh per-item data key. The raw bytes exist only long enough to be
+/// wrapped under the KEK; they are never written anywhere unwrapped.
+pub struct DataKey([u8; 32]);
+
+impl DataKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(DataKey(random_bytes::<32>()?))
+    }
+}
+
+/// The cluster's key-encryption key, loaded from the key file at node start.
+pub struct Kek(LessSafeKey);
+
+impl Kek {
+    /// Parses the key file's contents: 64 hex digits (surrounding white space ignored).
+    pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
+        let bytes = hex::decode(text.trim()).map_err(|e| CryptoError::BadKey(format!("KEK file is not hex: {e}")))?;
+        if bytes.len() != 32 {
+            return Err(CryptoError::BadKey(format!("KEK must be 32 bytes, found {}", bytes.len())));
+        }
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::BadKey("KEK rejected".into()))?;
+        Ok(Kek(LessSafeKey::new(key)))
+    }
+
+    /// A new random KEK as the hex text of a key file.
+    pub fn generate_hex() -> Result<String, CryptoError> {
+        Ok(hex::encode(random_bytes::<32>()?))
+    }
+
+    /// Wraps `key` for `item`: `nonce ‖ AES-256-GCM(KEK, key, ad = context ‖ item)`.
+    pub fn wrap(&self, key: &DataKey, item: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let nonce_bytes = random_bytes::<12>()?;
+        let mut buf = key.0.to_vec();
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(wrap_ad(item)), &mut buf)
+            .map_err(|_| CryptoError::Seal)?;
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&buf);
+        debug_assert_eq!(out.len(), WRAPPED_KEY_BYTES);
+        Ok(out)
+    }
+
+    /// Unwraps a data key made by [`Kek::wrap`] for the same item.
+    pub fn unwrap(&self, wrapped: &[u8], item: &[u8]) -> Result<DataKey, CryptoError> {
+        if wrapped.len() != WRAPPED_KEY_BYTES {
+            return Err(CryptoError::Open);
+        }
+        let (nonce, sealed) = wrapped.split_at(12);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
+        let mut buf = sealed.to_vec();
+        let plain = self.0.open_in_place(nonce, Aad::from(wrap_ad(item)), &mut buf).map_err(|_| CryptoError::Open)?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(plain); // length checked above: 48 - 16 = 32
+        Ok(DataKey(key))
+    }
+}
+
+fn wrap_ad(item: &[u8]) -> Vec<u8> {
+    let mut ad = WRAP_AD_CONTEXT.to_vec();
+    ad.extend_from_slice(item);
+    ad
+}
+
+/// Seals and opens the chunks of one item. The nonce is the item's random
+/// prefix followed by the chunk index; the associated data binds the item id,
+/// the chunk index and the chunk count, so chunks cannot be swapped between
+/// items, reordered, or a clip truncated, without decryption failing.
+pub struct ChunkCipher {
+    key: LessSafeKey,
+    item: Vec<u8>,
+    nonce_prefix: [u8; NONCE_PREFIX_BYTES],
+    chunk_count: u64,
+}
+
+impl ChunkCipher {
+    pub fn new(key: &DataKey, item: &[u8], nonce_prefix: [u8; NONCE_PREFIX_BYTES], chunk_count: u64) -> Result<Self, CryptoError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, &key.0).map_err(|_| CryptoError::BadKey("data key rejected".into()))?;
+        Ok(ChunkCipher { key: LessSafeKey::new(unbound), item: item.to_vec(), nonce_prefix, chunk_count })
+    }
+
+    fn nonce(&self, index: u64) -> Nonce {
+        let mut n = [0u8; 12];
+        n[..NONCE_PREFIX_BYTES].copy_from_slice(&self.nonce_prefix);
+        n[NONCE_PREFIX_BYTES..].copy_from_slice(&index.to_be_bytes());
+        Nonce::assume_unique_for_key(n)
+    }
+
+    fn ad(&self, index: u64) -> Vec<u8> {
+        let mut ad = CHUNK_AD_CONTEXT.to_vec();
+        ad.extend_from_slice(&self.item);
+        ad.extend_from_slice(&index.to_be_bytes());
+        ad.extend_from_slice(&self.chunk_count.to_be_bytes());
+        ad
+    }
+
+    /// Seals chunk `index` in place (the tag is appended).
+    pub fn seal(&self, index: u64, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if index >= self.chunk_count {
+            return Err(CryptoError::Seal);
+        }
+        self.key.seal_in_place_append_tag(self.nonce(index), Aad::from(self.ad(index)), buf).map_err(|_| CryptoError::Seal)
+    }
+
+    /// Opens chunk `index` in place; on success `buf` holds the plaintext.
+    pub fn open(&self, index: u64, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if index >= self.chunk_count {
+            return Err(CryptoError::Open);
+        }
+        let len = self.key.open_in_place(self.nonce(index), Aad::from(self.ad(index)), buf).map_err(|_| CryptoError::Open)?.len();
+        buf.truncate(len);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cipher(item: &[u8], count: u64) -> (ChunkCipher, DataKey) {
+        let key = DataKey::generate().unwrap();
+        let c = ChunkCipher::new(&key, item, [1, 2, 3, 4], count).unwrap();
+        (c, key)
+    }
+
+    #[test]
+    fn chunk_round_trip() {
+        let (c, _) = cipher(b"item-a", 3);
+        let mut buf = b"hello".to_vec();
+        c.seal(1, &mut buf).unwrap();
+        assert_ne!(&buf[..5], b"hello");
+        c.open(1, &mut buf).unwrap();
+        assert_eq!(buf, b"hello");
+    }
+
+    #[test]
+    fn chunk_bound_to_index_item_and_count() {
+        let key = DataKey::generate().unwrap();
+        let c = ChunkCipher::new(&key, b"item-a", [0; 4], 3).unwrap();
+        let mut sealed = b"frame".to_vec();
+        c.seal(0, &mut sealed).unwrap();
+        // reordered
+        assert!(c.open(1, &mut sealed.clone()).is_err());
+        // moved to another item under the same key
+        let other_item = ChunkCipher::new(&key, b"item-b", [0; 4], 3).unwrap();
+        assert!(other_item.open(0, &mut sealed.clone()).is_err());
+        // truncated clip: same chunk claimed to belong to a 2-chunk clip
+        let truncated = ChunkCipher::new(&key, b"item-a", [0; 4], 2).unwrap();
+        assert!(truncated.open(0, &mut sealed.clone()).is_err());
+        // a flipped bit
+        let mut flipped = sealed.clone();
+        flipped[0] ^= 1;
+        assert!(c.open(0, &mut flipped).is_err());
+        c.open(0, &mut sealed).unwrap();
+    }
+
+    #[test]
+    fn wrapped_key_bound_to_item() {
+        let kek = Kek::from_hex(&Kek::generate_hex().unwrap()).unwrap();
+        let key = DataKey::generate().unwrap();
+        let wrapped = kek.wrap(&key, b"item-a").unwrap();
+        assert_eq!(kek.unwrap(&wrapped, b"item-a").unwrap().0, key.0);
+        assert!(kek.unwrap(&wrapped, b"item-b").is_err());
+        let other = Kek::from_hex(&Kek::generate_hex().unwrap()).unwrap();
+        assert!(other.unwrap(&wrapped, b"item-a").is_err());
+    }
+
+    #[test]
+    fn kek_file_validation() {
+        assert!(Kek::from_hex("zz").is_err());
+        assert!(Kek::from_hex(&"00".repeat(31)).is_err());
+        assert!(Kek::from_hex(&format!("{}\n", "ab".repeat(32))).is_ok());
+    }
+
+    #[test]
+    fn sha256_known_answer() {
+        assert_eq!(hex::encode(sha256(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        let mut h = Hasher::new();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(h.finish(), sha256(b"abc"));
+    }
+}

@@ -1,0 +1,42 @@
+//! Every limit of the vault in one place, with the relations between them
+//! asserted at compile time. Units are the last word of each name.
+
+/// Size of one plaintext chunk of a clip. The spec allows 1–8 MiB; 4 MiB keeps
+/// a chunk's AES-GCM pass well under a millisecond of executor time per MiB
+/// while bounding memory per in-flight chunk.
+pub const CHUNK_SIZE_BYTES: u64 = 4 * 1024 * 1024;
+/// Smallest chunk size a node config may choose.
+pub const MIN_CHUNK_SIZE_BYTES: u64 = 1024 * 1024;
+/// Largest chunk size a node config may choose.
+pub const MAX_CHUNK_SIZE_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest clip a deposit may carry (1 TiB): bounds chunk counts and sizes.
+pub const MAX_CLIP_SIZE_BYTES: u64 = 1 << 40;
+/// AES-256-GCM tag appended to every sealed chunk.
+pub const GCM_TAG_BYTES: u64 = 16;
+/// How many sealed chunks the leader keeps in flight per deposit: bounds a
+/// deposit's memory to about `(PIPELINE_CHUNKS + 2) * chunk size`.
+pub const PIPELINE_CHUNKS: usize = 4;
+/// Longest free-text field (case, note, system id, ...) in bytes.
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// A chunk file not named by any committed manifest is collected after this
+/// long: a deposit still streaming is younger than that.
+pub const ORPHAN_CHUNK_GRACE_SECS: u64 = 3600;
+/// How often a node looks for chunks it should hold but lacks.
+pub const HEAL_INTERVAL_SECS: u64 = 5;
+/// Raft entries between state-machine snapshots.
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 5000;
+/// Records per RocksDB write batch when a snapshot is installed.
+pub const SNAPSHOT_INSTALL_BATCH_RECORDS: usize = 10_000;
+/// Standard retention (art. 14(7)): 15 days.
+pub const STANDARD_RETENTION_SECS: u64 = 15 * 24 * 3600;
+/// Important retention (art. 14(7)): one year.
+pub const IMPORTANT_RETENTION_SECS: u64 = 365 * 24 * 3600;
+/// Timeout of one node-to-node RPC that carries no clip bytes.
+pub const RPC_TIMEOUT_MS: u64 = 5_000;
+/// Timeout of one chunk transfer between nodes.
+pub const CHUNK_TRANSFER_TIMEOUT_MS: u64 = 60_000;
+
+const _: () = assert!(MIN_CHUNK_SIZE_BYTES <= CHUNK_SIZE_BYTES && CHUNK_SIZE_BYTES <= MAX_CHUNK_SIZE_BYTES);
+const _: () = assert!(MAX_CLIP_SIZE_BYTES / MIN_CHUNK_SIZE_BYTES < u32::MAX as u64);
+const _: () = assert!(IMPORTANT_RETENTION_SECS > STANDARD_RETENTION_SECS);
+const _: () = assert!(PIPELINE_CHUNKS >= 1);

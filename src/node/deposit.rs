@@ -1,0 +1,266 @@
+//! The deposit path on the leader: stream in, cut into chunks, hash the
+//! plaintext, seal each chunk, name it by the hash of its ciphertext, write it
+//! locally and stream it to the other members concurrently (bounded pipeline,
+//! backpressure from the slowest healthy peer). Only when a majority of voters
+//! durably holds every chunk is the seal entry proposed; its commit is the
+//! acknowledgement. A deposit that fails leaves no item; its chunks become
+//! orphans and are collected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures::{Stream, StreamExt};
+use hyper::{Method, Request};
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::mpsc;
+
+use super::{now_ms, Node};
+use crate::client::{full, read_body};
+use crate::crypto::{self, ChunkCipher, DataKey, Hasher};
+use crate::evidence::{chunk_count, ChunkName, ChunkRef, ChunkStoreError, DepositMeta, ItemId, Manifest};
+use crate::limits;
+use crate::vault::{Command, Outcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DepositError {
+    #[error("this node is not the leader")]
+    NotLeader(Option<String>),
+    #[error("invalid deposit: {0}")]
+    Invalid(String),
+    #[error("the upload ended after {got} of the announced {expected} bytes; nothing was stored")]
+    Truncated { got: u64, expected: u64 },
+    #[error("the upload carried more than the announced {0} bytes; nothing was stored")]
+    TooLong(u64),
+    #[error("the upload broke off: {0}; nothing was stored")]
+    Upload(String),
+    #[error("only {held} of the {needed} voters needed hold every chunk durably ({detail}); nothing was committed")]
+    NoQuorum { held: usize, needed: usize, detail: String },
+    #[error("the vault refused the deposit: {0}")]
+    Refused(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn internal(e: impl std::fmt::Display) -> DepositError {
+    DepositError::Internal(e.to_string())
+}
+
+/// What a committed deposit produced.
+pub struct Deposited {
+    pub manifest: Manifest,
+    pub time_ms: u64,
+    pub retain_until_ms: u64,
+    pub seq: u64,
+}
+
+type ChunkMsg = (ChunkName, Bytes);
+
+/// Streams the chunks to one peer, several in flight. Ends (dropping its
+/// receiver, which the producer notices) at the first failure.
+async fn replicate_to(node: Arc<Node>, addr: String, rx: mpsc::Receiver<ChunkMsg>) -> Result<(), String> {
+    let mut puts = tokio_stream_from(rx)
+        .map(|(name, bytes)| {
+            let node = node.clone();
+            let addr = addr.clone();
+            async move { put_chunk(&node, &addr, &name, bytes).await }
+        })
+        .buffer_unordered(limits::PIPELINE_CHUNKS);
+    while let Some(r) = puts.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn put_chunk(node: &Node, addr: &str, name: &ChunkName, bytes: Bytes) -> Result<(), String> {
+    let url = format!("{addr}/internal/chunks/{name}");
+    let req = Request::builder().method(Method::PUT).uri(&url).body(full(bytes)).map_err(|e| e.to_string())?;
+    let resp = node.http.send(req, Duration::from_millis(limits::CHUNK_TRANSFER_TIMEOUT_MS)).await.map_err(|e| e.to_string())?;
+    let (status, body) = read_body(&url, resp, 64 * 1024).await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{addr}: HTTP {status}: {}", String::from_utf8_lossy(&body)))
+    }
+}
+
+/// Writes the chunks to this node's own store.
+async fn store_locally(node: Arc<Node>, mut rx: mpsc::Receiver<ChunkMsg>) -> Result<(), String> {
+    while let Some((name, bytes)) = rx.recv().await {
+        let store = node.chunks.clone();
+        match tokio::task::spawn_blocking(move || store.put(&name, &bytes)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(ChunkStoreError::Full)) => return Err("this node's disk is full".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Runs a deposit on the leader. `body` yields the clip's bytes; `size` is the
+/// announced length, which binds the chunk count into every chunk's seal.
+pub async fn deposit<S, E>(node: &Arc<Node>, depositor: String, meta: DepositMeta, size: u64, mut body: S) -> Result<Deposited, DepositError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+    E: std::fmt::Display,
+{
+    if !node.is_leader() {
+        return Err(DepositError::NotLeader(node.leader().map(|(_, a)| a)));
+    }
+    meta.validate().map_err(DepositError::Invalid)?;
+    if size > limits::MAX_CLIP_SIZE_BYTES {
+        return Err(DepositError::Invalid(format!("a clip may be at most {} bytes", limits::MAX_CLIP_SIZE_BYTES)));
+    }
+    let chunk_size = node.cfg.chunk_size_bytes;
+    let count = chunk_count(size, chunk_size);
+    let item = ItemId::from_bytes(crypto::random_bytes::<16>().map_err(internal)?);
+    let data_key = DataKey::generate().map_err(internal)?;
+    let nonce_prefix = crypto::random_bytes::<{ crypto::NONCE_PREFIX_BYTES }>().map_err(internal)?;
+    let cipher = Arc::new(ChunkCipher::new(&data_key, item.as_bytes(), nonce_prefix, count).map_err(internal)?);
+    let wrapped_key = node.kek.wrap(&data_key, item.as_bytes()).map_err(internal)?;
+    drop(data_key);
+
+    // Where the chunks go: this node, and every other member. Only voters count toward the quorum.
+    let members = node.members();
+    let voters = members.iter().filter(|m| m.2).count();
+    let needed = voters / 2 + 1;
+    let mut senders: Vec<(bool, Option<mpsc::Sender<ChunkMsg>>)> = Vec::new();
+    let mut tasks = Vec::new();
+    let (tx, rx) = mpsc::channel(limits::PIPELINE_CHUNKS);
+    senders.push((true, Some(tx)));
+    tasks.push((true, "local".to_string(), tokio::spawn(store_locally(node.clone(), rx))));
+    for (id, addr, voter) in members.iter().filter(|m| m.0 != node.id()) {
+        let (tx, rx) = mpsc::channel(limits::PIPELINE_CHUNKS);
+        senders.push((*voter, Some(tx)));
+        tasks.push((*voter, format!("node {id}"), tokio::spawn(replicate_to(node.clone(), addr.clone(), rx))));
+    }
+
+    let mut chunks: Vec<ChunkRef> = Vec::with_capacity(count as usize);
+    let mut hasher = Some(Hasher::new());
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk_size as usize + limits::GCM_TAG_BYTES as usize);
+    let mut received: u64 = 0;
+
+    let result: Result<(), DepositError> = async {
+        loop {
+            let frame = match body.next().await {
+                None => break,
+                Some(Err(e)) => return Err(DepositError::Upload(e.to_string())),
+                Some(Ok(b)) => b,
+            };
+            received += frame.len() as u64;
+            if received > size {
+                return Err(DepositError::TooLong(size));
+            }
+            let mut frame = frame;
+            while frame.has_remaining() {
+                let take = (chunk_size as usize - buf.len()).min(frame.len());
+                buf.extend_from_slice(&frame[..take]);
+                frame.advance(take);
+                if buf.len() == chunk_size as usize && (chunks.len() as u64) + 1 < count {
+                    let full = std::mem::replace(&mut buf, Vec::with_capacity(chunk_size as usize + 16));
+                    emit(&cipher, &mut hasher, &mut chunks, &mut senders, full).await?;
+                }
+            }
+        }
+        if received != size {
+            return Err(DepositError::Truncated { got: received, expected: size });
+        }
+        let last = std::mem::take(&mut buf);
+        emit(&cipher, &mut hasher, &mut chunks, &mut senders, last).await?;
+        Ok(())
+    }
+    .await;
+    // Closing the channels lets every writer finish.
+    senders.clear();
+    let mut held = 0;
+    let mut failures = Vec::new();
+    for (voter, who, task) in tasks {
+        match task.await {
+            Ok(Ok(())) if voter => held += 1,
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("{who}: {e}")),
+            Err(e) => failures.push(format!("{who}: {e}")),
+        }
+    }
+    let names: Vec<ChunkName> = chunks.iter().map(|c| c.name).collect();
+    let outcome = async {
+        result?;
+        if held < needed {
+            return Err(DepositError::NoQuorum { held, needed, detail: failures.join("; ") });
+        }
+        if !failures.is_empty() {
+            tracing::warn!(item = %item, failures = %failures.join("; "), "some members missed chunks; they will fetch them");
+        }
+        let sha256 = hex::encode(hasher.take().ok_or_else(|| internal("hasher lost"))?.finish());
+        let manifest = Manifest {
+            item,
+            sha256,
+            size,
+            chunk_size,
+            chunks,
+            nonce_prefix: hex::encode(nonce_prefix),
+            wrapped_key: hex::encode(wrapped_key),
+            meta,
+            depositor,
+        };
+        let time_ms = now_ms();
+        match node.raft.client_write(Command::Seal { manifest: manifest.clone(), time_ms }).await {
+            Ok(resp) => match resp.data {
+                Outcome::Sealed { retain_until_ms, seq, .. } => Ok(Deposited { manifest, time_ms, retain_until_ms, seq }),
+                Outcome::Refused { reason } => Err(DepositError::Refused(reason)),
+                other => Err(internal(format!("unexpected outcome {other:?}"))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(DepositError::NotLeader(f.leader_node.map(|n| n.addr))),
+            Err(e) => Err(internal(e)),
+        }
+    }
+    .await;
+    if outcome.is_err() {
+        // Nothing committed: drop our copies now rather than waiting for the orphan collector.
+        let store = node.chunks.clone();
+        tokio::task::spawn_blocking(move || {
+            for n in names {
+                let _ = store.remove(&n);
+            }
+        });
+    }
+    outcome
+}
+
+/// Seals one chunk off the executor and hands it to every writer still healthy.
+async fn emit(
+    cipher: &Arc<ChunkCipher>,
+    hasher: &mut Option<Hasher>,
+    chunks: &mut Vec<ChunkRef>,
+    senders: &mut [(bool, Option<mpsc::Sender<ChunkMsg>>)],
+    mut buf: Vec<u8>,
+) -> Result<(), DepositError> {
+    let index = chunks.len() as u64;
+    let cipher = cipher.clone();
+    let mut h = hasher.take().ok_or_else(|| internal("hasher lost"))?;
+    let (h, buf, name) = tokio::task::spawn_blocking(move || -> Result<_, DepositError> {
+        h.update(&buf);
+        cipher.seal(index, &mut buf).map_err(internal)?;
+        let name = ChunkName::from_digest(crypto::sha256(&buf));
+        Ok((h, buf, name))
+    })
+    .await
+    .map_err(internal)??;
+    *hasher = Some(h);
+    chunks.push(ChunkRef { name, size: buf.len() as u64 });
+    let bytes = Bytes::from(buf);
+    for (_, slot) in senders.iter_mut() {
+        if let Some(tx) = slot {
+            if tx.send((name, bytes.clone())).await.is_err() {
+                // That writer failed and stopped; it no longer counts toward the quorum.
+                *slot = None;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! One mechanism keeps chunks whole everywhere: a node makes sure it holds
+//! every chunk a committed manifest names, fetching what it lacks from a peer
+//! by name and checking the hash. It serves a follower that missed chunks, a
+//! node restored from a snapshot, a new node, and repair after corruption.
+//! Chunks no committed manifest names are collected after a grace period.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hyper::{Method, Request};
+use tokio::sync::mpsc;
+
+use super::Node;
+use crate::client::{empty, read_body};
+use crate::evidence::{ChunkName, ChunkStoreError};
+use crate::limits;
+use crate::raft::state_machine::SmEvent;
+use crate::vault::query;
+
+/// Rounds between full scans of every committed chunk.
+const FULL_SCAN_EVERY_ROUNDS: u32 = 6;
+
+pub async fn heal_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEvent>) {
+    let mut missing: BTreeSet<ChunkName> = BTreeSet::new();
+    let mut full_scan = true;
+    let mut round = 0u32;
+    loop {
+        if full_scan {
+            match scan(&node).await {
+                Ok(m) => missing.extend(m),
+                Err(e) => tracing::error!(error = %e, "scanning for missing chunks"),
+            }
+            full_scan = false;
+        }
+        let mut still = BTreeSet::new();
+        for name in std::mem::take(&mut missing) {
+            if node.chunks.contains(&name) {
+                continue;
+            }
+            match fetch_from_peers(&node, &name).await {
+                Ok(()) => tracing::info!(chunk = %name, "fetched a missing chunk from a peer"),
+                Err(e) => {
+                    tracing::debug!(chunk = %name, error = %e, "chunk still missing");
+                    still.insert(name);
+                }
+            }
+        }
+        missing = still;
+        node.missing_chunks.store(missing.len() as u64, Ordering::Relaxed);
+        if !missing.is_empty() {
+            tracing::warn!(count = missing.len(), "this node lacks chunks that committed manifests name; retrying");
+        }
+        let wait = tokio::time::sleep(Duration::from_secs(limits::HEAL_INTERVAL_SECS));
+        tokio::pin!(wait);
+        tokio::select! {
+            _ = &mut wait => {
+                round += 1;
+                if round % FULL_SCAN_EVERY_ROUNDS == 0 { full_scan = true; }
+            }
+            ev = events.recv() => match ev {
+                Some(SmEvent::Sealed(names)) => {
+                    missing.extend(names.into_iter().filter(|n| !node.chunks.contains(n)));
+                }
+                Some(SmEvent::Installed) => full_scan = true,
+                None => return,
+            }
+        }
+    }
+}
+
+/// Every committed chunk this node lacks.
+async fn scan(node: &Arc<Node>) -> anyhow::Result<Vec<ChunkName>> {
+    let node = node.clone();
+    Ok(tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<ChunkName>> {
+        let all = query::all_chunks(&node.state)?;
+        Ok(all.into_iter().filter(|n| !node.chunks.contains(n)).collect())
+    })
+    .await??)
+}
+
+/// Fetches one chunk from the first peer that has an intact copy.
+pub async fn fetch_from_peers(node: &Arc<Node>, name: &ChunkName) -> anyhow::Result<()> {
+    let mut last_err = anyhow::anyhow!("no peer to fetch from");
+    for addr in node.peer_addrs() {
+        let url = format!("{addr}/internal/chunks/{name}");
+        let req = Request::builder().method(Method::GET).uri(&url).body(empty())?;
+        let resp = match node.http.send(req, Duration::from_millis(limits::CHUNK_TRANSFER_TIMEOUT_MS)).await {
+            Ok(r) => r,
+            Err(e) => {
+                last_err = e.into();
+                continue;
+            }
+        };
+        let limit = (limits::MAX_CHUNK_SIZE_BYTES + limits::GCM_TAG_BYTES) as usize;
+        let (status, bytes) = match read_body(&url, resp, limit).await {
+            Ok(x) => x,
+            Err(e) => {
+                last_err = e.into();
+                continue;
+            }
+        };
+        if !status.is_success() {
+            last_err = anyhow::anyhow!("{url}: HTTP {status}");
+            continue;
+        }
+        // The peer is not trusted for content: the bytes must hash to the name.
+        if !name.matches(&bytes) {
+            tracing::warn!(peer = %addr, chunk = %name, "a peer served a chunk that does not match its name");
+            last_err = anyhow::anyhow!("{url}: bytes do not match the chunk name");
+            continue;
+        }
+        let store = node.chunks.clone();
+        let name = *name;
+        tokio::task::spawn_blocking(move || store.put(&name, &bytes)).await??;
+        return Ok(());
+    }
+    Err(last_err)
+}
+
+/// Collects chunk files that no committed manifest names, once they are older
+/// than the grace period and this node has applied everything it has logged.
+pub async fn orphan_loop(node: Arc<Node>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let m = node.raft.metrics().borrow().clone();
+        let caught_up = m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index;
+        if !caught_up {
+            continue;
+        }
+        let n = node.clone();
+        let res = tokio::task::spawn_blocking(move || collect_orphans(&n, Duration::from_secs(limits::ORPHAN_CHUNK_GRACE_SECS))).await;
+        match res {
+            Ok(Ok(0)) => {}
+            Ok(Ok(count)) => tracing::info!(count, "collected orphan chunks of deposits that never committed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "collecting orphan chunks"),
+            Err(e) => tracing::error!(error = %e, "orphan collector panicked"),
+        }
+    }
+}
+
+pub fn collect_orphans(node: &Node, grace: Duration) -> Result<usize, anyhow::Error> {
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for (name, modified) in node.chunks.list()? {
+        let old = now.duration_since(modified).map(|age| age >= grace).unwrap_or(false);
+        if old && query::chunk_owner(&node.state, &name)?.is_none() {
+            match node.chunks.remove(&name) {
+                Ok(()) => removed += 1,
+                Err(ChunkStoreError::Missing(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(removed)
+}

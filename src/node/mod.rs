@@ -1,0 +1,221 @@
+//! A running vault node: opens its storage, starts Raft, serves the API over
+//! mutual TLS, and keeps itself whole (fetching chunks it lacks, collecting
+//! orphans). This is where the pieces meet; the rules live in `vault/`.
+
+mod deposit;
+mod heal;
+
+pub use deposit::{deposit, DepositError};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use openraft::BasicNode;
+use tokio::sync::mpsc;
+
+use crate::client::Http;
+use crate::config::NodeConfig;
+use crate::crypto::Kek;
+use crate::evidence::ChunkStore;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::state_machine::{StateMachineStore, StateView};
+use crate::raft::{NodeId, Raft};
+use crate::storage::{Batch, Cf, Db, Durability};
+use crate::vault::{query, ClusterConfig, Command};
+
+/// Marker file `cluster init` leaves in the first node's data directory: that
+/// node initialises the cluster once, then removes it. A node whose disk was
+/// lost has no marker and joins as a blank node instead of forming a new cluster.
+pub const BOOTSTRAP_MARKER: &str = "bootstrap-pending";
+const IDENTITY_KEY: &[u8] = b"node/identity";
+
+/// Shared state of a running node.
+pub struct Node {
+    pub cfg: NodeConfig,
+    pub raft: Raft,
+    pub db: Db,
+    pub state: StateView,
+    pub chunks: ChunkStore,
+    pub kek: Kek,
+    pub http: Http,
+    /// Chunks this node should hold but does not (kept by the healer).
+    pub missing_chunks: AtomicU64,
+}
+
+/// The current wall-clock time in unix milliseconds. Only the leader reads
+/// the clock, to stamp commands; apply never does.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Node {
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// Current leader and its address, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
+        Some((id, addr))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.cfg.id)
+    }
+
+    /// Members as `(id, addr, voter)`.
+    pub fn members(&self) -> Vec<(NodeId, String, bool)> {
+        let m = self.raft.metrics().borrow().clone();
+        let mem = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = mem.voter_ids().collect();
+        mem.nodes().map(|(id, n)| (*id, n.addr.clone(), voters.contains(id))).collect()
+    }
+
+    /// Is `peer` allowed to send Raft traffic and chunks to this node? A
+    /// member node is; before this node knows any membership, the peers named
+    /// in its config are.
+    pub fn accepts_peer(&self, peer: NodeId) -> bool {
+        let members = self.members();
+        if members.is_empty() {
+            return self.cfg.peers.iter().any(|p| p.id == peer);
+        }
+        members.iter().any(|(id, _, _)| *id == peer)
+    }
+
+    /// Addresses of the other members, for fetching chunks.
+    pub fn peer_addrs(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.members().into_iter().filter(|(id, _, _)| *id != self.cfg.id).map(|(_, a, _)| a).collect();
+        if out.is_empty() {
+            out = self.cfg.peers.iter().filter(|p| p.id != self.cfg.id).map(|p| p.addr.clone()).collect();
+        }
+        out
+    }
+}
+
+/// Checks that the data directory belongs to this cluster and this node, and
+/// records the identity in a new one.
+fn check_identity(db: &Db, cfg: &NodeConfig) -> anyhow::Result<()> {
+    let want = format!("{}/{}", cfg.cluster_id, cfg.id);
+    match db.get(Cf::Meta, IDENTITY_KEY)? {
+        Some(have) if have == want.as_bytes() => Ok(()),
+        Some(have) => bail!(
+            "the data directory {} belongs to cluster/node {}, but this config is for {}: refusing to start (pointing a node at another cluster's data would corrupt both)",
+            cfg.data_dir.display(),
+            String::from_utf8_lossy(&have),
+            want
+        ),
+        None => {
+            if db.edge(Cf::Log, false)?.is_some() || db.edge(Cf::State, false)?.is_some() {
+                bail!("the data directory {} holds data but no identity: refusing to start", cfg.data_dir.display());
+            }
+            let mut b = Batch::default();
+            b.put(Cf::Meta, IDENTITY_KEY, want.into_bytes());
+            db.write(b, Durability::Fsync)?;
+            Ok(())
+        }
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    let kek_text = std::fs::read_to_string(&cfg.kek_file).with_context(|| format!("reading the KEK file {}", cfg.kek_file.display()))?;
+    let kek = Kek::from_hex(&kek_text).context("loading the KEK")?;
+    let files = crate::tls::TlsFiles { ca: &cfg.ca, cert: &cfg.cert, key: &cfg.key };
+    let server_tls = crate::tls::server_config(&files)?;
+    let http = Http::new(crate::tls::client_config(&files)?);
+
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let db = Db::open(&cfg.data_dir.join("db")).with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
+    check_identity(&db, &cfg)?;
+    let chunks = ChunkStore::open(&cfg.data_dir.join("chunks"))?;
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let log_store = LogStore::new(db.clone());
+    let sm = StateMachineStore::open(db.clone(), &cfg.data_dir.join("snapshots"), events_tx)?;
+    let state = sm.view();
+    let raft_cfg = Arc::new(crate::raft::config(&cfg.cluster_name)?);
+    let raft = Raft::new(cfg.id, raft_cfg, Network::new(http.clone()), log_store, sm).await?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
+    let node = Arc::new(Node { cfg, raft, db, state, chunks, kek, http, missing_chunks: AtomicU64::new(0) });
+    tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
+
+    let server = tokio::spawn(crate::api::serve(node.clone(), listener, crate::tls::Acceptor::new(server_tls)));
+    bootstrap(&node).await?;
+    tokio::spawn(configure_loop(node.clone()));
+    tokio::spawn(heal::heal_loop(node.clone(), events_rx));
+    tokio::spawn(heal::orphan_loop(node.clone()));
+
+    shutdown_signal().await;
+    tracing::info!(node = node.id(), "stopping");
+    server.abort();
+    node.raft.shutdown().await.ok();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// Forms a new cluster if this is the bootstrap node of a fresh one.
+async fn bootstrap(node: &Node) -> anyhow::Result<()> {
+    let marker = node.cfg.data_dir.join(BOOTSTRAP_MARKER);
+    if !node.cfg.bootstrap || !marker.exists() {
+        return Ok(());
+    }
+    if !node.raft.is_initialized().await? {
+        let members: BTreeMap<NodeId, BasicNode> = node.cfg.peers.iter().map(|p| (p.id, BasicNode { addr: p.addr.clone() })).collect();
+        tracing::info!(?members, "initialising a new cluster");
+        if let Err(e) = node.raft.initialize(members).await {
+            tracing::warn!(error = %e, "initialise");
+        }
+    }
+    std::fs::remove_file(&marker).context("removing the bootstrap marker")?;
+    Ok(())
+}
+
+/// The leader makes sure the cluster's settings are in replicated state; every
+/// node checks its own config against them.
+async fn configure_loop(node: Arc<Node>) {
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match query::config(&node.state) {
+            Ok(Some(c)) => {
+                if (c.cluster_id != node.cfg.cluster_id || c.retention != node.cfg.retention) && !warned {
+                    tracing::error!(replicated = ?c, "this node's config disagrees with the cluster's replicated settings; the replicated ones apply");
+                    warned = true;
+                }
+                if !warned {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+            Ok(None) if node.is_leader() => {
+                let config = ClusterConfig { cluster_id: node.cfg.cluster_id.clone(), retention: node.cfg.retention };
+                if let Err(e) = node.raft.client_write(Command::Configure { config, time_ms: now_ms() }).await {
+                    tracing::debug!(error = %e, "configure");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "reading the cluster config"),
+        }
+    }
+}
+
+pub(crate) fn missing_chunks(node: &Node) -> u64 {
+    node.missing_chunks.load(Ordering::Relaxed)
+}

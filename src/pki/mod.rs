@@ -1,0 +1,106 @@
+//! Development PKI (`rcgen`): a cluster CA, node certificates naming their
+//! node, and client certificates naming their user. Production deployments
+//! bring certificates from their own CA; the vault only needs the files.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io { path: path.display().to_string(), source }
+}
+
+/// Writes a secret file readable by its owner only (mode 0600), refusing to
+/// overwrite an existing one.
+pub fn write_secret(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err(path))?;
+    f.write_all(contents).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
+    fs::write(path, contents).map_err(io_err(path))
+}
+
+/// A certificate and its key as written to disk.
+#[derive(Clone, Debug)]
+pub struct IssuedFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The dev CA: its certificate file and its signing key.
+pub struct DevCa {
+    pub cert_path: PathBuf,
+    cert_pem: String,
+    key: KeyPair,
+}
+
+impl DevCa {
+    /// Creates a new CA as `dir/ca.pem` and `dir/ca.key`.
+    pub fn create(dir: &Path, cluster_name: &str) -> Result<DevCa, PkiError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, format!("custody dev CA ({cluster_name})"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let cert = params.self_signed(&key)?;
+        let cert_path = dir.join("ca.pem");
+        write_public(&cert_path, &cert.pem())?;
+        write_secret(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
+        Ok(DevCa { cert_path, cert_pem: cert.pem(), key })
+    }
+
+    /// Loads the CA written by [`DevCa::create`].
+    pub fn load(dir: &Path) -> Result<DevCa, PkiError> {
+        let cert_path = dir.join("ca.pem");
+        let cert_pem = fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
+        let key_path = dir.join("ca.key");
+        let key = KeyPair::from_pem(&fs::read_to_string(&key_path).map_err(io_err(&key_path))?)?;
+        Ok(DevCa { cert_path, cert_pem, key })
+    }
+
+    fn issue(&self, mut params: CertificateParams, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        let key = KeyPair::generate()?;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert = params.signed_by(&key, &issuer)?;
+        if let Some(p) = out_cert.parent() {
+            fs::create_dir_all(p).map_err(io_err(p))?;
+        }
+        write_public(out_cert, &cert.pem())?;
+        write_secret(out_key, key.serialize_pem().as_bytes())?;
+        Ok(IssuedFiles { cert: out_cert.to_path_buf(), key: out_key.to_path_buf() })
+    }
+
+    /// A node certificate: server and client use, names `node-<id>.custody`,
+    /// `localhost` and the loopback address.
+    pub fn issue_node(&self, id: u64, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
+        let mut params = CertificateParams::new(vec![crate::tls::node_dns_name(id), "localhost".to_string()])?;
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        params.distinguished_name.push(DnType::CommonName, format!("custody node {id}"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, out_cert, out_key)
+    }
+
+    /// A user's client certificate: client use only, subject CN = the user name.
+    pub fn issue_user(&self, name: &str, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, out_cert, out_key)
+    }
+}

@@ -1,0 +1,170 @@
+//! The one importer of `rustls` (and its hyper and tokio glue): TLS 1.3 with
+//! mutual authentication on the `ring` provider, for every connection a node
+//! accepts or makes. Knows nothing of routes, Raft or items; it tells callers
+//! who the authenticated peer is.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::net::TcpStream;
+
+pub use tokio_rustls::server::TlsStream as ServerTlsStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {detail}")]
+    Pem { path: String, detail: String },
+    #[error("TLS configuration rejected: {0}")]
+    Config(String),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("the peer presented no usable certificate identity: {0}")]
+    Identity(String),
+}
+
+/// Who is at the other end of an authenticated connection, as named by a
+/// certificate the cluster CA issued. Only [`Acceptor::accept`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// A vault node: its certificate carries the DNS name `node-<id>.custody`.
+    Node(u64),
+    /// A person (or tool) with a client certificate: its subject common name.
+    User(String),
+}
+
+/// The DNS name a node's certificate carries.
+pub fn node_dns_name(id: u64) -> String {
+    format!("node-{id}.custody")
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::Pem { path: path.display().to_string(), detail: e.to_string() }
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path).map_err(|e| pem_err(path, e))?.collect::<Result<_, _>>().map_err(|e| pem_err(path, e))?;
+    if certs.is_empty() {
+        return Err(pem_err(path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_err(path, e))
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// Files that make up one party's TLS identity.
+#[derive(Clone, Debug)]
+pub struct TlsFiles<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+/// A node's server side: TLS 1.3 only, a client certificate from the CA required.
+pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(files.ca)?), provider())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(files.cert)?, load_key(files.key)?)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A client side (CLI or node-to-node): TLS 1.3 only, the server checked
+/// against the CA, our own certificate presented.
+pub fn client_config(files: &TlsFiles<'_>) -> Result<Arc<ClientConfig>, TlsError> {
+    // No ALPN here: the HTTPS connector offers h2 and http/1.1 itself.
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots(files.ca)?)
+        .with_client_auth_cert(load_certs(files.cert)?, load_key(files.key)?)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(Arc::new(cfg))
+}
+
+/// A client-side TLS configuration, passed around without naming rustls.
+pub type ClientTls = Arc<ClientConfig>;
+
+/// An HTTPS connector for hyper's client that speaks only TLS 1.3 with our client certificate.
+pub type HttpsConnector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+pub fn https_connector(cfg: Arc<ClientConfig>) -> HttpsConnector {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*cfg).clone())
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http)
+}
+
+/// Accepts TLS connections and names the authenticated peer.
+#[derive(Clone)]
+pub struct Acceptor(tokio_rustls::TlsAcceptor);
+
+impl Acceptor {
+    pub fn new(cfg: Arc<ServerConfig>) -> Self {
+        Acceptor(tokio_rustls::TlsAcceptor::from(cfg))
+    }
+
+    /// Completes the handshake. A peer without a certificate chaining to the
+    /// CA never gets here: rustls aborts the handshake.
+    pub async fn accept(&self, tcp: TcpStream) -> Result<(ServerTlsStream<TcpStream>, PeerIdentity), TlsError> {
+        let stream = self.0.accept(tcp).await.map_err(TlsError::Handshake)?;
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or_else(|| TlsError::Identity("no client certificate".into()))?;
+        let id = identity_of(cert.as_ref())?;
+        Ok((stream, id))
+    }
+}
+
+/// Reads the identity out of a CA-verified end-entity certificate.
+pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Identity(e.to_string()))?;
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                if let Some(id) = dns.strip_prefix("node-").and_then(|r| r.strip_suffix(".custody")).and_then(|n| n.parse::<u64>().ok()) {
+                    return Ok(PeerIdentity::Node(id));
+                }
+            }
+        }
+    }
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(|| TlsError::Identity("certificate has no common name".into()))?;
+    Ok(PeerIdentity::User(cn.to_string()))
+}

@@ -1,0 +1,131 @@
+use super::*;
+use crate::evidence::{chunk_count, ChunkRef, DepositMeta, Retention};
+use crate::limits::{CHUNK_SIZE_BYTES, GCM_TAG_BYTES};
+
+/// Committed state as a map: the reference the RocksDB adapter must agree with.
+#[derive(Default)]
+pub(crate) struct MemState(pub BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl StateRead for MemState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        Ok(self.0.get(key).cloned())
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
+        Ok(self.0.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+impl MemState {
+    fn run(&mut self, cmd: &Command) -> Outcome {
+        let mut tx = Tx::new(self);
+        let out = apply(&mut tx, cmd).unwrap();
+        let writes = tx.into_writes();
+        for (k, v) in writes {
+            match v {
+                Some(v) => self.0.insert(k, v),
+                None => self.0.remove(&k),
+            };
+        }
+        out
+    }
+}
+
+fn configure(secs: u64) -> Command {
+    Command::Configure { config: ClusterConfig { cluster_id: "c1".into(), retention: RetentionPolicy::dev(secs) }, time_ms: 0 }
+}
+
+fn manifest(tag: u8, size: u64) -> Manifest {
+    let n = chunk_count(size, CHUNK_SIZE_BYTES);
+    let mut left = size;
+    let chunks = (0..n)
+        .map(|i| {
+            let plain = left.min(CHUNK_SIZE_BYTES);
+            left -= plain;
+            let mut d = [tag; 32];
+            d[31] = i as u8;
+            ChunkRef { name: ChunkName::from_digest(d), size: plain + GCM_TAG_BYTES }
+        })
+        .collect();
+    Manifest {
+        item: ItemId::from_bytes([tag; 16]),
+        sha256: "ab".repeat(32),
+        size,
+        chunk_size: CHUNK_SIZE_BYTES,
+        chunks,
+        nonce_prefix: "00010203".into(),
+        wrapped_key: "cd".repeat(crate::crypto::WRAPPED_KEY_BYTES),
+        meta: DepositMeta { case: "case-1".into(), system: "cam-1".into(), retention: Retention::Important, note: None },
+        depositor: "alice".into(),
+    }
+}
+
+#[test]
+fn seal_needs_a_configured_cluster() {
+    let mut s = MemState::default();
+    let out = s.run(&Command::Seal { manifest: manifest(1, 10), time_ms: 5 });
+    assert!(matches!(out, Outcome::Refused { .. }));
+    assert!(s.0.is_empty(), "a refused command changes nothing");
+}
+
+#[test]
+fn seal_records_item_and_retention_from_stamped_time() {
+    let mut s = MemState::default();
+    assert_eq!(s.run(&configure(100)), Outcome::Configured);
+    let m = manifest(1, 2 * CHUNK_SIZE_BYTES + 1);
+    let out = s.run(&Command::Seal { manifest: m.clone(), time_ms: 1_000 });
+    // important = 2 × dev period
+    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0 });
+    let rec = query::item(&s, &m.item).unwrap().unwrap();
+    assert_eq!(rec.manifest, m);
+    assert_eq!(query::all_chunks(&s).unwrap().len(), 3);
+    assert_eq!(query::chunk_owner(&s, &m.chunks[0].name).unwrap().unwrap(), m.item.to_string());
+}
+
+#[test]
+fn a_second_configure_changes_nothing() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    assert_eq!(s.run(&configure(1)), Outcome::Done);
+    assert_eq!(query::config(&s).unwrap().unwrap().retention, RetentionPolicy::dev(100));
+}
+
+#[test]
+fn duplicate_items_and_shared_chunks_are_refused() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    let m = manifest(1, 10);
+    assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: 1 }), Outcome::Sealed { .. }));
+    let before = s.0.clone();
+    assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: 2 }), Outcome::Refused { .. }));
+    let mut other = manifest(2, 10);
+    other.chunks[0].name = m.chunks[0].name;
+    assert!(matches!(s.run(&Command::Seal { manifest: other, time_ms: 3 }), Outcome::Refused { .. }));
+    assert_eq!(s.0, before);
+}
+
+#[test]
+fn malformed_manifests_are_refused_inside_apply() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    let mut m = manifest(1, 10);
+    m.size = 11; // sizes no longer add up
+    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { .. }));
+    let mut m = manifest(1, CHUNK_SIZE_BYTES * 2);
+    m.chunks.pop(); // truncated chunk list
+    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { .. }));
+    let mut m = manifest(1, 10);
+    m.meta.case = String::new();
+    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { .. }));
+    assert!(query::items(&s).unwrap().is_empty());
+}
+
+#[test]
+fn items_list_in_deposit_order() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    for tag in [9u8, 3, 5] {
+        s.run(&Command::Seal { manifest: manifest(tag, 10), time_ms: tag as u64 });
+    }
+    let seqs: Vec<u8> = query::items(&s).unwrap().iter().map(|r| r.manifest.item.as_bytes()[0]).collect();
+    assert_eq!(seqs, vec![9, 3, 5]);
+}
