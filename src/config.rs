@@ -46,6 +46,9 @@ pub struct RawNodeConfig {
     pub dev_retention_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_size_bytes: Option<u64>,
+    /// Raft entries between state-machine snapshots (default in `limits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_every_entries: Option<u64>,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
 }
@@ -66,6 +69,7 @@ pub struct NodeConfig {
     pub bootstrap: bool,
     pub retention: RetentionPolicy,
     pub chunk_size_bytes: u64,
+    pub snapshot_every_entries: u64,
     pub peers: Vec<PeerConfig>,
 }
 
@@ -127,6 +131,7 @@ impl NodeConfig {
             bootstrap: raw.bootstrap,
             retention,
             chunk_size_bytes,
+            snapshot_every_entries: raw.snapshot_every_entries.unwrap_or(limits::SNAPSHOT_EVERY_ENTRIES).max(1),
             peers: raw.peers,
         })
     }

@@ -139,7 +139,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let log_store = LogStore::new(db.clone());
     let sm = StateMachineStore::open(db.clone(), &cfg.data_dir.join("snapshots"), events_tx)?;
     let state = sm.view();
-    let raft_cfg = Arc::new(crate::raft::config(&cfg.cluster_name)?);
+    let raft_cfg = Arc::new(crate::raft::config(&cfg.cluster_name, cfg.snapshot_every_entries)?);
     let raft = Raft::new(cfg.id, raft_cfg, Network::new(http.clone()), log_store, sm).await?;
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;

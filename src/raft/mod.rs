@@ -31,14 +31,16 @@ pub type Membership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
 
 /// Raft settings tuned for a loopback or LAN cluster.
-pub fn config(cluster_name: &str) -> Result<openraft::Config, openraft::ConfigError> {
+pub fn config(cluster_name: &str, snapshot_every_entries: u64) -> Result<openraft::Config, openraft::ConfigError> {
     openraft::Config {
         cluster_name: cluster_name.to_string(),
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(crate::limits::SNAPSHOT_EVERY_ENTRIES),
-        max_in_snapshot_log_to_keep: 1000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every_entries),
+        // Keep some entries behind a snapshot so a briefly lagging follower
+        // catches up from the log rather than by a whole snapshot.
+        max_in_snapshot_log_to_keep: snapshot_every_entries.min(1000),
         snapshot_max_chunk_size: 1024 * 1024,
         ..Default::default()
     }

@@ -184,8 +184,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let db = self.db.clone();
         let dir = self.snap_dir.clone();
         let files = self.files.clone();
-        let meta = meta.clone();
+        let owned_meta = meta.clone();
         blocking(move || {
+            let meta = owned_meta;
             src.rewind().map_err(snapshot_err)?;
             let file = format!("{}.snap", sanitize(&meta.snapshot_id));
             let path = dir.join(&file);
@@ -202,6 +203,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             Ok(())
         })
         .await?;
+        tracing::info!(snapshot = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed a snapshot from the leader");
         let _ = self.events.send(SmEvent::Installed);
         Ok(())
     }

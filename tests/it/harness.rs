@@ -1,0 +1,221 @@
+//! A real cluster of `custody node` processes on loopback, driven through the
+//! real CLI. Every node's log is kept in its directory; a failing test prints
+//! where.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_custody");
+
+/// `n` consecutive free ports on loopback.
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..500 {
+        let base = 20000 + (u16::from_be_bytes(custody::crypto::random_bytes::<2>().unwrap()) % 35000);
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free ports");
+}
+
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Writes `size` deterministic pseudo-random bytes; returns their SHA-256 hex.
+pub fn write_clip(path: &Path, size: u64, seed: u8) -> String {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut h = custody::crypto::Hasher::new();
+    let mut block = custody::crypto::sha256(&[seed, 0x5a]);
+    let mut left = size;
+    while left > 0 {
+        block = custody::crypto::sha256(&block);
+        let n = left.min(32) as usize;
+        f.write_all(&block[..n]).unwrap();
+        h.update(&block[..n]);
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+    hex::encode(h.finish())
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub base_port: u16,
+    pub children: BTreeMap<u64, Child>,
+}
+
+impl Cluster {
+    /// `cluster init` for `n` nodes; `extra` is appended to every node.toml.
+    pub fn init(n: u64, extra: &str) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("custody-it-").tempdir().unwrap();
+        let base_port = free_ports(n as u16 + 2);
+        let out = Command::new(BIN)
+            .args(["cluster", "init", "--dir"])
+            .arg(dir.path())
+            .args(["--nodes", &n.to_string(), "--base-port", &base_port.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+        let c = Cluster { dir, base_port, children: BTreeMap::new() };
+        if !extra.is_empty() {
+            for id in 1..=n {
+                c.append_node_config(id, extra);
+            }
+        }
+        c
+    }
+
+    pub fn append_node_config(&self, id: u64, extra: &str) {
+        let p = self.node_dir(id).join("node.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        // Top-level keys must come before the [[peers]] tables.
+        let (head, tail) = text.split_at(text.find("[[peers]]").unwrap_or(text.len()));
+        std::fs::write(&p, format!("{head}{extra}\n{tail}")).unwrap();
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn node_dir(&self, id: u64) -> PathBuf {
+        self.path().join(format!("node{id}"))
+    }
+    pub fn addr(&self, id: u64) -> String {
+        format!("https://127.0.0.1:{}", self.base_port as u64 + id - 1)
+    }
+    pub fn profile(&self, user: &str) -> PathBuf {
+        self.path().join(format!("profiles/{user}.toml"))
+    }
+
+    /// A profile for `user` that talks to node `id` only.
+    pub fn node_profile(&self, user: &str, id: u64) -> PathBuf {
+        let p = self.path().join(format!("profiles/{user}-node{id}.toml"));
+        let text = std::fs::read_to_string(self.profile(user)).unwrap();
+        let mut v: toml::Table = toml::from_str(&text).unwrap();
+        v.insert("endpoints".into(), toml::Value::Array(vec![toml::Value::String(self.addr(id))]));
+        std::fs::write(&p, toml::to_string(&v).unwrap()).unwrap();
+        p
+    }
+
+    pub fn start(&mut self, id: u64) {
+        let dir = self.node_dir(id);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(dir.join("node.toml"))
+            .env("CUSTODY_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.insert(id, child);
+    }
+
+    pub fn start_all(&mut self, n: u64) {
+        for id in 1..=n {
+            self.start(id);
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.children.remove(&id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn cli(&self, profile: &Path, args: &[&str]) -> Output {
+        Command::new(BIN).arg("--profile").arg(profile).arg("--json").args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs a CLI command that must succeed; returns its JSON.
+    pub fn cli_json(&self, profile: &Path, args: &[&str]) -> Value {
+        let out = self.cli(profile, args);
+        assert!(
+            out.status.success(),
+            "custody {args:?} failed ({:?}): {}\nnode logs in {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr),
+            self.path().display()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("custody {args:?} printed no JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        let out = self.cli(&self.profile("admin"), &["cluster", "status"]);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    }
+
+    /// Waits for a leader that sees `members` reachable members; returns its id.
+    pub fn wait_leader(&self, members: usize) -> u64 {
+        wait_until("a leader", Duration::from_secs(60), || {
+            let st = self.status()?;
+            let leader = st["leader"].as_u64()?;
+            let reachable = st["members"].as_array()?.iter().filter(|m| m["reachable"] == Value::Bool(true)).count();
+            (reachable >= members).then_some(leader)
+        })
+    }
+
+    /// A leader other than `not`, as seen by node `via`.
+    pub fn wait_new_leader(&self, not: u64, via: u64) -> u64 {
+        let p = self.node_profile("admin", via);
+        wait_until("a new leader", Duration::from_secs(60), || {
+            let out = self.cli(&p, &["cluster", "status"]);
+            let st: Value = serde_json::from_slice(&out.stdout).ok()?;
+            st["leader"].as_u64().filter(|l| *l != not)
+        })
+    }
+
+    pub fn deposit(&self, user: &str, file: &Path, case: &str) -> Value {
+        self.cli_json(&self.profile(user), &["deposit", file.to_str().unwrap(), "--case", case, "--system", "cam-1", "--retention", "standard"])
+    }
+
+    pub fn items(&self, profile: &Path) -> Vec<Value> {
+        self.cli_json(profile, &["items"])["items"].as_array().unwrap().clone()
+    }
+
+    pub fn chunk_path(&self, id: u64, name: &str) -> PathBuf {
+        self.node_dir(id).join(format!("data/chunks/{}/{name}", &name[..2]))
+    }
+
+    /// Does node `id` hold every chunk of `item`, each hashing to its name?
+    pub fn holds_item(&self, id: u64, item: &Value) -> bool {
+        item["chunks"].as_array().unwrap().iter().all(|c| {
+            let name = c["name"].as_str().unwrap();
+            match std::fs::read(self.chunk_path(id, name)) {
+                Ok(b) => hex::encode(custody::crypto::sha256(&b)) == name,
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.children) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            // Keep the directory with the node logs for whoever reads the failure.
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("cluster directory kept for inspection: {}", kept.display());
+        }
+    }
+}

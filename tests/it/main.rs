@@ -1,0 +1,8 @@
+//! Integration tests: real `custody node` processes on loopback, real mutual
+//! TLS, real RocksDB. One binary, files by area.
+
+mod cluster;
+mod harness;
+mod input;
+mod storage;
+mod tls;
