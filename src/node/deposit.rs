@@ -113,6 +113,7 @@ where
         return Err(DepositError::NotLeader(node.leader().map(|(_, a)| a)));
     }
     meta.validate().map_err(DepositError::Invalid)?;
+    node.ensure_configured().await.map_err(internal)?;
     if size > limits::MAX_CLIP_SIZE_BYTES {
         return Err(DepositError::Invalid(format!("a clip may be at most {} bytes", limits::MAX_CLIP_SIZE_BYTES)));
     }

@@ -188,12 +188,24 @@ async fn bootstrap(node: &Node) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl Node {
+    /// On the leader: makes sure the cluster's settings are in replicated
+    /// state before the first command that needs them.
+    pub async fn ensure_configured(&self) -> anyhow::Result<()> {
+        if query::config(&self.state)?.is_some() {
+            return Ok(());
+        }
+        let config = ClusterConfig { cluster_id: self.cfg.cluster_id.clone(), retention: self.cfg.retention };
+        self.raft.client_write(Command::Configure { config, time_ms: now_ms() }).await?;
+        Ok(())
+    }
+}
+
 /// The leader makes sure the cluster's settings are in replicated state; every
 /// node checks its own config against them.
 async fn configure_loop(node: Arc<Node>) {
     let mut warned = false;
     loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         match query::config(&node.state) {
             Ok(Some(c)) => {
                 if (c.cluster_id != node.cfg.cluster_id || c.retention != node.cfg.retention) && !warned {
@@ -205,14 +217,14 @@ async fn configure_loop(node: Arc<Node>) {
                 }
             }
             Ok(None) if node.is_leader() => {
-                let config = ClusterConfig { cluster_id: node.cfg.cluster_id.clone(), retention: node.cfg.retention };
-                if let Err(e) = node.raft.client_write(Command::Configure { config, time_ms: now_ms() }).await {
+                if let Err(e) = node.ensure_configured().await {
                     tracing::debug!(error = %e, "configure");
                 }
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "reading the cluster config"),
         }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
