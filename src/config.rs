@@ -39,6 +39,8 @@ pub struct RawNodeConfig {
     pub ca: String,
     pub cert: String,
     pub key: String,
+    /// This node's Ed25519 checkpoint signing key (64 hex digits of seed, mode 0600).
+    pub checkpoint_key: String,
     /// Only the first node of a new cluster initialises it, once.
     #[serde(default)]
     pub bootstrap: bool,
@@ -66,6 +68,7 @@ pub struct NodeConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub checkpoint_key: PathBuf,
     pub bootstrap: bool,
     pub retention: RetentionPolicy,
     pub chunk_size_bytes: u64,
@@ -128,6 +131,7 @@ impl NodeConfig {
             ca: resolve(base, &raw.ca),
             cert: resolve(base, &raw.cert),
             key: resolve(base, &raw.key),
+            checkpoint_key: resolve(base, &raw.checkpoint_key),
             bootstrap: raw.bootstrap,
             retention,
             chunk_size_bytes,

@@ -25,7 +25,7 @@ pub struct DepositReceipt {
     pub item: ItemId,
     pub sha256: String,
     pub size: u64,
-    /// Position of the deposit among all deposits of the vault.
+    /// Index of the deposit record in the audit log.
     pub leaf_index: u64,
     pub deposited_at: String,
     pub retain_until: String,
@@ -81,6 +81,10 @@ pub struct NodeHealth {
     pub last_applied: Option<u64>,
     /// Chunks committed manifests name that this node does not hold yet.
     pub missing_chunks: u64,
+    /// This node's checkpoint verifier key (signed-note format).
+    pub checkpoint_key: String,
+    /// Leaves in this node's applied audit tree.
+    pub audit_size: u64,
     pub warnings: Vec<String>,
 }
 
@@ -121,4 +125,30 @@ pub struct AddMember {
 pub fn rfc3339_ms(ms: u64) -> String {
     let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms.min(i64::MAX as u64) as i64);
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| format!("@{ms}ms"))
+}
+
+/// `GET /v1/checkpoint`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointView {
+    pub origin: String,
+    pub size: u64,
+    /// Base64 of the root hash, as in the note.
+    pub root: String,
+    pub signers: Vec<String>,
+    pub note: String,
+}
+
+/// `GET /v1/cluster/keys`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeysView {
+    pub keys: Vec<String>,
+}
+
+/// `GET /v1/audit/consistency`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsistencyView {
+    pub old_size: u64,
+    pub new_size: u64,
+    /// Base64 hashes in RFC 9162 order.
+    pub proof: Vec<String>,
 }

@@ -88,6 +88,9 @@ pub fn own_health(node: &Node) -> NodeHealth {
     if let Err(e) = &m.running_state {
         warnings.push(format!("raft stopped: {e}"));
     }
+    if let Ok(Some(why)) = node.audit_broken.lock().map(|b| b.clone()) {
+        warnings.push(format!("audit tree check failed, not signing checkpoints: {why}"));
+    }
     NodeHealth {
         id: node.id(),
         state: format!("{:?}", m.state),
@@ -96,6 +99,8 @@ pub fn own_health(node: &Node) -> NodeHealth {
         last_log_index: m.last_log_index,
         last_applied: m.last_applied.map(|l| l.index),
         missing_chunks: missing,
+        checkpoint_key: node.signer.verifier_key().to_string(),
+        audit_size: crate::vault::audit::size(&node.state).unwrap_or(0),
         warnings,
     }
 }
@@ -138,5 +143,23 @@ pub async fn get_chunk(State(node): State<Arc<Node>>, Extension(peer): Extension
             Err(ApiError::new(StatusCode::CONFLICT, "corrupt-chunk", "Corrupt chunk", format!("this node's copy of {n} is corrupt")))
         }
         Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+pub async fn cosign(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Json(req): Json<crate::node::checkpoint::CosignRequest>,
+) -> Result<Json<crate::node::checkpoint::CosignResponse>, ApiError> {
+    let from = member_peer(&node, &peer)?;
+    // Only the leader gathers signatures.
+    if node.raft.metrics().borrow().current_leader != Some(from) {
+        return Err(ApiError::forbidden(format!("node {from} is not the leader")));
+    }
+    let root: crate::audit::Hash = hex::decode(&req.root).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| ApiError::bad_request("root must be 64 hex digits"))?;
+    match node.cosign(req.size, root).await {
+        Ok(line) => Ok(Json(crate::node::checkpoint::CosignResponse { line })),
+        Err(e @ crate::node::checkpoint::CosignError::Corrupt(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit-corrupt", "Refusing to sign", e.to_string())),
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "cannot-cosign", "Cannot cosign", e.to_string())),
     }
 }

@@ -3,6 +3,7 @@
 //! handler learns who the caller is from the TLS layer ([`PeerIdentity`]);
 //! the rules themselves live in `vault/` and `node/`.
 
+mod audit;
 mod internal;
 mod problem;
 mod v1;
@@ -29,6 +30,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(crate::raft::network::VOTE_PATH, post(internal::vote))
         .route(crate::raft::network::SNAPSHOT_PATH, post(internal::snapshot))
         .route("/internal/health", get(internal::health))
+        .route(crate::node::checkpoint::COSIGN_PATH, post(internal::cosign))
         .layer(axum::extract::DefaultBodyLimit::max(internal::MAX_RAFT_RPC_BYTES))
         .merge(
             Router::new()
@@ -38,6 +40,10 @@ pub fn router(node: Arc<Node>) -> Router {
     let v1 = Router::new()
         .route("/v1/items", post(v1::deposit).get(v1::list_items))
         .route("/v1/items/{id}", get(v1::show_item))
+        .route("/v1/items/{id}/proof", get(audit::proof_bundle))
+        .route("/v1/checkpoint", get(audit::checkpoint))
+        .route("/v1/cluster/keys", get(audit::cluster_keys))
+        .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/cluster/status", get(v1::cluster_status))
         .route("/v1/cluster/members", post(v1::add_member))
         .route("/v1/cluster/members/{id}", axum::routing::delete(v1::remove_member))

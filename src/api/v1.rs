@@ -54,7 +54,7 @@ pub async fn deposit(
                     item: d.manifest.item,
                     sha256: d.manifest.sha256,
                     size: d.manifest.size,
-                    leaf_index: d.seq,
+                    leaf_index: d.leaf_index,
                     deposited_at: wire::rfc3339_ms(d.time_ms),
                     retain_until: wire::rfc3339_ms(d.retain_until_ms),
                 }),
@@ -73,7 +73,7 @@ pub async fn deposit(
     }
 }
 
-fn view(r: &ItemRecord) -> ItemView {
+pub(super) fn view(r: &ItemRecord) -> ItemView {
     let m = &r.manifest;
     ItemView {
         item: m.item,
@@ -86,7 +86,7 @@ fn view(r: &ItemRecord) -> ItemView {
         retention: m.meta.retention,
         deposited_at: wire::rfc3339_ms(r.deposited_at_ms),
         retain_until: wire::rfc3339_ms(r.retain_until_ms),
-        leaf_index: r.seq,
+        leaf_index: r.leaf_index,
         chunk_size: m.chunk_size,
         chunks: m.chunks.clone(),
     }

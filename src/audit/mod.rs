@@ -9,6 +9,7 @@
 //! which `storage/` implements), the network, or the clock (times in records
 //! are stamped by the leader elsewhere and arrive here as data).
 
+pub mod bundle;
 pub mod jcs;
 pub mod merkle;
 pub mod note;

@@ -66,6 +66,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
     }
     fs::create_dir_all(node_dir.join("data"))?;
     ca.issue_node(id, &node_dir.join("tls.pem"), &node_dir.join("tls.key"))?;
+    write_secret(&node_dir.join("checkpoint.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
     let (listen, advertise) = addr(cf.base_port, id)?;
     let raw = RawNodeConfig {
         id,
@@ -78,6 +79,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         ca: "../certs/ca.pem".into(),
         cert: "tls.pem".into(),
         key: "tls.key".into(),
+        checkpoint_key: "checkpoint.key".into(),
         bootstrap,
         dev_retention_secs: cf.dev_retention_secs,
         chunk_size_bytes: None,

@@ -3,6 +3,7 @@
 //! `--json`. Exit status: 0 success, 1 a negative verdict, 2 usage or
 //! operational error.
 
+mod audit;
 mod demo;
 mod init;
 mod local;
@@ -53,6 +54,32 @@ pub enum Command {
     },
     /// Show one item's metadata and custody trail.
     Show { item: String },
+    /// The latest majority-cosigned checkpoint, as signed-note text.
+    Checkpoint,
+    /// Write an item's proof bundle for a court.
+    Proof {
+        item: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a proof bundle offline (and the clip, if given).
+    Verify {
+        bundle: PathBuf,
+        /// The clip to check against the deposited SHA-256.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The node verifier keys you trust (from `custody cluster keys`).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Check that the log only grew since the checkpoint kept in FILE; keep the new one.
+    Monitor {
+        #[arg(long)]
+        state: PathBuf,
+        /// Pin these verifier keys (otherwise those kept in the state, or the cluster's on first use).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +90,8 @@ pub enum ClusterCmd {
     NewNode(init::NewNodeArgs),
     /// Leader, members, terms, indices and per-node health.
     Status,
+    /// The nodes' checkpoint verifier keys, one per line.
+    Keys,
     /// Add a node: as a learner first, then as a voter once it has caught up.
     AddNode(AddNodeArgs),
     /// Remove a node from the cluster.
@@ -156,6 +185,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Deposit(a) => ops::deposit(&ops::session(cli.profile)?, a, json).await.map(|_| ()),
         Command::Items { case } => ops::items(&ops::session(cli.profile)?, case, json).await,
         Command::Show { item } => ops::show(&ops::session(cli.profile)?, &item, json).await,
+        Command::Cluster(ClusterCmd::Keys) => audit::keys(&ops::session(cli.profile)?, json).await,
+        Command::Checkpoint => audit::checkpoint(&ops::session(cli.profile)?, json).await,
+        Command::Proof { item, out } => audit::proof(&ops::session(cli.profile)?, &item, &out, json).await,
+        Command::Verify { bundle, file, keys } => audit::verify(&bundle, file.as_deref(), keys.as_deref(), json),
+        Command::Monitor { state, keys } => audit::monitor(&ops::session(cli.profile)?, &state, keys.as_deref(), json).await,
     }
 }
 

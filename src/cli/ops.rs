@@ -62,7 +62,8 @@ impl Session {
             };
             match res {
                 Ok(t) => return Ok(t),
-                Err(HttpError::Problem(p)) if p.kind.ends_with(":not-leader") || p.kind.ends_with(":unavailable") && attempt + 1 < MAX_ATTEMPTS => {
+                // Only a redirect to the leader is retried: a refused request is not repeated.
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":not-leader") && attempt + 1 < MAX_ATTEMPTS => {
                     if let Some(l) = p.leader.clone() {
                         queue.retain(|q| q != &l);
                         queue.insert(0, l);

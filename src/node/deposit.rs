@@ -52,6 +52,7 @@ pub struct Deposited {
     pub time_ms: u64,
     pub retain_until_ms: u64,
     pub seq: u64,
+    pub leaf_index: u64,
 }
 
 type ChunkMsg = (ChunkName, Bytes);
@@ -212,7 +213,7 @@ where
         let time_ms = now_ms();
         match node.raft.client_write(Command::Seal { manifest: manifest.clone(), time_ms }).await {
             Ok(resp) => match resp.data {
-                Outcome::Sealed { retain_until_ms, seq, .. } => Ok(Deposited { manifest, time_ms, retain_until_ms, seq }),
+                Outcome::Sealed { retain_until_ms, seq, leaf_index, .. } => Ok(Deposited { manifest, time_ms, retain_until_ms, seq, leaf_index }),
                 Outcome::Refused { reason } => Err(DepositError::Refused(reason)),
                 other => Err(internal(format!("unexpected outcome {other:?}"))),
             },

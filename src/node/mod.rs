@@ -2,6 +2,7 @@
 //! mutual TLS, and keeps itself whole (fetching chunks it lacks, collecting
 //! orphans). This is where the pieces meet; the rules live in `vault/`.
 
+pub mod checkpoint;
 mod deposit;
 mod heal;
 
@@ -44,6 +45,12 @@ pub struct Node {
     pub http: Http,
     /// Chunks this node should hold but does not (kept by the healer).
     pub missing_chunks: AtomicU64,
+    /// This node's checkpoint signing key.
+    pub signer: crate::audit::Signer,
+    /// Tree size up to which this node has checked its stored audit tree.
+    pub audit_verified: tokio::sync::Mutex<u64>,
+    /// Set when the stored tree failed a check: the node then never signs.
+    pub audit_broken: std::sync::Mutex<Option<String>>,
 }
 
 /// The current wall-clock time in unix milliseconds. Only the leader reads
@@ -126,6 +133,7 @@ fn check_identity(db: &Db, cfg: &NodeConfig) -> anyhow::Result<()> {
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let kek_text = std::fs::read_to_string(&cfg.kek_file).with_context(|| format!("reading the KEK file {}", cfg.kek_file.display()))?;
     let kek = Kek::from_hex(&kek_text).context("loading the KEK")?;
+    let signer = checkpoint::load_signer(&cfg)?;
     let files = crate::tls::TlsFiles { ca: &cfg.ca, cert: &cfg.cert, key: &cfg.key };
     let server_tls = crate::tls::server_config(&files)?;
     let http = Http::new(crate::tls::client_config(&files)?);
@@ -143,12 +151,26 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let raft = Raft::new(cfg.id, raft_cfg, Network::new(http.clone()), log_store, sm).await?;
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
-    let node = Arc::new(Node { cfg, raft, db, state, chunks, kek, http, missing_chunks: AtomicU64::new(0) });
+    let node = Arc::new(Node {
+        cfg,
+        raft,
+        db,
+        state,
+        chunks,
+        kek,
+        http,
+        missing_chunks: AtomicU64::new(0),
+        signer,
+        audit_verified: tokio::sync::Mutex::new(0),
+        audit_broken: std::sync::Mutex::new(None),
+    });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 
     let server = tokio::spawn(crate::api::serve(node.clone(), listener, crate::tls::Acceptor::new(server_tls)));
     bootstrap(&node).await?;
     tokio::spawn(configure_loop(node.clone()));
+    tokio::spawn(checkpoint::verify_at_start(node.clone()));
+    tokio::spawn(checkpoint::checkpoint_loop(node.clone()));
     tokio::spawn(heal::heal_loop(node.clone(), events_rx));
     tokio::spawn(heal::orphan_loop(node.clone()));
 

@@ -122,8 +122,11 @@ fn apply_entries(db: &Db, entries: Vec<Entry>) -> Result<(Vec<Outcome>, Vec<Chun
                 outcomes.push(out);
             }
             EntryPayload::Membership(m) => {
+                let voters: Vec<u64> = m.voter_ids().collect();
+                let learners: Vec<u64> = m.learner_ids().collect();
+                let leaf_index = vault::record_membership(&mut tx, &voters, &learners).map_err(sm_write_err)?;
                 membership = Some(StoredMembership::new(Some(e.log_id), m));
-                outcomes.push(Outcome::Done);
+                outcomes.push(Outcome::Recorded { leaf_index });
             }
         }
     }

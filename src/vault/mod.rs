@@ -10,6 +10,10 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod audit;
+
+use serde_json::json;
+
 use crate::evidence::{ChunkName, ItemId, Manifest, RetentionPolicy};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,18 @@ pub struct ClusterConfig {
     pub retention: RetentionPolicy,
 }
 
+impl ClusterConfig {
+    /// The origin line of this cluster's checkpoints. A dev cluster says so.
+    pub fn origin(&self) -> String {
+        let base = format!("custody.vault/{}", self.cluster_id);
+        if self.retention.is_dev() {
+            format!("{base}/dev-retention-{}s", self.retention.standard_secs)
+        } else {
+            base
+        }
+    }
+}
+
 /// A command replicated through Raft. Time is stamped by the leader.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -44,6 +60,10 @@ pub enum Command {
     /// Commits a deposit: the leader proposes it only after a majority of voters
     /// durably hold every chunk the manifest names.
     Seal { manifest: Manifest, time_ms: u64 },
+    /// Registers a node's checkpoint verifier key (signed-note format), once.
+    RegisterNodeKey { node: u64, key: String, time_ms: u64 },
+    /// Publishes a checkpoint cosigned by a majority of voters.
+    PublishCheckpoint { note: String, time_ms: u64 },
 }
 
 /// What applying a command produced.
@@ -53,7 +73,11 @@ pub enum Outcome {
     /// Nothing to report (membership and blank entries, repeated configure).
     Done,
     Configured,
-    Sealed { item: ItemId, retain_until_ms: u64, seq: u64 },
+    Sealed { item: ItemId, retain_until_ms: u64, seq: u64, leaf_index: u64 },
+    /// A record was appended to the audit log.
+    Recorded { leaf_index: u64 },
+    /// A checkpoint of this size is now the latest.
+    Published { size: u64 },
     /// The command broke a rule; nothing changed.
     Refused { reason: String },
 }
@@ -66,11 +90,16 @@ pub struct ItemRecord {
     pub retain_until_ms: u64,
     /// Position of the item among all deposits (0-based).
     pub seq: u64,
+    /// Index of the deposit record in the audit log.
+    pub leaf_index: u64,
 }
 
 /// Key layout of the state-machine column family (see docs/STORAGE.md).
 pub mod keys {
     pub const CONFIG: &[u8] = b"v/config";
+    /// The latest time a leader stamped: the time of records that carry none of their own.
+    pub const CLOCK: &[u8] = b"v/clock";
+    pub const VOTERS: &[u8] = b"v/voters";
     pub const ITEM_COUNT: &[u8] = b"v/item_count";
     pub const ITEM_PREFIX: &[u8] = b"item/";
     pub const CHUNK_PREFIX: &[u8] = b"chunk/";
@@ -102,6 +131,17 @@ impl<'a> Tx<'a> {
         }
     }
 
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.base.scan_prefix(prefix)?.into_iter().collect();
+        for (k, v) in self.pending.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+
     fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, VaultError> {
         match self.get(key)? {
             None => Ok(None),
@@ -128,18 +168,118 @@ impl<'a> Tx<'a> {
     }
 }
 
+impl StateRead for Tx<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        Tx::get(self, key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
+        self.scan(prefix)
+    }
+}
+
 /// Applies one command. A refused command changes nothing.
 pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
     match cmd {
-        Command::Configure { config, .. } => {
+        Command::Configure { config, time_ms } => {
             if tx.get(keys::CONFIG)?.is_some() {
                 return Ok(Outcome::Done);
             }
+            stamp(tx, *time_ms)?;
             tx.put_json(keys::CONFIG.to_vec(), config);
+            let r = audit::record(
+                "cluster",
+                *time_ms,
+                json!({ "cluster_id": config.cluster_id, "origin": config.origin(), "standard_retention_secs": config.retention.standard_secs, "important_retention_secs": config.retention.important_secs, "dev": config.retention.is_dev() }),
+            );
+            audit::append(tx, &r)?;
             Ok(Outcome::Configured)
         }
         Command::Seal { manifest, time_ms } => seal(tx, manifest, *time_ms),
+        Command::RegisterNodeKey { node, key, time_ms } => register_node_key(tx, *node, key, *time_ms),
+        Command::PublishCheckpoint { note, .. } => publish_checkpoint(tx, note),
     }
+}
+
+/// Advances the replicated clock to a leader-stamped time (it never goes back).
+fn stamp(tx: &mut Tx<'_>, time_ms: u64) -> Result<u64, VaultError> {
+    let now = clock(tx)?.max(time_ms);
+    tx.put(keys::CLOCK.to_vec(), now.to_be_bytes().to_vec());
+    Ok(now)
+}
+
+fn clock(s: &dyn StateRead) -> Result<u64, VaultError> {
+    Ok(s.get(keys::CLOCK)?.and_then(|b| b.as_slice().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+}
+
+/// Records a membership change (called by the Raft adapter when a membership
+/// entry applies; it carries no time of its own, so the replicated clock is used).
+pub fn record_membership(tx: &mut Tx<'_>, voters: &[u64], learners: &[u64]) -> Result<u64, VaultError> {
+    let time = clock(tx)?;
+    tx.put_json(keys::VOTERS.to_vec(), &voters);
+    let r = audit::record("membership", time, json!({ "voters": voters, "learners": learners }));
+    audit::append(tx, &r)
+}
+
+fn register_node_key(tx: &mut Tx<'_>, node: u64, key: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    let parsed = match crate::audit::VerifierKey::parse(key) {
+        Ok(k) => k,
+        Err(e) => return refuse(format!("bad verifier key: {e}")),
+    };
+    let k = audit::keys::node_key(node);
+    if let Some(existing) = tx.get(&k)? {
+        if existing == key.as_bytes() {
+            return Ok(Outcome::Done);
+        }
+        return refuse(format!("node {node} already has a different checkpoint key"));
+    }
+    let time = stamp(tx, time_ms)?;
+    tx.put(k, key.as_bytes().to_vec());
+    let r = audit::record("registry", time, json!({ "subject": "node-key", "node": node, "key": parsed.to_string() }));
+    Ok(Outcome::Recorded { leaf_index: audit::append(tx, &r)? })
+}
+
+fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError> {
+    use crate::audit::{Checkpoint, Note};
+    let Some(config) = tx.get_json::<ClusterConfig>(keys::CONFIG)? else {
+        return refuse("the cluster is not configured yet");
+    };
+    let parsed = match Note::parse(note).and_then(|n| Checkpoint::parse(&n.text).map(|c| (n, c))) {
+        Ok(x) => x,
+        Err(e) => return refuse(format!("not a checkpoint note: {e}")),
+    };
+    let cp = parsed.1;
+    if cp.origin != config.origin() {
+        return refuse(format!("checkpoint origin `{}` is not this cluster's", cp.origin));
+    }
+    if cp.size > audit::size(tx)? {
+        return refuse("checkpoint is larger than the tree");
+    }
+    if cp.root != audit::root(tx, cp.size)? {
+        return refuse("checkpoint root does not match the tree");
+    }
+    if let Some(prev) = query::checkpoint(tx)? {
+        if let Ok(prev_cp) = Note::parse(&prev).and_then(|n| Checkpoint::parse(&n.text)) {
+            if cp.size <= prev_cp.size {
+                return Ok(Outcome::Done);
+            }
+        }
+    }
+    let voters: Vec<u64> = tx.get_json(keys::VOTERS)?.unwrap_or_default();
+    let keys: Vec<crate::audit::VerifierKey> = voters
+        .iter()
+        .filter_map(|v| tx.get(&audit::keys::node_key(*v)).ok().flatten())
+        .filter_map(|k| crate::audit::VerifierKey::parse(&String::from_utf8_lossy(&k)).ok())
+        .collect();
+    let needed = voters.len() / 2 + 1;
+    let signers = match crate::audit::verify_note(note, &keys) {
+        Ok(v) => v.signers().len(),
+        Err(e) => return refuse(format!("checkpoint signatures: {e}")),
+    };
+    if signers < needed {
+        return refuse(format!("checkpoint signed by {signers} voters, {needed} needed"));
+    }
+    tx.put(audit::keys::CHECKPOINT.to_vec(), note.as_bytes().to_vec());
+    Ok(Outcome::Published { size: cp.size })
 }
 
 fn refuse(reason: impl Into<String>) -> Result<Outcome, VaultError> {
@@ -162,16 +302,28 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
             return refuse(format!("chunk {} already belongs to an item", c.name));
         }
     }
+    let time_ms = stamp(tx, time_ms)?;
     let period_ms = config.retention.period_secs(manifest.meta.retention).saturating_mul(1000);
     let retain_until_ms = time_ms.saturating_add(period_ms);
     let seq = item_count(tx)?;
-    let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq };
+    let m = manifest;
+    let r = audit::record(
+        "deposit",
+        time_ms,
+        json!({
+            "item": m.item, "sha256": m.sha256, "size": m.size, "case": m.meta.case, "system": m.meta.system,
+            "depositor": m.depositor, "retention": m.meta.retention, "retain_until": audit::rfc3339(retain_until_ms),
+            "chunks": m.chunks.len(), "note": m.meta.note,
+        }),
+    );
+    let leaf_index = audit::append(tx, &r)?;
+    let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq, leaf_index };
     tx.put_json(item_key, &record);
     for c in &manifest.chunks {
         tx.put(keys::chunk(&c.name), manifest.item.to_string().into_bytes());
     }
     tx.put(keys::ITEM_COUNT.to_vec(), (seq + 1).to_be_bytes().to_vec());
-    Ok(Outcome::Sealed { item: manifest.item, retain_until_ms, seq })
+    Ok(Outcome::Sealed { item: manifest.item, retain_until_ms, seq, leaf_index })
 }
 
 fn item_count(tx: &Tx<'_>) -> Result<u64, VaultError> {
@@ -200,6 +352,26 @@ pub mod query {
 
     pub fn config(s: &dyn StateRead) -> Result<Option<ClusterConfig>, VaultError> {
         s.get(keys::CONFIG)?.map(|v| decode(keys::CONFIG, &v)).transpose()
+    }
+
+    /// The latest published (majority-cosigned) checkpoint note.
+    pub fn checkpoint(s: &dyn StateRead) -> Result<Option<String>, VaultError> {
+        Ok(s.get(audit::keys::CHECKPOINT)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Registered checkpoint verifier keys by node.
+    pub fn node_keys(s: &dyn StateRead) -> Result<Vec<(u64, String)>, VaultError> {
+        Ok(s.scan_prefix(audit::keys::NODE_KEY_PREFIX)?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let id: [u8; 8] = k[audit::keys::NODE_KEY_PREFIX.len()..].try_into().ok()?;
+                Some((u64::from_be_bytes(id), String::from_utf8_lossy(&v).into_owned()))
+            })
+            .collect())
+    }
+
+    pub fn voters(s: &dyn StateRead) -> Result<Vec<u64>, VaultError> {
+        s.get(keys::VOTERS)?.map(|v| decode(keys::VOTERS, &v)).transpose().map(Option::unwrap_or_default)
     }
 
     pub fn item(s: &dyn StateRead, id: &ItemId) -> Result<Option<ItemRecord>, VaultError> {

@@ -74,7 +74,8 @@ fn seal_records_item_and_retention_from_stamped_time() {
     let m = manifest(1, 2 * CHUNK_SIZE_BYTES + 1);
     let out = s.run(&Command::Seal { manifest: m.clone(), time_ms: 1_000 });
     // important = 2 × dev period
-    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0 });
+    // leaf 0 is the cluster record, leaf 1 the deposit
+    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 1 });
     let rec = query::item(&s, &m.item).unwrap().unwrap();
     assert_eq!(rec.manifest, m);
     assert_eq!(query::all_chunks(&s).unwrap().len(), 3);

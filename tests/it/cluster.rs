@@ -209,3 +209,29 @@ fn a_full_disk_on_one_follower_does_not_stop_deposits() {
     write_clip(&small, 1000, 4);
     c.deposit("bob", &small, "case-D");
 }
+
+#[test]
+fn a_deposit_that_no_majority_can_store_is_refused_and_leaves_no_item() {
+    let mut c = Cluster::init(3, "");
+    let mut guards = Vec::new();
+    // Two of three chunk stores are too small for the clip: Raft still has its majority,
+    // but no majority can hold every chunk, so nothing may be acknowledged.
+    for id in [2u64, 3] {
+        let chunks = c.node_dir(id).join("data/chunks");
+        std::fs::create_dir_all(&chunks).unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"]).arg(&chunks).status().map(|s| s.success()).unwrap_or(false);
+        if !ok {
+            eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+            return;
+        }
+        guards.push(Tmpfs(chunks));
+    }
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 12 * MIB, 5);
+    let out = c.cli(&c.profile("alice"), &["deposit", clip.to_str().unwrap(), "--case", "q", "--system", "s", "--retention", "standard"]);
+    assert_eq!(out.status.code(), Some(2), "a deposit only one node could store was acknowledged: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("voters"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(c.items(&c.profile("alice")).is_empty());
+}

@@ -1,0 +1,96 @@
+//! Audit-log endpoints: the latest cosigned checkpoint, the nodes' verifier
+//! keys, consistency proofs, and an item's proof bundle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::Deserialize;
+
+use super::{user_of, ApiError};
+use crate::audit::bundle::{Bundle, LeafProof, BUNDLE_FORMAT, BUNDLE_VERSION};
+use crate::audit::{Checkpoint, Note};
+use crate::evidence::ItemId;
+use crate::node::Node;
+use crate::tls::PeerIdentity;
+use crate::vault::{audit as tree, query};
+use crate::wire::{CheckpointView, ConsistencyView, KeysView};
+
+/// How long a proof request waits for a checkpoint that covers the item.
+const PROOF_WAIT_SECS: u64 = 10;
+
+fn latest(node: &Node) -> Result<Option<(String, Checkpoint)>, ApiError> {
+    let Some(note) = query::checkpoint(&node.state).map_err(ApiError::internal)? else {
+        return Ok(None);
+    };
+    let cp = Note::parse(&note).and_then(|n| Checkpoint::parse(&n.text)).map_err(ApiError::internal)?;
+    Ok(Some((note, cp)))
+}
+
+pub async fn checkpoint(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<CheckpointView>, ApiError> {
+    user_of(&peer)?;
+    let (note, cp) = latest(&node)?.ok_or_else(|| ApiError::unavailable("no checkpoint has been published yet"))?;
+    let parsed = Note::parse(&note).map_err(ApiError::internal)?;
+    Ok(Json(CheckpointView { origin: cp.origin, size: cp.size, root: BASE64.encode(cp.root), signers: parsed.signatures.iter().map(|s| s.name.clone()).collect(), note }))
+}
+
+pub async fn cluster_keys(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<KeysView>, ApiError> {
+    user_of(&peer)?;
+    let keys = query::node_keys(&node.state).map_err(ApiError::internal)?.into_iter().map(|(_, k)| k).collect();
+    Ok(Json(KeysView { keys }))
+}
+
+#[derive(Deserialize)]
+pub struct ConsistencyQuery {
+    old: u64,
+    new: u64,
+}
+
+pub async fn consistency(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Query(q): Query<ConsistencyQuery>) -> Result<Json<ConsistencyView>, ApiError> {
+    user_of(&peer)?;
+    let size = tree::size(&node.state).map_err(ApiError::internal)?;
+    if q.old > q.new || q.new > size {
+        return Err(ApiError::bad_request(format!("need old <= new <= {size}")));
+    }
+    let proof = tree::consistency_proof(&node.state, q.old, q.new).map_err(ApiError::internal)?;
+    Ok(Json(ConsistencyView { old_size: q.old, new_size: q.new, proof: proof.iter().map(|h| BASE64.encode(h)).collect() }))
+}
+
+pub async fn proof_bundle(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Path(id): Path<String>) -> Result<Json<Bundle>, ApiError> {
+    user_of(&peer)?;
+    let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
+    // Wait briefly for a checkpoint that covers the deposit (they follow records within seconds).
+    let mut waited = 0;
+    let (note, cp) = loop {
+        match latest(&node)? {
+            Some((note, cp)) if cp.size > rec.leaf_index => break (note, cp),
+            _ if waited >= PROOF_WAIT_SECS * 4 => return Err(ApiError::unavailable("no published checkpoint covers this item yet; try again shortly")),
+            _ => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                waited += 1;
+            }
+        }
+    };
+    let leaf = tree::leaf(&node.state, rec.leaf_index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("deposit leaf missing"))?;
+    let inclusion = tree::inclusion_proof(&node.state, rec.leaf_index, cp.size).map_err(ApiError::internal)?;
+    let view = super::v1::view(&rec);
+    let item = serde_json::json!({
+        "item": view.item, "sha256": view.sha256, "size": view.size, "case": view.case, "system": view.system,
+        "depositor": view.depositor, "retention": view.retention, "deposited_at": view.deposited_at,
+        "retain_until": view.retain_until, "note": view.note,
+    });
+    Ok(Json(Bundle {
+        format: BUNDLE_FORMAT.into(),
+        version: BUNDLE_VERSION,
+        checkpoint: note,
+        item,
+        deposit: LeafProof { index: rec.leaf_index, leaf: BASE64.encode(&leaf), inclusion: Vec::new() },
+        inclusion: inclusion.iter().map(|h| BASE64.encode(h)).collect(),
+        trail: Vec::new(),
+        approvals: Vec::new(),
+    }))
+}

@@ -1,0 +1,157 @@
+//! `checkpoint`, `cluster keys`, `proof`, `verify` (offline) and `monitor`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use hyper::Method;
+use serde::{Deserialize, Serialize};
+
+use super::ops::Session;
+use super::{emit, Failure};
+use crate::audit::bundle::{self, Bundle};
+use crate::audit::{verify_checkpoint_quorum, verify_consistency, Checkpoint, Hash, VerifierKey};
+use crate::wire::{CheckpointView, ConsistencyView, KeysView};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure { code: 2, message: message.into() }
+}
+
+pub async fn checkpoint(s: &Session, json: bool) -> Result<(), Failure> {
+    let v: CheckpointView = s.call::<(), _>(Method::GET, "/v1/checkpoint", None, TIMEOUT).await?;
+    emit(json, &serde_json::to_value(&v)?, || v.note.trim_end().to_string());
+    Ok(())
+}
+
+pub async fn keys(s: &Session, json: bool) -> Result<(), Failure> {
+    let v: KeysView = s.call::<(), _>(Method::GET, "/v1/cluster/keys", None, TIMEOUT).await?;
+    emit(json, &serde_json::to_value(&v)?, || v.keys.join("\n"));
+    Ok(())
+}
+
+pub async fn proof(s: &Session, item: &str, out: &Path, json: bool) -> Result<(), Failure> {
+    let id: crate::evidence::ItemId = item.parse().map_err(|e| usage(format!("{e}")))?;
+    let b: Bundle = s.call::<(), _>(Method::GET, &format!("/v1/items/{id}/proof"), None, TIMEOUT).await?;
+    let text = serde_json::to_string_pretty(&b)?;
+    std::fs::write(out, text + "\n").map_err(|e| usage(format!("{}: {e}", out.display())))?;
+    emit(json, &serde_json::json!({ "item": id, "bundle": out }), || format!("wrote the proof bundle of {id} to {}", out.display()));
+    Ok(())
+}
+
+fn read_keys(path: &Path) -> Result<Vec<VerifierKey>, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    bundle::parse_keys(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
+fn file_sha256(path: &Path) -> Result<String, Failure> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    let mut h = crate::crypto::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finish()))
+}
+
+/// `custody verify`: offline, no network.
+pub fn verify(bundle_path: &Path, clip: Option<&Path>, keys: Option<&Path>, json: bool) -> Result<(), Failure> {
+    let keys_path = keys.ok_or_else(|| usage("--keys FILE is required: the node verifier keys you trust (from `custody cluster keys`)"))?;
+    let keys = read_keys(keys_path)?;
+    let bytes = std::fs::read(bundle_path).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
+    let b = bundle::parse(&bytes).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
+    let clip_sha = clip.map(file_sha256).transpose()?;
+    let checks = bundle::verify(&b, &keys, clip_sha.as_deref());
+    let valid = checks.iter().all(|c| c.ok);
+    emit(json, &serde_json::json!({ "valid": valid, "checks": checks, "item": b.item.get("item") }), || {
+        let mut out = String::new();
+        for c in &checks {
+            out.push_str(&format!("{} {}: {}\n", if c.ok { "✔" } else { "✘" }, c.name, c.detail));
+        }
+        out.push_str(if valid { "VALID: every check holds" } else { "INVALID: see the failed checks above" });
+        out
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(Failure { code: 1, message: "the bundle does not verify".into() })
+    }
+}
+
+/// What `monitor` keeps between runs.
+#[derive(Serialize, Deserialize)]
+struct MonitorState {
+    keys: Vec<String>,
+    checkpoint: String,
+}
+
+fn root_of(cp: &Checkpoint) -> String {
+    BASE64.encode(cp.root)
+}
+
+/// `custody monitor --state FILE`: checks that the log only ever grew.
+pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: bool) -> Result<(), Failure> {
+    let old: Option<MonitorState> = match std::fs::read_to_string(state_path) {
+        Ok(t) => Some(serde_json::from_str(&t).map_err(|e| usage(format!("{}: not a monitor state file: {e}", state_path.display())))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(usage(format!("{}: {e}", state_path.display()))),
+    };
+    let key_texts: Vec<String> = match (keys, &old) {
+        (Some(p), _) => read_keys(p)?.iter().map(|k| k.to_string()).collect(),
+        (None, Some(o)) => o.keys.clone(),
+        (None, None) => {
+            // Trust on first use, said out loud: pass --keys to pin keys obtained out of band.
+            eprintln!("monitor: no --keys and no state yet: trusting the cluster's keys on first use");
+            s.call::<(), KeysView>(Method::GET, "/v1/cluster/keys", None, TIMEOUT).await?.keys
+        }
+    };
+    let keys: Vec<VerifierKey> = key_texts.iter().map(|k| VerifierKey::parse(k)).collect::<Result<_, _>>().map_err(|e| usage(format!("bad key: {e}")))?;
+    let view: CheckpointView = s.call::<(), _>(Method::GET, "/v1/checkpoint", None, TIMEOUT).await?;
+    let (new_cp, _) = verify_checkpoint_quorum(&view.note, &keys).map_err(|e| Failure { code: 1, message: format!("the newest checkpoint does not verify: {e}") })?;
+    let verdict: Result<String, String> = match &old {
+        None => Ok("first checkpoint kept".into()),
+        Some(o) => {
+            let (old_cp, _) = verify_checkpoint_quorum(&o.checkpoint, &keys).map_err(|e| usage(format!("the kept checkpoint does not verify: {e}")))?;
+            if new_cp.origin != old_cp.origin {
+                Err(format!("the origin changed from `{}` to `{}`", old_cp.origin, new_cp.origin))
+            } else if new_cp.size < old_cp.size {
+                Err(format!("the tree shrank from {} to {} leaves", old_cp.size, new_cp.size))
+            } else if new_cp.size == old_cp.size {
+                if new_cp.root == old_cp.root {
+                    Ok("no new records".into())
+                } else {
+                    Err(format!("two checkpoints of size {} with different roots ({} and {})", new_cp.size, root_of(&old_cp), root_of(&new_cp)))
+                }
+            } else {
+                let c: ConsistencyView = s.call::<(), _>(Method::GET, &format!("/v1/audit/consistency?old={}&new={}", old_cp.size, new_cp.size), None, TIMEOUT).await?;
+                let proof: Result<Vec<Hash>, String> = c.proof.iter().map(|h| BASE64.decode(h).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| "bad proof hash".to_string())).collect();
+                match proof.and_then(|p| verify_consistency(old_cp.size, new_cp.size, &old_cp.root, &new_cp.root, &p).map_err(|e| e.to_string())) {
+                    Ok(()) => Ok(format!("grew from {} to {} leaves; the new tree extends the old one", old_cp.size, new_cp.size)),
+                    Err(e) => Err(format!("the tree of {} leaves does not extend the kept one of {}: {e}", new_cp.size, old_cp.size)),
+                }
+            }
+        }
+    };
+    let consistent = verdict.is_ok();
+    let detail = match &verdict {
+        Ok(d) | Err(d) => d.clone(),
+    };
+    if consistent {
+        let st = MonitorState { keys: key_texts, checkpoint: view.note.clone() };
+        let tmp = state_path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&st)?).and_then(|_| std::fs::rename(&tmp, state_path)).map_err(|e| usage(format!("{}: {e}", state_path.display())))?;
+    }
+    emit(json, &serde_json::json!({ "size": new_cp.size, "consistent": consistent, "detail": detail, "root": root_of(&new_cp) }), || format!("{} {detail}", if consistent { "✔" } else { "✘ INCONSISTENT:" }));
+    if consistent {
+        Ok(())
+    } else {
+        Err(Failure { code: 1, message: detail })
+    }
+}

@@ -1,0 +1,227 @@
+//! Majority-cosigned checkpoints. Each node signs a checkpoint only for a
+//! tree size and root it computed itself from its own applied state, and only
+//! while its stored tree checks out against its leaves and the published
+//! checkpoints; the leader gathers a majority of voters' signatures and
+//! publishes the note through Raft.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use hyper::Method;
+use serde::{Deserialize, Serialize};
+
+use super::{now_ms, Node};
+use crate::audit::{self, Checkpoint, Note, Signer};
+use crate::config::NodeConfig;
+use crate::raft::state_machine::StateView;
+use crate::vault::{audit as tree, query, Command};
+
+/// Path of the internal cosigning endpoint.
+pub const COSIGN_PATH: &str = "/internal/cosign";
+
+#[derive(Serialize, Deserialize)]
+pub struct CosignRequest {
+    pub size: u64,
+    /// Hex of the root the leader computed.
+    pub root: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct CosignResponse {
+    /// This node's signature line for the checkpoint text.
+    pub line: String,
+}
+
+/// Why a node will not sign.
+#[derive(Debug, thiserror::Error)]
+pub enum CosignError {
+    #[error("this node has applied only {have} records, not yet {want}")]
+    NotYet { have: u64, want: u64 },
+    #[error("the root for size {size} on this node differs from the one asked to sign")]
+    RootMismatch { size: u64 },
+    #[error("this node's stored audit tree does not check out ({0}); it refuses to sign")]
+    Corrupt(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// This node's checkpoint signer, loaded from its key file.
+pub fn load_signer(cfg: &NodeConfig) -> anyhow::Result<Signer> {
+    let text = std::fs::read_to_string(&cfg.checkpoint_key).with_context(|| format!("reading the checkpoint key {}", cfg.checkpoint_key.display()))?;
+    let seed: [u8; 32] = hex::decode(text.trim()).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| anyhow!("{} must hold 64 hex digits", cfg.checkpoint_key.display()))?;
+    Ok(Signer::from_seed(&signer_name(&cfg.cluster_id, cfg.id), &seed)?)
+}
+
+/// The signed-note key name of node `id`.
+pub fn signer_name(cluster_id: &str, id: u64) -> String {
+    format!("custody-{cluster_id}-node{id}")
+}
+
+/// Checks the stored tree for leaves `[from, to)`: every leaf hashes to its
+/// level-0 node, every subtree those leaves complete hashes from its children,
+/// and the published checkpoint (if inside `to`) matches the stored root.
+pub fn verify_range(state: &StateView, from: u64, to: u64) -> Result<(), String> {
+    let nodes = tree::StateNodes(state);
+    let get = |level: u8, i: u64| -> Result<audit::Hash, String> {
+        audit::NodeStore::get(&nodes, level, i).map_err(|e| e.to_string())?.ok_or_else(|| format!("tree node ({level},{i}) is missing"))
+    };
+    for i in from..to {
+        let leaf = tree::leaf(state, i).map_err(|e| e.to_string())?.ok_or_else(|| format!("leaf {i} is missing"))?;
+        if audit::leaf_hash(&leaf) != get(0, i)? {
+            return Err(format!("leaf {i} does not match its stored hash"));
+        }
+    }
+    let mut level = 1u8;
+    while level < 64 && (to >> level) > 0 {
+        for j in (from >> level)..(to >> level) {
+            if audit::node_hash(&get(level - 1, 2 * j)?, &get(level - 1, 2 * j + 1)?) != get(level, j)? {
+                return Err(format!("tree node ({level},{j}) does not match its children"));
+            }
+        }
+        level += 1;
+    }
+    if let Some(note) = query::checkpoint(state).map_err(|e| e.to_string())? {
+        let cp = Note::parse(&note).and_then(|n| Checkpoint::parse(&n.text)).map_err(|e| format!("published checkpoint unreadable: {e}"))?;
+        if cp.size <= to && tree::root(state, cp.size).map_err(|e| e.to_string())? != cp.root {
+            return Err(format!("the stored tree no longer matches the published checkpoint of size {}", cp.size));
+        }
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Signs the checkpoint of `size` with `root` if this node's own tree agrees.
+    pub async fn cosign(&self, size: u64, root: audit::Hash) -> Result<String, CosignError> {
+        if let Some(why) = self.audit_broken.lock().map_err(|_| CosignError::Other("lock poisoned".into()))?.clone() {
+            return Err(CosignError::Corrupt(why));
+        }
+        let have = tree::size(&self.state).map_err(|e| CosignError::Other(e.to_string()))?;
+        if have < size {
+            return Err(CosignError::NotYet { have, want: size });
+        }
+        {
+            // Check what was appended since the last check before vouching for it.
+            let mut verified = self.audit_verified.lock().await;
+            if *verified < size {
+                let state = self.state.clone();
+                let from = *verified;
+                let res = tokio::task::spawn_blocking(move || verify_range(&state, from, size)).await.map_err(|e| CosignError::Other(e.to_string()))?;
+                if let Err(why) = res {
+                    self.mark_audit_broken(&why);
+                    return Err(CosignError::Corrupt(why));
+                }
+                *verified = size;
+            }
+        }
+        let mine = tree::root(&self.state, size).map_err(|e| CosignError::Other(e.to_string()))?;
+        if mine != root {
+            tracing::error!(size, "asked to sign a checkpoint whose root differs from this node's tree: refusing");
+            return Err(CosignError::RootMismatch { size });
+        }
+        let text = self.checkpoint_text(size, root).map_err(|e| CosignError::Other(e.to_string()))?;
+        let sig = self.signer.sign(&text).map_err(|e| CosignError::Other(e.to_string()))?;
+        Ok(sig.to_line())
+    }
+
+    fn mark_audit_broken(&self, why: &str) {
+        tracing::error!(reason = %why, "AUDIT TREE CHECK FAILED: this node's stored history does not match; it will not sign checkpoints");
+        if let Ok(mut b) = self.audit_broken.lock() {
+            *b = Some(why.to_string());
+        }
+    }
+
+    fn checkpoint_text(&self, size: u64, root: audit::Hash) -> anyhow::Result<String> {
+        let config = query::config(&self.state)?.ok_or_else(|| anyhow!("cluster not configured"))?;
+        Ok(Checkpoint { origin: config.origin(), size, root, extensions: Vec::new() }.to_text()?)
+    }
+}
+
+/// At start: check the whole stored tree once, in the background.
+pub async fn verify_at_start(node: Arc<Node>) {
+    let mut verified = node.audit_verified.lock().await;
+    let state = node.state.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let size = tree::size(&state).map_err(|e| e.to_string())?;
+        verify_range(&state, 0, size).map(|_| size)
+    })
+    .await;
+    match res {
+        Ok(Ok(size)) => {
+            *verified = size;
+            tracing::info!(size, "audit tree verified against its leaves and the published checkpoint");
+        }
+        Ok(Err(why)) => node.mark_audit_broken(&why),
+        Err(e) => node.mark_audit_broken(&e.to_string()),
+    }
+}
+
+/// On the leader: register node keys, gather cosignatures, publish checkpoints.
+pub async fn checkpoint_loop(node: Arc<Node>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        if !node.is_leader() {
+            continue;
+        }
+        if let Err(e) = round(&node).await {
+            tracing::debug!(error = %e, "checkpoint round");
+        }
+    }
+}
+
+async fn round(node: &Arc<Node>) -> anyhow::Result<()> {
+    node.ensure_configured().await?;
+    let voters = query::voters(&node.state)?;
+    let registered: std::collections::BTreeMap<u64, String> = query::node_keys(&node.state)?.into_iter().collect();
+    let members = node.members();
+    for v in &voters {
+        if registered.contains_key(v) {
+            continue;
+        }
+        let key = if *v == node.id() {
+            node.signer.verifier_key().to_string()
+        } else {
+            let Some((_, addr, _)) = members.iter().find(|m| m.0 == *v) else { continue };
+            let h: crate::wire::NodeHealth = node.http.call::<(), _>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2)).await?;
+            // The key comes from the node itself, over a connection its certificate authenticated.
+            if h.id != *v {
+                continue;
+            }
+            h.checkpoint_key
+        };
+        node.raft.client_write(Command::RegisterNodeKey { node: *v, key, time_ms: now_ms() }).await?;
+    }
+    let size = tree::size(&node.state)?;
+    let published = match query::checkpoint(&node.state)? {
+        Some(n) => Checkpoint::parse(&Note::parse(&n)?.text)?.size,
+        None => 0,
+    };
+    if size == 0 || size <= published {
+        return Ok(());
+    }
+    let root = tree::root(&node.state, size)?;
+    let text = node.checkpoint_text(size, root)?;
+    let asks = voters.iter().map(|v| {
+        let node = node.clone();
+        let addr = members.iter().find(|m| m.0 == *v).map(|m| m.1.clone());
+        let v = *v;
+        async move {
+            if v == node.id() {
+                return node.cosign(size, root).await.map_err(|e| anyhow!(e));
+            }
+            let addr = addr.ok_or_else(|| anyhow!("voter {v} has no address"))?;
+            let req = CosignRequest { size, root: hex::encode(root) };
+            let r: CosignResponse = node.http.call(Method::POST, &format!("{addr}{COSIGN_PATH}"), Some(&req), Duration::from_secs(5)).await?;
+            Ok(r.line)
+        }
+    });
+    let results = futures::future::join_all(asks).await;
+    let lines: Vec<String> = results.into_iter().filter_map(|r| r.map_err(|e| tracing::debug!(error = %e, "cosign")).ok()).collect();
+    if lines.len() < voters.len() / 2 + 1 {
+        tracing::warn!(size, signed = lines.len(), voters = voters.len(), "not enough cosignatures for a checkpoint yet");
+        return Ok(());
+    }
+    let note = format!("{text}\n{}", lines.concat());
+    node.raft.client_write(Command::PublishCheckpoint { note, time_ms: now_ms() }).await?;
+    Ok(())
+}
