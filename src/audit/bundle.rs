@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::merkle::{leaf_hash, verify_inclusion, Hash};
-use super::note::{verify_checkpoint_quorum, Checkpoint, VerifierKey};
+use super::note::{verify_checkpoint_quorum, verify_note, Checkpoint, Note, VerifierKey};
 
 /// The `format` every bundle names.
 pub const BUNDLE_FORMAT: &str = "custody-proof-bundle";
@@ -128,19 +128,33 @@ fn inclusion(leaf: &[u8], index: u64, proof: &[String], cp: &Checkpoint) -> Resu
     Ok(format!("leaf {index} is in the tree of size {}", cp.size))
 }
 
+/// Stricter than signed-note verification, for evidence: a signature line
+/// that names a trusted key must carry that key's id and a valid signature.
+/// (Lines of names the court does not know are ignored, as in C2SP.)
+fn strict_signatures(note: &str, keys: &[VerifierKey]) -> Result<(), String> {
+    let parsed = Note::parse(note).map_err(|e| e.to_string())?;
+    for sig in &parsed.signatures {
+        if let Some(key) = keys.iter().find(|k| k.name() == sig.name) {
+            let single = Note { text: parsed.text.clone(), signatures: vec![sig.clone()] }.encode().map_err(|e| e.to_string())?;
+            verify_note(&single, std::slice::from_ref(key)).map_err(|_| format!("the signature line of {} does not verify under its trusted key", sig.name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Checks a bundle against the court's verifier keys and, if given, the
 /// clip's SHA-256 (hex). Every check is reported; the bundle is valid only if
 /// all of them hold.
 pub fn verify(b: &Bundle, keys: &[VerifierKey], clip_sha256: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let cp = match verify_checkpoint_quorum(&b.checkpoint, keys) {
+    let cp = match strict_signatures(&b.checkpoint, keys).and_then(|_| verify_checkpoint_quorum(&b.checkpoint, keys).map_err(|e| e.to_string())) {
         Ok((cp, signers)) => {
             let dev = if cp.origin.contains("/dev-retention-") { " — a DEV cluster with shortened retention" } else { "" };
             checks.push(check("checkpoint signatures", Ok(format!("signed by {} of {} keys ({}); origin {}{dev}", signers.len(), keys.len(), signers.join(", "), cp.origin))));
             Some(cp)
         }
         Err(e) => {
-            checks.push(check("checkpoint signatures", Err(e.to_string())));
+            checks.push(check("checkpoint signatures", Err(e)));
             None
         }
     };

@@ -17,7 +17,7 @@ use crate::wire::{CheckpointView, ConsistencyView, KeysView};
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure { code: 2, message: message.into() }
+    Failure::new(2, message.into())
 }
 
 pub async fn checkpoint(s: &Session, json: bool) -> Result<(), Failure> {
@@ -81,7 +81,7 @@ pub fn verify(bundle_path: &Path, clip: Option<&Path>, keys: Option<&Path>, json
     if valid {
         Ok(())
     } else {
-        Err(Failure { code: 1, message: "the bundle does not verify".into() })
+        Err(Failure::verdict("the bundle does not verify"))
     }
 }
 
@@ -114,7 +114,7 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
     };
     let keys: Vec<VerifierKey> = key_texts.iter().map(|k| VerifierKey::parse(k)).collect::<Result<_, _>>().map_err(|e| usage(format!("bad key: {e}")))?;
     let view: CheckpointView = s.call::<(), _>(Method::GET, "/v1/checkpoint", None, TIMEOUT).await?;
-    let (new_cp, _) = verify_checkpoint_quorum(&view.note, &keys).map_err(|e| Failure { code: 1, message: format!("the newest checkpoint does not verify: {e}") })?;
+    let (new_cp, _) = verify_checkpoint_quorum(&view.note, &keys).map_err(|e| Failure::new(1, format!("the newest checkpoint does not verify: {e}")))?;
     let verdict: Result<String, String> = match &old {
         None => Ok("first checkpoint kept".into()),
         Some(o) => {
@@ -152,6 +152,6 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
     if consistent {
         Ok(())
     } else {
-        Err(Failure { code: 1, message: detail })
+        Err(Failure::verdict(detail))
     }
 }

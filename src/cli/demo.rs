@@ -115,7 +115,7 @@ pub async fn run(a: DemoArgs, json: bool) -> Result<(), Failure> {
         println!("{}", serde_json::json!({ "steps": n.steps, "ok": !n.failed }));
     }
     if n.failed {
-        return Err(Failure { code: 1, message: "a demo step failed".into() });
+        return Err(Failure { code: 1, message: "a demo step failed".into(), reported: json });
     }
     n.say("demo finished: every step held");
     Ok(())

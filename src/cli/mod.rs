@@ -131,11 +131,23 @@ pub enum CertsCmd {
 pub struct Failure {
     pub code: u8,
     pub message: String,
+    /// The command already printed its (negative) result; print no error object.
+    pub reported: bool,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure { code, message: message.into(), reported: false }
+    }
+    /// A negative verdict (exit 1) whose result was already printed.
+    pub fn verdict(message: impl Into<String>) -> Self {
+        Failure { code: 1, message: message.into(), reported: true }
+    }
 }
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure { code: 2, message: format!("{e:#}") }
+        Failure::new(2, format!("{e:#}"))
     }
 }
 
@@ -158,7 +170,7 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            if json {
+            if json && !f.reported {
                 println!("{}", serde_json::json!({ "error": f.message }));
             }
             eprintln!("error: {}", f.message);

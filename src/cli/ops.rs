@@ -31,7 +31,7 @@ pub struct Session {
 }
 
 pub fn session(profile: Option<PathBuf>) -> Result<Session, Failure> {
-    let path = profile.ok_or_else(|| Failure { code: 2, message: "no client profile: pass --profile FILE or set CUSTODY_PROFILE".into() })?;
+    let path = profile.ok_or_else(|| Failure::new(2, "no client profile: pass --profile FILE or set CUSTODY_PROFILE"))?;
     let p = Profile::load(&path)?;
     let tls = crate::tls::client_config(&crate::tls::TlsFiles { ca: &p.ca, cert: &p.cert, key: &p.key })?;
     Ok(Session { http: Http::new(tls), endpoints: p.endpoints })
@@ -146,10 +146,10 @@ pub async fn deposit(s: &Session, a: DepositArgs, json: bool) -> Result<DepositR
 
 /// Streams a clip to the leader (with a progress bar on a terminal) and returns the receipt.
 pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<DepositReceipt, Failure> {
-    let retention: crate::evidence::Retention = a.retention.parse().map_err(|e: String| Failure { code: 2, message: e })?;
+    let retention: crate::evidence::Retention = a.retention.parse().map_err(|e: String| Failure::new(2, e))?;
     let meta = crate::evidence::DepositMeta { case: a.case.clone(), system: a.system.clone(), retention, note: a.note.clone() };
-    meta.validate().map_err(|e| Failure { code: 2, message: e })?;
-    let size = tokio::fs::metadata(&a.file).await.map_err(|e| Failure { code: 2, message: format!("{}: {e}", a.file.display()) })?.len();
+    meta.validate().map_err(|e| Failure::new(2, e))?;
+    let size = tokio::fs::metadata(&a.file).await.map_err(|e| Failure::new(2, format!("{}: {e}", a.file.display())))?.len();
     let query = serde_urlencoded::to_string([("case", Some(&a.case)), ("system", Some(&a.system)), ("retention", Some(&a.retention)), ("note", a.note.as_ref())].iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect::<Vec<_>>())?;
     let path = format!("/v1/items?{query}");
     let bar = if progress && std::io::stderr().is_terminal() {
@@ -207,7 +207,7 @@ pub async fn items(s: &Session, case: Option<String>, json: bool) -> Result<(), 
 }
 
 pub async fn show(s: &Session, item: &str, json: bool) -> Result<(), Failure> {
-    let id: crate::evidence::ItemId = item.parse().map_err(|e| Failure { code: 2, message: format!("{e}") })?;
+    let id: crate::evidence::ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
     let d: ItemDetail = s.call::<(), _>(Method::GET, &format!("/v1/items/{id}"), None, CALL_TIMEOUT).await?;
     emit(json, &serde_json::to_value(&d)?, || {
         let i = &d.item;
