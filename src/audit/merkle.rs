@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 
-use ring::digest;
+use crate::crypto::Hasher;
 
 /// A SHA-256 hash: a leaf hash, an interior node hash or a tree root.
 pub type Hash = [u8; 32];
@@ -90,7 +90,7 @@ pub trait NodeStore {
 
 /// `SHA-256(0x00 ‖ leaf)`: the hash of one leaf's bytes (RFC 6962 §2.1).
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
-    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut ctx = Hasher::new();
     ctx.update(&[LEAF_PREFIX]);
     ctx.update(leaf);
     finish(ctx)
@@ -98,7 +98,7 @@ pub fn leaf_hash(leaf: &[u8]) -> Hash {
 
 /// `SHA-256(0x01 ‖ left ‖ right)`: the hash of an interior node (RFC 6962 §2.1).
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut ctx = Hasher::new();
     ctx.update(&[NODE_PREFIX]);
     ctx.update(left);
     ctx.update(right);
@@ -107,14 +107,11 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 
 /// `SHA-256("")`: the root hash of the empty tree (RFC 6962 §2.1).
 pub fn empty_root() -> Hash {
-    finish(digest::Context::new(&digest::SHA256))
+    finish(Hasher::new())
 }
 
-fn finish(ctx: digest::Context) -> Hash {
-    let mut out = [0u8; 32];
-    // SHA-256 output is always exactly 32 bytes, so the lengths match.
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+fn finish(ctx: Hasher) -> Hash {
+    ctx.finish()
 }
 
 /// The complete-subtree nodes that become complete when leaf number `size`
@@ -555,7 +552,7 @@ mod tests {
     /// The shared vectors sit beside the repository (`/work/shared` next to `/work/main`).
     const VECTORS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/vectors/rfc6962.json"
+        "/tests/vectors/rfc6962.json"
     );
 
     #[test]

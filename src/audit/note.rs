@@ -17,8 +17,7 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ring::digest;
-use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use crate::crypto::{verify_ed25519, Hasher, SigningKey};
 
 use crate::audit::merkle::Hash;
 
@@ -107,7 +106,7 @@ pub enum NoteError {
 /// `SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[..4]`: the key id of an Ed25519
 /// note key.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut ctx = Hasher::new();
     ctx.update(name.as_bytes());
     ctx.update(b"\n");
     ctx.update(&[ALG_ED25519]);
@@ -115,7 +114,7 @@ pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
     let d = ctx.finish();
     let mut id = [0u8; KEY_ID_LEN];
     // SHA-256 output is 32 bytes, longer than a key id.
-    id.copy_from_slice(&d.as_ref()[..KEY_ID_LEN]);
+    id.copy_from_slice(&d[..KEY_ID_LEN]);
     id
 }
 
@@ -213,10 +212,7 @@ impl VerifierKey {
 
     /// Whether `signature` is this key's Ed25519 signature over `text`.
     fn verifies(&self, text: &str, signature: &[u8]) -> bool {
-        signature.len() == ED25519_SIG_LEN
-            && UnparsedPublicKey::new(&ED25519, &self.public_key)
-                .verify(text.as_bytes(), signature)
-                .is_ok()
+        signature.len() == ED25519_SIG_LEN && verify_ed25519(&self.public_key, text.as_bytes(), signature)
     }
 }
 
@@ -277,19 +273,16 @@ fn ed25519_key_bytes(key: &[u8]) -> Result<[u8; 32], KeyBytesError> {
 /// A named Ed25519 signing key that signs note texts.
 pub struct Signer {
     name: String,
-    key: Ed25519KeyPair,
+    key: SigningKey,
     key_id: [u8; 4],
     public_key: [u8; 32],
 }
 
 impl Signer {
     /// A signer for `name` with the given key pair.
-    pub fn new(name: &str, key: Ed25519KeyPair) -> Result<Self, NoteError> {
+    pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
         check_key_name(name)?;
-        let public_key: [u8; 32] =
-            key.public_key().as_ref().try_into().map_err(|_| {
-                NoteError::MalformedPrivateKey("Ed25519 public key is not 32 bytes")
-            })?;
+        let public_key = key.public_key();
         Ok(Self {
             name: name.to_owned(),
             key_id: key_id(name, &public_key),
@@ -300,7 +293,7 @@ impl Signer {
 
     /// A signer for `name` from a 32-byte Ed25519 seed (RFC 8032 private key).
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
-        let key = Ed25519KeyPair::from_seed_unchecked(seed)
+        let key = SigningKey::from_seed(seed)
             .map_err(|_| NoteError::MalformedPrivateKey("seed rejected"))?;
         Self::new(name, key)
     }
@@ -365,7 +358,7 @@ impl Signer {
         Ok(NoteSignature {
             name: self.name.clone(),
             key_id: self.key_id,
-            signature: self.key.sign(text.as_bytes()).as_ref().to_vec(),
+            signature: self.key.sign(text.as_bytes()).to_vec(),
         })
     }
 }
@@ -736,7 +729,7 @@ mod tests {
     fn vector() -> Vector {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/vectors/signed-note.json"
+            "/tests/vectors/signed-note.json"
         );
         let text = std::fs::read_to_string(path).expect("read signed-note.json");
         serde_json::from_str(&text).expect("parse signed-note.json")

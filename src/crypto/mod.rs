@@ -69,6 +69,33 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(out)
 }
 
+/// An Ed25519 signing key (RFC 8032), made from its 32-byte seed.
+pub struct SigningKey(ring::signature::Ed25519KeyPair);
+
+impl SigningKey {
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, CryptoError> {
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(seed).map(SigningKey).map_err(|_| CryptoError::BadKey("Ed25519 seed rejected".into()))
+    }
+    pub fn public_key(&self) -> [u8; 32] {
+        use ring::signature::KeyPair;
+        let mut out = [0u8; 32];
+        // An Ed25519 public key is always 32 bytes.
+        out.copy_from_slice(self.0.public_key().as_ref());
+        out
+    }
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        // An Ed25519 signature is always 64 bytes.
+        out.copy_from_slice(self.0.sign(message).as_ref());
+        out
+    }
+}
+
+/// Is `signature` a valid Ed25519 signature of `message` under `public_key`?
+pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key).verify(message, signature).is_ok()
+}
+
 /// A fresh per-item data key. The raw bytes exist only long enough to be
 /// wrapped under the KEK; they are never written anywhere unwrapped.
 pub struct DataKey([u8; 32]);
