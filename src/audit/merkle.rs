@@ -549,7 +549,7 @@ mod tests {
         root_by_size_hex: Vec<String>,
     }
 
-    /// The shared vectors sit beside the repository (`/work/shared` next to `/work/main`).
+    /// The published vectors, copied into `tests/vectors/`.
     const VECTORS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/vectors/rfc6962.json"

@@ -3,6 +3,7 @@
 
 mod audit;
 mod cluster;
+mod demo;
 mod harness;
 mod input;
 mod storage;
