@@ -34,7 +34,13 @@ pub async fn checkpoint(State(node): State<Arc<Node>>, Extension(peer): Extensio
     user_of(&peer)?;
     let (note, cp) = latest(&node)?.ok_or_else(|| ApiError::unavailable("no checkpoint has been published yet"))?;
     let parsed = Note::parse(&note).map_err(ApiError::internal)?;
-    Ok(Json(CheckpointView { origin: cp.origin, size: cp.size, root: BASE64.encode(cp.root), signers: parsed.signatures.iter().map(|s| s.name.clone()).collect(), note }))
+    Ok(Json(CheckpointView {
+        origin: cp.origin,
+        size: cp.size,
+        root: BASE64.encode(cp.root),
+        signers: parsed.signatures.iter().map(|s| s.name.clone()).collect(),
+        note,
+    }))
 }
 
 pub async fn cluster_keys(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<KeysView>, ApiError> {
@@ -49,7 +55,11 @@ pub struct ConsistencyQuery {
     new: u64,
 }
 
-pub async fn consistency(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Query(q): Query<ConsistencyQuery>) -> Result<Json<ConsistencyView>, ApiError> {
+pub async fn consistency(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<ConsistencyView>, ApiError> {
     user_of(&peer)?;
     let size = tree::size(&node.state).map_err(ApiError::internal)?;
     if q.old > q.new || q.new > size {
@@ -59,7 +69,11 @@ pub async fn consistency(State(node): State<Arc<Node>>, Extension(peer): Extensi
     Ok(Json(ConsistencyView { old_size: q.old, new_size: q.new, proof: proof.iter().map(|h| BASE64.encode(h)).collect() }))
 }
 
-pub async fn proof_bundle(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Path(id): Path<String>) -> Result<Json<Bundle>, ApiError> {
+pub async fn proof_bundle(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+) -> Result<Json<Bundle>, ApiError> {
     user_of(&peer)?;
     let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
@@ -68,7 +82,9 @@ pub async fn proof_bundle(State(node): State<Arc<Node>>, Extension(peer): Extens
     let (note, cp) = loop {
         match latest(&node)? {
             Some((note, cp)) if cp.size > rec.leaf_index => break (note, cp),
-            _ if waited >= PROOF_WAIT_SECS * 4 => return Err(ApiError::unavailable("no published checkpoint covers this item yet; try again shortly")),
+            _ if waited >= PROOF_WAIT_SECS * 4 => {
+                return Err(ApiError::unavailable("no published checkpoint covers this item yet; try again shortly"))
+            }
             _ => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 waited += 1;

@@ -156,10 +156,13 @@ pub async fn cosign(
     if node.raft.metrics().borrow().current_leader != Some(from) {
         return Err(ApiError::forbidden(format!("node {from} is not the leader")));
     }
-    let root: crate::audit::Hash = hex::decode(&req.root).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| ApiError::bad_request("root must be 64 hex digits"))?;
+    let root: crate::audit::Hash =
+        hex::decode(&req.root).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| ApiError::bad_request("root must be 64 hex digits"))?;
     match node.cosign(req.size, root).await {
         Ok(line) => Ok(Json(crate::node::checkpoint::CosignResponse { line })),
-        Err(e @ crate::node::checkpoint::CosignError::Corrupt(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit-corrupt", "Refusing to sign", e.to_string())),
+        Err(e @ crate::node::checkpoint::CosignError::Corrupt(_)) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit-corrupt", "Refusing to sign", e.to_string()))
+        }
         Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "cannot-cosign", "Cannot cosign", e.to_string())),
     }
 }

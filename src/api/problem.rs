@@ -10,7 +10,10 @@ pub struct ApiError(pub StatusCode, pub Problem);
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
-        ApiError(status, Problem { kind: format!("urn:custody:{kind}"), title: title.into(), status: status.as_u16(), detail: detail.into(), leader: None })
+        ApiError(
+            status,
+            Problem { kind: format!("urn:custody:{kind}"), title: title.into(), status: status.as_u16(), detail: detail.into(), leader: None },
+        )
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
@@ -29,7 +32,8 @@ impl ApiError {
     }
     /// The client must go to the leader.
     pub fn not_leader(leader: Option<String>) -> Self {
-        let mut e = Self::new(StatusCode::MISDIRECTED_REQUEST, "not-leader", "Not the leader", "this node is not the leader; send the request to the leader");
+        let mut e =
+            Self::new(StatusCode::MISDIRECTED_REQUEST, "not-leader", "Not the leader", "this node is not the leader; send the request to the leader");
         e.1.leader = leader;
         e
     }

@@ -38,11 +38,9 @@ pub async fn deposit(
 ) -> Result<(StatusCode, Json<DepositReceipt>), ApiError> {
     let user = user_of(&peer)?;
     let retention: Retention = q.retention.parse().map_err(ApiError::bad_request)?;
-    let size: u64 = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| ApiError::new(StatusCode::LENGTH_REQUIRED, "length-required", "Length required", "a deposit must announce its size in Content-Length"))?;
+    let size: u64 = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| {
+        ApiError::new(StatusCode::LENGTH_REQUIRED, "length-required", "Length required", "a deposit must announce its size in Content-Length")
+    })?;
     let meta = DepositMeta { case: q.case, system: q.system, retention, note: q.note };
     let res = node::deposit(&node, user.clone(), meta, size, body.into_data_stream()).await;
     match res {
@@ -97,14 +95,22 @@ pub struct ListQuery {
     case: Option<String>,
 }
 
-pub async fn list_items(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Query(q): Query<ListQuery>) -> Result<Json<ItemList>, ApiError> {
+pub async fn list_items(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ItemList>, ApiError> {
     user_of(&peer)?;
     let all = query::items(&node.state).map_err(ApiError::internal)?;
     let items = all.iter().filter(|r| q.case.as_ref().is_none_or(|c| &r.manifest.meta.case == c)).map(view).collect();
     Ok(Json(ItemList { items }))
 }
 
-pub async fn show_item(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Path(id): Path<String>) -> Result<Json<ItemDetail>, ApiError> {
+pub async fn show_item(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+) -> Result<Json<ItemDetail>, ApiError> {
     user_of(&peer)?;
     let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
@@ -136,7 +142,14 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Exte
     let members = members
         .into_iter()
         .zip(healths)
-        .map(|((id, addr, voter), h)| MemberView { id, addr, voter, last_applied: h.as_ref().and_then(|h| h.last_applied), reachable: h.is_some(), health: h })
+        .map(|((id, addr, voter), h)| MemberView {
+            id,
+            addr,
+            voter,
+            last_applied: h.as_ref().and_then(|h| h.last_applied),
+            reachable: h.is_some(),
+            health: h,
+        })
         .collect();
     let config = query::config(&node.state).map_err(ApiError::internal)?;
     Ok(Json(ClusterStatus {
@@ -161,12 +174,18 @@ fn require_admin(peer: &PeerIdentity) -> Result<String, ApiError> {
 fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ApiError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::not_leader(f.leader_node.map(|n| n.addr)),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ApiError::new(StatusCode::CONFLICT, "membership", "Membership change refused", c.to_string()),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ApiError::new(StatusCode::CONFLICT, "membership", "Membership change refused", c.to_string())
+        }
         other => ApiError::internal(other),
     }
 }
 
-pub async fn add_member(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Json(req): Json<AddMember>) -> Result<Json<ClusterStatus>, ApiError> {
+pub async fn add_member(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Json(req): Json<AddMember>,
+) -> Result<Json<ClusterStatus>, ApiError> {
     let admin = require_admin(&peer)?;
     if !req.addr.starts_with("https://") {
         return Err(ApiError::bad_request("addr must be https://host:port"));
@@ -186,7 +205,11 @@ pub async fn add_member(State(node): State<Arc<Node>>, Extension(peer): Extensio
     cluster_status(State(node), Extension(peer)).await
 }
 
-pub async fn remove_member(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Path(id): Path<NodeId>) -> Result<Json<ClusterStatus>, ApiError> {
+pub async fn remove_member(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<NodeId>,
+) -> Result<Json<ClusterStatus>, ApiError> {
     let admin = require_admin(&peer)?;
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));

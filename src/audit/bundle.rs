@@ -136,7 +136,8 @@ fn strict_signatures(note: &str, keys: &[VerifierKey]) -> Result<(), String> {
     for sig in &parsed.signatures {
         if let Some(key) = keys.iter().find(|k| k.name() == sig.name) {
             let single = Note { text: parsed.text.clone(), signatures: vec![sig.clone()] }.encode().map_err(|e| e.to_string())?;
-            verify_note(&single, std::slice::from_ref(key)).map_err(|_| format!("the signature line of {} does not verify under its trusted key", sig.name))?;
+            verify_note(&single, std::slice::from_ref(key))
+                .map_err(|_| format!("the signature line of {} does not verify under its trusted key", sig.name))?;
         }
     }
     Ok(())
@@ -150,7 +151,10 @@ pub fn verify(b: &Bundle, keys: &[VerifierKey], clip_sha256: Option<&str>) -> Ve
     let cp = match strict_signatures(&b.checkpoint, keys).and_then(|_| verify_checkpoint_quorum(&b.checkpoint, keys).map_err(|e| e.to_string())) {
         Ok((cp, signers)) => {
             let dev = if cp.origin.contains("/dev-retention-") { " — a DEV cluster with shortened retention" } else { "" };
-            checks.push(check("checkpoint signatures", Ok(format!("signed by {} of {} keys ({}); origin {}{dev}", signers.len(), keys.len(), signers.join(", "), cp.origin))));
+            checks.push(check(
+                "checkpoint signatures",
+                Ok(format!("signed by {} of {} keys ({}); origin {}{dev}", signers.len(), keys.len(), signers.join(", "), cp.origin)),
+            ));
             Some(cp)
         }
         Err(e) => {
@@ -171,7 +175,11 @@ pub fn verify(b: &Bundle, keys: &[VerifierKey], clip_sha256: Option<&str>) -> Ve
                 return Err(format!("the deposit record's `{f}` differs from the bundle's item"));
             }
         }
-        Ok(format!("item {item_id} deposited {} by {}", v.get("time").and_then(Value::as_str).unwrap_or("?"), v.get("depositor").and_then(Value::as_str).unwrap_or("?")))
+        Ok(format!(
+            "item {item_id} deposited {} by {}",
+            v.get("time").and_then(Value::as_str).unwrap_or("?"),
+            v.get("depositor").and_then(Value::as_str).unwrap_or("?")
+        ))
     });
     checks.push(check("deposit record", record));
     checks.push(check(

@@ -185,10 +185,7 @@ mod tests {
                 "literals": [null, true, false]}"#,
         )
         .unwrap();
-        assert_eq!(
-            canon(&v),
-            r#"{"literals":[null,true,false],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
-        );
+        assert_eq!(canon(&v), r#"{"literals":[null,true,false],"string":"€$\u000f\nA'B\"\\\\\"/"}"#);
     }
 
     #[test]
@@ -220,10 +217,7 @@ mod tests {
             "ä": 0,
             "Z": 9007199254740991u64,
         });
-        assert_eq!(
-            canon(&v),
-            r#"{"Z":9007199254740991,"a":"x","aa":-7,"b":[3,{"A":{},"a":[true,false],"z":null},[]],"kind":"deposit","v":1,"ä":0}"#
-        );
+        assert_eq!(canon(&v), r#"{"Z":9007199254740991,"a":"x","aa":-7,"b":[3,{"A":{},"a":[true,false],"z":null},[]],"kind":"deposit","v":1,"ä":0}"#);
         assert_eq!(canon(&json!({})), "{}");
         assert_eq!(canon(&json!([])), "[]");
         // Sorting is by UTF-16 units: U+FF61 (one unit, FF61) sorts after
@@ -237,41 +231,17 @@ mod tests {
         assert_eq!(canon(&json!(0)), "0");
         assert_eq!(canon(&json!(-1)), "-1");
         assert_eq!(canon(&json!(9_007_199_254_740_991i64)), "9007199254740991");
-        assert_eq!(
-            canon(&json!(-9_007_199_254_740_991i64)),
-            "-9007199254740991"
-        );
-        assert!(matches!(
-            to_canonical_string(&json!(9_007_199_254_740_992u64)),
-            Err(JcsError::IntegerOutOfRange(_))
-        ));
-        assert!(matches!(
-            to_canonical_string(&json!(-9_007_199_254_740_992i64)),
-            Err(JcsError::IntegerOutOfRange(_))
-        ));
-        assert!(matches!(
-            to_canonical_string(&json!(u64::MAX)),
-            Err(JcsError::IntegerOutOfRange(_))
-        ));
-        assert!(matches!(
-            to_canonical_string(&json!(1.5)),
-            Err(JcsError::NonIntegerNumber(_))
-        ));
-        assert!(matches!(
-            to_canonical_string(&json!([{"x": 0.1}])),
-            Err(JcsError::NonIntegerNumber(_))
-        ));
-        assert!(matches!(
-            to_canonical_string(&json!(1e300)),
-            Err(JcsError::IntegerOutOfRange(_))
-        ));
+        assert_eq!(canon(&json!(-9_007_199_254_740_991i64)), "-9007199254740991");
+        assert!(matches!(to_canonical_string(&json!(9_007_199_254_740_992u64)), Err(JcsError::IntegerOutOfRange(_))));
+        assert!(matches!(to_canonical_string(&json!(-9_007_199_254_740_992i64)), Err(JcsError::IntegerOutOfRange(_))));
+        assert!(matches!(to_canonical_string(&json!(u64::MAX)), Err(JcsError::IntegerOutOfRange(_))));
+        assert!(matches!(to_canonical_string(&json!(1.5)), Err(JcsError::NonIntegerNumber(_))));
+        assert!(matches!(to_canonical_string(&json!([{"x": 0.1}])), Err(JcsError::NonIntegerNumber(_))));
+        assert!(matches!(to_canonical_string(&json!(1e300)), Err(JcsError::IntegerOutOfRange(_))));
         // Integral doubles print as ECMAScript prints them.
         assert_eq!(canon(&json!(4.0)), "4");
         assert_eq!(canon(&json!(-0.0)), "0");
-        assert_eq!(
-            canon(&serde_json::from_str::<Value>("1E3").unwrap()),
-            "1000"
-        );
+        assert_eq!(canon(&serde_json::from_str::<Value>("1E3").unwrap()), "1000");
     }
 
     #[test]
@@ -283,17 +253,8 @@ mod tests {
             size: u64,
             item: &'a str,
         }
-        let bytes = canonicalize(&Deposit {
-            v: 1,
-            kind: "deposit",
-            size: 42,
-            item: "it-1",
-        })
-        .unwrap();
-        assert_eq!(
-            bytes,
-            br#"{"item":"it-1","kind":"deposit","size":42,"v":1}"#
-        );
+        let bytes = canonicalize(&Deposit { v: 1, kind: "deposit", size: 42, item: "it-1" }).unwrap();
+        assert_eq!(bytes, br#"{"item":"it-1","kind":"deposit","size":42,"v":1}"#);
         // A map with non-string keys is not JSON.
         let m: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into_iter().collect();
         assert!(matches!(canonicalize(&m), Err(JcsError::Serialize(_))));

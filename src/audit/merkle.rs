@@ -122,11 +122,7 @@ fn finish(ctx: Hasher) -> Hash {
 /// The first write is always `((0, size), leaf_hash)`; each further write is
 /// the parent that the previous one completed. Reads at most one stored
 /// sibling per write, O(log n) in all.
-pub fn append_writes<S: NodeStore + ?Sized>(
-    store: &S,
-    size: u64,
-    leaf_hash: &Hash,
-) -> Result<Vec<(NodeKey, Hash)>, MerkleError> {
+pub fn append_writes<S: NodeStore + ?Sized>(store: &S, size: u64, leaf_hash: &Hash) -> Result<Vec<(NodeKey, Hash)>, MerkleError> {
     if size == u64::MAX {
         return Err(MerkleError::TreeFull);
     }
@@ -156,11 +152,7 @@ pub fn root<S: NodeStore + ?Sized>(store: &S, size: u64) -> Result<Hash, MerkleE
 
 /// The inclusion proof (audit path) of leaf `index` in the tree of `size`
 /// leaves, in RFC 9162 §2.1.3.1 order (the sibling nearest the leaf first).
-pub fn inclusion_proof<S: NodeStore + ?Sized>(
-    store: &S,
-    index: u64,
-    size: u64,
-) -> Result<Vec<Hash>, MerkleError> {
+pub fn inclusion_proof<S: NodeStore + ?Sized>(store: &S, index: u64, size: u64) -> Result<Vec<Hash>, MerkleError> {
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size });
     }
@@ -185,11 +177,7 @@ pub fn inclusion_proof<S: NodeStore + ?Sized>(
 /// The consistency proof between the tree of `old_size` leaves and the tree of
 /// `new_size` leaves, in RFC 9162 §2.1.4.1 order. Empty when `old_size` is 0 or
 /// equals `new_size`.
-pub fn consistency_proof<S: NodeStore + ?Sized>(
-    store: &S,
-    old_size: u64,
-    new_size: u64,
-) -> Result<Vec<Hash>, MerkleError> {
+pub fn consistency_proof<S: NodeStore + ?Sized>(store: &S, old_size: u64, new_size: u64) -> Result<Vec<Hash>, MerkleError> {
     if old_size > new_size {
         return Err(MerkleError::SizeOrder { old_size, new_size });
     }
@@ -226,13 +214,7 @@ pub fn consistency_proof<S: NodeStore + ?Sized>(
 /// Checks an inclusion proof (RFC 9162 §2.1.3.2): that the leaf with hash
 /// `leaf_hash` is leaf number `index` of the tree of `size` leaves whose root
 /// is `root`.
-pub fn verify_inclusion(
-    leaf_hash: &Hash,
-    index: u64,
-    size: u64,
-    proof: &[Hash],
-    root: &Hash,
-) -> Result<(), MerkleError> {
+pub fn verify_inclusion(leaf_hash: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> Result<(), MerkleError> {
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size });
     }
@@ -270,40 +252,22 @@ pub fn verify_inclusion(
 ///
 /// Equal sizes need an empty proof and equal roots; an old size of 0 needs an
 /// empty proof and `old_root` equal to [`empty_root`].
-pub fn verify_consistency(
-    old_size: u64,
-    new_size: u64,
-    old_root: &Hash,
-    new_root: &Hash,
-    proof: &[Hash],
-) -> Result<(), MerkleError> {
+pub fn verify_consistency(old_size: u64, new_size: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> Result<(), MerkleError> {
     if old_size > new_size {
         return Err(MerkleError::SizeOrder { old_size, new_size });
     }
     if old_size == new_size {
-        return if proof.is_empty() && old_root == new_root {
-            Ok(())
-        } else {
-            Err(MerkleError::ConsistencyProofInvalid)
-        };
+        return if proof.is_empty() && old_root == new_root { Ok(()) } else { Err(MerkleError::ConsistencyProofInvalid) };
     }
     if old_size == 0 {
-        return if proof.is_empty() && *old_root == empty_root() {
-            Ok(())
-        } else {
-            Err(MerkleError::ConsistencyProofInvalid)
-        };
+        return if proof.is_empty() && *old_root == empty_root() { Ok(()) } else { Err(MerkleError::ConsistencyProofInvalid) };
     }
     // Step 1: a non-trivial proof is never empty.
     let Some((first, rest)) = proof.split_first() else {
         return Err(MerkleError::ConsistencyProofInvalid);
     };
     // Step 2: if `first` is a power of two the old root is the first path element.
-    let (start, path): (&Hash, &[Hash]) = if old_size.is_power_of_two() {
-        (old_root, proof)
-    } else {
-        (first, rest)
-    };
+    let (start, path): (&Hash, &[Hash]) = if old_size.is_power_of_two() { (old_root, proof) } else { (first, rest) };
     // Step 3 and 4.
     let mut f = old_size - 1;
     let mut s = new_size - 1;
@@ -348,14 +312,8 @@ fn largest_power_of_two_below(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
-fn get_required<S: NodeStore + ?Sized>(
-    store: &S,
-    level: u8,
-    index: u64,
-) -> Result<Hash, MerkleError> {
-    store
-        .get(level, index)?
-        .ok_or(MerkleError::MissingNode { level, index })
+fn get_required<S: NodeStore + ?Sized>(store: &S, level: u8, index: u64) -> Result<Hash, MerkleError> {
+    store.get(level, index)?.ok_or(MerkleError::MissingNode { level, index })
 }
 
 /// `MTH(D[start:end])` for a range that is a node of the RFC 9162 tree shape:
@@ -373,11 +331,7 @@ fn range_hash<S: NodeStore + ?Sized>(store: &S, start: u64, end: u64) -> Result<
         if len & width != 0 {
             // Holds for every range the proof and root walks above ask for;
             // a failure here is a bug in this file, not bad input.
-            debug_assert_eq!(
-                offset % width,
-                0,
-                "range [{start}, {end}) is not a tree node"
-            );
+            debug_assert_eq!(offset % width, 0, "range [{start}, {end}) is not a tree node");
             parts.push(get_required(store, level, offset >> level)?);
             offset += width;
         }
@@ -483,11 +437,7 @@ mod tests {
     fn ref_subproof(m: usize, leaves: &[Hash], b: bool) -> Vec<Hash> {
         let n = leaves.len();
         if m == n {
-            return if b {
-                Vec::new()
-            } else {
-                vec![ref_root(leaves)]
-            };
+            return if b { Vec::new() } else { vec![ref_root(leaves)] };
         }
         let k = largest_power_of_two_below(n as u64) as usize;
         if m <= k {
@@ -550,10 +500,7 @@ mod tests {
     }
 
     /// The published vectors, copied into `tests/vectors/`.
-    const VECTORS: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/vectors/rfc6962.json"
-    );
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/rfc6962.json");
 
     #[test]
     fn rfc6962_vectors_roots_by_size() {
@@ -570,12 +517,7 @@ mod tests {
             store.append(&lh).unwrap();
             let want = &v.root_by_size_hex[i + 1];
             assert_eq!(&hex::encode(store.root().unwrap()), want, "size {}", i + 1);
-            assert_eq!(
-                &hex::encode(ref_root(&leaves)),
-                want,
-                "reference, size {}",
-                i + 1
-            );
+            assert_eq!(&hex::encode(ref_root(&leaves)), want, "reference, size {}", i + 1);
         }
         // Historical roots stay answerable from the grown store.
         for (size, want) in v.root_by_size_hex.iter().enumerate() {
@@ -589,10 +531,7 @@ mod tests {
             verify_inclusion(&leaves[i as usize], i, n, &p, &r).unwrap();
             for w in 0..p.len() {
                 for b in 0..32 {
-                    assert!(
-                        verify_inclusion(&leaves[i as usize], i, n, &flipped(&p, w, b), &r)
-                            .is_err()
-                    );
+                    assert!(verify_inclusion(&leaves[i as usize], i, n, &flipped(&p, w, b), &r).is_err());
                 }
             }
         }
@@ -600,10 +539,7 @@ mod tests {
 
     #[test]
     fn empty_root_is_sha256_of_nothing() {
-        assert_eq!(
-            hex::encode(empty_root()),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(root(&MemStore::new(), 0).unwrap(), empty_root());
     }
 
@@ -630,24 +566,13 @@ mod tests {
             assert_eq!(r, roots[n as usize], "root at size {n}");
             for i in 0..n {
                 let p = inclusion_proof(&store, i, n).unwrap();
-                assert_eq!(
-                    p,
-                    ref_path(i as usize, &leaves[..n as usize]),
-                    "path {i} of {n}"
-                );
+                assert_eq!(p, ref_path(i as usize, &leaves[..n as usize]), "path {i} of {n}");
                 verify_inclusion(&leaves[i as usize], i, n, &p, &r).unwrap();
             }
-            assert!(matches!(
-                inclusion_proof(&store, n, n),
-                Err(MerkleError::IndexOutOfRange { .. })
-            ));
+            assert!(matches!(inclusion_proof(&store, n, n), Err(MerkleError::IndexOutOfRange { .. })));
             for m in 0..=n {
                 let p = consistency_proof(&store, m, n).unwrap();
-                assert_eq!(
-                    p,
-                    ref_consistency(m as usize, &leaves[..n as usize]),
-                    "consistency {m}->{n}"
-                );
+                assert_eq!(p, ref_consistency(m as usize, &leaves[..n as usize]), "consistency {m}->{n}");
                 verify_consistency(m, n, &roots[m as usize], &r, &p).unwrap();
             }
         }
@@ -730,10 +655,7 @@ mod tests {
                 for n2 in 1..=2 * N {
                     for i2 in 0..n2 {
                         if incl_len(i2, n2) != p.len() {
-                            assert!(
-                                verify_inclusion(&lh, i2, n2, &p, &r).is_err(),
-                                "proof of {i} in {n} accepted as {i2} in {n2}"
-                            );
+                            assert!(verify_inclusion(&lh, i2, n2, &p, &r).is_err(), "proof of {i} in {n} accepted as {i2} in {n2}");
                         }
                     }
                 }
@@ -746,10 +668,7 @@ mod tests {
                 for n2 in 2..=2 * N {
                     for m2 in 1..n2 {
                         if cons_len(m2, n2) != p.len() {
-                            assert!(
-                                verify_consistency(m2, n2, &rm, &rn, &p).is_err(),
-                                "proof {m}->{n} accepted as {m2}->{n2}"
-                            );
+                            assert!(verify_consistency(m2, n2, &rm, &rn, &p).is_err(), "proof {m}->{n} accepted as {m2}->{n2}");
                         }
                     }
                 }
@@ -771,19 +690,10 @@ mod tests {
         assert!(verify_consistency(0, 5, &r5, &r5, &[]).is_err());
         assert!(verify_consistency(0, 5, &empty_root(), &r5, &[r5]).is_err());
         // Backwards.
-        assert!(matches!(
-            consistency_proof(&store, 5, 4),
-            Err(MerkleError::SizeOrder { .. })
-        ));
-        assert!(matches!(
-            verify_consistency(5, 4, &r5, &r5, &[]),
-            Err(MerkleError::SizeOrder { .. })
-        ));
+        assert!(matches!(consistency_proof(&store, 5, 4), Err(MerkleError::SizeOrder { .. })));
+        assert!(matches!(verify_consistency(5, 4, &r5, &r5, &[]), Err(MerkleError::SizeOrder { .. })));
         // Index out of range in the verifier.
-        assert!(matches!(
-            verify_inclusion(&leaves[0], 5, 5, &[], &r5),
-            Err(MerkleError::IndexOutOfRange { .. })
-        ));
+        assert!(matches!(verify_inclusion(&leaves[0], 5, 5, &[], &r5), Err(MerkleError::IndexOutOfRange { .. })));
     }
 
     #[test]
@@ -791,27 +701,12 @@ mod tests {
         let leaves = test_leaves(6);
         let mut store = store_of(&leaves);
         store.set_node(2, 0, None);
-        assert!(matches!(
-            root(&store, 6),
-            Err(MerkleError::MissingNode { level: 2, index: 0 })
-        ));
-        assert!(matches!(
-            inclusion_proof(&store, 5, 6),
-            Err(MerkleError::MissingNode { level: 2, index: 0 })
-        ));
-        assert!(matches!(
-            append_writes(&store, 6, &leaves[0]).map(|w| w.len()),
-            Ok(1)
-        ));
+        assert!(matches!(root(&store, 6), Err(MerkleError::MissingNode { level: 2, index: 0 })));
+        assert!(matches!(inclusion_proof(&store, 5, 6), Err(MerkleError::MissingNode { level: 2, index: 0 })));
+        assert!(matches!(append_writes(&store, 6, &leaves[0]).map(|w| w.len()), Ok(1)));
         store.set_node(0, 6, None);
-        assert!(matches!(
-            append_writes(&store, 7, &leaves[0]),
-            Err(MerkleError::MissingNode { level: 0, index: 6 })
-        ));
-        assert!(matches!(
-            append_writes(&store, u64::MAX, &leaves[0]),
-            Err(MerkleError::TreeFull)
-        ));
+        assert!(matches!(append_writes(&store, 7, &leaves[0]), Err(MerkleError::MissingNode { level: 0, index: 6 })));
+        assert!(matches!(append_writes(&store, u64::MAX, &leaves[0]), Err(MerkleError::TreeFull)));
     }
 
     #[test]
@@ -878,10 +773,7 @@ mod tests {
         let leaves = test_leaves(N);
         let store = store_of(&leaves);
         let sizes = [65_535u64, 65_536, 65_537, 99_999, 100_000, 100_003];
-        let roots: Vec<Hash> = sizes
-            .iter()
-            .map(|&n| ref_root(&leaves[..n as usize]))
-            .collect();
+        let roots: Vec<Hash> = sizes.iter().map(|&n| ref_root(&leaves[..n as usize])).collect();
         for (&n, r) in sizes.iter().zip(&roots) {
             assert_eq!(root(&store, n).unwrap(), *r, "root at {n}");
             for _ in 0..200 {
@@ -891,20 +783,13 @@ mod tests {
             }
             // A few proofs compared with the reference directly.
             for i in [0, n / 3, n - 1] {
-                assert_eq!(
-                    inclusion_proof(&store, i, n).unwrap(),
-                    ref_path(i as usize, &leaves[..n as usize])
-                );
+                assert_eq!(inclusion_proof(&store, i, n).unwrap(), ref_path(i as usize, &leaves[..n as usize]));
             }
         }
         for (a, (&m, rm)) in sizes.iter().zip(&roots).enumerate() {
             for (&n, rn) in sizes[a..].iter().zip(&roots[a..]) {
                 let p = consistency_proof(&store, m, n).unwrap();
-                assert_eq!(
-                    p,
-                    ref_consistency(m as usize, &leaves[..n as usize]),
-                    "{m}->{n}"
-                );
+                assert_eq!(p, ref_consistency(m as usize, &leaves[..n as usize]), "{m}->{n}");
                 verify_consistency(m, n, rm, rn, &p).unwrap();
             }
         }
@@ -924,18 +809,10 @@ mod tests {
             let m = 1 + rng.below(n);
             counting.1.set(0);
             inclusion_proof(&counting, i, n).unwrap();
-            assert!(
-                counting.1.get() <= 2 * 17 + 2,
-                "inclusion reads {}",
-                counting.1.get()
-            );
+            assert!(counting.1.get() <= 2 * 17 + 2, "inclusion reads {}", counting.1.get());
             counting.1.set(0);
             consistency_proof(&counting, m, n).unwrap();
-            assert!(
-                counting.1.get() <= 2 * 17 + 2,
-                "consistency reads {}",
-                counting.1.get()
-            );
+            assert!(counting.1.get() <= 2 * 17 + 2, "consistency reads {}", counting.1.get());
             counting.1.set(0);
             root(&counting, n).unwrap();
             assert!(counting.1.get() <= 17, "root reads {}", counting.1.get());
@@ -997,9 +874,7 @@ mod tests {
             let p = inclusion_proof(&store, i, n).unwrap();
             verify_inclusion(&leaf_hash(&i.to_be_bytes()), i, n, &p, &rn).unwrap();
             if i + 1 < n {
-                assert!(
-                    verify_inclusion(&leaf_hash(&(i + 1).to_be_bytes()), i, n, &p, &rn).is_err()
-                );
+                assert!(verify_inclusion(&leaf_hash(&(i + 1).to_be_bytes()), i, n, &p, &rn).is_err());
             }
         }
     }

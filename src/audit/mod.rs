@@ -16,10 +16,9 @@ pub mod note;
 
 pub use jcs::{canonicalize, to_canonical_bytes, to_canonical_string, JcsError};
 pub use merkle::{
-    append_writes, consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root,
-    verify_consistency, verify_inclusion, Hash, MemStore, MerkleError, NodeKey, NodeStore,
+    append_writes, consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root, verify_consistency, verify_inclusion, Hash, MemStore,
+    MerkleError, NodeKey, NodeStore,
 };
 pub use note::{
-    key_id, sign_note, verify_checkpoint_quorum, verify_note, Checkpoint, Note, NoteError,
-    NoteSignature, Signer, VerifiedNote, VerifierKey,
+    key_id, sign_note, verify_checkpoint_quorum, verify_note, Checkpoint, Note, NoteError, NoteSignature, Signer, VerifiedNote, VerifierKey,
 };

@@ -15,9 +15,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::crypto::{verify_ed25519, Hasher, SigningKey};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use crate::crypto::{verify_ed25519, Hasher, SigningKey};
 
 use crate::audit::merkle::Hash;
 
@@ -120,11 +120,7 @@ pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
 
 /// Key names must be non-empty and hold no Unicode space, no control character and no `+`.
 fn check_key_name(name: &str) -> Result<(), NoteError> {
-    if name.is_empty()
-        || name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
-    {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '+') {
         return Err(NoteError::InvalidKeyName(name.to_owned()));
     }
     Ok(())
@@ -159,11 +155,7 @@ impl VerifierKey {
     /// The verifier key for `name` and an Ed25519 public key.
     pub fn from_public_key(name: &str, public_key: [u8; 32]) -> Result<Self, NoteError> {
         check_key_name(name)?;
-        Ok(Self {
-            name: name.to_owned(),
-            key_id: key_id(name, &public_key),
-            public_key,
-        })
+        Ok(Self { name: name.to_owned(), key_id: key_id(name, &public_key), public_key })
     }
 
     /// Parses `<name>+<key id hex>+<base64(0x01 ‖ public key)>`, checking that
@@ -171,26 +163,19 @@ impl VerifierKey {
     pub fn parse(text: &str) -> Result<Self, NoteError> {
         // The name holds no '+', the key id is hex; base64 may hold '+'.
         let mut parts = text.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key64)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(name), Some(id_hex), Some(key64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(NoteError::MalformedVerifierKey("expected name+keyid+key"));
         };
         check_key_name(name)?;
-        let stated_id = parse_key_id(id_hex).ok_or(NoteError::MalformedVerifierKey(
-            "key id is not 8 hex digits",
-        ))?;
-        let key = BASE64
-            .decode(key64)
-            .map_err(|_| NoteError::MalformedVerifierKey("key is not base64"))?;
+        let stated_id = parse_key_id(id_hex).ok_or(NoteError::MalformedVerifierKey("key id is not 8 hex digits"))?;
+        let key = BASE64.decode(key64).map_err(|_| NoteError::MalformedVerifierKey("key is not base64"))?;
         let public_key = ed25519_key_bytes(&key).map_err(|e| match e {
             KeyBytesError::Algorithm(a) => NoteError::UnsupportedAlgorithm(a),
             KeyBytesError::Length => NoteError::MalformedVerifierKey("Ed25519 key is not 32 bytes"),
         })?;
         let vk = Self::from_public_key(name, public_key)?;
         if vk.key_id != stated_id {
-            return Err(NoteError::KeyIdMismatch {
-                name: name.to_owned(),
-            });
+            return Err(NoteError::KeyIdMismatch { name: name.to_owned() });
         }
         Ok(vk)
     }
@@ -222,13 +207,7 @@ impl fmt::Display for VerifierKey {
         let mut key = Vec::with_capacity(1 + ED25519_KEY_LEN);
         key.push(ALG_ED25519);
         key.extend_from_slice(&self.public_key);
-        write!(
-            f,
-            "{}+{}+{}",
-            self.name,
-            hex::encode(self.key_id),
-            BASE64.encode(key)
-        )
+        write!(f, "{}+{}+{}", self.name, hex::encode(self.key_id), BASE64.encode(key))
     }
 }
 
@@ -283,18 +262,12 @@ impl Signer {
     pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
         check_key_name(name)?;
         let public_key = key.public_key();
-        Ok(Self {
-            name: name.to_owned(),
-            key_id: key_id(name, &public_key),
-            key,
-            public_key,
-        })
+        Ok(Self { name: name.to_owned(), key_id: key_id(name, &public_key), key, public_key })
     }
 
     /// A signer for `name` from a 32-byte Ed25519 seed (RFC 8032 private key).
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
-        let key = SigningKey::from_seed(seed)
-            .map_err(|_| NoteError::MalformedPrivateKey("seed rejected"))?;
+        let key = SigningKey::from_seed(seed).map_err(|_| NoteError::MalformedPrivateKey("seed rejected"))?;
         Self::new(name, key)
     }
 
@@ -303,32 +276,21 @@ impl Signer {
     /// checking the key id against the derived public key.
     pub fn from_private_key_text(text: &str) -> Result<Self, NoteError> {
         let mut parts = text.splitn(5, '+');
-        let (Some("PRIVATE"), Some("KEY"), Some(name), Some(id_hex), Some(key64)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(NoteError::MalformedPrivateKey(
-                "expected PRIVATE+KEY+name+keyid+key",
-            ));
+        let (Some("PRIVATE"), Some("KEY"), Some(name), Some(id_hex), Some(key64)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(NoteError::MalformedPrivateKey("expected PRIVATE+KEY+name+keyid+key"));
         };
         check_key_name(name)?;
-        let stated_id = parse_key_id(id_hex)
-            .ok_or(NoteError::MalformedPrivateKey("key id is not 8 hex digits"))?;
-        let key = BASE64
-            .decode(key64)
-            .map_err(|_| NoteError::MalformedPrivateKey("key is not base64"))?;
+        let stated_id = parse_key_id(id_hex).ok_or(NoteError::MalformedPrivateKey("key id is not 8 hex digits"))?;
+        let key = BASE64.decode(key64).map_err(|_| NoteError::MalformedPrivateKey("key is not base64"))?;
         let seed = ed25519_key_bytes(&key).map_err(|e| match e {
             KeyBytesError::Algorithm(a) => NoteError::UnsupportedAlgorithm(a),
             KeyBytesError::Length => NoteError::MalformedPrivateKey("Ed25519 seed is not 32 bytes"),
         })?;
         let signer = Self::from_seed(name, &seed)?;
         if signer.key_id != stated_id {
-            return Err(NoteError::KeyIdMismatch {
-                name: name.to_owned(),
-            });
+            return Err(NoteError::KeyIdMismatch { name: name.to_owned() });
         }
         Ok(signer)
     }
@@ -345,21 +307,13 @@ impl Signer {
 
     /// The verifier key that checks this signer's signatures.
     pub fn verifier_key(&self) -> VerifierKey {
-        VerifierKey {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            public_key: self.public_key,
-        }
+        VerifierKey { name: self.name.clone(), key_id: self.key_id, public_key: self.public_key }
     }
 
     /// Signs a note text (which must end in a newline), giving one signature line's worth.
     pub fn sign(&self, text: &str) -> Result<NoteSignature, NoteError> {
         check_text(text)?;
-        Ok(NoteSignature {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            signature: self.key.sign(text.as_bytes()).to_vec(),
-        })
+        Ok(NoteSignature { name: self.name.clone(), key_id: self.key_id, signature: self.key.sign(text.as_bytes()).to_vec() })
     }
 }
 
@@ -391,30 +345,17 @@ impl NoteSignature {
     }
 
     fn parse_line(line: &str) -> Result<Self, NoteError> {
-        let rest = line
-            .strip_prefix(SIG_LINE_PREFIX)
-            .ok_or(NoteError::MalformedNote(
-                "signature line does not start with an em dash and a space",
-            ))?;
-        let (name, b64) = rest
-            .split_once(' ')
-            .ok_or(NoteError::MalformedNote("signature line has no signature"))?;
-        check_key_name(name)
-            .map_err(|_| NoteError::MalformedNote("invalid key name in signature line"))?;
-        let bytes = BASE64
-            .decode(b64)
-            .map_err(|_| NoteError::MalformedNote("signature is not canonical base64"))?;
+        let rest = line.strip_prefix(SIG_LINE_PREFIX).ok_or(NoteError::MalformedNote("signature line does not start with an em dash and a space"))?;
+        let (name, b64) = rest.split_once(' ').ok_or(NoteError::MalformedNote("signature line has no signature"))?;
+        check_key_name(name).map_err(|_| NoteError::MalformedNote("invalid key name in signature line"))?;
+        let bytes = BASE64.decode(b64).map_err(|_| NoteError::MalformedNote("signature is not canonical base64"))?;
         if bytes.len() <= KEY_ID_LEN {
             return Err(NoteError::MalformedNote("signature too short"));
         }
         let (id, sig) = bytes.split_at(KEY_ID_LEN);
         let mut key_id = [0u8; KEY_ID_LEN];
         key_id.copy_from_slice(id);
-        Ok(Self {
-            name: name.to_owned(),
-            key_id,
-            signature: sig.to_vec(),
-        })
+        Ok(Self { name: name.to_owned(), key_id, signature: sig.to_vec() })
     }
 }
 
@@ -434,36 +375,24 @@ impl Note {
         if !has_only_allowed_chars(note) {
             return Err(NoteError::MalformedNote("contains a control character"));
         }
-        let split = note.rfind("\n\n").ok_or(NoteError::MalformedNote(
-            "no blank line before the signatures",
-        ))?;
+        let split = note.rfind("\n\n").ok_or(NoteError::MalformedNote("no blank line before the signatures"))?;
         let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
         if sigs.is_empty() || !sigs.ends_with('\n') {
-            return Err(NoteError::MalformedNote(
-                "signatures missing or not ending in a newline",
-            ));
+            return Err(NoteError::MalformedNote("signatures missing or not ending in a newline"));
         }
         let lines: Vec<&str> = sigs[..sigs.len() - 1].split('\n').collect();
         if lines.len() > MAX_SIGNATURES {
             return Err(NoteError::MalformedNote("too many signatures"));
         }
-        let signatures = lines
-            .into_iter()
-            .map(NoteSignature::parse_line)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            text: text.to_owned(),
-            signatures,
-        })
+        let signatures = lines.into_iter().map(NoteSignature::parse_line).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { text: text.to_owned(), signatures })
     }
 
     /// The note as text: the text, a blank line, the signature lines.
     pub fn encode(&self) -> Result<String, NoteError> {
         check_text(&self.text)?;
         if self.signatures.is_empty() {
-            return Err(NoteError::MalformedNote(
-                "a note needs at least one signature",
-            ));
+            return Err(NoteError::MalformedNote("a note needs at least one signature"));
         }
         if self.signatures.len() > MAX_SIGNATURES {
             return Err(NoteError::MalformedNote("too many signatures"));
@@ -482,15 +411,8 @@ impl Note {
 /// Signs `text` (ending in a newline) with each signer, in order, and returns
 /// the signed note: `text`, a blank line, one signature line per signer.
 pub fn sign_note(text: &str, signers: &[&Signer]) -> Result<String, NoteError> {
-    let signatures = signers
-        .iter()
-        .map(|s| s.sign(text))
-        .collect::<Result<Vec<_>, _>>()?;
-    Note {
-        text: text.to_owned(),
-        signatures,
-    }
-    .encode()
+    let signatures = signers.iter().map(|s| s.sign(text)).collect::<Result<Vec<_>, _>>()?;
+    Note { text: text.to_owned(), signatures }.encode()
 }
 
 /// A note whose signatures from known keys all verified, with at least one of
@@ -520,20 +442,11 @@ impl VerifiedNote {
 }
 
 /// The known key with this name and key id, if any; an error if two differ.
-fn find_key<'a>(
-    keys: &'a [VerifierKey],
-    name: &str,
-    id: [u8; 4],
-) -> Result<Option<&'a VerifierKey>, NoteError> {
+fn find_key<'a>(keys: &'a [VerifierKey], name: &str, id: [u8; 4]) -> Result<Option<&'a VerifierKey>, NoteError> {
     let mut found: Option<&VerifierKey> = None;
     for k in keys.iter().filter(|k| k.name == name && k.key_id == id) {
         match found {
-            Some(f) if f.public_key != k.public_key => {
-                return Err(NoteError::AmbiguousKey {
-                    name: name.to_owned(),
-                    key_id: hex::encode(id),
-                })
-            }
+            Some(f) if f.public_key != k.public_key => return Err(NoteError::AmbiguousKey { name: name.to_owned(), key_id: hex::encode(id) }),
             _ => found = Some(k),
         }
     }
@@ -553,10 +466,7 @@ pub fn verify_note(note: &str, keys: &[VerifierKey]) -> Result<VerifiedNote, Not
             continue; // unknown signer: ignored, as the spec requires
         };
         if !key.verifies(&parsed.text, &sig.signature) {
-            return Err(NoteError::InvalidSignature {
-                name: sig.name.clone(),
-                key_id: hex::encode(sig.key_id),
-            });
+            return Err(NoteError::InvalidSignature { name: sig.name.clone(), key_id: hex::encode(sig.key_id) });
         }
         if !verified.contains(key) {
             verified.push(key.clone());
@@ -565,11 +475,7 @@ pub fn verify_note(note: &str, keys: &[VerifierKey]) -> Result<VerifiedNote, Not
     if verified.is_empty() {
         return Err(NoteError::NoKnownSignature);
     }
-    Ok(VerifiedNote {
-        text: parsed.text,
-        signers: verified.iter().map(|k| k.name.clone()).collect(),
-        keys: verified,
-    })
+    Ok(VerifiedNote { text: parsed.text, signers: verified.iter().map(|k| k.name.clone()).collect(), keys: verified })
 }
 
 /// A C2SP `tlog-checkpoint` body: the log's origin, tree size and root hash,
@@ -597,16 +503,9 @@ impl Checkpoint {
         }
         let has_bad_char = |s: &str| s.contains('\n') || !has_only_allowed_chars(s);
         if has_bad_char(&self.origin) || self.extensions.iter().any(|e| has_bad_char(e)) {
-            return Err(NoteError::MalformedCheckpoint(
-                "newline or control character in a line",
-            ));
+            return Err(NoteError::MalformedCheckpoint("newline or control character in a line"));
         }
-        let mut out = format!(
-            "{}\n{}\n{}\n",
-            self.origin,
-            self.size,
-            BASE64.encode(self.root)
-        );
+        let mut out = format!("{}\n{}\n{}\n", self.origin, self.size, BASE64.encode(self.root));
         for e in &self.extensions {
             out.push_str(e);
             out.push('\n');
@@ -621,12 +520,9 @@ impl Checkpoint {
         if !has_only_allowed_chars(text) {
             return Err(NoteError::MalformedCheckpoint("control character"));
         }
-        let body = text
-            .strip_suffix('\n')
-            .ok_or(NoteError::MalformedCheckpoint("does not end in a newline"))?;
+        let body = text.strip_suffix('\n').ok_or(NoteError::MalformedCheckpoint("does not end in a newline"))?;
         let mut lines = body.split('\n');
-        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
-        else {
+        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
             return Err(NoteError::MalformedCheckpoint("fewer than three lines"));
         };
         if origin.is_empty() {
@@ -638,44 +534,27 @@ impl Checkpoint {
         if extensions.iter().any(|e| e.is_empty()) {
             return Err(NoteError::MalformedCheckpoint("empty extension line"));
         }
-        Ok(Self {
-            origin: origin.to_owned(),
-            size,
-            root,
-            extensions,
-        })
+        Ok(Self { origin: origin.to_owned(), size, root, extensions })
     }
 }
 
 fn parse_tree_size(s: &str) -> Result<u64, NoteError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(NoteError::MalformedCheckpoint(
-            "tree size is not a decimal number",
-        ));
+        return Err(NoteError::MalformedCheckpoint("tree size is not a decimal number"));
     }
     if s.len() > 1 && s.starts_with('0') {
-        return Err(NoteError::MalformedCheckpoint(
-            "tree size has a leading zero",
-        ));
+        return Err(NoteError::MalformedCheckpoint("tree size has a leading zero"));
     }
-    s.parse::<u64>()
-        .map_err(|_| NoteError::MalformedCheckpoint("tree size out of range"))
+    s.parse::<u64>().map_err(|_| NoteError::MalformedCheckpoint("tree size out of range"))
 }
 
 fn parse_root(s: &str) -> Result<Hash, NoteError> {
-    let bytes = BASE64
-        .decode(s)
-        .map_err(|_| NoteError::MalformedCheckpoint("root hash is not canonical base64"))?;
-    let root: Hash = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| NoteError::MalformedCheckpoint("root hash is not 32 bytes"))?;
+    let bytes = BASE64.decode(s).map_err(|_| NoteError::MalformedCheckpoint("root hash is not canonical base64"))?;
+    let root: Hash = bytes.as_slice().try_into().map_err(|_| NoteError::MalformedCheckpoint("root hash is not 32 bytes"))?;
     // The engine already rejects non-canonical padding and trailing bits;
     // re-encoding makes the "one text per root" rule explicit.
     if BASE64.encode(root) != s {
-        return Err(NoteError::MalformedCheckpoint(
-            "root hash is not canonical base64",
-        ));
+        return Err(NoteError::MalformedCheckpoint("root hash is not canonical base64"));
     }
     Ok(root)
 }
@@ -685,18 +564,12 @@ fn parse_root(s: &str) -> Result<Hash, NoteError> {
 /// `keys.len()`) signed it, every signature from a listed key verifies, and
 /// the body is a strict checkpoint. Returns the checkpoint and the names of
 /// the keys that signed. Each key counts once however many lines it has.
-pub fn verify_checkpoint_quorum(
-    note: &str,
-    keys: &[VerifierKey],
-) -> Result<(Checkpoint, Vec<String>), NoteError> {
+pub fn verify_checkpoint_quorum(note: &str, keys: &[VerifierKey]) -> Result<(Checkpoint, Vec<String>), NoteError> {
     if keys.is_empty() {
         return Err(NoteError::NoKeys);
     }
     for (i, a) in keys.iter().enumerate() {
-        if keys[..i]
-            .iter()
-            .any(|b| (b.name == a.name && b.key_id == a.key_id) || b.public_key == a.public_key)
-        {
+        if keys[..i].iter().any(|b| (b.name == a.name && b.key_id == a.key_id) || b.public_key == a.public_key) {
             return Err(NoteError::DuplicateKey(a.to_string()));
         }
     }
@@ -704,11 +577,7 @@ pub fn verify_checkpoint_quorum(
     let signed = verified.keys.len();
     let needed = keys.len() / 2 + 1;
     if signed < needed {
-        return Err(NoteError::NoQuorum {
-            signed,
-            keys: keys.len(),
-            needed,
-        });
+        return Err(NoteError::NoQuorum { signed, keys: keys.len(), needed });
     }
     let checkpoint = Checkpoint::parse(&verified.text)?;
     Ok((checkpoint, verified.signers))
@@ -727,10 +596,7 @@ mod tests {
     }
 
     fn vector() -> Vector {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/vectors/signed-note.json"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/signed-note.json");
         let text = std::fs::read_to_string(path).expect("read signed-note.json");
         serde_json::from_str(&text).expect("parse signed-note.json")
     }
@@ -772,10 +638,7 @@ mod tests {
                 let mut m = bytes.to_vec();
                 m[i] ^= bit;
                 if let Ok(s) = String::from_utf8(m) {
-                    assert!(
-                        verify_note(&s, std::slice::from_ref(&vk)).is_err(),
-                        "byte {i} bit {bit:#x} still verifies"
-                    );
+                    assert!(verify_note(&s, std::slice::from_ref(&vk)).is_err(), "byte {i} bit {bit:#x} still verifies");
                 }
             }
         }
@@ -799,9 +662,7 @@ mod tests {
         let upper = VerifierKey::parse(&good.replace("c74f20a3", "C74F20A3")).expect("upper hex");
         assert_eq!(upper.to_string(), good);
         // The private key's key id is checked too.
-        assert!(
-            Signer::from_private_key_text(&v.signer_key.replace("c74f20a3", "00000000")).is_err()
-        );
+        assert!(Signer::from_private_key_text(&v.signer_key.replace("c74f20a3", "00000000")).is_err());
         assert!(Signer::from_private_key_text(&v.verifier_key).is_err());
     }
 
@@ -820,60 +681,28 @@ mod tests {
 
         // Only unknown signers: rejected.
         let note = sign_note(text, &[&stranger]).unwrap();
-        assert!(matches!(
-            verify_note(&note, &keys),
-            Err(NoteError::NoKnownSignature)
-        ));
+        assert!(matches!(verify_note(&note, &keys), Err(NoteError::NoKnownSignature)));
 
         // A known key's signature over other text: the whole note is rejected,
         // even beside a good one.
         let mut bad = a.sign("other\n").unwrap();
         bad.name = a.name().to_owned();
-        let note = Note {
-            text: text.to_owned(),
-            signatures: vec![a.sign(text).unwrap(), bad],
-        }
-        .encode()
-        .unwrap();
-        assert!(matches!(
-            verify_note(&note, &keys),
-            Err(NoteError::InvalidSignature { .. })
-        ));
+        let note = Note { text: text.to_owned(), signatures: vec![a.sign(text).unwrap(), bad] }.encode().unwrap();
+        assert!(matches!(verify_note(&note, &keys), Err(NoteError::InvalidSignature { .. })));
 
         // A known key id with a signature of the wrong length is a bad signature.
-        let short = NoteSignature {
-            name: a.name().to_owned(),
-            key_id: a.key_id(),
-            signature: vec![0; 10],
-        };
-        let note = Note {
-            text: text.to_owned(),
-            signatures: vec![short],
-        }
-        .encode()
-        .unwrap();
-        assert!(matches!(
-            verify_note(&note, &keys),
-            Err(NoteError::InvalidSignature { .. })
-        ));
+        let short = NoteSignature { name: a.name().to_owned(), key_id: a.key_id(), signature: vec![0; 10] };
+        let note = Note { text: text.to_owned(), signatures: vec![short] }.encode().unwrap();
+        assert!(matches!(verify_note(&note, &keys), Err(NoteError::InvalidSignature { .. })));
     }
 
     #[test]
     fn malformed_notes_and_texts() {
         let a = test_signer("a", 1);
         let keys = [a.verifier_key()];
-        assert!(matches!(
-            sign_note("no newline", &[&a]),
-            Err(NoteError::InvalidText(_))
-        ));
-        assert!(matches!(
-            sign_note("tab\there\n", &[&a]),
-            Err(NoteError::InvalidText(_))
-        ));
-        assert!(matches!(
-            sign_note("text\n", &[]),
-            Err(NoteError::MalformedNote(_))
-        ));
+        assert!(matches!(sign_note("no newline", &[&a]), Err(NoteError::InvalidText(_))));
+        assert!(matches!(sign_note("tab\there\n", &[&a]), Err(NoteError::InvalidText(_))));
+        assert!(matches!(sign_note("text\n", &[]), Err(NoteError::MalformedNote(_))));
         let good = sign_note("text\n", &[&a]).unwrap();
         for bad in [
             good.replace("\n\n", "\n"),                  // no blank line
@@ -896,11 +725,7 @@ mod tests {
         let many: Vec<&Signer> = std::iter::repeat_n(&a, MAX_SIGNATURES).collect();
         let note = sign_note("x\n", &many).unwrap();
         assert!(verify_note(&note, &keys).is_ok());
-        assert!(verify_note(
-            &format!("{note}{}", a.sign("x\n").unwrap().to_line()),
-            &keys
-        )
-        .is_err());
+        assert!(verify_note(&format!("{note}{}", a.sign("x\n").unwrap().to_line()), &keys).is_err());
     }
 
     fn cp(size: u64) -> Checkpoint {
@@ -916,13 +741,7 @@ mod tests {
     fn checkpoint_text_round_trip_and_strictness() {
         let c = cp(20_852_163);
         let text = c.to_text().unwrap();
-        assert_eq!(
-            text,
-            format!(
-                "custody.example/cluster-1\n20852163\n{}\n",
-                BASE64.encode(c.root)
-            )
-        );
+        assert_eq!(text, format!("custody.example/cluster-1\n20852163\n{}\n", BASE64.encode(c.root)));
         assert_eq!(Checkpoint::parse(&text).unwrap(), c);
 
         let mut e = cp(0);
@@ -932,33 +751,26 @@ mod tests {
         assert_eq!(Checkpoint::parse(&text).unwrap(), e);
 
         // The spec's own example parses.
-        let ex =
-            "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+        let ex = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
         let p = Checkpoint::parse(ex).unwrap();
-        assert_eq!(
-            (p.origin.as_str(), p.size),
-            ("example.com/behind-the-sofa", 20_852_163)
-        );
+        assert_eq!((p.origin.as_str(), p.size), ("example.com/behind-the-sofa", 20_852_163));
 
         let root64 = BASE64.encode(c.root);
         for bad in [
-            format!("o\n20852163\n{root64}"),               // no final newline
-            "o\n20852163\n".to_owned(),                     // two lines
-            format!("\n1\n{root64}\n"),                     // empty origin
-            format!("o\n01\n{root64}\n"),                   // leading zero
-            format!("o\n+1\n{root64}\n"),                   // sign
-            format!("o\n 1\n{root64}\n"),                   // space
-            format!("o\n\n{root64}\n"),                     // empty size
-            format!("o\n18446744073709551616\n{root64}\n"), // overflow
-            format!("o\n1\n{}\n", &root64[..root64.len() - 1]), // unpadded
-            format!("o\n1\n{}\n", BASE64.encode([0u8; 31])), // short hash
-            format!("o\n1\n{}\n", BASE64.encode([0u8; 33])), // long hash
-            format!(
-                "o\n1\n{}\n",
-                base64::engine::general_purpose::URL_SAFE.encode([0xffu8; 32])
-            ), // url-safe alphabet
-            format!("o\n1\n{root64}\n\next\n"),             // empty extension line
-            format!("o\n1\n{root64}\r\n"),                  // CR
+            format!("o\n20852163\n{root64}"),                                                      // no final newline
+            "o\n20852163\n".to_owned(),                                                            // two lines
+            format!("\n1\n{root64}\n"),                                                            // empty origin
+            format!("o\n01\n{root64}\n"),                                                          // leading zero
+            format!("o\n+1\n{root64}\n"),                                                          // sign
+            format!("o\n 1\n{root64}\n"),                                                          // space
+            format!("o\n\n{root64}\n"),                                                            // empty size
+            format!("o\n18446744073709551616\n{root64}\n"),                                        // overflow
+            format!("o\n1\n{}\n", &root64[..root64.len() - 1]),                                    // unpadded
+            format!("o\n1\n{}\n", BASE64.encode([0u8; 31])),                                       // short hash
+            format!("o\n1\n{}\n", BASE64.encode([0u8; 33])),                                       // long hash
+            format!("o\n1\n{}\n", base64::engine::general_purpose::URL_SAFE.encode([0xffu8; 32])), // url-safe alphabet
+            format!("o\n1\n{root64}\n\next\n"),                                                    // empty extension line
+            format!("o\n1\n{root64}\r\n"),                                                         // CR
         ] {
             assert!(Checkpoint::parse(&bad).is_err(), "{bad:?}");
         }
@@ -968,12 +780,7 @@ mod tests {
         assert!(Checkpoint::parse(&format!("o\n1\n{zero64}\n")).is_ok());
         let nc = format!("{}B=", &zero64[..zero64.len() - 2]);
         assert!(Checkpoint::parse(&format!("o\n1\n{nc}\n")).is_err());
-        assert_eq!(
-            Checkpoint::parse(&format!("o\n0\n{root64}\n"))
-                .unwrap()
-                .size,
-            0
-        );
+        assert_eq!(Checkpoint::parse(&format!("o\n0\n{root64}\n")).unwrap().size, 0);
 
         let mut bad = cp(1);
         bad.origin = "two\nlines".to_owned();
@@ -987,11 +794,7 @@ mod tests {
 
     #[test]
     fn checkpoint_quorum() {
-        let (a, b, c) = (
-            test_signer("node-1", 1),
-            test_signer("node-2", 2),
-            test_signer("node-3", 3),
-        );
+        let (a, b, c) = (test_signer("node-1", 1), test_signer("node-2", 2), test_signer("node-3", 3));
         let keys = [a.verifier_key(), b.verifier_key(), c.verifier_key()];
         let body = cp(1234).to_text().unwrap();
 
@@ -1004,82 +807,42 @@ mod tests {
         assert_eq!(verify_checkpoint_quorum(&note, &keys).unwrap().1.len(), 3);
 
         let note = sign_note(&body, &[&b]).unwrap();
-        assert!(matches!(
-            verify_checkpoint_quorum(&note, &keys),
-            Err(NoteError::NoQuorum {
-                signed: 1,
-                keys: 3,
-                needed: 2
-            })
-        ));
+        assert!(matches!(verify_checkpoint_quorum(&note, &keys), Err(NoteError::NoQuorum { signed: 1, keys: 3, needed: 2 })));
 
         // One key's line twice counts once.
         let note = sign_note(&body, &[&b, &b]).unwrap();
-        assert!(matches!(
-            verify_checkpoint_quorum(&note, &keys),
-            Err(NoteError::NoQuorum { signed: 1, .. })
-        ));
+        assert!(matches!(verify_checkpoint_quorum(&note, &keys), Err(NoteError::NoQuorum { signed: 1, .. })));
         let note = sign_note(&body, &[&b, &b, &a]).unwrap();
-        assert_eq!(
-            verify_checkpoint_quorum(&note, &keys).unwrap().1,
-            ["node-2".to_owned(), "node-1".to_owned()]
-        );
+        assert_eq!(verify_checkpoint_quorum(&note, &keys).unwrap().1, ["node-2".to_owned(), "node-1".to_owned()]);
 
         // Unknown signers do not help.
         let (x, y) = (test_signer("x", 9), test_signer("y", 10));
         let note = sign_note(&body, &[&a, &x, &y]).unwrap();
-        assert!(matches!(
-            verify_checkpoint_quorum(&note, &keys),
-            Err(NoteError::NoQuorum { .. })
-        ));
+        assert!(matches!(verify_checkpoint_quorum(&note, &keys), Err(NoteError::NoQuorum { .. })));
 
         // Half is not a majority.
         let d = test_signer("node-4", 4);
-        let keys4 = [
-            a.verifier_key(),
-            b.verifier_key(),
-            c.verifier_key(),
-            d.verifier_key(),
-        ];
+        let keys4 = [a.verifier_key(), b.verifier_key(), c.verifier_key(), d.verifier_key()];
         let note = sign_note(&body, &[&a, &b]).unwrap();
-        assert!(matches!(
-            verify_checkpoint_quorum(&note, &keys4),
-            Err(NoteError::NoQuorum { needed: 3, .. })
-        ));
+        assert!(matches!(verify_checkpoint_quorum(&note, &keys4), Err(NoteError::NoQuorum { needed: 3, .. })));
         let note = sign_note(&body, &[&a, &b, &d]).unwrap();
         assert!(verify_checkpoint_quorum(&note, &keys4).is_ok());
 
         // A key list with a key twice is refused rather than miscounted.
         let dup = [a.verifier_key(), a.verifier_key(), b.verifier_key()];
-        assert!(matches!(
-            verify_checkpoint_quorum(&note, &dup),
-            Err(NoteError::DuplicateKey(_))
-        ));
-        let renamed =
-            VerifierKey::from_public_key("alias", *a.verifier_key().public_key()).unwrap();
+        assert!(matches!(verify_checkpoint_quorum(&note, &dup), Err(NoteError::DuplicateKey(_))));
+        let renamed = VerifierKey::from_public_key("alias", *a.verifier_key().public_key()).unwrap();
         let dup = [a.verifier_key(), renamed, b.verifier_key()];
-        assert!(matches!(
-            verify_checkpoint_quorum(&note, &dup),
-            Err(NoteError::DuplicateKey(_))
-        ));
-        assert!(matches!(
-            verify_checkpoint_quorum(&note, &[]),
-            Err(NoteError::NoKeys)
-        ));
+        assert!(matches!(verify_checkpoint_quorum(&note, &dup), Err(NoteError::DuplicateKey(_))));
+        assert!(matches!(verify_checkpoint_quorum(&note, &[]), Err(NoteError::NoKeys)));
 
         // A signed body that is not a checkpoint fails after verification.
         let note = sign_note("not a checkpoint\n", &[&a, &b]).unwrap();
-        assert!(matches!(
-            verify_checkpoint_quorum(&note, &keys),
-            Err(NoteError::MalformedCheckpoint(_))
-        ));
+        assert!(matches!(verify_checkpoint_quorum(&note, &keys), Err(NoteError::MalformedCheckpoint(_))));
 
         // A tampered checkpoint fails whoever signed it.
         let note = sign_note(&body, &[&a, &b, &c]).unwrap();
         let tampered = note.replacen("1234", "1235", 1);
-        assert!(matches!(
-            verify_checkpoint_quorum(&tampered, &keys),
-            Err(NoteError::InvalidSignature { .. })
-        ));
+        assert!(matches!(verify_checkpoint_quorum(&tampered, &keys), Err(NoteError::InvalidSignature { .. })));
     }
 }

@@ -112,13 +112,16 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
             s.call::<(), KeysView>(Method::GET, "/v1/cluster/keys", None, TIMEOUT).await?.keys
         }
     };
-    let keys: Vec<VerifierKey> = key_texts.iter().map(|k| VerifierKey::parse(k)).collect::<Result<_, _>>().map_err(|e| usage(format!("bad key: {e}")))?;
+    let keys: Vec<VerifierKey> =
+        key_texts.iter().map(|k| VerifierKey::parse(k)).collect::<Result<_, _>>().map_err(|e| usage(format!("bad key: {e}")))?;
     let view: CheckpointView = s.call::<(), _>(Method::GET, "/v1/checkpoint", None, TIMEOUT).await?;
-    let (new_cp, _) = verify_checkpoint_quorum(&view.note, &keys).map_err(|e| Failure::new(1, format!("the newest checkpoint does not verify: {e}")))?;
+    let (new_cp, _) =
+        verify_checkpoint_quorum(&view.note, &keys).map_err(|e| Failure::new(1, format!("the newest checkpoint does not verify: {e}")))?;
     let verdict: Result<String, String> = match &old {
         None => Ok("first checkpoint kept".into()),
         Some(o) => {
-            let (old_cp, _) = verify_checkpoint_quorum(&o.checkpoint, &keys).map_err(|e| usage(format!("the kept checkpoint does not verify: {e}")))?;
+            let (old_cp, _) =
+                verify_checkpoint_quorum(&o.checkpoint, &keys).map_err(|e| usage(format!("the kept checkpoint does not verify: {e}")))?;
             if new_cp.origin != old_cp.origin {
                 Err(format!("the origin changed from `{}` to `{}`", old_cp.origin, new_cp.origin))
             } else if new_cp.size < old_cp.size {
@@ -130,8 +133,13 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
                     Err(format!("two checkpoints of size {} with different roots ({} and {})", new_cp.size, root_of(&old_cp), root_of(&new_cp)))
                 }
             } else {
-                let c: ConsistencyView = s.call::<(), _>(Method::GET, &format!("/v1/audit/consistency?old={}&new={}", old_cp.size, new_cp.size), None, TIMEOUT).await?;
-                let proof: Result<Vec<Hash>, String> = c.proof.iter().map(|h| BASE64.decode(h).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| "bad proof hash".to_string())).collect();
+                let c: ConsistencyView =
+                    s.call::<(), _>(Method::GET, &format!("/v1/audit/consistency?old={}&new={}", old_cp.size, new_cp.size), None, TIMEOUT).await?;
+                let proof: Result<Vec<Hash>, String> = c
+                    .proof
+                    .iter()
+                    .map(|h| BASE64.decode(h).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| "bad proof hash".to_string()))
+                    .collect();
                 match proof.and_then(|p| verify_consistency(old_cp.size, new_cp.size, &old_cp.root, &new_cp.root, &p).map_err(|e| e.to_string())) {
                     Ok(()) => Ok(format!("grew from {} to {} leaves; the new tree extends the old one", old_cp.size, new_cp.size)),
                     Err(e) => Err(format!("the tree of {} leaves does not extend the kept one of {}: {e}", new_cp.size, old_cp.size)),
@@ -146,9 +154,13 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
     if consistent {
         let st = MonitorState { keys: key_texts, checkpoint: view.note.clone() };
         let tmp = state_path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&st)?).and_then(|_| std::fs::rename(&tmp, state_path)).map_err(|e| usage(format!("{}: {e}", state_path.display())))?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(&st)?)
+            .and_then(|_| std::fs::rename(&tmp, state_path))
+            .map_err(|e| usage(format!("{}: {e}", state_path.display())))?;
     }
-    emit(json, &serde_json::json!({ "size": new_cp.size, "consistent": consistent, "detail": detail, "root": root_of(&new_cp) }), || format!("{} {detail}", if consistent { "✔" } else { "✘ INCONSISTENT:" }));
+    emit(json, &serde_json::json!({ "size": new_cp.size, "consistent": consistent, "detail": detail, "root": root_of(&new_cp) }), || {
+        format!("{} {detail}", if consistent { "✔" } else { "✘ INCONSISTENT:" })
+    });
     if consistent {
         Ok(())
     } else {

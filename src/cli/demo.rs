@@ -124,7 +124,8 @@ pub async fn run(a: DemoArgs, json: bool) -> Result<(), Failure> {
 async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut LocalCluster) -> anyhow::Result<()> {
     n.say("1. An administrator initialises a 3-node cluster: dev CA, node and user certificates, KEK, profiles.");
     let base_port = free_base_port(3)?;
-    let r = init::init(&InitArgs { dir: dir.to_path_buf(), nodes: 3, base_port, dev_retention_secs: None }).map(|c| format!("{} node configs", c.len()));
+    let r =
+        init::init(&InitArgs { dir: dir.to_path_buf(), nodes: 3, base_port, dev_retention_secs: None }).map(|c| format!("{} node configs", c.len()));
     if !n.step("initialise the cluster", r) {
         return Ok(());
     }
@@ -133,7 +134,8 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
     let admin = ops::session(Some(dir.join("profiles/admin.toml"))).map_err(|f| anyhow::anyhow!(f.message))?;
     let r = wait_for("a leader with 3 healthy members", Duration::from_secs(60), || async {
         let st: ClusterStatus = admin.call::<(), _>(Method::GET, "/v1/cluster/status", None, Duration::from_secs(5)).await?;
-        Ok((st.leader.is_some() && st.members.len() == 3 && st.members.iter().all(|m| m.reachable)).then(|| format!("node {} leads, term {}", st.leader.unwrap_or(0), st.term)))
+        Ok((st.leader.is_some() && st.members.len() == 3 && st.members.iter().all(|m| m.reachable))
+            .then(|| format!("node {} leads, term {}", st.leader.unwrap_or(0), st.term)))
     })
     .await;
     if !n.step("elect a leader", r) {
@@ -144,7 +146,13 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
     let clip = dir.join("sample-clip.mp4");
     let want_sha = write_sample(&clip, a.clip_mib)?;
     let alice = ops::session(Some(dir.join("profiles/alice.toml"))).map_err(|f| anyhow::anyhow!(f.message))?;
-    let args = DepositArgs { file: clip.clone(), case: "LN-2026-0042".into(), system: "cam-shenyang-017".into(), retention: "important".into(), note: Some("demo clip".into()) };
+    let args = DepositArgs {
+        file: clip.clone(),
+        case: "LN-2026-0042".into(),
+        system: "cam-shenyang-017".into(),
+        retention: "important".into(),
+        note: Some("demo clip".into()),
+    };
     let receipt = ops::upload(&alice, &args, false).await.map_err(|f| anyhow::anyhow!(f.message));
     let receipt = match receipt {
         Ok(r) => r,
@@ -154,27 +162,37 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
         }
     };
     let ok = receipt.sha256 == want_sha;
-    n.step("deposit a clip", if ok { Ok(format!("item {} ({} bytes), sha256 matches", receipt.item, receipt.size)) } else { Err(anyhow::anyhow!("sha256 differs")) });
+    n.step(
+        "deposit a clip",
+        if ok { Ok(format!("item {} ({} bytes), sha256 matches", receipt.item, receipt.size)) } else { Err(anyhow::anyhow!("sha256 differs")) },
+    );
     let detail: ItemDetail = admin.call::<(), _>(Method::GET, &format!("/v1/items/{}", receipt.item), None, Duration::from_secs(10)).await?;
     n.step("show the item from any node", Ok(format!("{} chunks, retained until {}", detail.item.chunks.len(), detail.item.retain_until)));
 
     n.say("4. Every node holds every chunk, and no plaintext sits on any disk.");
     let names: Vec<String> = detail.item.chunks.iter().map(|c| c.name.to_string()).collect();
-    let r = wait_for("every chunk on every node", Duration::from_secs(30), || {
-        let names = names.clone();
-        async move { Ok(names.iter().all(|c| (1..=3).all(|id| chunk_path(dir, id, c).exists())).then(|| format!("{} chunks × 3 nodes", names.len()))) }
-    })
-    .await;
+    let r =
+        wait_for("every chunk on every node", Duration::from_secs(30), || {
+            let names = names.clone();
+            async move {
+                Ok(names.iter().all(|c| (1..=3).all(|id| chunk_path(dir, id, c).exists())).then(|| format!("{} chunks × 3 nodes", names.len())))
+            }
+        })
+        .await;
     n.step("replicate chunks to every node", r);
     let needle = std::fs::read(&clip)?.get(1000..1064).map(|s| s.to_vec()).unwrap_or_default();
     let leaked = (1..=3).any(|id| contains_bytes(&dir.join(format!("node{id}")), &needle));
-    n.step("no plaintext at rest", if leaked { Err(anyhow::anyhow!("plaintext found on a node's disk")) } else { Ok("searched every file under every node".into()) });
+    n.step(
+        "no plaintext at rest",
+        if leaked { Err(anyhow::anyhow!("plaintext found on a node's disk")) } else { Ok("searched every file under every node".into()) },
+    );
 
     n.say("5. A court asks for proof: the bundle carries the deposit record, its inclusion proof, and a");
     n.say("   checkpoint cosigned by a majority of nodes. It is checked offline with the nodes' verifier keys.");
     let dave = ops::session(Some(dir.join("profiles/dave.toml"))).map_err(|f| anyhow::anyhow!(f.message))?;
     let r: anyhow::Result<(crate::audit::bundle::Bundle, Vec<crate::audit::VerifierKey>)> = async {
-        let b: crate::audit::bundle::Bundle = dave.call::<(), _>(Method::GET, &format!("/v1/items/{}/proof", receipt.item), None, Duration::from_secs(30)).await?;
+        let b: crate::audit::bundle::Bundle =
+            dave.call::<(), _>(Method::GET, &format!("/v1/items/{}/proof", receipt.item), None, Duration::from_secs(30)).await?;
         let k: crate::wire::KeysView = dave.call::<(), _>(Method::GET, "/v1/cluster/keys", None, Duration::from_secs(10)).await?;
         std::fs::write(dir.join("bundle.json"), serde_json::to_string_pretty(&b)?)?;
         std::fs::write(dir.join("keys.txt"), k.keys.join("\n"))?;
@@ -183,13 +201,26 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
     .await;
     match r {
         Ok((bundle, keys)) => {
-            n.step("export a proof bundle", Ok(format!("{} (leaf {}, {} proof hashes)", dir.join("bundle.json").display(), bundle.deposit.index, bundle.inclusion.len())));
+            n.step(
+                "export a proof bundle",
+                Ok(format!("{} (leaf {}, {} proof hashes)", dir.join("bundle.json").display(), bundle.deposit.index, bundle.inclusion.len())),
+            );
             let checks = crate::audit::bundle::verify(&bundle, &keys, Some(&want_sha));
             let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
-            n.step("verify the bundle and the clip offline", if failed.is_empty() { Ok(format!("{} checks hold", checks.len())) } else { Err(anyhow::anyhow!("failed: {}", failed.join(", "))) });
+            n.step(
+                "verify the bundle and the clip offline",
+                if failed.is_empty() { Ok(format!("{} checks hold", checks.len())) } else { Err(anyhow::anyhow!("failed: {}", failed.join(", "))) },
+            );
             let other = crate::crypto::sha256(b"a different clip");
             let tampered = crate::audit::bundle::verify(&bundle, &keys, Some(&hex::encode(other)));
-            n.step("reject a clip that is not the deposited one", if tampered.iter().any(|c| !c.ok) { Ok("clip sha256 check fails, as it must".into()) } else { Err(anyhow::anyhow!("a wrong clip verified")) });
+            n.step(
+                "reject a clip that is not the deposited one",
+                if tampered.iter().any(|c| !c.ok) {
+                    Ok("clip sha256 check fails, as it must".into())
+                } else {
+                    Err(anyhow::anyhow!("a wrong clip verified"))
+                },
+            );
         }
         Err(e) => {
             n.step("export a proof bundle", Err(e));

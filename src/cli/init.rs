@@ -116,7 +116,8 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
     };
     let ca = DevCa::create(&a.dir.join("certs"), &cf.cluster_name)?;
     write_secret(&a.dir.join("kek.key"), crate::crypto::Kek::generate_hex()?.as_bytes())?;
-    let peers: Vec<PeerConfig> = (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
+    let peers: Vec<PeerConfig> =
+        (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
     let mut configs = Vec::new();
     for id in 1..=a.nodes {
         configs.push(write_node(&a.dir, &cf, &ca, id, peers.clone(), id == 1)?);
@@ -144,7 +145,8 @@ pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<()> {
     let path = a.dir.join(CLUSTER_FILE);
     let cf: ClusterFile = toml::from_str(&fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;
     let ca = DevCa::load(&a.dir.join("certs"))?;
-    let mut peers: Vec<PeerConfig> = (1..=cf.nodes).map(|id| addr(cf.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
+    let mut peers: Vec<PeerConfig> =
+        (1..=cf.nodes).map(|id| addr(cf.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
     peers.push(PeerConfig { id: a.id, addr: addr(cf.base_port, a.id)?.1 });
     let cfg = write_node(&a.dir, &cf, &ca, a.id, peers, false)?;
     println!("{}", cfg.display());

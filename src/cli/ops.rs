@@ -77,7 +77,13 @@ impl Session {
         Err(last.unwrap_or(HttpError::Unreachable { url: path.into(), detail: "no endpoint".into() }))
     }
 
-    pub async fn call<B: Serialize + Sync, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>, timeout: Duration) -> Result<T, HttpError> {
+    pub async fn call<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, HttpError> {
         self.send(path, timeout, |url| {
             let r = crate::client::json_request(method.clone(), &url, body);
             async move { r }
@@ -89,7 +95,8 @@ impl Session {
 pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
     let st: ClusterStatus = s.call::<(), _>(Method::GET, "/v1/cluster/status", None, CALL_TIMEOUT).await?;
     emit(json, &serde_json::to_value(&st)?, || {
-        let mut out = format!("cluster {}  leader: {}  term: {}", st.cluster_id, st.leader.map(|l| format!("node {l}")).unwrap_or("none".into()), st.term);
+        let mut out =
+            format!("cluster {}  leader: {}  term: {}", st.cluster_id, st.leader.map(|l| format!("node {l}")).unwrap_or("none".into()), st.term);
         if let Some(d) = st.dev_retention_secs {
             out.push_str(&format!("\nDEV CLUSTER: retention shortened to {d} s (standard) / {} s (important)", d * 2));
         }
@@ -139,7 +146,15 @@ pub struct DepositArgs {
 pub async fn deposit(s: &Session, a: DepositArgs, json: bool) -> Result<DepositReceipt, Failure> {
     let receipt = upload(s, &a, !json).await?;
     emit(json, &serde_json::to_value(&receipt)?, || {
-        format!("deposited {}\n  item        {}\n  sha256      {}\n  size        {} bytes\n  leaf index  {}\n  retain until {}", a.file.display(), receipt.item, receipt.sha256, receipt.size, receipt.leaf_index, receipt.retain_until)
+        format!(
+            "deposited {}\n  item        {}\n  sha256      {}\n  size        {} bytes\n  leaf index  {}\n  retain until {}",
+            a.file.display(),
+            receipt.item,
+            receipt.sha256,
+            receipt.size,
+            receipt.leaf_index,
+            receipt.retain_until
+        )
     });
     Ok(receipt)
 }
@@ -150,11 +165,19 @@ pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<Depo
     let meta = crate::evidence::DepositMeta { case: a.case.clone(), system: a.system.clone(), retention, note: a.note.clone() };
     meta.validate().map_err(|e| Failure::new(2, e))?;
     let size = tokio::fs::metadata(&a.file).await.map_err(|e| Failure::new(2, format!("{}: {e}", a.file.display())))?.len();
-    let query = serde_urlencoded::to_string([("case", Some(&a.case)), ("system", Some(&a.system)), ("retention", Some(&a.retention)), ("note", a.note.as_ref())].iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect::<Vec<_>>())?;
+    let query = serde_urlencoded::to_string(
+        [("case", Some(&a.case)), ("system", Some(&a.system)), ("retention", Some(&a.retention)), ("note", a.note.as_ref())]
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect::<Vec<_>>(),
+    )?;
     let path = format!("/v1/items?{query}");
     let bar = if progress && std::io::stderr().is_terminal() {
         let pb = ProgressBar::new(size);
-        pb.set_style(ProgressStyle::with_template("{spinner} depositing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} depositing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         Some(pb)
     } else {
         None
@@ -168,7 +191,9 @@ pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<Depo
                 if let Some(b) = &bar {
                     b.set_position(0);
                 }
-                let f = tokio::fs::File::open(&file).await.map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: format!("{}: {e}", file.display()) })?;
+                let f = tokio::fs::File::open(&file)
+                    .await
+                    .map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: format!("{}: {e}", file.display()) })?;
                 let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).map(move |r| {
                     if let (Ok(b), Some(bar)) = (&r, &bar) {
                         bar.inc(b.len() as u64);
@@ -202,7 +227,13 @@ pub async fn items(s: &Session, case: Option<String>, json: bool) -> Result<(), 
         None => "/v1/items".to_string(),
     };
     let list: ItemList = s.call::<(), _>(Method::GET, &path, None, CALL_TIMEOUT).await?;
-    emit(json, &serde_json::to_value(&list)?, || if list.items.is_empty() { "no items".into() } else { list.items.iter().map(line).collect::<Vec<_>>().join("\n") });
+    emit(json, &serde_json::to_value(&list)?, || {
+        if list.items.is_empty() {
+            "no items".into()
+        } else {
+            list.items.iter().map(line).collect::<Vec<_>>().join("\n")
+        }
+    });
     Ok(())
 }
 

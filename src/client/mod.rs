@@ -90,7 +90,13 @@ impl Http {
     }
 
     /// `method url` with an optional JSON body.
-    pub async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, url: &str, body: Option<&B>, timeout: Duration) -> Result<T, HttpError> {
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, HttpError> {
         let req = json_request(method, url, body)?;
         self.json(req, timeout).await
     }
@@ -131,6 +137,9 @@ pub async fn read_json<T: DeserializeOwned>(url: &str, resp: Response<Incoming>)
 pub fn problem_from(url: &str, status: StatusCode, bytes: &[u8]) -> HttpError {
     match serde_json::from_slice::<Problem>(bytes) {
         Ok(p) => HttpError::Problem(p),
-        Err(_) => HttpError::BadAnswer { url: url.to_string(), detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)])) },
+        Err(_) => HttpError::BadAnswer {
+            url: url.to_string(),
+            detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)])),
+        },
     }
 }

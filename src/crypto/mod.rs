@@ -106,6 +106,15 @@ impl DataKey {
     }
 }
 
+impl Drop for DataKey {
+    /// Overwrites the key bytes when the key goes away (best effort: the
+    /// fence keeps the compiler from dropping the stores as dead).
+    fn drop(&mut self) {
+        self.0.iter_mut().for_each(|b| *b = 0);
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// The cluster's key-encryption key, loaded from the key file at node start.
 pub struct Kek(LessSafeKey);
 

@@ -48,8 +48,12 @@ pub enum CosignError {
 
 /// This node's checkpoint signer, loaded from its key file.
 pub fn load_signer(cfg: &NodeConfig) -> anyhow::Result<Signer> {
-    let text = std::fs::read_to_string(&cfg.checkpoint_key).with_context(|| format!("reading the checkpoint key {}", cfg.checkpoint_key.display()))?;
-    let seed: [u8; 32] = hex::decode(text.trim()).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| anyhow!("{} must hold 64 hex digits", cfg.checkpoint_key.display()))?;
+    let text =
+        std::fs::read_to_string(&cfg.checkpoint_key).with_context(|| format!("reading the checkpoint key {}", cfg.checkpoint_key.display()))?;
+    let seed: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| anyhow!("{} must hold 64 hex digits", cfg.checkpoint_key.display()))?;
     Ok(Signer::from_seed(&signer_name(&cfg.cluster_id, cfg.id), &seed)?)
 }
 
@@ -106,7 +110,8 @@ impl Node {
             if *verified < size {
                 let state = self.state.clone();
                 let from = *verified;
-                let res = tokio::task::spawn_blocking(move || verify_range(&state, from, size)).await.map_err(|e| CosignError::Other(e.to_string()))?;
+                let res =
+                    tokio::task::spawn_blocking(move || verify_range(&state, from, size)).await.map_err(|e| CosignError::Other(e.to_string()))?;
                 if let Err(why) = res {
                     self.mark_audit_broken(&why);
                     return Err(CosignError::Corrupt(why));
@@ -182,7 +187,8 @@ async fn round(node: &Arc<Node>) -> anyhow::Result<()> {
             node.signer.verifier_key().to_string()
         } else {
             let Some((_, addr, _)) = members.iter().find(|m| m.0 == *v) else { continue };
-            let h: crate::wire::NodeHealth = node.http.call::<(), _>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2)).await?;
+            let h: crate::wire::NodeHealth =
+                node.http.call::<(), _>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2)).await?;
             // The key comes from the node itself, over a connection its certificate authenticated.
             if h.id != *v {
                 continue;

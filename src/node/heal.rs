@@ -73,11 +73,11 @@ pub async fn heal_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEv
 /// Every committed chunk this node lacks.
 async fn scan(node: &Arc<Node>) -> anyhow::Result<Vec<ChunkName>> {
     let node = node.clone();
-    Ok(tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<ChunkName>> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<ChunkName>> {
         let all = query::all_chunks(&node.state)?;
         Ok(all.into_iter().filter(|n| !node.chunks.contains(n)).collect())
     })
-    .await??)
+    .await?
 }
 
 /// Fetches one chunk from the first peer that has an intact copy.

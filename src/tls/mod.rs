@@ -79,9 +79,8 @@ pub struct TlsFiles<'a> {
 
 /// A node's server side: TLS 1.3 only, a client certificate from the CA required.
 pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<ServerConfig>, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(files.ca)?), provider())
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(files.ca)?), provider()).build().map_err(|e| TlsError::Config(e.to_string()))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -116,12 +115,7 @@ pub fn https_connector(cfg: Arc<ClientConfig>) -> HttpsConnector {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*cfg).clone())
-        .https_only()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http)
+    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*cfg).clone()).https_only().enable_http1().enable_http2().wrap_connector(http)
 }
 
 /// Accepts TLS connections and names the authenticated peer.
@@ -137,12 +131,8 @@ impl Acceptor {
     /// CA never gets here: rustls aborts the handshake.
     pub async fn accept(&self, tcp: TcpStream) -> Result<(ServerTlsStream<TcpStream>, PeerIdentity), TlsError> {
         let stream = self.0.accept(tcp).await.map_err(TlsError::Handshake)?;
-        let cert = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .ok_or_else(|| TlsError::Identity("no client certificate".into()))?;
+        let cert =
+            stream.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or_else(|| TlsError::Identity("no client certificate".into()))?;
         let id = identity_of(cert.as_ref())?;
         Ok((stream, id))
     }

@@ -57,7 +57,11 @@ impl NodeStore for TxNodes<'_, '_> {
 fn read_u64(v: Option<Vec<u8>>, key: &[u8]) -> Result<u64, VaultError> {
     match v {
         None => Ok(0),
-        Some(b) => Ok(u64::from_be_bytes(b.as_slice().try_into().map_err(|_| VaultError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: "not 8 bytes".into() })?)),
+        Some(b) => Ok(u64::from_be_bytes(
+            b.as_slice()
+                .try_into()
+                .map_err(|_| VaultError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: "not 8 bytes".into() })?,
+        )),
     }
 }
 

@@ -73,13 +73,24 @@ pub enum Outcome {
     /// Nothing to report (membership and blank entries, repeated configure).
     Done,
     Configured,
-    Sealed { item: ItemId, retain_until_ms: u64, seq: u64, leaf_index: u64 },
+    Sealed {
+        item: ItemId,
+        retain_until_ms: u64,
+        seq: u64,
+        leaf_index: u64,
+    },
     /// A record was appended to the audit log.
-    Recorded { leaf_index: u64 },
+    Recorded {
+        leaf_index: u64,
+    },
     /// A checkpoint of this size is now the latest.
-    Published { size: u64 },
+    Published {
+        size: u64,
+    },
     /// The command broke a rule; nothing changed.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// The state of one item as committed.
@@ -145,10 +156,9 @@ impl<'a> Tx<'a> {
     fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, VaultError> {
         match self.get(key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| VaultError::Corrupt {
-                key: String::from_utf8_lossy(key).into_owned(),
-                detail: e.to_string(),
-            }),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| VaultError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() }),
         }
     }
 
@@ -330,10 +340,8 @@ fn item_count(tx: &Tx<'_>) -> Result<u64, VaultError> {
     match tx.get(keys::ITEM_COUNT)? {
         None => Ok(0),
         Some(b) => {
-            let arr: [u8; 8] = b.as_slice().try_into().map_err(|_| VaultError::Corrupt {
-                key: "v/item_count".into(),
-                detail: "not 8 bytes".into(),
-            })?;
+            let arr: [u8; 8] =
+                b.as_slice().try_into().map_err(|_| VaultError::Corrupt { key: "v/item_count".into(), detail: "not 8 bytes".into() })?;
             Ok(u64::from_be_bytes(arr))
         }
     }
@@ -344,10 +352,7 @@ pub mod query {
     use super::*;
 
     fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, VaultError> {
-        serde_json::from_slice(v).map_err(|e| VaultError::Corrupt {
-            key: String::from_utf8_lossy(k).into_owned(),
-            detail: e.to_string(),
-        })
+        serde_json::from_slice(v).map_err(|e| VaultError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), detail: e.to_string() })
     }
 
     pub fn config(s: &dyn StateRead) -> Result<Option<ClusterConfig>, VaultError> {
@@ -380,8 +385,7 @@ pub mod query {
     }
 
     pub fn items(s: &dyn StateRead) -> Result<Vec<ItemRecord>, VaultError> {
-        let mut out: Vec<ItemRecord> =
-            s.scan_prefix(keys::ITEM_PREFIX)?.iter().map(|(k, v)| decode(k, v)).collect::<Result<_, _>>()?;
+        let mut out: Vec<ItemRecord> = s.scan_prefix(keys::ITEM_PREFIX)?.iter().map(|(k, v)| decode(k, v)).collect::<Result<_, _>>()?;
         out.sort_by_key(|r| r.seq);
         Ok(out)
     }

@@ -47,7 +47,10 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
     // Another clip: exit 1, and it says which check failed.
     let other = c.path().join("other.mp4");
     write_clip(&other, 5_000_000, 8);
-    let out = Command::new(BIN).args(["--json", "verify", bpath.to_str().unwrap(), "--file", other.to_str().unwrap(), "--keys", kpath.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["--json", "verify", bpath.to_str().unwrap(), "--file", other.to_str().unwrap(), "--keys", kpath.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["checks"].as_array().unwrap().iter().any(|c| c["name"] == "clip sha256" && c["ok"] == false));
@@ -129,10 +132,15 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
 }
 
 fn signers(c: &Cluster) -> Vec<Signer> {
-    let cluster_id = std::fs::read_to_string(c.path().join("cluster.toml")).unwrap().lines().find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string())).unwrap();
+    let cluster_id = std::fs::read_to_string(c.path().join("cluster.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string()))
+        .unwrap();
     (1..=3)
         .map(|id| {
-            let seed: [u8; 32] = hex::decode(std::fs::read_to_string(c.node_dir(id).join("checkpoint.key")).unwrap().trim()).unwrap().try_into().unwrap();
+            let seed: [u8; 32] =
+                hex::decode(std::fs::read_to_string(c.node_dir(id).join("checkpoint.key")).unwrap().trim()).unwrap().try_into().unwrap();
             Signer::from_seed(&custody::node::checkpoint::signer_name(&cluster_id, id), &seed).unwrap()
         })
         .collect()

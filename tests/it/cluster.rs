@@ -12,7 +12,9 @@ use crate::harness::{wait_until, write_clip, Cluster, BIN};
 const MIB: u64 = 1024 * 1024;
 
 fn chunk_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("data/chunks")).map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| std::fs::read_dir(e.path()).map(|r| r.count()).unwrap_or(0)).sum()).unwrap_or(0)
+    std::fs::read_dir(dir.join("data/chunks"))
+        .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| std::fs::read_dir(e.path()).map(|r| r.count()).unwrap_or(0)).sum())
+        .unwrap_or(0)
 }
 
 /// Every file under `dir`, searched for `needle`.
@@ -68,9 +70,17 @@ fn acknowledged_deposits_survive_leader_kills_and_nodes_catch_up() {
     let profile = c.profile("alice");
     let big2 = big.clone();
     let upload = std::thread::spawn(move || {
-        Command::new(BIN).arg("--profile").arg(&profile).arg("--json").args(["deposit", big2.to_str().unwrap(), "--case", "case-B", "--system", "cam-2", "--retention", "important"]).output().unwrap()
+        Command::new(BIN)
+            .arg("--profile")
+            .arg(&profile)
+            .arg("--json")
+            .args(["deposit", big2.to_str().unwrap(), "--case", "case-B", "--system", "cam-2", "--retention", "important"])
+            .output()
+            .unwrap()
     });
-    wait_until("chunks of the big clip on the leader", Duration::from_secs(60), || (chunk_files(&c.node_dir(first_leader)) >= before + 2).then_some(()));
+    wait_until("chunks of the big clip on the leader", Duration::from_secs(60), || {
+        (chunk_files(&c.node_dir(first_leader)) >= before + 2).then_some(())
+    });
     c.kill(first_leader);
     let out = upload.join().unwrap();
     if out.status.success() {
@@ -91,7 +101,9 @@ fn acknowledged_deposits_survive_leader_kills_and_nodes_catch_up() {
 
     // The killed node restarts and catches up state and chunks.
     c.start(first_leader);
-    wait_until("the restarted node to list every acknowledged item and hold its chunks", Duration::from_secs(90), || node_holds_all(&c, first_leader, &acked));
+    wait_until("the restarted node to list every acknowledged item and hold its chunks", Duration::from_secs(90), || {
+        node_holds_all(&c, first_leader, &acked)
+    });
 
     // Kill the second leader after the deposit; a third leader takes over with everything.
     c.kill(second_leader);
@@ -203,7 +215,10 @@ fn a_full_disk_on_one_follower_does_not_stop_deposits() {
         let m3 = st["members"].as_array()?.iter().find(|m| m["id"] == 3)?.clone();
         (m3["health"]["missing_chunks"].as_u64()? > 0).then_some(st)
     });
-    assert!(st["members"].as_array().unwrap().iter().any(|m| m["health"]["warnings"].as_array().is_some_and(|w| !w.is_empty())), "operators see the problem in cluster status");
+    assert!(
+        st["members"].as_array().unwrap().iter().any(|m| m["health"]["warnings"].as_array().is_some_and(|w| !w.is_empty())),
+        "operators see the problem in cluster status"
+    );
     // Deposits go on.
     let small = c.path().join("small.mp4");
     write_clip(&small, 1000, 4);

@@ -154,7 +154,8 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr),
             self.path().display()
         );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("custody {args:?} printed no JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("custody {args:?} printed no JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }
 
     pub fn status(&self) -> Option<Value> {

@@ -40,7 +40,8 @@ fn a_node_refuses_to_start_on_another_clusters_data() {
     a.kill(1);
     let b = Cluster::init(1, "");
     let cfg = b.node_dir(1).join("node.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("data_dir = \"data\"", &format!("data_dir = \"{}\"", a.node_dir(1).join("data").display()));
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("data_dir = \"data\"", &format!("data_dir = \"{}\"", a.node_dir(1).join("data").display()));
     std::fs::write(&cfg, text).unwrap();
     let out = Command::new(BIN).args(["node", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -79,13 +80,15 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     let p = c.path().join("profiles");
     let cfg = config(&c.path().join("certs/ca.pem"), Some((&p.join("alice.pem"), &p.join("alice.key"))));
     // Announce 10 MiB, send 5 MiB, hang up.
-    let mut req = format!("POST /v1/items?case=c&system=s&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", 10 << 20).into_bytes();
+    let mut req =
+        format!("POST /v1/items?case=c&system=s&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", 10 << 20).into_bytes();
     req.extend(std::iter::repeat_n(b'v', 5 << 20));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use tokio::io::AsyncWriteExt;
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(cfg.clone()).connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+        let mut tls =
+            tokio_rustls::TlsConnector::from(cfg.clone()).connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
         tls.write_all(&req).await.unwrap();
         tls.flush().await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -94,7 +97,8 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     // The leader gives up on the deposit and drops what it wrote.
     let chunks = c.node_dir(leader).join("data/chunks");
     wait_until("the leader to drop the partial deposit's chunks", Duration::from_secs(30), || {
-        let n: usize = std::fs::read_dir(&chunks).map(|rd| rd.flatten().map(|e| std::fs::read_dir(e.path()).map(|r| r.count()).unwrap_or(0)).sum()).unwrap_or(0);
+        let n: usize =
+            std::fs::read_dir(&chunks).map(|rd| rd.flatten().map(|e| std::fs::read_dir(e.path()).map(|r| r.count()).unwrap_or(0)).sum()).unwrap_or(0);
         (n == 0).then_some(())
     });
     assert!(c.items(&c.profile("alice")).is_empty(), "no item from a cut-off upload");

@@ -4,6 +4,7 @@
 mod audit;
 mod cluster;
 mod demo;
+mod figures;
 mod harness;
 mod input;
 mod storage;

@@ -83,10 +83,24 @@ fn a_corrupt_or_truncated_snapshot_is_an_error_not_an_empty_state() {
         let (_la, mut sa) = open(a.path());
         sa.apply([membership_ent::<TypeConfig>(1, 1, 1, vec![[1u64].into_iter().collect()]), blank_ent::<TypeConfig>(1, 1, 2)]).await.unwrap();
         let snap = sa.get_snapshot_builder().await.build_snapshot().await.unwrap();
-        let file = std::fs::read_dir(a.path().join("snapshots")).unwrap().flatten().find(|e| e.file_name().to_string_lossy().ends_with(".snap")).unwrap().path();
+        let file = std::fs::read_dir(a.path().join("snapshots"))
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+            .unwrap()
+            .path();
         let good = std::fs::read(&file).unwrap();
 
-        for (what, bytes) in [("flipped", { let mut b = good.clone(); let mid = b.len() / 2; b[mid] ^= 0x40; b }), ("truncated", good[..good.len() - 10].to_vec()), ("empty", Vec::new())] {
+        for (what, bytes) in [
+            ("flipped", {
+                let mut b = good.clone();
+                let mid = b.len() / 2;
+                b[mid] ^= 0x40;
+                b
+            }),
+            ("truncated", good[..good.len() - 10].to_vec()),
+            ("empty", Vec::new()),
+        ] {
             let b = tempfile::tempdir().unwrap();
             let (_lb, mut sb) = open(b.path());
             let bad = b.path().join("bad.snap");

@@ -26,7 +26,12 @@ pub(crate) fn config(ca: &Path, client: Option<(&Path, &Path)>) -> Arc<rustls::C
         .with_root_certificates(roots(ca));
     Arc::new(match client {
         None => b.with_no_client_auth(),
-        Some((cert, key)) => b.with_client_auth_cert(CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect(), PrivateKeyDer::from_pem_file(key).unwrap()).unwrap(),
+        Some((cert, key)) => b
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
     })
 }
 
@@ -74,7 +79,8 @@ fn clients_without_a_certificate_or_with_a_foreign_one_are_refused_at_the_handsh
 
     // The CLI says so clearly, with the operational exit status.
     let profile = foreign.join("mallory.toml");
-    std::fs::write(&profile, format!("endpoints = [\"{}\"]\nca = \"{}\"\ncert = \"mallory.pem\"\nkey = \"mallory.key\"\n", c.addr(1), ca.display())).unwrap();
+    std::fs::write(&profile, format!("endpoints = [\"{}\"]\nca = \"{}\"\ncert = \"mallory.pem\"\nkey = \"mallory.key\"\n", c.addr(1), ca.display()))
+        .unwrap();
     let out = Command::new(BIN).arg("--profile").arg(&profile).arg("items").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
@@ -96,13 +102,17 @@ fn only_member_nodes_may_send_raft_traffic_or_chunks() {
     assert!(out.status.success());
     let n9 = c.node_dir(9);
     let vote = r#"{"vote":{"leader_id":{"term":99,"node_id":9},"committed":false},"last_log_id":null}"#;
-    let req = format!("POST /internal/raft/vote HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{vote}", vote.len());
+    let req = format!(
+        "POST /internal/raft/vote HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{vote}",
+        vote.len()
+    );
     let res = raw_request(c.base_port, config(&ca, Some((&n9.join("tls.pem"), &n9.join("tls.key")))), req.clone()).unwrap();
     assert!(res.starts_with("HTTP/1.1 403"), "a non-member node's vote request must be refused: {res}");
 
     // A member may not speak for another member.
     let n2 = c.node_dir(2);
-    let res = raw_request(c.base_port, config(&ca, Some((&n2.join("tls.pem"), &n2.join("tls.key")))), req.replace("\"node_id\":9", "\"node_id\":3")).unwrap();
+    let res = raw_request(c.base_port, config(&ca, Some((&n2.join("tls.pem"), &n2.join("tls.key")))), req.replace("\"node_id\":9", "\"node_id\":3"))
+        .unwrap();
     assert!(res.starts_with("HTTP/1.1 403"), "node 2 claiming to be node 3 must be refused: {res}");
 
     // A user certificate cannot push chunks.
@@ -116,4 +126,3 @@ fn only_member_nodes_may_send_raft_traffic_or_chunks() {
     let res = raw_request(c.base_port, config(&ca, Some((&n2.join("tls.pem"), &n2.join("tls.key")))), get("/v1/items")).unwrap();
     assert!(res.starts_with("HTTP/1.1 403"), "{res}");
 }
-
