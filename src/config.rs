@@ -51,6 +51,10 @@ pub struct RawNodeConfig {
     /// Raft entries between state-machine snapshots (default in `limits`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_every_entries: Option<u64>,
+    /// Age after which a chunk no committed manifest names is collected (default in `limits`).
+    /// Must exceed the longest deposit this cluster takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphan_grace_secs: Option<u64>,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
 }
@@ -73,6 +77,7 @@ pub struct NodeConfig {
     pub retention: RetentionPolicy,
     pub chunk_size_bytes: u64,
     pub snapshot_every_entries: u64,
+    pub orphan_grace_secs: u64,
     pub peers: Vec<PeerConfig>,
 }
 
@@ -136,6 +141,7 @@ impl NodeConfig {
             retention,
             chunk_size_bytes,
             snapshot_every_entries: raw.snapshot_every_entries.unwrap_or(limits::SNAPSHOT_EVERY_ENTRIES).max(1),
+            orphan_grace_secs: raw.orphan_grace_secs.unwrap_or(limits::ORPHAN_CHUNK_GRACE_SECS).max(1),
             peers: raw.peers,
         })
     }

@@ -19,7 +19,8 @@ pub const PIPELINE_CHUNKS: usize = 4;
 /// Longest free-text field (case, note, system id, ...) in bytes.
 pub const MAX_TEXT_BYTES: usize = 1024;
 /// A chunk file not named by any committed manifest is collected after this
-/// long: a deposit still streaming is younger than that.
+/// long (default; `orphan_grace_secs` in a node config). It must exceed the
+/// longest deposit: a chunk of a deposit still streaming is not yet named.
 pub const ORPHAN_CHUNK_GRACE_SECS: u64 = 3600;
 /// How often a node looks for chunks it should hold but lacks.
 pub const HEAL_INTERVAL_SECS: u64 = 5;

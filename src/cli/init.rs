@@ -84,6 +84,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         dev_retention_secs: cf.dev_retention_secs,
         chunk_size_bytes: None,
         snapshot_every_entries: None,
+        orphan_grace_secs: None,
         peers,
     };
     let path = node_dir.join("node.toml");

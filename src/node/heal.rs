@@ -122,15 +122,17 @@ pub async fn fetch_from_peers(node: &Arc<Node>, name: &ChunkName) -> anyhow::Res
 /// Collects chunk files that no committed manifest names, once they are older
 /// than the grace period and this node has applied everything it has logged.
 pub async fn orphan_loop(node: Arc<Node>) {
+    let grace = Duration::from_secs(node.cfg.orphan_grace_secs);
+    let every = Duration::from_secs(60).min(grace);
     loop {
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        tokio::time::sleep(every).await;
         let m = node.raft.metrics().borrow().clone();
         let caught_up = m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index;
         if !caught_up {
             continue;
         }
         let n = node.clone();
-        let res = tokio::task::spawn_blocking(move || collect_orphans(&n, Duration::from_secs(limits::ORPHAN_CHUNK_GRACE_SECS))).await;
+        let res = tokio::task::spawn_blocking(move || collect_orphans(&n, grace)).await;
         match res {
             Ok(Ok(0)) => {}
             Ok(Ok(count)) => tracing::info!(count, "collected orphan chunks of deposits that never committed"),

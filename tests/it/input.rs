@@ -73,7 +73,8 @@ fn bad_deposit_arguments_are_refused_and_change_nothing() {
 
 #[test]
 fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
-    let mut c = Cluster::init(3, "");
+    // A short orphan grace, so the followers' copies are collected within the test.
+    let mut c = Cluster::init(3, "orphan_grace_secs = 3");
     c.start_all(3);
     let leader = c.wait_leader(3);
     let port = c.base_port + leader as u16 - 1;
@@ -102,6 +103,14 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
         (n == 0).then_some(())
     });
     assert!(c.items(&c.profile("alice")).is_empty(), "no item from a cut-off upload");
+    // The followers received chunks too; they are collected as orphans: no permanent garbage.
+    for id in 1..=3 {
+        let chunks = c.node_dir(id).join("data/chunks");
+        wait_until(&format!("node {id} to collect the orphan chunks"), Duration::from_secs(30), || {
+            let n: usize = std::fs::read_dir(&chunks).map(|rd| rd.flatten().map(|e| std::fs::read_dir(e.path()).map(|r| r.count()).unwrap_or(0)).sum()).unwrap_or(0);
+            (n == 0).then_some(())
+        });
+    }
     // The cluster is fine afterwards.
     let clip = c.path().join("clip.mp4");
     write_clip(&clip, 5000, 2);
