@@ -51,8 +51,8 @@ pub struct RawNodeConfig {
     /// Raft entries between state-machine snapshots (default in `limits`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_every_entries: Option<u64>,
-    /// Age after which a chunk no committed manifest names is collected (default in `limits`).
-    /// Must exceed the longest deposit this cluster takes.
+    /// Age after which a chunk no committed manifest names is collected, unless its deposit is
+    /// still active (default in `limits`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphan_grace_secs: Option<u64>,
     #[serde(default)]

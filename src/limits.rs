@@ -19,8 +19,10 @@ pub const PIPELINE_CHUNKS: usize = 4;
 /// Longest free-text field (case, note, system id, ...) in bytes.
 pub const MAX_TEXT_BYTES: usize = 1024;
 /// A chunk file not named by any committed manifest is collected after this
-/// long (default; `orphan_grace_secs` in a node config). It must exceed the
-/// longest deposit: a chunk of a deposit still streaming is not yet named.
+/// long (default; `orphan_grace_secs` in a node config), unless the deposit it
+/// belongs to wrote a chunk on this node within the same period (a deposit
+/// still streaming, however long). It must exceed the longest pause between
+/// two chunks of one deposit.
 pub const ORPHAN_CHUNK_GRACE_SECS: u64 = 3600;
 /// How often a node looks for chunks it should hold but lacks.
 pub const HEAL_INTERVAL_SECS: u64 = 5;

@@ -113,10 +113,16 @@ pub async fn put_chunk(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     member_peer(&node, &peer)?;
     let name = parse_name(&name)?;
+    // A chunk of a deposit still streaming: keep it from the orphan collector while the deposit is active.
+    if let Some(item) = headers.get(crate::node::DEPOSIT_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<crate::evidence::ItemId>().ok())
+    {
+        node.inflight.touch(item, name);
+    }
     let store = node.chunks.clone();
     let res = tokio::task::spawn_blocking(move || store.put(&name, &body)).await.map_err(ApiError::internal)?;
     match res {

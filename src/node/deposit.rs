@@ -59,12 +59,12 @@ type ChunkMsg = (ChunkName, Bytes);
 
 /// Streams the chunks to one peer, several in flight. Ends (dropping its
 /// receiver, which the producer notices) at the first failure.
-async fn replicate_to(node: Arc<Node>, addr: String, rx: mpsc::Receiver<ChunkMsg>) -> Result<(), String> {
+async fn replicate_to(node: Arc<Node>, item: ItemId, addr: String, rx: mpsc::Receiver<ChunkMsg>) -> Result<(), String> {
     let mut puts = tokio_stream_from(rx)
         .map(|(name, bytes)| {
             let node = node.clone();
             let addr = addr.clone();
-            async move { put_chunk(&node, &addr, &name, bytes).await }
+            async move { put_chunk(&node, item, &addr, &name, bytes).await }
         })
         .buffer_unordered(limits::PIPELINE_CHUNKS);
     while let Some(r) = puts.next().await {
@@ -77,9 +77,14 @@ fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Strea
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn put_chunk(node: &Node, addr: &str, name: &ChunkName, bytes: Bytes) -> Result<(), String> {
+async fn put_chunk(node: &Node, item: ItemId, addr: &str, name: &ChunkName, bytes: Bytes) -> Result<(), String> {
     let url = format!("{addr}/internal/chunks/{name}");
-    let req = Request::builder().method(Method::PUT).uri(&url).body(full(bytes)).map_err(|e| e.to_string())?;
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(&url)
+        .header(super::DEPOSIT_HEADER, item.to_string())
+        .body(full(bytes))
+        .map_err(|e| e.to_string())?;
     let resp = node.http.send(req, Duration::from_millis(limits::CHUNK_TRANSFER_TIMEOUT_MS)).await.map_err(|e| e.to_string())?;
     let (status, body) = read_body(&url, resp, 64 * 1024).await.map_err(|e| e.to_string())?;
     if status.is_success() {
@@ -90,8 +95,9 @@ async fn put_chunk(node: &Node, addr: &str, name: &ChunkName, bytes: Bytes) -> R
 }
 
 /// Writes the chunks to this node's own store.
-async fn store_locally(node: Arc<Node>, mut rx: mpsc::Receiver<ChunkMsg>) -> Result<(), String> {
+async fn store_locally(node: Arc<Node>, item: ItemId, mut rx: mpsc::Receiver<ChunkMsg>) -> Result<(), String> {
     while let Some((name, bytes)) = rx.recv().await {
+        node.inflight.touch(item, name);
         let store = node.chunks.clone();
         match tokio::task::spawn_blocking(move || store.put(&name, &bytes)).await {
             Ok(Ok(_)) => {}
@@ -135,11 +141,11 @@ where
     let mut tasks = Vec::new();
     let (tx, rx) = mpsc::channel(limits::PIPELINE_CHUNKS);
     senders.push((true, Some(tx)));
-    tasks.push((true, "local".to_string(), tokio::spawn(store_locally(node.clone(), rx))));
+    tasks.push((true, "local".to_string(), tokio::spawn(store_locally(node.clone(), item, rx))));
     for (id, addr, voter) in members.iter().filter(|m| m.0 != node.id()) {
         let (tx, rx) = mpsc::channel(limits::PIPELINE_CHUNKS);
         senders.push((*voter, Some(tx)));
-        tasks.push((*voter, format!("node {id}"), tokio::spawn(replicate_to(node.clone(), addr.clone(), rx))));
+        tasks.push((*voter, format!("node {id}"), tokio::spawn(replicate_to(node.clone(), item, addr.clone(), rx))));
     }
 
     let mut chunks: Vec<ChunkRef> = Vec::with_capacity(count as usize);

@@ -143,11 +143,12 @@ pub async fn orphan_loop(node: Arc<Node>) {
 }
 
 pub fn collect_orphans(node: &Node, grace: Duration) -> Result<usize, anyhow::Error> {
+    node.inflight.prune(grace);
     let now = SystemTime::now();
     let mut removed = 0;
     for (name, modified) in node.chunks.list()? {
         let old = now.duration_since(modified).map(|age| age >= grace).unwrap_or(false);
-        if old && query::chunk_owner(&node.state, &name)?.is_none() {
+        if old && !node.inflight.protects(&name, grace) && query::chunk_owner(&node.state, &name)?.is_none() {
             match node.chunks.remove(&name) {
                 Ok(()) => removed += 1,
                 Err(ChunkStoreError::Missing(_)) => {}

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 mod deposit;
 mod heal;
+mod inflight;
 
 pub use deposit::{deposit, DepositError};
 
@@ -27,6 +28,9 @@ use crate::raft::state_machine::{StateMachineStore, StateView};
 use crate::raft::{NodeId, Raft};
 use crate::storage::{Batch, Cf, Db, Durability};
 use crate::vault::{query, ClusterConfig, Command};
+
+/// Header naming the deposit a chunk transfer belongs to.
+pub const DEPOSIT_HEADER: &str = "x-custody-deposit";
 
 /// Marker file `cluster init` leaves in the first node's data directory: that
 /// node initialises the cluster once, then removes it. A node whose disk was
@@ -51,6 +55,8 @@ pub struct Node {
     pub audit_verified: tokio::sync::Mutex<u64>,
     /// Set when the stored tree failed a check: the node then never signs.
     pub audit_broken: std::sync::Mutex<Option<String>>,
+    /// Deposits streaming chunks here that have not committed yet.
+    pub inflight: inflight::Inflight,
 }
 
 /// The current wall-clock time in unix milliseconds. Only the leader reads
@@ -163,6 +169,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         signer,
         audit_verified: tokio::sync::Mutex::new(0),
         audit_broken: std::sync::Mutex::new(None),
+        inflight: inflight::Inflight::default(),
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 

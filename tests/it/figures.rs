@@ -89,5 +89,10 @@ fn audit_log_figures() {
         assert!(checks.iter().any(|c| c.name == "checkpoint signatures" && c.ok));
         std::hint::black_box(checks);
     }
-    println!("bundle ({} bytes, {} proof hashes): parse + verify {:.3} ms", bytes.len(), bundle.inclusion.len(), t.elapsed().as_secs_f64() * 1e3 / reps as f64);
+    println!(
+        "bundle ({} bytes, {} proof hashes): parse + verify {:.3} ms",
+        bytes.len(),
+        bundle.inclusion.len(),
+        t.elapsed().as_secs_f64() * 1e3 / reps as f64
+    );
 }

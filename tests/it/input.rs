@@ -107,7 +107,9 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     for id in 1..=3 {
         let chunks = c.node_dir(id).join("data/chunks");
         wait_until(&format!("node {id} to collect the orphan chunks"), Duration::from_secs(30), || {
-            let n: usize = std::fs::read_dir(&chunks).map(|rd| rd.flatten().map(|e| std::fs::read_dir(e.path()).map(|r| r.count()).unwrap_or(0)).sum()).unwrap_or(0);
+            let n: usize = std::fs::read_dir(&chunks)
+                .map(|rd| rd.flatten().map(|e| std::fs::read_dir(e.path()).map(|r| r.count()).unwrap_or(0)).sum())
+                .unwrap_or(0);
             (n == 0).then_some(())
         });
     }
@@ -117,4 +119,44 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     c.deposit("alice", &clip, "c");
     let _ = raw_request; // shared helper, used by the TLS tests
     let _ = free_ports;
+}
+
+#[test]
+fn a_slow_deposit_keeps_its_early_chunks_past_the_orphan_grace() {
+    // The grace (3 s) is shorter than the deposit (about 6 s, a chunk every 2 s): the collector
+    // must still leave the deposit's early chunks alone while the deposit is active.
+    let mut c = Cluster::init(3, "orphan_grace_secs = 3");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let port = c.base_port + leader as u16 - 1;
+    let p = c.path().join("profiles");
+    let cfg = config(&c.path().join("certs/ca.pem"), Some((&p.join("alice.pem"), &p.join("alice.key"))));
+    let total = (12 << 20) + 5;
+    let head =
+        format!("POST /v1/items?case=slow&system=s&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {total}\r\nconnection: close\r\n\r\n");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answer = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut tls =
+            tokio_rustls::TlsConnector::from(cfg.clone()).connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+        tls.write_all(head.as_bytes()).await.unwrap();
+        for part in 0..3u8 {
+            tls.write_all(&vec![b'a' + part; 4 << 20]).await.unwrap();
+            tls.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        tls.write_all(b"tail!").await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tls.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    for id in 1..=3 {
+        let log = std::fs::read_to_string(c.node_dir(id).join("node.log")).unwrap();
+        assert!(!log.contains("collected orphan chunks"), "node {id} collected chunks of a deposit still streaming");
+    }
+    let items = c.items(&c.profile("alice"));
+    assert_eq!(items.len(), 1);
+    assert!(c.holds_item(leader, &items[0]), "the leader holds every chunk");
 }
