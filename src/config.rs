@@ -44,6 +44,9 @@ pub struct RawNodeConfig {
     /// Only the first node of a new cluster initialises it, once.
     #[serde(default)]
     pub bootstrap: bool,
+    /// The registry a new cluster starts with (JSON; read once, when the cluster is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_retention_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +77,7 @@ pub struct NodeConfig {
     pub key: PathBuf,
     pub checkpoint_key: PathBuf,
     pub bootstrap: bool,
+    pub registry_file: Option<PathBuf>,
     pub retention: RetentionPolicy,
     pub chunk_size_bytes: u64,
     pub snapshot_every_entries: u64,
@@ -138,6 +142,7 @@ impl NodeConfig {
             key: resolve(base, &raw.key),
             checkpoint_key: resolve(base, &raw.checkpoint_key),
             bootstrap: raw.bootstrap,
+            registry_file: raw.registry_file.as_deref().map(|p| resolve(base, p)),
             retention,
             chunk_size_bytes,
             snapshot_every_entries: raw.snapshot_every_entries.unwrap_or(limits::SNAPSHOT_EVERY_ENTRIES).max(1),

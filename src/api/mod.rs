@@ -6,6 +6,7 @@
 mod audit;
 mod internal;
 mod problem;
+pub mod registry;
 mod v1;
 
 use std::sync::Arc;
@@ -47,6 +48,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/cluster/status", get(v1::cluster_status))
         .route("/v1/cluster/members", post(v1::add_member))
         .route("/v1/cluster/members/{id}", axum::routing::delete(v1::remove_member))
+        .route("/v1/registry", get(registry::list))
+        .route("/v1/registry/people", post(registry::add_person))
+        .route("/v1/registry/people/{name}/revoke", post(registry::revoke_person))
+        .route("/v1/registry/systems", post(registry::add_system))
         .route("/v1/openapi.json", get(v1::openapi));
     internal.merge(v1).fallback(problem::not_found).with_state(node)
 }

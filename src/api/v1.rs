@@ -162,16 +162,16 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Exte
     }))
 }
 
-/// Membership changes are for administrators.
-fn require_admin(peer: &PeerIdentity) -> Result<String, ApiError> {
+/// Membership changes are for registered, unrevoked administrators.
+fn require_admin(node: &Node, peer: &PeerIdentity) -> Result<String, ApiError> {
     let user = user_of(peer)?;
-    if user != "admin" {
-        return Err(ApiError::forbidden("membership changes need the admin role"));
+    match crate::vault::registry::person(&node.state, &user).map_err(ApiError::internal)? {
+        Some(p) if p.has(crate::vault::registry::Role::Admin) => Ok(user),
+        _ => Err(ApiError::forbidden("membership changes need the admin role")),
     }
-    Ok(user)
 }
 
-fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ApiError {
+pub(super) fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ApiError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::not_leader(f.leader_node.map(|n| n.addr)),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
@@ -186,7 +186,7 @@ pub async fn add_member(
     Extension(peer): Extension<PeerIdentity>,
     Json(req): Json<AddMember>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
-    let admin = require_admin(&peer)?;
+    let admin = require_admin(&node, &peer)?;
     if !req.addr.starts_with("https://") {
         return Err(ApiError::bad_request("addr must be https://host:port"));
     }
@@ -210,7 +210,7 @@ pub async fn remove_member(
     Extension(peer): Extension<PeerIdentity>,
     Path(id): Path<NodeId>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
-    let admin = require_admin(&peer)?;
+    let admin = require_admin(&node, &peer)?;
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
@@ -235,6 +235,14 @@ pub async fn openapi() -> Json<serde_json::Value> {
     paths.insert("/v1/cluster/status", serde_json::json!({ "get": op("Leader, members and per-node health") }));
     paths.insert("/v1/cluster/members", serde_json::json!({ "post": op("Add a node: learner first, then voter (admin)") }));
     paths.insert("/v1/cluster/members/{id}", serde_json::json!({ "delete": op("Remove a node (admin)") }));
+    paths.insert("/v1/registry", serde_json::json!({ "get": op("People and source systems") }));
+    paths.insert("/v1/registry/people", serde_json::json!({ "post": op("Register a person (admin)") }));
+    paths.insert("/v1/registry/people/{name}/revoke", serde_json::json!({ "post": op("Revoke a person (admin)") }));
+    paths.insert("/v1/registry/systems", serde_json::json!({ "post": op("Register a source video system (admin)") }));
+    paths.insert("/v1/checkpoint", serde_json::json!({ "get": op("The latest majority-cosigned checkpoint") }));
+    paths.insert("/v1/cluster/keys", serde_json::json!({ "get": op("The nodes' checkpoint verifier keys") }));
+    paths.insert("/v1/audit/consistency", serde_json::json!({ "get": op("Consistency proof between two tree sizes (query: old, new)") }));
+    paths.insert("/v1/items/{id}/proof", serde_json::json!({ "get": op("The item's proof bundle for a court") }));
     Json(serde_json::json!({
         "openapi": "3.1.0",
         "info": { "title": "custody", "version": env!("CARGO_PKG_VERSION") },

@@ -149,7 +149,7 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
     let args = DepositArgs {
         file: clip.clone(),
         case: "LN-2026-0042".into(),
-        system: "cam-shenyang-017".into(),
+        system: super::init::DEMO_SYSTEM.into(),
         retention: "important".into(),
         note: Some("demo clip".into()),
     };

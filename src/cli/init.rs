@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::{PeerConfig, RawNodeConfig, RawProfile};
 use crate::pki::{write_secret, DevCa};
 
-/// The demo users `cluster init` makes profiles for.
-pub const DEMO_USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "admin"];
+/// The demo users `cluster init` makes profiles for, with their roles.
+pub const DEMO_USERS: [(&str, &str); 5] = [("alice", "officer"), ("bob", "officer"), ("carol", "approver"), ("dave", "court"), ("admin", "admin")];
+/// The source video system `cluster init` registers, so a demo cluster can take deposits at once.
+pub const DEMO_SYSTEM: &str = "cam-demo-1";
 const CLUSTER_FILE: &str = "cluster.toml";
 
 #[derive(Args, Clone)]
@@ -81,6 +83,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         key: "tls.key".into(),
         checkpoint_key: "checkpoint.key".into(),
         bootstrap,
+        registry_file: Some("../registry.json".into()),
         dev_retention_secs: cf.dev_retention_secs,
         chunk_size_bytes: None,
         snapshot_every_entries: None,
@@ -125,17 +128,34 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
     }
     let profiles = a.dir.join("profiles");
     fs::create_dir_all(&profiles)?;
-    for user in DEMO_USERS {
+    let mut registry = crate::vault::InitialRegistry::default();
+    for (i, (user, role)) in DEMO_USERS.iter().enumerate() {
         ca.issue_user(user, &profiles.join(format!("{user}.pem")), &profiles.join(format!("{user}.key")))?;
+        let public_key = keygen(&profiles.join(format!("{user}.signing.key")))?;
+        registry.people.push(crate::vault::registry::Person {
+            name: user.to_string(),
+            badge: format!("DEMO-{:04}", i + 1),
+            unit: "demo evidence unit".into(),
+            roles: [role.parse().map_err(anyhow::Error::msg)?].into_iter().collect(),
+            public_key,
+            revoked: false,
+        });
         let p = RawProfile {
             endpoints: peers.iter().map(|p| p.addr.clone()).collect(),
             ca: "../certs/ca.pem".into(),
             cert: format!("{user}.pem"),
             key: format!("{user}.key"),
-            signing_key: None,
+            signing_key: Some(format!("{user}.signing.key")),
         };
         write_toml(&profiles.join(format!("{user}.toml")), &p)?;
     }
+    registry.systems.push(crate::vault::registry::SourceSystem {
+        id: DEMO_SYSTEM.into(),
+        filing: "LN-DEMO-0001".into(),
+        operator: "demo operator".into(),
+        location: "public road".into(),
+    });
+    fs::write(a.dir.join("registry.json"), serde_json::to_string_pretty(&registry)?)?;
     write_toml(&a.dir.join(CLUSTER_FILE), &cf)?;
     Ok(configs)
 }
@@ -167,4 +187,14 @@ pub fn certs_init(dir: &Path, nodes: u64, users: &[String]) -> anyhow::Result<()
         ca.issue_user(u, &dir.join(format!("{u}.pem")), &dir.join(format!("{u}.key")))?;
     }
     Ok(())
+}
+
+/// Writes a new Ed25519 signing key (its 32-byte seed, hex, mode 0600) and
+/// returns the public key as base64.
+pub fn keygen(out: &Path) -> anyhow::Result<String> {
+    use base64::Engine;
+    let seed = crate::crypto::random_bytes::<32>()?;
+    let key = crate::crypto::SigningKey::from_seed(&seed)?;
+    write_secret(out, hex::encode(seed).as_bytes())?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key.public_key()))
 }

@@ -8,6 +8,7 @@ mod demo;
 mod init;
 mod local;
 mod ops;
+mod registry;
 mod up;
 
 use std::path::PathBuf;
@@ -56,6 +57,14 @@ pub enum Command {
     Show { item: String },
     /// The latest majority-cosigned checkpoint, as signed-note text.
     Checkpoint,
+    /// Make a user's Ed25519 signing key (mode 0600) and print its public key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The replicated registry of people and source video systems.
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
     /// Write an item's proof bundle for a court.
     Proof {
         item: String,
@@ -203,6 +212,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Show { item } => ops::show(&ops::session(cli.profile)?, &item, json).await,
         Command::Cluster(ClusterCmd::Keys) => audit::keys(&ops::session(cli.profile)?, json).await,
         Command::Checkpoint => audit::checkpoint(&ops::session(cli.profile)?, json).await,
+        Command::Keygen { out } => registry::keygen(&out, json),
+        Command::Registry(cmd) => registry::run(&ops::session(cli.profile)?, cmd, json).await,
         Command::Proof { item, out } => audit::proof(&ops::session(cli.profile)?, &item, &out, json).await,
         Command::Verify { bundle, file, keys } => audit::verify(&bundle, file.as_deref(), keys.as_deref(), json),
         Command::Monitor { state, keys } => audit::monitor(&ops::session(cli.profile)?, &state, keys.as_deref(), json).await,

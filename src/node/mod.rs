@@ -225,7 +225,12 @@ impl Node {
             return Ok(());
         }
         let config = ClusterConfig { cluster_id: self.cfg.cluster_id.clone(), retention: self.cfg.retention };
-        self.raft.client_write(Command::Configure { config, time_ms: now_ms() }).await?;
+        let registry = match &self.cfg.registry_file {
+            Some(path) => serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
+                .with_context(|| format!("{} is not a registry file", path.display()))?,
+            None => Default::default(),
+        };
+        self.raft.client_write(Command::Configure { config, registry, time_ms: now_ms() }).await?;
         Ok(())
     }
 }

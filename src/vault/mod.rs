@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub mod audit;
+pub mod registry;
 
 use serde_json::json;
 
@@ -39,6 +40,15 @@ pub struct ClusterConfig {
     pub retention: RetentionPolicy,
 }
 
+/// The registry a new cluster starts with (written by `cluster init`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialRegistry {
+    #[serde(default)]
+    pub people: Vec<registry::Person>,
+    #[serde(default)]
+    pub systems: Vec<registry::SourceSystem>,
+}
+
 impl ClusterConfig {
     /// The origin line of this cluster's checkpoints. A dev cluster says so.
     pub fn origin(&self) -> String {
@@ -55,8 +65,15 @@ impl ClusterConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
-    /// Fixes the cluster's settings; only the first one takes effect.
-    Configure { config: ClusterConfig, time_ms: u64 },
+    /// Fixes the cluster's settings and its initial registry; only the first one takes effect.
+    Configure {
+        config: ClusterConfig,
+        #[serde(default)]
+        registry: InitialRegistry,
+        time_ms: u64,
+    },
+    /// A registry change by an administrator (`by`: the authenticated user).
+    Registry { by: String, change: registry::RegistryChange, time_ms: u64 },
     /// Commits a deposit: the leader proposes it only after a majority of voters
     /// durably hold every chunk the manifest names.
     Seal { manifest: Manifest, time_ms: u64 },
@@ -190,7 +207,7 @@ impl StateRead for Tx<'_> {
 /// Applies one command. A refused command changes nothing.
 pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
     match cmd {
-        Command::Configure { config, time_ms } => {
+        Command::Configure { config, registry: initial, time_ms } => {
             if tx.get(keys::CONFIG)?.is_some() {
                 return Ok(Outcome::Done);
             }
@@ -202,8 +219,15 @@ pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
                 json!({ "cluster_id": config.cluster_id, "origin": config.origin(), "standard_retention_secs": config.retention.standard_secs, "important_retention_secs": config.retention.important_secs, "dev": config.retention.is_dev() }),
             );
             audit::append(tx, &r)?;
+            for person in &initial.people {
+                registry::change(tx, None, &registry::RegistryChange::AddPerson { person: person.clone() }, *time_ms)?;
+            }
+            for system in &initial.systems {
+                registry::change(tx, None, &registry::RegistryChange::AddSystem { system: system.clone() }, *time_ms)?;
+            }
             Ok(Outcome::Configured)
         }
+        Command::Registry { by, change, time_ms } => registry::change(tx, Some(by), change, *time_ms),
         Command::Seal { manifest, time_ms } => seal(tx, manifest, *time_ms),
         Command::RegisterNodeKey { node, key, time_ms } => register_node_key(tx, *node, key, *time_ms),
         Command::PublishCheckpoint { note, .. } => publish_checkpoint(tx, note),
@@ -211,7 +235,7 @@ pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
 }
 
 /// Advances the replicated clock to a leader-stamped time (it never goes back).
-fn stamp(tx: &mut Tx<'_>, time_ms: u64) -> Result<u64, VaultError> {
+pub(crate) fn stamp(tx: &mut Tx<'_>, time_ms: u64) -> Result<u64, VaultError> {
     let now = clock(tx)?.max(time_ms);
     tx.put(keys::CLOCK.to_vec(), now.to_be_bytes().to_vec());
     Ok(now)
@@ -292,7 +316,7 @@ fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError
     Ok(Outcome::Published { size: cp.size })
 }
 
-fn refuse(reason: impl Into<String>) -> Result<Outcome, VaultError> {
+pub(crate) fn refuse(reason: impl Into<String>) -> Result<Outcome, VaultError> {
     Ok(Outcome::Refused { reason: reason.into() })
 }
 
@@ -302,6 +326,9 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
     };
     if let Err(e) = manifest.validate() {
         return refuse(format!("invalid manifest: {e}"));
+    }
+    if registry::system(tx, &manifest.meta.system)?.is_none() {
+        return refuse(format!("source system `{}` is not registered (art. 12): register it first", manifest.meta.system));
     }
     let item_key = keys::item(&manifest.item);
     if tx.get(&item_key)?.is_some() {

@@ -31,7 +31,57 @@ impl MemState {
 }
 
 fn configure(secs: u64) -> Command {
-    Command::Configure { config: ClusterConfig { cluster_id: "c1".into(), retention: RetentionPolicy::dev(secs) }, time_ms: 0 }
+    let registry = InitialRegistry {
+        people: vec![person("admin", "admin")],
+        systems: vec![registry::SourceSystem { id: "cam-1".into(), filing: "F-1".into(), operator: "op".into(), location: "road".into() }],
+    };
+    Command::Configure { config: ClusterConfig { cluster_id: "c1".into(), retention: RetentionPolicy::dev(secs) }, registry, time_ms: 0 }
+}
+
+fn person(name: &str, role: &str) -> registry::Person {
+    registry::Person {
+        name: name.into(),
+        badge: format!("B-{name}"),
+        unit: "unit".into(),
+        roles: [role.parse().unwrap()].into_iter().collect(),
+        public_key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]),
+        revoked: false,
+    }
+}
+
+#[test]
+fn only_administrators_change_the_registry_and_every_change_is_recorded() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    let size = audit::size(&s).unwrap();
+    let add = |p| registry::RegistryChange::AddPerson { person: p };
+    // An unregistered user and a registered non-admin are refused; nothing changes.
+    for by in ["mallory", "alice"] {
+        if by == "alice" {
+            s.run(&Command::Registry { by: "admin".into(), change: add(person("alice", "officer")), time_ms: 1 });
+        }
+        let before = s.0.clone();
+        let out = s.run(&Command::Registry { by: by.into(), change: add(person("eve", "admin")), time_ms: 2 });
+        assert!(matches!(out, Outcome::Refused { .. }), "{by} changed the registry");
+        assert_eq!(s.0, before);
+    }
+    assert_eq!(audit::size(&s).unwrap(), size + 1, "one record for alice");
+    // A revoked admin can no longer change it.
+    s.run(&Command::Registry { by: "admin".into(), change: add(person("root2", "admin")), time_ms: 3 });
+    s.run(&Command::Registry { by: "root2".into(), change: registry::RegistryChange::RevokePerson { name: "admin".into() }, time_ms: 4 });
+    let out = s.run(&Command::Registry { by: "admin".into(), change: add(person("zed", "officer")), time_ms: 5 });
+    assert!(matches!(out, Outcome::Refused { .. }));
+    assert!(registry::person(&s, "admin").unwrap().unwrap().revoked);
+}
+
+#[test]
+fn a_deposit_must_name_a_registered_source_system() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    let mut m = manifest(1, 10);
+    m.meta.system = "cam-unfiled".into();
+    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { .. }));
+    assert!(matches!(s.run(&Command::Seal { manifest: manifest(1, 10), time_ms: 1 }), Outcome::Sealed { .. }));
 }
 
 fn manifest(tag: u8, size: u64) -> Manifest {
@@ -74,8 +124,8 @@ fn seal_records_item_and_retention_from_stamped_time() {
     let m = manifest(1, 2 * CHUNK_SIZE_BYTES + 1);
     let out = s.run(&Command::Seal { manifest: m.clone(), time_ms: 1_000 });
     // important = 2 × dev period
-    // leaf 0 is the cluster record, leaf 1 the deposit
-    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 1 });
+    // leaves 0-2: the cluster record and the initial registry (one person, one system); 3: the deposit
+    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 3 });
     let rec = query::item(&s, &m.item).unwrap().unwrap();
     assert_eq!(rec.manifest, m);
     assert_eq!(query::all_chunks(&s).unwrap().len(), 3);

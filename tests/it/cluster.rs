@@ -74,7 +74,7 @@ fn acknowledged_deposits_survive_leader_kills_and_nodes_catch_up() {
             .arg("--profile")
             .arg(&profile)
             .arg("--json")
-            .args(["deposit", big2.to_str().unwrap(), "--case", "case-B", "--system", "cam-2", "--retention", "important"])
+            .args(["deposit", big2.to_str().unwrap(), "--case", "case-B", "--system", "cam-demo-1", "--retention", "important"])
             .output()
             .unwrap()
     });
@@ -245,7 +245,7 @@ fn a_deposit_that_no_majority_can_store_is_refused_and_leaves_no_item() {
     c.wait_leader(3);
     let clip = c.path().join("clip.mp4");
     write_clip(&clip, 12 * MIB, 5);
-    let out = c.cli(&c.profile("alice"), &["deposit", clip.to_str().unwrap(), "--case", "q", "--system", "s", "--retention", "standard"]);
+    let out = c.cli(&c.profile("alice"), &["deposit", clip.to_str().unwrap(), "--case", "q", "--system", "cam-demo-1", "--retention", "standard"]);
     assert_eq!(out.status.code(), Some(2), "a deposit only one node could store was acknowledged: {}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stderr).contains("voters"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(c.items(&c.profile("alice")).is_empty());

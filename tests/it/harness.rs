@@ -184,7 +184,7 @@ impl Cluster {
     }
 
     pub fn deposit(&self, user: &str, file: &Path, case: &str) -> Value {
-        self.cli_json(&self.profile(user), &["deposit", file.to_str().unwrap(), "--case", case, "--system", "cam-1", "--retention", "standard"])
+        self.cli_json(&self.profile(user), &["deposit", file.to_str().unwrap(), "--case", case, "--system", "cam-demo-1", "--retention", "standard"])
     }
 
     pub fn items(&self, profile: &Path) -> Vec<Value> {

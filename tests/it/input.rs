@@ -57,9 +57,9 @@ fn bad_deposit_arguments_are_refused_and_change_nothing() {
     write_clip(&clip, 1000, 1);
     let p = c.profile("alice");
     for args in [
-        vec!["deposit", clip.to_str().unwrap(), "--case", "", "--system", "s", "--retention", "standard"],
-        vec!["deposit", clip.to_str().unwrap(), "--case", "c", "--system", "s", "--retention", "forever"],
-        vec!["deposit", "/nonexistent.mp4", "--case", "c", "--system", "s", "--retention", "standard"],
+        vec!["deposit", clip.to_str().unwrap(), "--case", "", "--system", "cam-demo-1", "--retention", "standard"],
+        vec!["deposit", clip.to_str().unwrap(), "--case", "c", "--system", "cam-demo-1", "--retention", "forever"],
+        vec!["deposit", "/nonexistent.mp4", "--case", "c", "--system", "cam-demo-1", "--retention", "standard"],
         vec!["show", "not-an-item-id"],
     ] {
         let out = c.cli(&p, &args);
@@ -81,8 +81,8 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     let p = c.path().join("profiles");
     let cfg = config(&c.path().join("certs/ca.pem"), Some((&p.join("alice.pem"), &p.join("alice.key"))));
     // Announce 10 MiB, send 5 MiB, hang up.
-    let mut req =
-        format!("POST /v1/items?case=c&system=s&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", 10 << 20).into_bytes();
+    let mut req = format!("POST /v1/items?case=c&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", 10 << 20)
+        .into_bytes();
     req.extend(std::iter::repeat_n(b'v', 5 << 20));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -132,8 +132,9 @@ fn a_slow_deposit_keeps_its_early_chunks_past_the_orphan_grace() {
     let p = c.path().join("profiles");
     let cfg = config(&c.path().join("certs/ca.pem"), Some((&p.join("alice.pem"), &p.join("alice.key"))));
     let total = (12 << 20) + 5;
-    let head =
-        format!("POST /v1/items?case=slow&system=s&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {total}\r\nconnection: close\r\n\r\n");
+    let head = format!(
+        "POST /v1/items?case=slow&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {total}\r\nconnection: close\r\n\r\n"
+    );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = rt.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

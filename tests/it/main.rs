@@ -7,5 +7,6 @@ mod demo;
 mod figures;
 mod harness;
 mod input;
+mod registry;
 mod storage;
 mod tls;

@@ -1,0 +1,65 @@
+//! The replicated registry: administrators only, revocation, and deposits
+//! tied to filed source systems (art. 12).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use std::time::Duration;
+
+use crate::harness::{wait_until, write_clip, Cluster, BIN};
+
+#[test]
+fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let admin = c.profile("admin");
+    let alice = c.profile("alice");
+
+    // The initial registry commits with the cluster's configuration, just after the first election.
+    let list = wait_until("the initial registry", Duration::from_secs(30), || {
+        let v = c.cli_json(&alice, &["registry", "list"]);
+        (v["people"].as_array()?.len() == 5).then_some(v)
+    });
+    let carol = list["people"].as_array().unwrap().iter().find(|p| p["name"] == "carol").unwrap();
+    assert_eq!(carol["roles"], serde_json::json!(["approver"]));
+
+    // An officer may not register a system: a refusal is a negative verdict (exit 1).
+    let sys = ["registry", "system", "add", "cam-new", "--filing", "LN-2026-77", "--operator", "Shenyang Metro", "--location", "station"];
+    let out = c.cli(&alice, &sys);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    // A deposit naming an unfiled system is refused and stores nothing.
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 2000, 1);
+    let dep = |system: &str| c.cli(&alice, &["deposit", clip.to_str().unwrap(), "--case", "r", "--system", system, "--retention", "standard"]);
+    let out = dep("cam-new");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not registered"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(c.items(&alice).is_empty());
+    // The administrator files it; now the deposit goes through.
+    let r = c.cli_json(&admin, &sys);
+    assert_eq!(r["id"], "cam-new");
+    assert!(dep("cam-new").status.success());
+
+    // A new officer with a key made by keygen; then revoked.
+    let key_file = c.path().join("erin.signing.key");
+    let out = Command::new(BIN).args(["--json", "keygen", "--out"]).arg(&key_file).output().unwrap();
+    assert!(out.status.success());
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let public_key = key["public_key"].as_str().unwrap();
+    assert_eq!(std::fs::metadata(&key_file).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap(), 0o600);
+    let add = ["registry", "officer", "add", "erin", "--badge", "LN-0099", "--unit", "Heping precinct", "--role", "officer", "--key", public_key];
+    assert_eq!(c.cli(&c.profile("bob"), &add).status.code(), Some(1), "an officer cannot register people");
+    c.cli_json(&admin, &add);
+    assert_eq!(c.cli(&admin, &add).status.code(), Some(1), "a name is registered once");
+    c.cli_json(&admin, &["registry", "revoke", "erin"]);
+    let list = c.cli_json(&alice, &["registry", "list"]);
+    let erin = list["people"].as_array().unwrap().iter().find(|p| p["name"] == "erin").unwrap().clone();
+    assert_eq!(erin["revoked"], true);
+
+    // Membership changes need the admin role too.
+    let out = c.cli(&alice, &["cluster", "remove-node", "--id", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin"));
+}
