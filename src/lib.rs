@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod approval;
 pub mod audit;
 pub mod cli;
 pub mod client;

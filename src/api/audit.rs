@@ -79,9 +79,13 @@ pub async fn proof_bundle(
     let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
     // Wait briefly for a checkpoint that covers the deposit (they follow records within seconds).
     let mut waited = 0;
+    // Every record about the item: its deposit, requests, approvals, grants, accesses.
+    let log = crate::vault::access::item_log(&node.state, &id).map_err(ApiError::internal)?;
+    let newest = log.iter().copied().max().unwrap_or(rec.leaf_index);
     let (note, cp) = loop {
         match latest(&node)? {
-            Some((note, cp)) if cp.size > rec.leaf_index => break (note, cp),
+            Some((note, cp)) if cp.size > newest => break (note, cp),
+            Some((note, cp)) if cp.size > rec.leaf_index && waited >= PROOF_WAIT_SECS * 4 => break (note, cp),
             _ if waited >= PROOF_WAIT_SECS * 4 => {
                 return Err(ApiError::unavailable("no published checkpoint covers this item yet; try again shortly"))
             }
@@ -93,6 +97,29 @@ pub async fn proof_bundle(
     };
     let leaf = tree::leaf(&node.state, rec.leaf_index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("deposit leaf missing"))?;
     let inclusion = tree::inclusion_proof(&node.state, rec.leaf_index, cp.size).map_err(ApiError::internal)?;
+    let mut trail = Vec::new();
+    let mut requests = Vec::new();
+    for index in log.into_iter().filter(|i| *i != rec.leaf_index && *i < cp.size) {
+        let leaf = tree::leaf(&node.state, index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("trail leaf missing"))?;
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&leaf) {
+            if v["kind"] == "request" {
+                requests.extend(v["request"].as_str().map(str::to_string));
+            }
+        }
+        let proof = tree::inclusion_proof(&node.state, index, cp.size).map_err(ApiError::internal)?;
+        trail.push(LeafProof { index, leaf: BASE64.encode(&leaf), inclusion: proof.iter().map(|h| BASE64.encode(h)).collect() });
+    }
+    // Each signature on each request, with the signer's registered key and the signed bytes,
+    // so a court checks them without the vault.
+    let mut approvals = Vec::new();
+    for rid in requests {
+        let Some(r) = crate::vault::access::request(&node.state, &rid).map_err(ApiError::internal)? else { continue };
+        let signed = BASE64.encode(r.request.signing_bytes());
+        for (signer, signature) in &r.signatures {
+            let key = crate::vault::registry::person(&node.state, signer).map_err(ApiError::internal)?.map(|p| p.public_key).unwrap_or_default();
+            approvals.push(serde_json::json!({ "request": rid, "signer": signer, "public_key": key, "signature": signature, "signed": signed }));
+        }
+    }
     let view = super::v1::view(&rec);
     let item = serde_json::json!({
         "item": view.item, "sha256": view.sha256, "size": view.size, "case": view.case, "system": view.system,
@@ -106,7 +133,7 @@ pub async fn proof_bundle(
         item,
         deposit: LeafProof { index: rec.leaf_index, leaf: BASE64.encode(&leaf), inclusion: Vec::new() },
         inclusion: inclusion.iter().map(|h| BASE64.encode(h)).collect(),
-        trail: Vec::new(),
-        approvals: Vec::new(),
+        trail,
+        approvals,
     }))
 }

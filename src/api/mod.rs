@@ -3,6 +3,7 @@
 //! handler learns who the caller is from the TLS layer ([`PeerIdentity`]);
 //! the rules themselves live in `vault/` and `node/`.
 
+pub mod access;
 mod audit;
 mod internal;
 mod problem;
@@ -48,6 +49,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/cluster/status", get(v1::cluster_status))
         .route("/v1/cluster/members", post(v1::add_member))
         .route("/v1/cluster/members/{id}", axum::routing::delete(v1::remove_member))
+        .route("/v1/requests", post(access::file))
+        .route("/v1/requests/{id}", get(access::show))
+        .route("/v1/requests/{id}/approvals", post(access::approve))
+        .route("/v1/items/{id}/fetch", post(access::fetch))
         .route("/v1/registry", get(registry::list))
         .route("/v1/registry/people", post(registry::add_person))
         .route("/v1/registry/people/{name}/revoke", post(registry::revoke_person))

@@ -201,6 +201,11 @@ pub fn verify(b: &Bundle, keys: &[VerifierKey], clip_sha256: Option<&str>) -> Ve
             },
         ));
     }
+    for (i, a) in b.approvals.iter().enumerate() {
+        let signer = a.get("signer").and_then(Value::as_str).unwrap_or("?");
+        let name = format!("approval signature {signer}");
+        checks.push(check(name, approval_signature(a, &item_id, &b.trail).map_err(|e| format!("approval {i}: {e}"))));
+    }
     for (i, t) in b.trail.iter().enumerate() {
         let leaf = decode_leaf(t);
         let kind = leaf.as_ref().ok().and_then(|(_, v)| v.get("kind").and_then(Value::as_str).map(str::to_string)).unwrap_or_else(|| "record".into());
@@ -219,4 +224,39 @@ pub fn verify(b: &Bundle, keys: &[VerifierKey], clip_sha256: Option<&str>) -> Ve
         checks.push(check(name, res));
     }
     checks
+}
+
+/// The context every request signature starts with (see `approval::SIGNING_CONTEXT`).
+const REQUEST_CONTEXT: &[u8] = b"custody/access-request/v1\n";
+
+/// An officer's or approver's signature: valid under the given key, over a
+/// request for this item, and the same signature an included trail record names.
+fn approval_signature(a: &Value, item: &str, trail: &[LeafProof]) -> Result<String, String> {
+    let field = |f: &str| a.get(f).and_then(Value::as_str).ok_or_else(|| format!("no `{f}`"));
+    let (signer, request) = (field("signer")?, field("request")?);
+    let key: [u8; 32] = BASE64.decode(field("public_key")?).ok().and_then(|k| k.try_into().ok()).ok_or("the public key is not 32 bytes of base64")?;
+    let signature = BASE64.decode(field("signature")?).map_err(|_| "the signature is not base64")?;
+    let signed = BASE64.decode(field("signed")?).map_err(|_| "the signed bytes are not base64")?;
+    let body = signed.strip_prefix(REQUEST_CONTEXT).ok_or("the signed bytes are not an access request")?;
+    let req: Value = serde_json::from_slice(body).map_err(|e| format!("the signed request is not JSON: {e}"))?;
+    if req.get("item").and_then(Value::as_str) != Some(item) {
+        return Err("the signed request is for another item".into());
+    }
+    if !crate::crypto::verify_ed25519(&key, &signed, &signature) {
+        return Err(format!("{signer}'s signature does not verify"));
+    }
+    let named = trail.iter().filter_map(|t| decode_leaf(t).ok()).any(|(_, v)| {
+        let who = match v.get("kind").and_then(Value::as_str) {
+            Some("approval") => v.get("signer"),
+            Some("request") => v.get("by"),
+            _ => None,
+        };
+        v.get("request").and_then(Value::as_str) == Some(request)
+            && who.and_then(Value::as_str) == Some(signer)
+            && v.get("signature") == a.get("signature")
+    });
+    if !named {
+        return Err(format!("no included trail record names {signer}'s signature on request {request}"));
+    }
+    Ok(format!("{signer} signed request {request} for this item"))
 }

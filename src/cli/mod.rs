@@ -3,6 +3,7 @@
 //! `--json`. Exit status: 0 success, 1 a negative verdict, 2 usage or
 //! operational error.
 
+mod access;
 mod audit;
 mod demo;
 mod init;
@@ -59,6 +60,18 @@ pub enum Command {
     Checkpoint,
     /// Make a user's Ed25519 signing key (mode 0600) and print its public key.
     Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// File an access request (you are its first participant) and sign it.
+    Request(access::RequestArgs),
+    /// Sign a request as a participant or as approver.
+    Approve { request: String },
+    /// As a participant of a granted request: record the access, then stream the clip.
+    Fetch {
+        item: String,
+        #[arg(long)]
+        request: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -213,6 +226,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster(ClusterCmd::Keys) => audit::keys(&ops::session(cli.profile)?, json).await,
         Command::Checkpoint => audit::checkpoint(&ops::session(cli.profile)?, json).await,
         Command::Keygen { out } => registry::keygen(&out, json),
+        Command::Request(a) => access::request(&ops::session(cli.profile)?, a, json).await,
+        Command::Approve { request } => access::approve(&ops::session(cli.profile)?, &request, json).await,
+        Command::Fetch { item, request, out } => access::fetch(&ops::session(cli.profile)?, &item, &request, &out, json).await,
         Command::Registry(cmd) => registry::run(&ops::session(cli.profile)?, cmd, json).await,
         Command::Proof { item, out } => audit::proof(&ops::session(cli.profile)?, &item, &out, json).await,
         Command::Verify { bundle, file, keys } => audit::verify(&bundle, file.as_deref(), keys.as_deref(), json),

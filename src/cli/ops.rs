@@ -28,22 +28,34 @@ const MAX_ATTEMPTS: usize = 30;
 pub struct Session {
     http: Http,
     endpoints: Vec<String>,
+    pub profile: Profile,
 }
 
 pub fn session(profile: Option<PathBuf>) -> Result<Session, Failure> {
     let path = profile.ok_or_else(|| Failure::new(2, "no client profile: pass --profile FILE or set CUSTODY_PROFILE"))?;
     let p = Profile::load(&path)?;
     let tls = crate::tls::client_config(&crate::tls::TlsFiles { ca: &p.ca, cert: &p.cert, key: &p.key })?;
-    Ok(Session { http: Http::new(tls), endpoints: p.endpoints })
+    Ok(Session { http: Http::new(tls), endpoints: p.endpoints.clone(), profile: p })
 }
 
 impl Session {
     /// Sends a request built by `make` to the nodes in turn until one answers;
     /// follows a `not-leader` answer to the leader it names.
-    async fn send<T: DeserializeOwned, F, Fut>(&self, path: &str, timeout: Duration, make: F) -> Result<T, HttpError>
+    pub async fn send<T: DeserializeOwned, F, Fut>(&self, path: &str, timeout: Duration, make: F) -> Result<T, HttpError>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<Request<crate::client::Body>, HttpError>>,
+    {
+        self.send_with(path, timeout, make, |url, resp| async move { read_json::<T>(&url, resp).await }).await
+    }
+
+    /// Like `send`, with the answer read by `read` (e.g. streamed to a file).
+    pub async fn send_with<T, F, Fut, R, RFut>(&self, path: &str, timeout: Duration, make: F, read: R) -> Result<T, HttpError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Request<crate::client::Body>, HttpError>>,
+        R: Fn(String, hyper::Response<crate::client::Incoming>) -> RFut,
+        RFut: std::future::Future<Output = Result<T, HttpError>>,
     {
         let mut queue: Vec<String> = self.endpoints.clone();
         let mut last: Option<HttpError> = None;
@@ -57,7 +69,10 @@ impl Session {
             let url = format!("{base}{path}");
             let req = make(url.clone()).await?;
             let res = match self.http.send(req, timeout).await {
-                Ok(resp) => read_json::<T>(&url, resp).await,
+                Ok(resp) if !resp.status().is_success() => read_json::<serde_json::Value>(&url, resp)
+                    .await
+                    .and_then(|_| Err(HttpError::BadAnswer { url: url.clone(), detail: "unexpected answer".into() })),
+                Ok(resp) => read(url.clone(), resp).await,
                 Err(e) => Err(e),
             };
             match res {

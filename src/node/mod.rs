@@ -8,6 +8,7 @@ mod heal;
 mod inflight;
 
 pub use deposit::{deposit, DepositError};
+pub use heal::fetch_from_peers as fetch_chunk_from_peers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};

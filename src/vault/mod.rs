@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod access;
 pub mod audit;
 pub mod registry;
 
@@ -81,6 +82,12 @@ pub enum Command {
     RegisterNodeKey { node: u64, key: String, time_ms: u64 },
     /// Publishes a checkpoint cosigned by a majority of voters.
     PublishCheckpoint { note: String, time_ms: u64 },
+    /// Files an access request, signed by its first participant (`by`).
+    FileRequest { request: crate::approval::AccessRequest, by: String, signature: String, time_ms: u64 },
+    /// Adds `by`'s signature to a request, as participant or approver.
+    Approve { request: String, by: String, signature: String, time_ms: u64 },
+    /// Records an access under a live grant, before any byte is served.
+    RecordAccess { request: String, item: ItemId, by: String, time_ms: u64 },
 }
 
 /// What applying a command produced.
@@ -103,6 +110,16 @@ pub enum Outcome {
     /// A checkpoint of this size is now the latest.
     Published {
         size: u64,
+    },
+    /// Where a request stands after filing or a signature.
+    RequestStatus {
+        request: String,
+        granted: bool,
+        leaf_index: u64,
+    },
+    /// The access record is committed; bytes may now be served.
+    AccessRecorded {
+        leaf_index: u64,
     },
     /// The command broke a rule; nothing changed.
     Refused {
@@ -231,6 +248,9 @@ pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
         Command::Seal { manifest, time_ms } => seal(tx, manifest, *time_ms),
         Command::RegisterNodeKey { node, key, time_ms } => register_node_key(tx, *node, key, *time_ms),
         Command::PublishCheckpoint { note, .. } => publish_checkpoint(tx, note),
+        Command::FileRequest { request, by, signature, time_ms } => access::file(tx, request, by, signature, *time_ms),
+        Command::Approve { request, by, signature, time_ms } => access::approve(tx, request, by, signature, *time_ms),
+        Command::RecordAccess { request, item, by, time_ms } => access::record_access(tx, request, item, by, *time_ms),
     }
 }
 
@@ -353,7 +373,7 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
             "chunks": m.chunks.len(), "note": m.meta.note,
         }),
     );
-    let leaf_index = audit::append(tx, &r)?;
+    let leaf_index = access::append_for_item(tx, &manifest.item, &r)?;
     let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq, leaf_index };
     tx.put_json(item_key, &record);
     for c in &manifest.chunks {

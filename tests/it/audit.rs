@@ -204,6 +204,12 @@ fn a_node_whose_stored_tree_was_altered_stops_signing_and_the_others_publish() {
     write_clip(&clip, 1000, 1);
     c.deposit("alice", &clip, "t");
     let victim = (1..=3).find(|id| *id != leader).unwrap();
+    // Let the victim apply what the deposit committed before stopping it.
+    wait_until("the victim to apply the deposit", Duration::from_secs(30), || {
+        let st = c.status()?;
+        let m = st["members"].as_array()?.iter().find(|m| m["id"] == victim)?.clone();
+        (m["health"]["audit_size"].as_u64()? >= 3).then_some(())
+    });
     c.kill(victim);
     {
         // Alter one stored leaf behind the node's back.

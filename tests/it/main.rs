@@ -1,6 +1,7 @@
 //! Integration tests: real `custody node` processes on loopback, real mutual
 //! TLS, real RocksDB. One binary, files by area.
 
+mod access;
 mod audit;
 mod cluster;
 mod demo;

@@ -1,0 +1,158 @@
+//! `request`, `approve` and `fetch`: art. 17–18 access from the officer's side.
+//! Signatures are made here, with the user's own key; the vault never sees it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use clap::Args;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use hyper::{Method, Request};
+use tokio::io::AsyncWriteExt;
+
+use super::ops::Session;
+use super::{emit, Failure};
+use crate::api::access::{FileRequest, RequestStatus, Signature};
+use crate::approval::{AccessRequest, Action, DEFAULT_TTL_SECS};
+use crate::client::{empty, HttpError};
+use crate::crypto::SigningKey;
+use crate::evidence::ItemId;
+use crate::vault::access::RequestRecord;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Args)]
+pub struct RequestArgs {
+    pub item: String,
+    #[arg(long)]
+    pub action: String,
+    #[arg(long)]
+    pub purpose: String,
+    #[arg(long)]
+    pub approval_doc: String,
+    /// The other participating officers (at least one).
+    #[arg(long = "with", num_args = 1.., required = true)]
+    pub with: Vec<String>,
+    /// Art. 17 ¶2: approved by an emergency-approver.
+    #[arg(long)]
+    pub emergency: bool,
+}
+
+fn failure(e: HttpError) -> Failure {
+    match e.problem() {
+        Some(p) if p.kind.ends_with(":refused") => Failure::new(1, format!("refused: {}", p.detail)),
+        _ => Failure::from(e),
+    }
+}
+
+/// The profile's user (its certificate's common name) and signing key.
+fn me(s: &Session) -> Result<(String, SigningKey), Failure> {
+    let certs = crate::tls::load_certs(&s.profile.cert)?;
+    let name = match crate::tls::identity_of(certs[0].as_ref())? {
+        crate::tls::PeerIdentity::User(u) => u,
+        crate::tls::PeerIdentity::Node(_) => return Err(Failure::new(2, "the profile's certificate is a node's")),
+    };
+    let path = s.profile.signing_key.as_ref().ok_or_else(|| Failure::new(2, "the profile names no signing_key"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Failure::new(2, format!("{}: {e}", path.display())))?;
+    let seed: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| Failure::new(2, format!("{}: not a signing key", path.display())))?;
+    Ok((name, SigningKey::from_seed(&seed)?))
+}
+
+fn sign(key: &SigningKey, req: &AccessRequest) -> String {
+    BASE64.encode(key.sign(&req.signing_bytes()))
+}
+
+pub async fn request(s: &Session, a: RequestArgs, json: bool) -> Result<(), Failure> {
+    let item: ItemId = a.item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
+    let action: Action = a.action.parse().map_err(|e: String| Failure::new(2, e))?;
+    let (name, key) = me(s)?;
+    let mut participants = vec![name];
+    participants.extend(a.with);
+    let req = AccessRequest {
+        item,
+        action,
+        purpose: a.purpose,
+        approval_doc: a.approval_doc,
+        participants,
+        emergency: a.emergency,
+        expires_at_ms: crate::node::now_ms() + DEFAULT_TTL_SECS * 1000,
+        nonce: hex::encode(crate::crypto::random_bytes::<16>()?),
+    };
+    req.validate().map_err(|e| Failure::new(2, e))?;
+    let body = FileRequest { signature: sign(&key, &req), request: req };
+    let st: RequestStatus = s.call(Method::POST, "/v1/requests", Some(&body), TIMEOUT).await.map_err(failure)?;
+    emit(json, &serde_json::to_value(&st)?, || {
+        format!("request {} filed ({}); the other participants and an approver run: custody approve {}", st.request, st.status, st.request)
+    });
+    Ok(())
+}
+
+pub async fn approve(s: &Session, id: &str, json: bool) -> Result<(), Failure> {
+    let (_, key) = me(s)?;
+    let rec: RequestRecord = s.call::<(), _>(Method::GET, &format!("/v1/requests/{id}"), None, TIMEOUT).await.map_err(failure)?;
+    // Sign only what the id names: a node cannot slip another request under this id.
+    if rec.request.id() != id {
+        return Err(Failure::new(1, format!("the vault returned a request whose id is {}, not {id}", rec.request.id())));
+    }
+    let body = Signature { signature: sign(&key, &rec.request) };
+    let st: RequestStatus = s.call(Method::POST, &format!("/v1/requests/{id}/approvals"), Some(&body), TIMEOUT).await.map_err(failure)?;
+    emit(json, &serde_json::to_value(&st)?, || format!("request {}: {}", st.request, st.status));
+    Ok(())
+}
+
+pub async fn fetch(s: &Session, item: &str, request: &str, out: &Path, json: bool) -> Result<(), Failure> {
+    let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
+    let tmp = out.with_extension("partial");
+    let path = format!("/v1/items/{item}/fetch?{}", serde_urlencoded::to_string([("request", request)])?);
+    let result = s
+        .send_with(
+            &path,
+            Duration::from_secs(24 * 3600),
+            |url| async move {
+                Request::builder().method(Method::POST).uri(&url).body(empty()).map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
+            },
+            |url, resp| {
+                let tmp = tmp.clone();
+                async move {
+                    let bad = |detail: String| HttpError::BadAnswer { url: url.clone(), detail };
+                    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+                    let want = header("x-custody-sha256").ok_or_else(|| bad("no x-custody-sha256".into()))?;
+                    let leaf: u64 = header("x-custody-access-leaf").and_then(|v| v.parse().ok()).ok_or_else(|| bad("no access record".into()))?;
+                    let mut f = tokio::fs::File::create(&tmp).await.map_err(|e| bad(format!("{}: {e}", tmp.display())))?;
+                    let mut h = crate::crypto::Hasher::new();
+                    let mut size = 0u64;
+                    let mut body = resp.into_body().into_data_stream();
+                    while let Some(frame) = body.next().await {
+                        let frame = frame.map_err(|e| bad(format!("the transfer broke off: {e}")))?;
+                        h.update(&frame);
+                        size += frame.len() as u64;
+                        f.write_all(&frame).await.map_err(|e| bad(e.to_string()))?;
+                    }
+                    f.sync_all().await.map_err(|e| bad(e.to_string()))?;
+                    Ok((want, hex::encode(h.finish()), size, leaf))
+                }
+            },
+        )
+        .await;
+    let (want, got, size, leaf) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(failure(e));
+        }
+    };
+    if want != got {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Failure::new(1, format!("the received clip's SHA-256 {got} is not the deposited {want}; nothing kept")));
+    }
+    std::fs::rename(&tmp, out).map_err(|e| Failure::new(2, format!("{}: {e}", out.display())))?;
+    emit(json, &serde_json::json!({ "item": item, "sha256": got, "size": size, "access_leaf": leaf, "out": out }), || {
+        format!("fetched {item} to {} ({size} bytes); SHA-256 matches the deposit ({got}); access record at leaf {leaf}", out.display())
+    });
+    Ok(())
+}

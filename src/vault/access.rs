@@ -1,0 +1,203 @@
+//! Access requests, approvals, grants and access records inside apply. Every
+//! signature is checked here against the registry as replicated, so no node
+//! can form a grant the rules do not allow.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::registry::{self, Role};
+use super::{audit, query, refuse, stamp, Outcome, StateRead, Tx, VaultError};
+use crate::approval::{self, AccessRequest, Action, Signatures, Standing};
+use crate::evidence::ItemId;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub approver: String,
+    pub at_ms: u64,
+    pub leaf_index: u64,
+}
+
+/// A request as committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub id: String,
+    pub request: AccessRequest,
+    /// Signer → (signed as, base64 signature).
+    pub signatures: Signatures,
+    pub filed_at_ms: u64,
+    pub leaf_index: u64,
+    pub grant: Option<Grant>,
+}
+
+pub mod keys {
+    pub fn request(id: &str) -> Vec<u8> {
+        [b"q/".as_slice(), id.as_bytes()].concat()
+    }
+    /// One key per audit record about an item, for its trail.
+    pub fn item_log_prefix(item: &crate::evidence::ItemId) -> Vec<u8> {
+        format!("il/{item}/").into_bytes()
+    }
+    pub fn item_log(item: &crate::evidence::ItemId, leaf: u64) -> Vec<u8> {
+        [item_log_prefix(item), leaf.to_be_bytes().to_vec()].concat()
+    }
+}
+
+pub fn request(s: &dyn StateRead, id: &str) -> Result<Option<RequestRecord>, VaultError> {
+    let k = keys::request(id);
+    s.get(&k)?
+        .map(|v| serde_json::from_slice(&v).map_err(|e| VaultError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), detail: e.to_string() }))
+        .transpose()
+}
+
+/// Leaf indices of every record about `item`, in order.
+pub fn item_log(s: &dyn StateRead, item: &ItemId) -> Result<Vec<u64>, VaultError> {
+    let prefix = keys::item_log_prefix(item);
+    Ok(s.scan_prefix(&prefix)?.iter().filter_map(|(k, _)| k[prefix.len()..].try_into().ok().map(u64::from_be_bytes)).collect())
+}
+
+/// Appends a record about `item` and indexes it in the item's trail.
+pub(super) fn append_for_item(tx: &mut Tx<'_>, item: &ItemId, record: &serde_json::Value) -> Result<u64, VaultError> {
+    let leaf = audit::append(tx, record)?;
+    tx.put(keys::item_log(item, leaf), Vec::new());
+    Ok(leaf)
+}
+
+fn put(tx: &mut Tx<'_>, rec: &RequestRecord) {
+    tx.put(keys::request(&rec.id), serde_json::to_vec(rec).expect("request records serialise"));
+}
+
+fn signer_of(s: &dyn StateRead, name: &str) -> Option<approval::Signer> {
+    let p = registry::person(s, name).ok().flatten()?;
+    Some(approval::Signer {
+        name: p.name.clone(),
+        public_key: registry::public_key_bytes(&p.public_key).ok()?,
+        officer: p.roles.contains(&Role::Officer),
+        approver: p.roles.contains(&Role::Approver),
+        emergency_approver: p.roles.contains(&Role::EmergencyApprover),
+        revoked: p.revoked,
+    })
+}
+
+pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    if let Err(e) = req.validate() {
+        return refuse(e);
+    }
+    if req.participants.first().map(String::as_str) != Some(by) {
+        return refuse("the requester files the request and is its first participant");
+    }
+    if query::item(tx, &req.item)?.is_none() {
+        return refuse(format!("no item {}", req.item));
+    }
+    if time_ms >= req.expires_at_ms {
+        return refuse("the request has already expired");
+    }
+    let id = req.id();
+    if request(tx, &id)?.is_some() {
+        return refuse(format!("request {id} was already filed"));
+    }
+    for p in &req.participants {
+        match signer_of(tx, p) {
+            Some(s) if s.officer && !s.revoked => {}
+            _ => return refuse(format!("{p} is not a registered, unrevoked officer: every participant must be one")),
+        }
+    }
+    let Some(me) = signer_of(tx, by) else { return refuse(format!("{by} is not registered")) };
+    if !approval::signature_valid(req, &me.public_key, signature) {
+        return refuse("the requester's signature does not verify with their registered key");
+    }
+    let time = stamp(tx, time_ms)?;
+    let record = json!({
+        "item": req.item, "request": id, "action": req.action, "officers": req.participants, "purpose": req.purpose,
+        "approval_doc": req.approval_doc, "emergency": req.emergency, "expires_at": audit::rfc3339(req.expires_at_ms), "by": by,
+        "signature": signature,
+    });
+    let leaf_index = append_for_item(tx, &req.item, &audit::record("request", time, record))?;
+    let mut signatures = Signatures::new();
+    signatures.insert(by.to_string(), signature.to_string());
+    put(tx, &RequestRecord { id: id.clone(), request: req.clone(), signatures, filed_at_ms: time, leaf_index, grant: None });
+    Ok(Outcome::RequestStatus { request: id, granted: false, leaf_index })
+}
+
+pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    let Some(mut rec) = request(tx, id)? else { return refuse(format!("no request {id}")) };
+    if rec.grant.is_some() {
+        return refuse("the request is already granted");
+    }
+    if time_ms >= rec.request.expires_at_ms {
+        return refuse("the request has expired");
+    }
+    let Some(me) = signer_of(tx, by) else { return refuse(format!("{by} is not registered")) };
+    let participant = rec.request.participants.iter().any(|p| p == by);
+    let eligible = !me.revoked
+        && if participant {
+            me.officer
+        } else if rec.request.emergency {
+            me.emergency_approver
+        } else {
+            me.approver
+        };
+    if !eligible {
+        let role = if rec.request.emergency { "an emergency-approver" } else { "an approver" };
+        return refuse(format!("{by} may not sign this request: not a participating officer, nor {role} who is not a participant"));
+    }
+    if !approval::signature_valid(&rec.request, &me.public_key, signature) {
+        return refuse("the signature does not verify with the signer's registered key over this request");
+    }
+    if rec.signatures.contains_key(by) {
+        return refuse(format!("{by} has already signed"));
+    }
+    let time = stamp(tx, time_ms)?;
+    rec.signatures.insert(by.to_string(), signature.to_string());
+    let item = rec.request.item;
+    let record =
+        json!({ "item": item, "request": id, "signer": by, "as": if participant { "participant" } else { "approver" }, "signature": signature });
+    let mut leaf_index = append_for_item(tx, &item, &audit::record("approval", time, record))?;
+    let standing = approval::evaluate(&rec.request, &rec.signatures, &|n| signer_of(tx, n));
+    let granted = match standing {
+        Ok(Standing::Granted(proof)) => {
+            let record = json!({
+                "item": item, "request": id, "officers": rec.request.participants, "approver": proof.approver(),
+                "action": rec.request.action, "expires_at": audit::rfc3339(rec.request.expires_at_ms),
+            });
+            leaf_index = append_for_item(tx, &item, &audit::record("grant", time, record))?;
+            rec.grant = Some(Grant { approver: proof.approver().to_string(), at_ms: time, leaf_index });
+            true
+        }
+        Ok(Standing::Pending(_)) => false,
+        Err(e) => return refuse(e),
+    };
+    put(tx, &rec);
+    Ok(Outcome::RequestStatus { request: id.to_string(), granted, leaf_index })
+}
+
+/// The access record (art. 14(4)), committed before any byte is served.
+pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    let Some(rec) = request(tx, id)? else { return refuse(format!("no request {id}")) };
+    if rec.grant.is_none() {
+        return refuse("the request has not been granted");
+    }
+    if time_ms >= rec.request.expires_at_ms {
+        return refuse("the grant has expired");
+    }
+    if rec.request.item != *item {
+        return refuse("the grant is for another item");
+    }
+    if !rec.request.participants.iter().any(|p| p == by) {
+        return refuse(format!("{by} is not a participant of this grant"));
+    }
+    if rec.request.action == Action::Purge {
+        return refuse("a purge grant does not allow reading the clip");
+    }
+    match signer_of(tx, by) {
+        Some(s) if !s.revoked => {}
+        _ => return refuse(format!("{by} is not an unrevoked registered person")),
+    }
+    let time = stamp(tx, time_ms)?;
+    let r = &rec.request;
+    let record = json!({
+        "item": item, "request": id, "officers": r.participants, "purpose": r.purpose, "approval_doc": r.approval_doc,
+        "action": r.action, "by": by, "emergency": r.emergency,
+    });
+    let leaf_index = append_for_item(tx, item, &audit::record("access", time, record))?;
+    Ok(Outcome::AccessRecorded { leaf_index })
+}
