@@ -48,6 +48,18 @@ pub struct ItemView {
     pub leaf_index: u64,
     pub chunk_size: u64,
     pub chunks: Vec<ChunkRef>,
+    /// The reason of a legal hold, while one is in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+}
+
+/// The answer to `hold`, `release` and `extend`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RetentionView {
+    pub item: ItemId,
+    pub retain_until: String,
+    pub hold: bool,
+    pub leaf_index: u64,
 }
 
 /// One entry of an item's custody trail.

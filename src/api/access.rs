@@ -160,3 +160,56 @@ async fn read_chunk(node: &Arc<Node>, name: &crate::evidence::ChunkName) -> Resu
     let n = *name;
     tokio::task::spawn_blocking(move || store.get(&n)).await.map_err(std::io::Error::other)?.map_err(|e| std::io::Error::other(e.to_string()))
 }
+
+#[derive(Deserialize)]
+pub struct HoldBody {
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+pub struct ExtendBody {
+    pub retention: String,
+}
+
+async fn retention_change(
+    node: &Node,
+    peer: &PeerIdentity,
+    id: &str,
+    make: impl FnOnce(ItemId, String) -> Command,
+) -> Result<Json<crate::wire::RetentionView>, ApiError> {
+    let by = user_of(peer)?;
+    let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    match propose(node, make(item, by)).await? {
+        Outcome::RetentionChanged { item, retain_until_ms, hold, leaf_index } => {
+            Ok(Json(crate::wire::RetentionView { item, retain_until: crate::wire::rfc3339_ms(retain_until_ms), hold, leaf_index }))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+pub async fn hold(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+    Json(b): Json<HoldBody>,
+) -> Result<Json<crate::wire::RetentionView>, ApiError> {
+    retention_change(&node, &peer, &id, |item, by| Command::Hold { item, by, reason: b.reason, time_ms: now_ms() }).await
+}
+
+pub async fn release(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::wire::RetentionView>, ApiError> {
+    retention_change(&node, &peer, &id, |item, by| Command::Release { item, by, time_ms: now_ms() }).await
+}
+
+pub async fn extend(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+    Json(b): Json<ExtendBody>,
+) -> Result<Json<crate::wire::RetentionView>, ApiError> {
+    let retention = b.retention.parse().map_err(ApiError::bad_request)?;
+    retention_change(&node, &peer, &id, |item, by| Command::Extend { item, retention, by, time_ms: now_ms() }).await
+}

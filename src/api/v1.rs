@@ -87,6 +87,7 @@ pub(super) fn view(r: &ItemRecord) -> ItemView {
         leaf_index: r.leaf_index,
         chunk_size: m.chunk_size,
         chunks: m.chunks.clone(),
+        hold: r.hold.as_ref().map(|h| h.reason.clone()),
     }
 }
 
@@ -114,12 +115,25 @@ pub async fn show_item(
     user_of(&peer)?;
     let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
-    let trail = vec![TrailEntry {
-        kind: "deposit".into(),
-        time: wire::rfc3339_ms(rec.deposited_at_ms),
-        who: rec.manifest.depositor.clone(),
-        detail: format!("{} bytes, sha256 {}", rec.manifest.size, rec.manifest.sha256),
-    }];
+    // The custody trail: every audit record about the item, in log order.
+    let mut trail = Vec::new();
+    for leaf in crate::vault::access::item_log(&node.state, &id).map_err(ApiError::internal)? {
+        let Some(bytes) = crate::vault::audit::leaf(&node.state, leaf).map_err(ApiError::internal)? else { continue };
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+        let s = |f: &str| v.get(f).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+        let who = ["depositor", "by", "signer"].iter().map(|f| s(f)).find(|w| !w.is_empty()).unwrap_or_default();
+        let detail = match s("kind").as_str() {
+            "deposit" => format!("{} bytes, sha256 {}", rec.manifest.size, rec.manifest.sha256),
+            "request" | "grant" | "access" => {
+                format!("request {} to {} (officers {}), purpose: {}", s("request"), s("action"), v["officers"], s("purpose"))
+            }
+            "approval" => format!("request {} signed as {}", s("request"), s("as")),
+            "hold" => format!("{} {}", s("action"), s("reason")),
+            "retention" => format!("{} → {}, until {}", s("from"), s("to"), s("retain_until")),
+            _ => String::new(),
+        };
+        trail.push(TrailEntry { kind: format!("{} (leaf {leaf})", s("kind")), time: s("time"), who, detail });
+    }
     Ok(Json(ItemDetail { item: view(&rec), trail }))
 }
 

@@ -156,3 +156,13 @@ pub async fn fetch(s: &Session, item: &str, request: &str, out: &Path, json: boo
     });
     Ok(())
 }
+
+/// `hold`, `release`, `extend`.
+pub async fn retention(s: &Session, item: &str, what: &str, body: serde_json::Value, json: bool) -> Result<(), Failure> {
+    let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
+    let v: crate::wire::RetentionView = s.call(Method::POST, &format!("/v1/items/{item}/{what}"), Some(&body), TIMEOUT).await.map_err(failure)?;
+    emit(json, &serde_json::to_value(&v)?, || {
+        format!("item {}: retained until {}{}", v.item, v.retain_until, if v.hold { ", ON LEGAL HOLD" } else { "" })
+    });
+    Ok(())
+}

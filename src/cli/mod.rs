@@ -75,6 +75,20 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Place a legal hold: the item is kept past its retention until released.
+    Hold {
+        item: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a legal hold.
+    Release { item: String },
+    /// Extend retention (shortening is refused).
+    Extend {
+        item: String,
+        #[arg(long)]
+        retention: String,
+    },
     /// The replicated registry of people and source video systems.
     #[command(subcommand)]
     Registry(registry::RegistryCmd),
@@ -227,6 +241,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Checkpoint => audit::checkpoint(&ops::session(cli.profile)?, json).await,
         Command::Keygen { out } => registry::keygen(&out, json),
         Command::Request(a) => access::request(&ops::session(cli.profile)?, a, json).await,
+        Command::Hold { item, reason } => {
+            access::retention(&ops::session(cli.profile)?, &item, "hold", serde_json::json!({ "reason": reason }), json).await
+        }
+        Command::Release { item } => access::retention(&ops::session(cli.profile)?, &item, "release", serde_json::json!({}), json).await,
+        Command::Extend { item, retention } => {
+            access::retention(&ops::session(cli.profile)?, &item, "extend", serde_json::json!({ "retention": retention }), json).await
+        }
         Command::Approve { request } => access::approve(&ops::session(cli.profile)?, &request, json).await,
         Command::Fetch { item, request, out } => access::fetch(&ops::session(cli.profile)?, &item, &request, &out, json).await,
         Command::Registry(cmd) => registry::run(&ops::session(cli.profile)?, cmd, json).await,

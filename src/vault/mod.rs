@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 pub mod access;
 pub mod audit;
 pub mod registry;
+pub mod retention;
 
 use serde_json::json;
 
@@ -88,6 +89,12 @@ pub enum Command {
     Approve { request: String, by: String, signature: String, time_ms: u64 },
     /// Records an access under a live grant, before any byte is served.
     RecordAccess { request: String, item: ItemId, by: String, time_ms: u64 },
+    /// Places a legal hold on an item.
+    Hold { item: ItemId, by: String, reason: String, time_ms: u64 },
+    /// Releases a legal hold.
+    Release { item: ItemId, by: String, time_ms: u64 },
+    /// Moves an item to a longer retention class.
+    Extend { item: ItemId, retention: crate::evidence::Retention, by: String, time_ms: u64 },
 }
 
 /// What applying a command produced.
@@ -121,6 +128,13 @@ pub enum Outcome {
     AccessRecorded {
         leaf_index: u64,
     },
+    /// An item's retention or hold changed.
+    RetentionChanged {
+        item: ItemId,
+        retain_until_ms: u64,
+        hold: bool,
+        leaf_index: u64,
+    },
     /// The command broke a rule; nothing changed.
     Refused {
         reason: String,
@@ -137,6 +151,9 @@ pub struct ItemRecord {
     pub seq: u64,
     /// Index of the deposit record in the audit log.
     pub leaf_index: u64,
+    /// A legal hold, until released.
+    #[serde(default)]
+    pub hold: Option<retention::Hold>,
 }
 
 /// Key layout of the state-machine column family (see docs/STORAGE.md).
@@ -251,6 +268,9 @@ pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
         Command::FileRequest { request, by, signature, time_ms } => access::file(tx, request, by, signature, *time_ms),
         Command::Approve { request, by, signature, time_ms } => access::approve(tx, request, by, signature, *time_ms),
         Command::RecordAccess { request, item, by, time_ms } => access::record_access(tx, request, item, by, *time_ms),
+        Command::Hold { item, by, reason, time_ms } => retention::hold(tx, item, by, reason, *time_ms),
+        Command::Release { item, by, time_ms } => retention::release(tx, item, by, *time_ms),
+        Command::Extend { item, retention: to, by, time_ms } => retention::extend(tx, item, *to, by, *time_ms),
     }
 }
 
@@ -374,7 +394,7 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
         }),
     );
     let leaf_index = access::append_for_item(tx, &manifest.item, &r)?;
-    let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq, leaf_index };
+    let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq, leaf_index, hold: None };
     tx.put_json(item_key, &record);
     for c in &manifest.chunks {
         tx.put(keys::chunk(&c.name), manifest.item.to_string().into_bytes());

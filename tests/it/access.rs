@@ -125,3 +125,58 @@ fn a_fetch_cut_off_after_the_headers_still_left_its_access_record() {
     });
     assert!(bundle["trail"].as_array().unwrap().iter().any(|t| t["index"] == leaf));
 }
+
+#[test]
+fn a_grant_forms_correctly_when_the_leader_is_killed_between_approvals() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 100_000, 5);
+    let item = c.deposit("alice", &clip, "case-K")["item"].as_str().unwrap().to_string();
+    let dir = c.path().join("profiles");
+    let p = move |u: &str| dir.join(format!("{u}.toml"));
+    let req = c.cli_json(&p("alice"), &["request", &item, "--action", "copy", "--purpose", "appeal", "--approval-doc", "D-9", "--with", "bob"])
+        ["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(status(&c.cli_json(&p("bob"), &["approve", &req])), "pending");
+    c.kill(leader);
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    c.wait_new_leader(leader, other);
+    // The signatures gathered before the failover still count; the approver completes the grant.
+    assert_eq!(status(&c.cli_json(&p("carol"), &["approve", &req])), "granted");
+    c.start(leader);
+    let out = c.path().join("out.mp4");
+    let got = c.cli_json(&p("alice"), &["fetch", &item, "--request", &req, "--out", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clip).unwrap());
+    assert!(got["access_leaf"].as_u64().is_some());
+}
+
+#[test]
+fn retention_only_grows_and_a_legal_hold_needs_an_approver_to_release() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 1000, 6);
+    let dep = c.deposit("alice", &clip, "case-H");
+    let item = dep["item"].as_str().unwrap().to_string();
+    let p = |u: &str| c.profile(u);
+    assert_eq!(c.cli(&p("alice"), &["extend", &item, "--retention", "standard"]).status.code(), Some(1), "not longer: refused");
+    let ext = c.cli_json(&p("alice"), &["extend", &item, "--retention", "important"]);
+    assert!(ext["retain_until"].as_str().unwrap() > dep["retain_until"].as_str().unwrap());
+    assert_eq!(c.cli(&p("admin"), &["extend", &item, "--retention", "standard"]).status.code(), Some(1), "shortening is refused, even for an admin");
+    assert_eq!(c.cli(&p("dave"), &["hold", &item, "--reason", "x"]).status.code(), Some(1), "a court clerk does not place holds");
+    assert_eq!(c.cli_json(&p("alice"), &["hold", &item, "--reason", "appeal pending"])["hold"], true);
+    assert_eq!(c.cli(&p("alice"), &["hold", &item, "--reason", "again"]).status.code(), Some(1));
+    assert_eq!(c.cli(&p("alice"), &["release", &item]).status.code(), Some(1), "an officer cannot release a hold");
+    assert_eq!(c.cli_json(&p("carol"), &["release", &item])["hold"], false);
+    let shown = c.cli_json(&p("alice"), &["show", &item]);
+    let kinds: Vec<&str> = shown["trail"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    for k in ["deposit", "retention", "hold"] {
+        assert!(kinds.iter().any(|x| x.starts_with(k)), "trail lacks {k}: {kinds:?}");
+    }
+    assert_eq!(shown["item"]["retention"], "important");
+}

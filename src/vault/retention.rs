@@ -1,0 +1,88 @@
+//! Retention (art. 14(7)): it only ever grows. A legal hold keeps an item
+//! past its retention until released; an extension moves `retain_until`
+//! later, never earlier.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::registry::{self, Role};
+use super::{access, audit, keys, query, refuse, stamp, ClusterConfig, ItemRecord, Outcome, Tx, VaultError};
+use crate::evidence::{ItemId, Retention};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub reason: String,
+    pub by: String,
+    pub since_ms: u64,
+}
+
+fn may(tx: &Tx<'_>, by: &str, roles: &[Role]) -> Result<bool, VaultError> {
+    Ok(registry::person(tx, by)?.is_some_and(|p| roles.iter().any(|r| p.has(*r))))
+}
+
+fn save(tx: &mut Tx<'_>, rec: &ItemRecord) {
+    tx.put(keys::item(&rec.manifest.item), serde_json::to_vec(rec).expect("item records serialise"));
+}
+
+fn updated(rec: &ItemRecord, leaf_index: u64) -> Outcome {
+    Outcome::RetentionChanged { item: rec.manifest.item, retain_until_ms: rec.retain_until_ms, hold: rec.hold.is_some(), leaf_index }
+}
+
+/// Places a legal hold (officers, approvers and administrators may).
+pub(super) fn hold(tx: &mut Tx<'_>, item: &ItemId, by: &str, reason: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    if let Err(e) = crate::evidence::check_text("reason", reason, true) {
+        return refuse(e);
+    }
+    if !may(tx, by, &[Role::Officer, Role::Approver, Role::EmergencyApprover, Role::Admin])? {
+        return refuse(format!("{by} may not place a legal hold"));
+    }
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    if rec.hold.is_some() {
+        return refuse("the item is already on hold");
+    }
+    let time = stamp(tx, time_ms)?;
+    rec.hold = Some(Hold { reason: reason.to_string(), by: by.to_string(), since_ms: time });
+    let leaf =
+        access::append_for_item(tx, item, &audit::record("hold", time, json!({ "item": item, "action": "hold", "reason": reason, "by": by })))?;
+    save(tx, &rec);
+    Ok(updated(&rec, leaf))
+}
+
+/// Releases a legal hold (approvers and administrators only).
+pub(super) fn release(tx: &mut Tx<'_>, item: &ItemId, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    if !may(tx, by, &[Role::Approver, Role::Admin])? {
+        return refuse(format!("{by} may not release a legal hold"));
+    }
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    if rec.hold.is_none() {
+        return refuse("the item is not on hold");
+    }
+    let time = stamp(tx, time_ms)?;
+    rec.hold = None;
+    let leaf = access::append_for_item(tx, item, &audit::record("hold", time, json!({ "item": item, "action": "release", "by": by })))?;
+    save(tx, &rec);
+    Ok(updated(&rec, leaf))
+}
+
+/// Moves an item to a longer retention class. Shortening is refused.
+pub(super) fn extend(tx: &mut Tx<'_>, item: &ItemId, to: Retention, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    if !may(tx, by, &[Role::Officer, Role::Approver, Role::EmergencyApprover, Role::Admin])? {
+        return refuse(format!("{by} may not extend retention"));
+    }
+    let Some(config) = tx.get(keys::CONFIG)?.and_then(|b| serde_json::from_slice::<ClusterConfig>(&b).ok()) else {
+        return refuse("the cluster is not configured yet");
+    };
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    let until = rec.deposited_at_ms.saturating_add(config.retention.period_secs(to).saturating_mul(1000));
+    if until <= rec.retain_until_ms {
+        return refuse(format!("retention only grows: {to} would end at or before the current {}", audit::rfc3339(rec.retain_until_ms)));
+    }
+    let time = stamp(tx, time_ms)?;
+    let from = rec.manifest.meta.retention;
+    rec.manifest.meta.retention = to;
+    rec.retain_until_ms = until;
+    let r = json!({ "item": item, "from": from, "to": to, "retain_until": audit::rfc3339(until), "by": by });
+    let leaf = access::append_for_item(tx, item, &audit::record("retention", time, r))?;
+    save(tx, &rec);
+    Ok(updated(&rec, leaf))
+}
