@@ -68,6 +68,15 @@ fn sign(key: &SigningKey, req: &AccessRequest) -> String {
 }
 
 pub async fn request(s: &Session, a: RequestArgs, json: bool) -> Result<(), Failure> {
+    let st = file_request(s, a).await?;
+    emit(json, &serde_json::to_value(&st)?, || {
+        format!("request {} filed ({}); the other participants and an approver run: custody approve {}", st.request, st.status, st.request)
+    });
+    Ok(())
+}
+
+/// Files a request signed with the profile's key; prints nothing.
+pub async fn file_request(s: &Session, a: RequestArgs) -> Result<RequestStatus, Failure> {
     let item: ItemId = a.item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
     let action: Action = a.action.parse().map_err(|e: String| Failure::new(2, e))?;
     let (name, key) = me(s)?;
@@ -85,14 +94,17 @@ pub async fn request(s: &Session, a: RequestArgs, json: bool) -> Result<(), Fail
     };
     req.validate().map_err(|e| Failure::new(2, e))?;
     let body = FileRequest { signature: sign(&key, &req), request: req };
-    let st: RequestStatus = s.call(Method::POST, "/v1/requests", Some(&body), TIMEOUT).await.map_err(failure)?;
-    emit(json, &serde_json::to_value(&st)?, || {
-        format!("request {} filed ({}); the other participants and an approver run: custody approve {}", st.request, st.status, st.request)
-    });
-    Ok(())
+    s.call(Method::POST, "/v1/requests", Some(&body), TIMEOUT).await.map_err(failure)
 }
 
 pub async fn approve(s: &Session, id: &str, json: bool) -> Result<(), Failure> {
+    let st = sign_request(s, id).await?;
+    emit(json, &serde_json::to_value(&st)?, || format!("request {}: {}", st.request, st.status));
+    Ok(())
+}
+
+/// Signs request `id` with the profile's key; prints nothing.
+pub async fn sign_request(s: &Session, id: &str) -> Result<RequestStatus, Failure> {
     let (_, key) = me(s)?;
     let rec: RequestRecord = s.call::<(), _>(Method::GET, &format!("/v1/requests/{id}"), None, TIMEOUT).await.map_err(failure)?;
     // Sign only what the id names: a node cannot slip another request under this id.
@@ -100,12 +112,26 @@ pub async fn approve(s: &Session, id: &str, json: bool) -> Result<(), Failure> {
         return Err(Failure::new(1, format!("the vault returned a request whose id is {}, not {id}", rec.request.id())));
     }
     let body = Signature { signature: sign(&key, &rec.request) };
-    let st: RequestStatus = s.call(Method::POST, &format!("/v1/requests/{id}/approvals"), Some(&body), TIMEOUT).await.map_err(failure)?;
-    emit(json, &serde_json::to_value(&st)?, || format!("request {}: {}", st.request, st.status));
-    Ok(())
+    s.call(Method::POST, &format!("/v1/requests/{id}/approvals"), Some(&body), TIMEOUT).await.map_err(failure)
 }
 
 pub async fn fetch(s: &Session, item: &str, request: &str, out: &Path, json: bool) -> Result<(), Failure> {
+    let v = fetch_to(s, item, request, out).await?;
+    emit(json, &v, || {
+        format!(
+            "fetched {} to {} ({} bytes); SHA-256 matches the deposit ({}); access record at leaf {}",
+            v["item"].as_str().unwrap_or_default(),
+            out.display(),
+            v["size"],
+            v["sha256"].as_str().unwrap_or_default(),
+            v["access_leaf"]
+        )
+    });
+    Ok(())
+}
+
+/// Fetches into `out`, checking the SHA-256; returns the result object; prints nothing.
+pub async fn fetch_to(s: &Session, item: &str, request: &str, out: &Path) -> Result<serde_json::Value, Failure> {
     let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
     let tmp = out.with_extension("partial");
     let path = format!("/v1/items/{item}/fetch?{}", serde_urlencoded::to_string([("request", request)])?);
@@ -151,10 +177,7 @@ pub async fn fetch(s: &Session, item: &str, request: &str, out: &Path, json: boo
         return Err(Failure::new(1, format!("the received clip's SHA-256 {got} is not the deposited {want}; nothing kept")));
     }
     std::fs::rename(&tmp, out).map_err(|e| Failure::new(2, format!("{}: {e}", out.display())))?;
-    emit(json, &serde_json::json!({ "item": item, "sha256": got, "size": size, "access_leaf": leaf, "out": out }), || {
-        format!("fetched {item} to {} ({size} bytes); SHA-256 matches the deposit ({got}); access record at leaf {leaf}", out.display())
-    });
-    Ok(())
+    Ok(serde_json::json!({ "item": item, "sha256": got, "size": size, "access_leaf": leaf, "out": out }))
 }
 
 /// `hold`, `release`, `extend`.

@@ -187,7 +187,56 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
         if leaked { Err(anyhow::anyhow!("plaintext found on a node's disk")) } else { Ok("searched every file under every node".into()) },
     );
 
-    n.say("5. A court asks for proof: the bundle carries the deposit record, its inclusion proof, and a");
+    n.say("5. Art. 18: officers alice and bob request a retrieval, each signing with their own key; carol,");
+    n.say("   an approver who is not a participant, approves. The access is recorded before a byte is served.");
+    let bob = ops::session(Some(dir.join("profiles/bob.toml"))).map_err(|f| anyhow::anyhow!(f.message))?;
+    let carol = ops::session(Some(dir.join("profiles/carol.toml"))).map_err(|f| anyhow::anyhow!(f.message))?;
+    let args = super::access::RequestArgs {
+        item: receipt.item.to_string(),
+        action: "retrieve".into(),
+        purpose: "trial LN-2026-0042".into(),
+        approval_doc: "APPROVAL-2026-117".into(),
+        with: vec!["bob".into()],
+        emergency: false,
+    };
+    let granted = async {
+        let filed = super::access::file_request(&alice, args).await?;
+        let out = dir.join("fetched-clip.mp4");
+        let early = super::access::fetch_to(&bob, &receipt.item.to_string(), &filed.request, &out).await;
+        let bob_st = super::access::sign_request(&bob, &filed.request).await?;
+        let carol_st = super::access::sign_request(&carol, &filed.request).await?;
+        Ok::<_, Failure>((filed.request, early.is_err(), bob_st.status, carol_st.status))
+    }
+    .await;
+    match granted {
+        Ok((req, refused_early, bob_status, carol_status)) => {
+            n.step(
+                "no bytes without a grant",
+                if refused_early { Ok("a fetch before approval is refused".into()) } else { Err(anyhow::anyhow!("served before the grant")) },
+            );
+            n.step(
+                "two officers and an approver grant the request",
+                if carol_status == "granted" {
+                    Ok(format!("request {req}: bob {bob_status}, carol {carol_status}"))
+                } else {
+                    Err(anyhow::anyhow!("not granted: {carol_status}"))
+                },
+            );
+            let out = dir.join("fetched-clip.mp4");
+            match super::access::fetch_to(&bob, &receipt.item.to_string(), &req, &out).await {
+                Ok(v) => n.step(
+                    "fetch the clip, access recorded first",
+                    Ok(format!("{} bytes, SHA-256 matches, access record at leaf {}", v["size"], v["access_leaf"])),
+                ),
+                Err(f) => n.step("fetch the clip, access recorded first", Err(anyhow::anyhow!(f.message))),
+            };
+        }
+        Err(f) => {
+            n.step("two officers and an approver grant the request", Err(anyhow::anyhow!(f.message)));
+        }
+    }
+
+    n.say("6. A court asks for proof: the bundle carries the deposit record, its inclusion proof, and a");
     n.say("   checkpoint cosigned by a majority of nodes. It is checked offline with the nodes' verifier keys.");
     let dave = ops::session(Some(dir.join("profiles/dave.toml"))).map_err(|f| anyhow::anyhow!(f.message))?;
     let r: anyhow::Result<(crate::audit::bundle::Bundle, Vec<crate::audit::VerifierKey>)> = async {
@@ -227,7 +276,7 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
         }
     }
 
-    n.say("6. Someone deletes a chunk on node 3 behind the vault's back; node 3 notices and fetches it from a peer by name.");
+    n.say("7. Someone deletes a chunk on node 3 behind the vault's back; node 3 notices and fetches it from a peer by name.");
     let victim = chunk_path(dir, 3, &names[0]);
     std::fs::remove_file(&victim)?;
     let r = wait_for("the chunk to come back", Duration::from_secs(60), || {
