@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{write_clip, Cluster};
-use crate::tls::config;
 
 fn status(v: &Value) -> &str {
     v["status"].as_str().unwrap()
@@ -93,17 +92,10 @@ fn a_fetch_cut_off_after_the_headers_still_left_its_access_record() {
         .to_string();
     c.cli_json(&p("bob"), &["approve", &req]);
     c.cli_json(&p("carol"), &["approve", &req]);
-    let before = c.cli_json(&p("alice"), &["show", &item]);
-    let _ = before;
     // Read only the response head, then hang up.
-    let port = c.base_port + leader as u16 - 1;
-    let pr = c.path().join("profiles");
-    let cfg = config(&c.path().join("certs/ca.pem"), Some((&pr.join("bob.pem"), &pr.join("bob.key"))));
     let head = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut tls =
-            tokio_rustls::TlsConnector::from(cfg).connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+        let mut tls = c.connect_as("bob", leader).await;
         let r = format!("POST /v1/items/{item}/fetch?request={req} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n");
         tls.write_all(r.as_bytes()).await.unwrap();
         let mut buf = vec![0u8; 512];

@@ -111,6 +111,14 @@ impl Cluster {
         p
     }
 
+    /// A TLS connection to node `id`, presenting `user`'s client certificate.
+    pub async fn connect_as(&self, user: &str, id: u64) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let p = self.path().join("profiles");
+        let cfg = crate::tls::config(&self.path().join("certs/ca.pem"), Some((&p.join(format!("{user}.pem")), &p.join(format!("{user}.key")))));
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.base_port + id as u16 - 1)).await.unwrap();
+        tokio_rustls::TlsConnector::from(cfg).connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap()
+    }
+
     pub fn start(&mut self, id: u64) {
         let dir = self.node_dir(id);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();

@@ -3,8 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{free_ports, wait_until, write_clip, Cluster, BIN};
-use crate::tls::{config, raw_request};
+use crate::harness::{wait_until, write_clip, Cluster, BIN};
 
 #[test]
 fn missing_wrong_and_unreachable_profiles_are_clear_operational_errors() {
@@ -77,9 +76,6 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     let mut c = Cluster::init(3, "orphan_grace_secs = 3");
     c.start_all(3);
     let leader = c.wait_leader(3);
-    let port = c.base_port + leader as u16 - 1;
-    let p = c.path().join("profiles");
-    let cfg = config(&c.path().join("certs/ca.pem"), Some((&p.join("alice.pem"), &p.join("alice.key"))));
     // Announce 10 MiB, send 5 MiB, hang up.
     let mut req = format!("POST /v1/items?case=c&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", 10 << 20)
         .into_bytes();
@@ -87,9 +83,7 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use tokio::io::AsyncWriteExt;
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut tls =
-            tokio_rustls::TlsConnector::from(cfg.clone()).connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+        let mut tls = c.connect_as("alice", leader).await;
         tls.write_all(&req).await.unwrap();
         tls.flush().await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -117,8 +111,6 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     let clip = c.path().join("clip.mp4");
     write_clip(&clip, 5000, 2);
     c.deposit("alice", &clip, "c");
-    let _ = raw_request; // shared helper, used by the TLS tests
-    let _ = free_ports;
 }
 
 #[test]
@@ -128,9 +120,6 @@ fn a_slow_deposit_keeps_its_early_chunks_past_the_orphan_grace() {
     let mut c = Cluster::init(3, "orphan_grace_secs = 3");
     c.start_all(3);
     let leader = c.wait_leader(3);
-    let port = c.base_port + leader as u16 - 1;
-    let p = c.path().join("profiles");
-    let cfg = config(&c.path().join("certs/ca.pem"), Some((&p.join("alice.pem"), &p.join("alice.key"))));
     let total = (12 << 20) + 5;
     let head = format!(
         "POST /v1/items?case=slow&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {total}\r\nconnection: close\r\n\r\n"
@@ -138,9 +127,7 @@ fn a_slow_deposit_keeps_its_early_chunks_past_the_orphan_grace() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = rt.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut tls =
-            tokio_rustls::TlsConnector::from(cfg.clone()).connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+        let mut tls = c.connect_as("alice", leader).await;
         tls.write_all(head.as_bytes()).await.unwrap();
         for part in 0..3u8 {
             tls.write_all(&vec![b'a' + part; 4 << 20]).await.unwrap();
