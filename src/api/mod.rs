@@ -8,6 +8,7 @@ mod audit;
 mod internal;
 mod problem;
 pub mod registry;
+pub mod session;
 mod v1;
 
 use std::sync::Arc;
@@ -60,7 +61,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/registry/people", post(registry::add_person))
         .route("/v1/registry/people/{name}/revoke", post(registry::revoke_person))
         .route("/v1/registry/systems", post(registry::add_system))
-        .route("/v1/openapi.json", get(v1::openapi));
+        .route("/v1/openapi.json", get(v1::openapi))
+        // Every /v1 resource but login needs a valid session token.
+        .route_layer(axum::middleware::from_fn_with_state(node.clone(), session::require_session))
+        .route("/v1/login", post(session::login));
     internal.merge(v1).fallback(problem::not_found).with_state(node)
 }
 
@@ -82,7 +86,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let (tls, peer) = match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), acceptor.accept(tcp)).await {
+            let (tls, peer, cert_sha256) = match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), acceptor.accept(tcp)).await {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
                     tracing::info!(%remote, error = %e, "refused a connection at the TLS handshake");
@@ -90,13 +94,17 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
                 }
                 Err(_) => return,
             };
-            let svc = TowerToHyperService::new(app.layer(Extension(peer)));
+            let svc = TowerToHyperService::new(app.layer(Extension(peer)).layer(Extension(CertSha256(cert_sha256))));
             if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await {
                 tracing::debug!(%remote, error = %e, "connection ended");
             }
         });
     }
 }
+
+/// SHA-256 of the client certificate of the connection a request came over.
+#[derive(Clone, Copy, Debug)]
+pub struct CertSha256(pub [u8; 32]);
 
 /// The user a request comes from; nodes may not use the `/v1` API.
 fn user_of(peer: &PeerIdentity) -> Result<String, ApiError> {

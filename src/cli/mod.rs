@@ -58,6 +58,8 @@ pub enum Command {
     Show { item: String },
     /// The latest majority-cosigned checkpoint, as signed-note text.
     Checkpoint,
+    /// Log in (sign a challenge with the profile's key) and print the session token.
+    Login,
     /// Make a user's Ed25519 signing key (mode 0600) and print its public key.
     Keygen {
         #[arg(long)]
@@ -240,6 +242,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster(ClusterCmd::Keys) => audit::keys(&ops::session(cli.profile)?, json).await,
         Command::Checkpoint => audit::checkpoint(&ops::session(cli.profile)?, json).await,
         Command::Keygen { out } => registry::keygen(&out, json),
+        Command::Login => {
+            let s = ops::session(cli.profile)?;
+            let token = s.token().await?;
+            emit(json, &serde_json::json!({ "token": token, "expires_in": crate::auth::TOKEN_TTL_SECS }), || token.clone());
+            Ok(())
+        }
         Command::Request(a) => access::request(&ops::session(cli.profile)?, a, json).await,
         Command::Hold { item, reason } => {
             access::retention(&ops::session(cli.profile)?, &item, "hold", serde_json::json!({ "reason": reason }), json).await

@@ -29,13 +29,15 @@ pub struct Session {
     http: Http,
     endpoints: Vec<String>,
     pub profile: Profile,
+    /// The session token, obtained on first use and renewed once if refused.
+    token: tokio::sync::Mutex<Option<String>>,
 }
 
 pub fn session(profile: Option<PathBuf>) -> Result<Session, Failure> {
     let path = profile.ok_or_else(|| Failure::new(2, "no client profile: pass --profile FILE or set CUSTODY_PROFILE"))?;
     let p = Profile::load(&path)?;
     let tls = crate::tls::client_config(&crate::tls::TlsFiles { ca: &p.ca, cert: &p.cert, key: &p.key })?;
-    Ok(Session { http: Http::new(tls), endpoints: p.endpoints.clone(), profile: p })
+    Ok(Session { http: Http::new(tls), endpoints: p.endpoints.clone(), profile: p, token: tokio::sync::Mutex::new(None) })
 }
 
 impl Session {
@@ -59,6 +61,7 @@ impl Session {
     {
         let mut queue: Vec<String> = self.endpoints.clone();
         let mut last: Option<HttpError> = None;
+        let mut renewed = false;
         for attempt in 0..MAX_ATTEMPTS {
             if queue.is_empty() {
                 // Everyone answered but nobody leads yet (an election): wait and go round again.
@@ -67,7 +70,11 @@ impl Session {
             }
             let base = queue.remove(0);
             let url = format!("{base}{path}");
-            let req = make(url.clone()).await?;
+            let mut req = make(url.clone()).await?;
+            let token = self.token().await?;
+            let bearer = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: e.to_string() })?;
+            req.headers_mut().insert(hyper::header::AUTHORIZATION, bearer);
             let res = match self.http.send(req, timeout).await {
                 Ok(resp) if !resp.status().is_success() => read_json::<serde_json::Value>(&url, resp)
                     .await
@@ -85,11 +92,59 @@ impl Session {
                     }
                     last = Some(HttpError::Problem(p));
                 }
+                // An expired or refused token: log in again, once.
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":unauthenticated") && !renewed => {
+                    renewed = true;
+                    *self.token.lock().await = None;
+                    queue.insert(0, base);
+                    last = Some(HttpError::Problem(p));
+                }
                 Err(e @ (HttpError::Unreachable { .. } | HttpError::Timeout { .. })) => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or(HttpError::Unreachable { url: path.into(), detail: "no endpoint".into() }))
+    }
+
+    /// The session token, logging in with the profile's signing key if there is none yet.
+    pub async fn token(&self) -> Result<String, HttpError> {
+        let mut guard = self.token.lock().await;
+        if let Some(t) = guard.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = self.login().await?;
+        *guard = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Signs a login challenge (user, this certificate's hash, the time) and gets a token from any node.
+    async fn login(&self) -> Result<String, HttpError> {
+        use base64::Engine;
+        let local = |detail: String| HttpError::BadAnswer { url: "login".into(), detail };
+        let certs = crate::tls::load_certs(&self.profile.cert).map_err(|e| local(e.to_string()))?;
+        let user = match crate::tls::identity_of(certs[0].as_ref()).map_err(|e| local(e.to_string()))? {
+            crate::tls::PeerIdentity::User(u) => u,
+            crate::tls::PeerIdentity::Node(_) => return Err(local("the profile's certificate is a node's".into())),
+        };
+        let path = self.profile.signing_key.as_ref().ok_or_else(|| local("the profile names no signing_key: cannot log in".into()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| local(format!("{}: {e}", path.display())))?;
+        let seed: [u8; 32] =
+            hex::decode(text.trim()).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| local(format!("{}: not a signing key", path.display())))?;
+        let key = crate::crypto::SigningKey::from_seed(&seed).map_err(|e| local(e.to_string()))?;
+        let cert_sha = crate::crypto::sha256(certs[0].as_ref());
+        let time_ms = crate::node::now_ms();
+        let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&crate::auth::login_message(&user, &cert_sha, time_ms)));
+        let body = crate::api::session::Login { user, time_ms, signature };
+        let mut last = None;
+        for base in &self.endpoints {
+            let url = format!("{base}/v1/login");
+            match self.http.call::<_, crate::api::session::Session>(Method::POST, &url, Some(&body), CALL_TIMEOUT).await {
+                Ok(s) => return Ok(s.token),
+                Err(e @ (HttpError::Unreachable { .. } | HttpError::Timeout { .. })) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(HttpError::Unreachable { url: "login".into(), detail: "no endpoint".into() }))
     }
 
     pub async fn call<B: Serialize + Sync, T: DeserializeOwned>(

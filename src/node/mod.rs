@@ -58,6 +58,8 @@ pub struct Node {
     pub audit_broken: std::sync::Mutex<Option<String>>,
     /// Deposits streaming chunks here that have not committed yet.
     pub inflight: inflight::Inflight,
+    /// Session token keys (derived from the KEK: the same on every node).
+    pub sessions: crate::auth::SessionKeys,
 }
 
 /// The current wall-clock time in unix milliseconds. Only the leader reads
@@ -141,6 +143,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let kek_text = std::fs::read_to_string(&cfg.kek_file).with_context(|| format!("reading the KEK file {}", cfg.kek_file.display()))?;
     let kek = Kek::from_hex(&kek_text).context("loading the KEK")?;
     let signer = checkpoint::load_signer(&cfg)?;
+    let session_seed = kek.derive(crate::auth::SESSION_KEY_CONTEXT)?;
+    let session_public = crate::crypto::SigningKey::from_seed(&session_seed)?.public_key();
+    let sessions = crate::auth::SessionKeys::new(&session_seed, &session_public, &cfg.cluster_id);
     let files = crate::tls::TlsFiles { ca: &cfg.ca, cert: &cfg.cert, key: &cfg.key };
     let server_tls = crate::tls::server_config(&files)?;
     let http = Http::new(crate::tls::client_config(&files)?);
@@ -171,6 +176,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         audit_verified: tokio::sync::Mutex::new(0),
         audit_broken: std::sync::Mutex::new(None),
         inflight: inflight::Inflight::default(),
+        sessions,
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 

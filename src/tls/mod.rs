@@ -129,12 +129,14 @@ impl Acceptor {
 
     /// Completes the handshake. A peer without a certificate chaining to the
     /// CA never gets here: rustls aborts the handshake.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<(ServerTlsStream<TcpStream>, PeerIdentity), TlsError> {
+    /// Also returns the SHA-256 of the peer's certificate (what session tokens are bound to).
+    pub async fn accept(&self, tcp: TcpStream) -> Result<(ServerTlsStream<TcpStream>, PeerIdentity, [u8; 32]), TlsError> {
         let stream = self.0.accept(tcp).await.map_err(TlsError::Handshake)?;
         let cert =
             stream.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or_else(|| TlsError::Identity("no client certificate".into()))?;
         let id = identity_of(cert.as_ref())?;
-        Ok((stream, id))
+        let sha = crate::crypto::sha256(cert.as_ref());
+        Ok((stream, id, sha))
     }
 }
 

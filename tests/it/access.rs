@@ -93,10 +93,12 @@ fn a_fetch_cut_off_after_the_headers_still_left_its_access_record() {
     c.cli_json(&p("bob"), &["approve", &req]);
     c.cli_json(&p("carol"), &["approve", &req]);
     // Read only the response head, then hang up.
+    let token = c.token("bob");
     let head = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tls = c.connect_as("bob", leader).await;
-        let r = format!("POST /v1/items/{item}/fetch?request={req} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n");
+        let r =
+            format!("POST /v1/items/{item}/fetch?request={req} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\n\r\n");
         tls.write_all(r.as_bytes()).await.unwrap();
         let mut buf = vec![0u8; 512];
         let n = tls.read(&mut buf).await.unwrap();

@@ -111,6 +111,14 @@ impl Cluster {
         p
     }
 
+    /// A fresh session token for `user` (logs in through the CLI).
+    pub fn token(&self, user: &str) -> String {
+        wait_until("a session token", Duration::from_secs(30), || {
+            let out = self.cli(&self.profile(user), &["login"]);
+            out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap()["token"].as_str().unwrap().to_string())
+        })
+    }
+
     /// A TLS connection to node `id`, presenting `user`'s client certificate.
     pub async fn connect_as(&self, user: &str, id: u64) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let p = self.path().join("profiles");

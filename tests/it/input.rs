@@ -77,8 +77,12 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     c.start_all(3);
     let leader = c.wait_leader(3);
     // Announce 10 MiB, send 5 MiB, hang up.
-    let mut req = format!("POST /v1/items?case=c&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", 10 << 20)
-        .into_bytes();
+    let mut req = format!(
+        "POST /v1/items?case=c&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n",
+        c.token("alice"),
+        10 << 20
+    )
+    .into_bytes();
     req.extend(std::iter::repeat_n(b'v', 5 << 20));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -122,7 +126,7 @@ fn a_slow_deposit_keeps_its_early_chunks_past_the_orphan_grace() {
     let leader = c.wait_leader(3);
     let total = (12 << 20) + 5;
     let head = format!(
-        "POST /v1/items?case=slow&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\ncontent-length: {total}\r\nconnection: close\r\n\r\n"
+        "POST /v1/items?case=slow&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {total}\r\nconnection: close\r\n\r\n", c.token("alice")
     );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = rt.block_on(async {

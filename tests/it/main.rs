@@ -9,5 +9,6 @@ mod figures;
 mod harness;
 mod input;
 mod registry;
+mod session;
 mod storage;
 mod tls;

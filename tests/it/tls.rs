@@ -56,6 +56,10 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
 }
 
+pub(crate) fn get_with(path: &str, token: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n")
+}
+
 #[test]
 fn clients_without_a_certificate_or_with_a_foreign_one_are_refused_at_the_handshake() {
     let mut c = Cluster::init(3, "");
@@ -85,9 +89,14 @@ fn clients_without_a_certificate_or_with_a_foreign_one_are_refused_at_the_handsh
     assert_eq!(out.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
 
-    // The control: the cluster's own client certificate gets an answer.
+    // The control: the cluster's own client certificate gets an answer — 401 without a session,
+    // 200 with one.
     let p = c.path().join("profiles");
-    let res = raw_request(c.base_port, config(&ca, Some((&p.join("alice.pem"), &p.join("alice.key")))), get("/v1/items")).unwrap();
+    let alice = || config(&ca, Some((&p.join("alice.pem"), &p.join("alice.key"))));
+    let res = raw_request(c.base_port, alice(), get("/v1/items")).unwrap();
+    assert!(res.starts_with("HTTP/1.1 401"), "{res}");
+    let token = c.token("alice");
+    let res = raw_request(c.base_port, alice(), get_with("/v1/items", &token)).unwrap();
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
 }
 

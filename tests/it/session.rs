@@ -1,0 +1,93 @@
+//! Sessions: without a valid token every resource but login answers 401 —
+//! another cluster's token, an expired one, one over another certificate,
+//! `alg: none` or a changed algorithm, one of a revoked person.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use crate::harness::Cluster;
+use crate::tls::{config, get_with, raw_request};
+
+fn cert_sha(path: &std::path::Path) -> [u8; 32] {
+    let der = CertificateDer::pem_file_iter(path).unwrap().next().unwrap().unwrap();
+    custody::crypto::sha256(der.as_ref())
+}
+
+fn session_keys(c: &Cluster) -> custody::auth::SessionKeys {
+    let kek = custody::crypto::Kek::from_hex(&std::fs::read_to_string(c.path().join("kek.key")).unwrap()).unwrap();
+    let seed = kek.derive(custody::auth::SESSION_KEY_CONTEXT).unwrap();
+    let public = custody::crypto::SigningKey::from_seed(&seed).unwrap().public_key();
+    let cluster_id = std::fs::read_to_string(c.path().join("cluster.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string()))
+        .unwrap();
+    custody::auth::SessionKeys::new(&seed, &public, &cluster_id)
+}
+
+fn now() -> u64 {
+    custody::node::now_ms() / 1000
+}
+
+#[test]
+fn every_resource_but_login_needs_a_valid_session_token() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let ca = c.path().join("certs/ca.pem");
+    let p = c.path().join("profiles");
+    let as_user = |u: &str| config(&ca, Some((&p.join(format!("{u}.pem")), &p.join(format!("{u}.key")))));
+    let status = |user: &str, token: &str| {
+        raw_request(c.base_port, as_user(user), get_with("/v1/items", token)).unwrap().split(' ').nth(1).unwrap().to_string()
+    };
+
+    let alice = c.token("alice");
+    assert_eq!(status("alice", &alice), "200", "the control: a real token works");
+    assert_eq!(status("bob", &alice), "401", "a token presented over another client certificate");
+    assert_eq!(status("alice", "not-a-token"), "401");
+
+    let keys = session_keys(&c);
+    let alice_cert = cert_sha(&p.join("alice.pem"));
+    let fresh = keys.issue("alice", &alice_cert, now()).unwrap();
+    assert_eq!(status("alice", &fresh), "200", "the control: a token made with the cluster's keys works");
+    let expired = keys.issue("alice", &alice_cert, now() - 2 * custody::auth::TOKEN_TTL_SECS).unwrap();
+    assert_eq!(status("alice", &expired), "401", "an expired token");
+    let other = Cluster::init(1, "");
+    let foreign = session_keys(&other).issue("alice", &alice_cert, now()).unwrap();
+    assert_eq!(status("alice", &foreign), "401", "another cluster's token");
+
+    // alg: none, and the same claims under HS256 keyed with the public key.
+    let claims = fresh.split('.').nth(1).unwrap();
+    let none = format!("{}.{claims}.", B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#));
+    assert_eq!(status("alice", &none), "401", "alg none");
+    let kek = custody::crypto::Kek::from_hex(&std::fs::read_to_string(c.path().join("kek.key")).unwrap()).unwrap();
+    let public = custody::crypto::SigningKey::from_seed(&kek.derive(custody::auth::SESSION_KEY_CONTEXT).unwrap()).unwrap().public_key();
+    let body: serde_json::Value = serde_json::from_slice(&B64URL.decode(claims).unwrap()).unwrap();
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &body,
+        &jsonwebtoken::EncodingKey::from_secret(&public).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status("alice", &hs), "401", "a changed algorithm");
+
+    // A revoked person's token stops working at once.
+    let bob = c.token("bob");
+    assert_eq!(status("bob", &bob), "200");
+    c.cli_json(&c.profile("admin"), &["registry", "revoke", "bob"]);
+    assert_eq!(status("bob", &bob), "401", "a revoked person's token");
+    let out = c.cli(&c.profile("bob"), &["items"]);
+    assert_eq!(out.status.code(), Some(2), "and the CLI cannot log in again");
+
+    // A certificate from the cluster's CA for someone not registered cannot log in.
+    let ca_dev = custody::pki::DevCa::load(&c.path().join("certs")).unwrap();
+    ca_dev.issue_user("zed", &p.join("zed.pem"), &p.join("zed.key")).unwrap();
+    let out = std::process::Command::new(crate::harness::BIN).args(["--json", "keygen", "--out"]).arg(p.join("zed.signing.key")).output().unwrap();
+    assert!(out.status.success());
+    std::fs::write(p.join("zed.toml"), std::fs::read_to_string(c.profile("alice")).unwrap().replace("alice", "zed")).unwrap();
+    let out = c.cli(&p.join("zed.toml"), &["login"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a registered"), "{}", String::from_utf8_lossy(&out.stderr));
+}
