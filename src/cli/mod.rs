@@ -3,12 +3,12 @@
 //! `--json`. Exit status: 0 success, 1 a negative verdict, 2 usage or
 //! operational error.
 
-mod access;
+pub mod access;
 mod audit;
 mod demo;
 mod init;
 mod local;
-mod ops;
+pub mod ops;
 mod registry;
 mod up;
 

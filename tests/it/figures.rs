@@ -96,3 +96,50 @@ fn audit_log_figures() {
         t.elapsed().as_secs_f64() * 1e3 / reps as f64
     );
 }
+
+#[test]
+#[ignore = "prints figures; run by hand"]
+fn small_records_figures() {
+    // 32 concurrent clients filing signed access requests (each one Raft entry and one audit record).
+    let mut c = crate::harness::Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    crate::harness::write_clip(&clip, 1000, 1);
+    let item = c.deposit("alice", &clip, "bench")["item"].as_str().unwrap().to_string();
+    c.token("alice");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let profile = c.profile("alice");
+    let secs = 10.0;
+    let total: u64 = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let s = custody::cli::ops::session(Some(profile.clone())).ok().unwrap();
+            let item = item.clone();
+            tasks.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed().as_secs_f64() < secs {
+                    let a = custody::cli::access::RequestArgs {
+                        item: item.clone(),
+                        action: "view".into(),
+                        purpose: "figures".into(),
+                        approval_doc: "D".into(),
+                        with: vec!["bob".into()],
+                        emergency: false,
+                    };
+                    if custody::cli::access::file_request(&s, a).await.is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total
+    });
+    println!("small records: {total} signed requests committed in {secs} s by 32 clients = {:.0}/s", total as f64 / secs);
+}
