@@ -82,7 +82,13 @@ impl ChunkStore {
         }
         let path = self.path_of(name);
         if path.is_file() {
-            return Ok(Put::AlreadyPresent);
+            match self.get(name) {
+                Ok(_) => return Ok(Put::AlreadyPresent),
+                // A damaged copy is replaced by the intact bytes we were just given.
+                Err(ChunkStoreError::HashMismatch(_)) => self.remove(name)?,
+                Err(ChunkStoreError::Missing(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         let dir = path.parent().ok_or_else(|| io::Error::other("chunk path has no parent"))?;
         if !dir.is_dir() {
@@ -173,9 +179,11 @@ mod tests {
         assert_eq!(store.get(&name).unwrap(), bytes);
         // bytes that do not hash to the name are refused
         assert!(matches!(store.put(&name, b"other"), Err(ChunkStoreError::HashMismatch(_))));
-        // a chunk altered on disk is detected on read
+        // a chunk altered on disk is detected on read, and replaced by a put of the intact bytes
         std::fs::write(store.path_of(&name), b"altered").unwrap();
         assert!(matches!(store.get(&name), Err(ChunkStoreError::HashMismatch(_))));
+        assert_eq!(store.put(&name, &bytes).unwrap(), Put::Written);
+        assert_eq!(store.get(&name).unwrap(), bytes);
         store.remove(&name).unwrap();
         assert!(matches!(store.get(&name), Err(ChunkStoreError::Missing(_))));
         assert_eq!(store.list().unwrap().len(), 0);
