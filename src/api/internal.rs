@@ -172,3 +172,22 @@ pub async fn cosign(
         Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "cannot-cosign", "Cannot cosign", e.to_string())),
     }
 }
+
+pub async fn scrub(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+) -> Result<Json<crate::node::scrub::ScrubReport>, ApiError> {
+    member_peer(&node, &peer)?;
+    crate::node::scrub::scrub_once(&node, std::time::Duration::ZERO).await.map(Json).map_err(ApiError::internal)
+}
+
+/// A follower's scrub finding, recorded by the leader under the sender's node id.
+pub async fn scrub_finding(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Json(f): Json<crate::node::scrub::Finding>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let from = member_peer(&node, &peer)?;
+    crate::node::scrub::record(&node, from, f).await.map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "recorded": true })))
+}

@@ -34,6 +34,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(crate::raft::network::SNAPSHOT_PATH, post(internal::snapshot))
         .route("/internal/health", get(internal::health))
         .route(crate::node::checkpoint::COSIGN_PATH, post(internal::cosign))
+        .route(crate::node::scrub::SCRUB_PATH, post(internal::scrub))
+        .route(crate::node::scrub::FINDING_PATH, post(internal::scrub_finding))
         .layer(axum::extract::DefaultBodyLimit::max(internal::MAX_RAFT_RPC_BYTES))
         .merge(
             Router::new()
@@ -57,6 +59,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/items/{id}/hold", post(access::hold))
         .route("/v1/items/{id}/release", post(access::release))
         .route("/v1/items/{id}/extend", post(access::extend))
+        .route("/v1/scrub", post(v1::scrub))
         .route("/v1/registry", get(registry::list))
         .route("/v1/registry/people", post(registry::add_person))
         .route("/v1/registry/people/{name}/revoke", post(registry::revoke_person))

@@ -130,6 +130,7 @@ pub async fn show_item(
             "approval" => format!("request {} signed as {}", s("request"), s("as")),
             "hold" => format!("{} {}", s("action"), s("reason")),
             "retention" => format!("{} → {}, until {}", s("from"), s("to"), s("retain_until")),
+            "scrub" => format!("node {} found chunk {} {}; repaired: {}", v["node"], s("chunk"), s("found"), v["repaired"]),
             _ => String::new(),
         };
         trail.push(TrailEntry { kind: format!("{} (leaf {leaf})", s("kind")), time: s("time"), who, detail });
@@ -262,4 +263,34 @@ pub async fn openapi() -> Json<serde_json::Value> {
         "info": { "title": "custody", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
     }))
+}
+
+/// `POST /v1/scrub` (admin): every member scrubs its own disk now; the reports are summed.
+pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&node, &peer)?;
+    let runs = node.members().into_iter().map(|(id, addr, _)| {
+        let node = node.clone();
+        async move {
+            if id == node.id() {
+                return crate::node::scrub::scrub_once(&node, Duration::ZERO).await.map_err(|e| e.to_string());
+            }
+            let url = format!("{addr}{}", crate::node::scrub::SCRUB_PATH);
+            node.http
+                .call::<(), crate::node::scrub::ScrubReport>(Method::POST, &url, None, Duration::from_secs(3600))
+                .await
+                .map_err(|e| format!("node {id}: {e}"))
+        }
+    });
+    let reports = futures::future::join_all(runs).await;
+    let ok: Vec<&crate::node::scrub::ScrubReport> = reports.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let sum = |f: fn(&crate::node::scrub::ScrubReport) -> u64| ok.iter().map(|r| f(r)).sum::<u64>();
+    Ok(Json(serde_json::json!({
+        "checked": sum(|r| r.checked),
+        "corrupt": sum(|r| r.corrupt),
+        "missing": sum(|r| r.missing),
+        "repaired": sum(|r| r.repaired),
+        "unrepairable": ok.iter().flat_map(|r| r.unrepairable.clone()).collect::<Vec<_>>(),
+        "nodes": ok,
+        "errors": reports.iter().filter_map(|r| r.as_ref().err()).collect::<Vec<_>>(),
+    })))
 }

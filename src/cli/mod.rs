@@ -60,6 +60,8 @@ pub enum Command {
     Checkpoint,
     /// Log in (sign a challenge with the profile's key) and print the session token.
     Login,
+    /// Every node re-reads and checks every chunk and its audit tree now; repairs from replicas (admin).
+    Scrub,
     /// Make a user's Ed25519 signing key (mode 0600) and print its public key.
     Keygen {
         #[arg(long)]
@@ -242,6 +244,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster(ClusterCmd::Keys) => audit::keys(&ops::session(cli.profile)?, json).await,
         Command::Checkpoint => audit::checkpoint(&ops::session(cli.profile)?, json).await,
         Command::Keygen { out } => registry::keygen(&out, json),
+        Command::Scrub => {
+            let s = ops::session(cli.profile)?;
+            let v: serde_json::Value = s.call::<(), _>(hyper::Method::POST, "/v1/scrub", None, std::time::Duration::from_secs(3600)).await?;
+            emit(json, &v, || {
+                format!(
+                    "checked {} chunk copies: {} corrupt, {} missing, {} repaired{}",
+                    v["checked"],
+                    v["corrupt"],
+                    v["missing"],
+                    v["repaired"],
+                    v["unrepairable"].as_array().filter(|u| !u.is_empty()).map(|u| format!("; UNREPAIRABLE: {u:?}")).unwrap_or_default()
+                )
+            });
+            Ok(())
+        }
         Command::Login => {
             let s = ops::session(cli.profile)?;
             let token = s.token().await?;

@@ -129,7 +129,7 @@ impl Node {
         Ok(sig.to_line())
     }
 
-    fn mark_audit_broken(&self, why: &str) {
+    pub(crate) fn mark_audit_broken(&self, why: &str) {
         tracing::error!(reason = %why, "AUDIT TREE CHECK FAILED: this node's stored history does not match; it will not sign checkpoints");
         if let Ok(mut b) = self.audit_broken.lock() {
             *b = Some(why.to_string());

@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod deposit;
 mod heal;
 mod inflight;
+pub mod scrub;
 
 pub use deposit::{deposit, DepositError};
 pub use heal::fetch_from_peers as fetch_chunk_from_peers;
@@ -187,6 +188,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     tokio::spawn(checkpoint::checkpoint_loop(node.clone()));
     tokio::spawn(heal::heal_loop(node.clone(), events_rx));
     tokio::spawn(heal::orphan_loop(node.clone()));
+    tokio::spawn(scrub::scrub_loop(node.clone()));
 
     shutdown_signal().await;
     tracing::info!(node = node.id(), "stopping");

@@ -95,6 +95,8 @@ pub enum Command {
     Release { item: ItemId, by: String, time_ms: u64 },
     /// Moves an item to a longer retention class.
     Extend { item: ItemId, retention: crate::evidence::Retention, by: String, time_ms: u64 },
+    /// What a node's scrubber found on its own disk: a chunk `corrupt` or `missing`, and whether it was repaired.
+    RecordScrub { node: u64, chunk: ChunkName, found: String, repaired: bool, time_ms: u64 },
 }
 
 /// What applying a command produced.
@@ -271,6 +273,19 @@ pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
         Command::Hold { item, by, reason, time_ms } => retention::hold(tx, item, by, reason, *time_ms),
         Command::Release { item, by, time_ms } => retention::release(tx, item, by, *time_ms),
         Command::Extend { item, retention: to, by, time_ms } => retention::extend(tx, item, *to, by, *time_ms),
+        Command::RecordScrub { node, chunk, found, repaired, time_ms } => {
+            if found != "corrupt" && found != "missing" {
+                return refuse("a scrub finding is `corrupt` or `missing`");
+            }
+            let time = stamp(tx, *time_ms)?;
+            let owner = query::chunk_owner(tx, chunk)?.and_then(|o| o.parse::<ItemId>().ok());
+            let r = audit::record("scrub", time, json!({ "node": node, "chunk": chunk, "item": owner, "found": found, "repaired": repaired }));
+            let leaf_index = match owner {
+                Some(item) => access::append_for_item(tx, &item, &r)?,
+                None => audit::append(tx, &r)?,
+            };
+            Ok(Outcome::Recorded { leaf_index })
+        }
     }
 }
 

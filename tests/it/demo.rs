@@ -14,7 +14,7 @@ fn custody_demo_passes_every_step() {
     assert!(failed.is_empty(), "failed demo steps: {failed:?}");
     assert!(out.status.success());
     let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    for n in ["deposit a clip", "verify the bundle and the clip offline", "repair a missing chunk"] {
+    for n in ["deposit a clip", "verify the bundle and the clip offline", "scrub finds and repairs an altered chunk"] {
         assert!(names.contains(&n), "{names:?}");
     }
 }

@@ -9,6 +9,7 @@ mod figures;
 mod harness;
 mod input;
 mod registry;
+mod scrub;
 mod session;
 mod storage;
 mod tls;
