@@ -213,3 +213,20 @@ pub async fn extend(
     let retention = b.retention.parse().map_err(ApiError::bad_request)?;
     retention_change(&node, &peer, &id, |item, by| Command::Extend { item, retention, by, time_ms: now_ms() }).await
 }
+
+/// `POST /v1/items/{id}/purge?request=…`: lawful destruction after retention.
+pub async fn purge(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+    Query(q): Query<FetchQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let by = user_of(&peer)?;
+    let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    match propose(&node, Command::Purge { item, request: q.request, by, time_ms: now_ms() }).await? {
+        Outcome::Purged { item, leaf_index, chunks } => {
+            Ok(Json(serde_json::json!({ "item": item, "leaf_index": leaf_index, "chunks_destroyed": chunks.len() })))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}

@@ -57,6 +57,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/requests/{id}/approvals", post(access::approve))
         .route("/v1/items/{id}/fetch", post(access::fetch))
         .route("/v1/items/{id}/hold", post(access::hold))
+        .route("/v1/items/{id}/purge", post(access::purge))
         .route("/v1/items/{id}/release", post(access::release))
         .route("/v1/items/{id}/extend", post(access::extend))
         .route("/v1/scrub", post(v1::scrub))

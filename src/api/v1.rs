@@ -130,6 +130,7 @@ pub async fn show_item(
             "approval" => format!("request {} signed as {}", s("request"), s("as")),
             "hold" => format!("{} {}", s("action"), s("reason")),
             "retention" => format!("{} → {}, until {}", s("from"), s("to"), s("retain_until")),
+            "purge" => format!("request {}: data key and {} chunks destroyed", s("request"), v["chunks"]),
             "scrub" => format!("node {} found chunk {} {}; repaired: {}", v["node"], s("chunk"), s("found"), v["repaired"]),
             _ => String::new(),
         };

@@ -183,9 +183,14 @@ pub async fn fetch_to(s: &Session, item: &str, request: &str, out: &Path) -> Res
 /// `hold`, `release`, `extend`.
 pub async fn retention(s: &Session, item: &str, what: &str, body: serde_json::Value, json: bool) -> Result<(), Failure> {
     let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
-    let v: crate::wire::RetentionView = s.call(Method::POST, &format!("/v1/items/{item}/{what}"), Some(&body), TIMEOUT).await.map_err(failure)?;
-    emit(json, &serde_json::to_value(&v)?, || {
-        format!("item {}: retained until {}{}", v.item, v.retain_until, if v.hold { ", ON LEGAL HOLD" } else { "" })
+    let v: serde_json::Value = s.call(Method::POST, &format!("/v1/items/{item}/{what}"), Some(&body), TIMEOUT).await.map_err(failure)?;
+    emit(json, &v, || match v.get("retain_until") {
+        Some(until) => {
+            format!("item {item}: retained until {}{}", until.as_str().unwrap_or("?"), if v["hold"] == true { ", ON LEGAL HOLD" } else { "" })
+        }
+        None => {
+            format!("item {item} purged: data key and {} chunks destroyed; the record stays (audit leaf {})", v["chunks_destroyed"], v["leaf_index"])
+        }
     });
     Ok(())
 }

@@ -87,6 +87,12 @@ pub enum Command {
     },
     /// Release a legal hold.
     Release { item: String },
+    /// After retention, with a granted purge request: destroy the key and the chunks, keep the record.
+    Purge {
+        item: String,
+        #[arg(long)]
+        request: String,
+    },
     /// Extend retention (shortening is refused).
     Extend {
         item: String,
@@ -268,6 +274,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Request(a) => access::request(&ops::session(cli.profile)?, a, json).await,
         Command::Hold { item, reason } => {
             access::retention(&ops::session(cli.profile)?, &item, "hold", serde_json::json!({ "reason": reason }), json).await
+        }
+        Command::Purge { item, request } => {
+            let q = serde_urlencoded::to_string([("request", request.as_str())])?;
+            access::retention(&ops::session(cli.profile)?, &item, &format!("purge?{q}"), serde_json::json!({}), json).await
         }
         Command::Release { item } => access::retention(&ops::session(cli.profile)?, &item, "release", serde_json::json!({}), json).await,
         Command::Extend { item, retention } => {

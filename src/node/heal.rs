@@ -64,6 +64,15 @@ pub async fn heal_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEv
                     missing.extend(names.into_iter().filter(|n| !node.chunks.contains(n)));
                 }
                 Some(SmEvent::Installed) => full_scan = true,
+                Some(SmEvent::Purged(names)) => {
+                    for n in &names {
+                        missing.remove(n);
+                        if let Err(e) = node.chunks.remove(n) {
+                            tracing::error!(chunk = %n, error = %e, "could not delete a purged chunk");
+                        }
+                    }
+                    tracing::info!(count = names.len(), "deleted the chunks of a purged item");
+                }
                 None => return,
             }
         }

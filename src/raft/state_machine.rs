@@ -40,6 +40,8 @@ pub enum SmEvent {
     Sealed(Vec<ChunkName>),
     /// A snapshot replaced the state: check every chunk.
     Installed,
+    /// Items were purged: delete these chunks now.
+    Purged(Vec<ChunkName>),
 }
 
 /// Read access to committed state, for `vault` and for queries.
@@ -103,11 +105,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StorageError>
     tokio::task::spawn_blocking(f).await.map_err(sm_write_err)?
 }
 
-fn apply_entries(db: &Db, entries: Vec<Entry>) -> Result<(Vec<Outcome>, Vec<ChunkName>), StorageError> {
+fn apply_entries(db: &Db, entries: Vec<Entry>) -> Result<(Vec<Outcome>, Vec<ChunkName>, Vec<ChunkName>), StorageError> {
     let view = StateView(db.clone());
     let mut tx = vault::Tx::new(&view);
     let mut outcomes = Vec::with_capacity(entries.len());
     let mut sealed = Vec::new();
+    let mut purged = Vec::new();
     let mut last: Option<LogId> = None;
     let mut membership: Option<Membership> = None;
     for e in entries {
@@ -118,6 +121,9 @@ fn apply_entries(db: &Db, entries: Vec<Entry>) -> Result<(Vec<Outcome>, Vec<Chun
                 let out = vault::apply(&mut tx, &cmd).map_err(sm_write_err)?;
                 if let (Outcome::Sealed { .. }, Command::Seal { manifest, .. }) = (&out, &cmd) {
                     sealed.extend(manifest.chunks.iter().map(|c| c.name));
+                }
+                if let Outcome::Purged { chunks, .. } = &out {
+                    purged.extend(chunks.iter().copied());
                 }
                 outcomes.push(out);
             }
@@ -144,7 +150,7 @@ fn apply_entries(db: &Db, entries: Vec<Entry>) -> Result<(Vec<Outcome>, Vec<Chun
     // Buffered: the entries are durable in the log, and the log is not purged
     // before the WAL holding these writes is fsynced (see LogStore::purge).
     db.write(b, Durability::Buffered).map_err(sm_write_err)?;
-    Ok((outcomes, sealed))
+    Ok((outcomes, sealed, purged))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -163,9 +169,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
-        let (outcomes, sealed) = blocking(move || apply_entries(&db, entries)).await?;
+        let (outcomes, sealed, purged) = blocking(move || apply_entries(&db, entries)).await?;
         if !sealed.is_empty() {
             let _ = self.events.send(SmEvent::Sealed(sealed));
+        }
+        if !purged.is_empty() {
+            let _ = self.events.send(SmEvent::Purged(purged));
         }
         Ok(outcomes)
     }

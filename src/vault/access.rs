@@ -188,6 +188,9 @@ pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, 
     if rec.request.action == Action::Purge {
         return refuse("a purge grant does not allow reading the clip");
     }
+    if query::item(tx, item)?.is_some_and(|i| i.purged.is_some()) {
+        return refuse("the item was purged after its retention: there is nothing to read");
+    }
     match signer_of(tx, by) {
         Some(s) if !s.revoked => {}
         _ => return refuse(format!("{by} is not an unrevoked registered person")),

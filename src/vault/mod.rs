@@ -95,6 +95,8 @@ pub enum Command {
     Release { item: ItemId, by: String, time_ms: u64 },
     /// Moves an item to a longer retention class.
     Extend { item: ItemId, retention: crate::evidence::Retention, by: String, time_ms: u64 },
+    /// Destroys an item's key and chunks after retention, under a granted purge request.
+    Purge { item: ItemId, request: String, by: String, time_ms: u64 },
     /// What a node's scrubber found on its own disk: a chunk `corrupt` or `missing`, and whether it was repaired.
     RecordScrub { node: u64, chunk: ChunkName, found: String, repaired: bool, time_ms: u64 },
 }
@@ -130,6 +132,12 @@ pub enum Outcome {
     AccessRecorded {
         leaf_index: u64,
     },
+    /// An item was purged: every node deletes these chunks.
+    Purged {
+        item: ItemId,
+        leaf_index: u64,
+        chunks: Vec<ChunkName>,
+    },
     /// An item's retention or hold changed.
     RetentionChanged {
         item: ItemId,
@@ -156,6 +164,9 @@ pub struct ItemRecord {
     /// A legal hold, until released.
     #[serde(default)]
     pub hold: Option<retention::Hold>,
+    /// Set once the item was lawfully destroyed.
+    #[serde(default)]
+    pub purged: Option<retention::Purged>,
 }
 
 /// Key layout of the state-machine column family (see docs/STORAGE.md).
@@ -219,6 +230,10 @@ impl<'a> Tx<'a> {
         self.pending.insert(key, Some(value));
     }
 
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.pending.insert(key, None);
+    }
+
     fn put_json<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         // Serialising our own plain data types to JSON cannot fail.
         let bytes = serde_json::to_vec(value).expect("vault records serialise");
@@ -273,6 +288,7 @@ pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
         Command::Hold { item, by, reason, time_ms } => retention::hold(tx, item, by, reason, *time_ms),
         Command::Release { item, by, time_ms } => retention::release(tx, item, by, *time_ms),
         Command::Extend { item, retention: to, by, time_ms } => retention::extend(tx, item, *to, by, *time_ms),
+        Command::Purge { item, request, by, time_ms } => retention::purge(tx, item, request, by, *time_ms),
         Command::RecordScrub { node, chunk, found, repaired, time_ms } => {
             if found != "corrupt" && found != "missing" {
                 return refuse("a scrub finding is `corrupt` or `missing`");
@@ -409,7 +425,7 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
         }),
     );
     let leaf_index = access::append_for_item(tx, &manifest.item, &r)?;
-    let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq, leaf_index, hold: None };
+    let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq, leaf_index, hold: None, purged: None };
     tx.put_json(item_key, &record);
     for c in &manifest.chunks {
         tx.put(keys::chunk(&c.name), manifest.item.to_string().into_bytes());

@@ -9,6 +9,14 @@ use super::registry::{self, Role};
 use super::{access, audit, keys, query, refuse, stamp, ClusterConfig, ItemRecord, Outcome, Tx, VaultError};
 use crate::evidence::{ItemId, Retention};
 
+/// How an item was lawfully destroyed after its retention.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purged {
+    pub at_ms: u64,
+    pub by: String,
+    pub request: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     pub reason: String,
@@ -85,4 +93,46 @@ pub(super) fn extend(tx: &mut Tx<'_>, item: &ItemId, to: Retention, by: &str, ti
     let leaf = access::append_for_item(tx, item, &audit::record("retention", time, r))?;
     save(tx, &rec);
     Ok(updated(&rec, leaf))
+}
+
+/// Lawful destruction (crypto-shredding): with a granted `purge` request, after
+/// retention, with no hold. The wrapped data key is destroyed and the chunks
+/// are no longer named by any manifest (every node deletes them); metadata and
+/// the audit trail stay, with a `purge` record.
+pub(super) fn purge(tx: &mut Tx<'_>, item: &ItemId, request: &str, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    let Some(req) = access::request(tx, request)? else { return refuse(format!("no request {request}")) };
+    if req.grant.is_none() || req.request.action != crate::approval::Action::Purge {
+        return refuse("purging needs a granted `purge` request");
+    }
+    if req.request.item != *item {
+        return refuse("the grant is for another item");
+    }
+    if !req.request.participants.iter().any(|p| p == by) {
+        return refuse(format!("{by} is not a participant of this grant"));
+    }
+    if time_ms >= req.request.expires_at_ms {
+        return refuse("the grant has expired");
+    }
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    if rec.purged.is_some() {
+        return refuse("the item was already purged");
+    }
+    if rec.hold.is_some() {
+        return refuse("the item is on legal hold: nothing may be destroyed");
+    }
+    let time = stamp(tx, time_ms)?;
+    if time < rec.retain_until_ms {
+        return refuse(format!("the item is inside its retention period until {} (art. 14(7), 15(3))", audit::rfc3339(rec.retain_until_ms)));
+    }
+    let chunks: Vec<crate::evidence::ChunkName> = rec.manifest.chunks.iter().map(|c| c.name).collect();
+    for c in &chunks {
+        tx.delete(keys::chunk(c));
+    }
+    rec.manifest.wrapped_key = String::new();
+    rec.purged = Some(Purged { at_ms: time, by: by.to_string(), request: request.to_string() });
+    let r =
+        json!({ "item": item, "request": request, "by": by, "officers": req.request.participants, "chunks": chunks.len(), "key_destroyed": true });
+    let leaf_index = access::append_for_item(tx, item, &audit::record("purge", time, r))?;
+    save(tx, &rec);
+    Ok(Outcome::Purged { item: *item, leaf_index, chunks })
 }

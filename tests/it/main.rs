@@ -8,6 +8,7 @@ mod demo;
 mod figures;
 mod harness;
 mod input;
+mod purge;
 mod registry;
 mod scrub;
 mod session;
