@@ -88,6 +88,11 @@ pub fn own_health(node: &Node) -> NodeHealth {
     if let Err(e) = &m.running_state {
         warnings.push(format!("raft stopped: {e}"));
     }
+    if let Ok(d) = node.damaged_chunks.lock() {
+        if !d.is_empty() {
+            warnings.push(format!("{} chunks damaged beyond repair (no healthy replica): {}", d.len(), d.join(", ")));
+        }
+    }
     if let Ok(Some(why)) = node.audit_broken.lock().map(|b| b.clone()) {
         warnings.push(format!("audit tree check failed, not signing checkpoints: {why}"));
     }

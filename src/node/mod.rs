@@ -61,6 +61,8 @@ pub struct Node {
     pub inflight: inflight::Inflight,
     /// Session token keys (derived from the KEK: the same on every node).
     pub sessions: crate::auth::SessionKeys,
+    /// Chunks the last scrub could not repair from any replica (their items are damaged).
+    pub damaged_chunks: std::sync::Mutex<Vec<String>>,
 }
 
 /// The current wall-clock time in unix milliseconds. Only the leader reads
@@ -178,6 +180,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         audit_broken: std::sync::Mutex::new(None),
         inflight: inflight::Inflight::default(),
         sessions,
+        damaged_chunks: std::sync::Mutex::new(Vec::new()),
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 

@@ -91,6 +91,9 @@ pub async fn scrub_once(node: &Arc<Node>, pause: Duration) -> anyhow::Result<Scr
             tokio::time::sleep(pause).await;
         }
     }
+    if let Ok(mut d) = node.damaged_chunks.lock() {
+        d.clone_from(&r.unrepairable);
+    }
     let state = node.state.clone();
     let tree = tokio::task::spawn_blocking(move || {
         let size = tree::size(&state).map_err(|e| e.to_string())?;

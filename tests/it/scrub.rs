@@ -46,3 +46,50 @@ fn chunks_altered_or_truncated_on_a_stopped_node_are_found_repaired_and_recorded
     assert_eq!(again["corrupt"], 0);
     assert_eq!(again["missing"], 0);
 }
+
+#[test]
+fn a_chunk_damaged_on_every_node_is_reported_and_not_served() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 6 << 20, 9);
+    let item = c.deposit("alice", &clip, "case-D")["item"].as_str().unwrap().to_string();
+    let dir = c.path().join("profiles");
+    let p = move |u: &str| dir.join(format!("{u}.toml"));
+    let req = c.cli_json(&p("alice"), &["request", &item, "--action", "view", "--purpose", "review", "--approval-doc", "D", "--with", "bob"])
+        ["request"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.cli_json(&p("bob"), &["approve", &req]);
+    c.cli_json(&p("carol"), &["approve", &req]);
+    let shown = c.cli_json(&p("alice"), &["show", &item]);
+    for id in 1..=3 {
+        wait_until("every node to hold the item", Duration::from_secs(30), || c.holds_item(id, &shown["item"]).then_some(()));
+    }
+    let name = shown["item"]["chunks"][0]["name"].as_str().unwrap().to_string();
+    for id in 1..=3 {
+        c.kill(id);
+        let path = c.chunk_path(id, &name);
+        let mut b = std::fs::read(&path).unwrap();
+        b[7] ^= 0x10;
+        std::fs::write(&path, b).unwrap();
+    }
+    c.start_all(3);
+    c.wait_leader(3);
+    let report = c.cli_json(&p("admin"), &["scrub"]);
+    assert_eq!(report["corrupt"], 3, "{report}");
+    assert_eq!(report["repaired"], 0, "{report}");
+    assert!(report["unrepairable"].as_array().unwrap().iter().any(|u| u == name.as_str()), "{report}");
+    let st = c.status().unwrap();
+    assert!(
+        st["members"].as_array().unwrap().iter().any(|m| m["health"]["warnings"].to_string().contains("damaged beyond repair")),
+        "operators see it in cluster status: {st}"
+    );
+    // Nothing is served as if it were whole.
+    let out_file = c.path().join("out.mp4");
+    let out = c.cli(&p("bob"), &["fetch", &item, "--request", &req, "--out", out_file.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!out_file.exists(), "no partial clip is kept");
+}
