@@ -58,12 +58,7 @@ fn two_officers_and_an_approver_grant_a_retrieval_and_every_step_is_recorded() {
 
     // The custody trail in the proof bundle: request, approvals, grant, access — each provable.
     let bpath = c.path().join("bundle.json");
-    let keys = c.path().join("keys.txt");
-    std::fs::write(
-        &keys,
-        c.cli_json(&p("dave"), &["cluster", "keys"])["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
+    let keys = c.pin_keys();
     let trail_kinds = crate::harness::wait_until("a bundle whose checkpoint covers the access", Duration::from_secs(30), || {
         c.cli_json(&p("dave"), &["proof", &item, "--out", bpath.to_str().unwrap()]);
         let v = c.cli_json(&p("dave"), &["verify", bpath.to_str().unwrap(), "--keys", keys.to_str().unwrap()]);
@@ -85,13 +80,7 @@ fn a_fetch_cut_off_after_the_headers_still_left_its_access_record() {
     write_clip(&clip, 20 << 20, 4);
     let item = c.deposit("alice", &clip, "case-C")["item"].as_str().unwrap().to_string();
     let p = |u: &str| c.profile(u);
-    let req = c.cli_json(&p("alice"), &["request", &item, "--action", "view", "--purpose", "review", "--approval-doc", "D-1", "--with", "bob"])
-        ["request"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    c.cli_json(&p("bob"), &["approve", &req]);
-    c.cli_json(&p("carol"), &["approve", &req]);
+    let req = c.grant(&item, "view");
     // Read only the response head, then hang up.
     let token = c.token("bob");
     let head = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {

@@ -111,6 +111,28 @@ impl Cluster {
         p
     }
 
+    /// A granted request: alice files it with bob, bob signs, carol approves. Returns its id.
+    pub fn grant(&self, item: &str, action: &str) -> String {
+        let req = self
+            .cli_json(&self.profile("alice"), &["request", item, "--action", action, "--purpose", "test", "--approval-doc", "DOC", "--with", "bob"])
+            ["request"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.cli_json(&self.profile("bob"), &["approve", &req]);
+        assert_eq!(self.cli_json(&self.profile("carol"), &["approve", &req])["status"], "granted");
+        req
+    }
+
+    /// The nodes' verifier keys, pinned to `keys.txt` as a court would.
+    pub fn pin_keys(&self) -> PathBuf {
+        let keys = self.path().join("keys.txt");
+        let v = self.cli_json(&self.profile("dave"), &["cluster", "keys"]);
+        let lines: Vec<&str> = v["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+        std::fs::write(&keys, lines.join("\n")).unwrap();
+        keys
+    }
+
     /// A fresh session token for `user` (logs in through the CLI).
     pub fn token(&self, user: &str) -> String {
         wait_until("a session token", Duration::from_secs(30), || {

@@ -16,14 +16,7 @@ fn purge_is_refused_inside_retention_and_under_hold_and_leaves_a_verifiable_reco
     write_clip(&clip, 5 << 20, 8);
     let item = c.deposit("alice", &clip, "case-P")["item"].as_str().unwrap().to_string();
     let p = |u: &str| c.profile(u);
-    let req = c
-        .cli_json(&p("alice"), &["request", &item, "--action", "purge", "--purpose", "retention over", "--approval-doc", "P-1", "--with", "bob"])
-        ["request"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    c.cli_json(&p("bob"), &["approve", &req]);
-    c.cli_json(&p("carol"), &["approve", &req]);
+    let req = c.grant(&item, "purge");
     let purge = || c.cli(&p("alice"), &["purge", &item, "--request", &req]);
     assert_eq!(purge().status.code(), Some(1), "inside retention: refused");
     c.cli_json(&p("alice"), &["hold", &item, "--reason", "appeal"]);
@@ -46,12 +39,7 @@ fn purge_is_refused_inside_retention_and_under_hold_and_leaves_a_verifiable_reco
     });
     // The record stays and still proves the deposit, now with the purge in its trail.
     let b = c.path().join("b.json");
-    let keys = c.path().join("keys.txt");
-    std::fs::write(
-        &keys,
-        c.cli_json(&p("dave"), &["cluster", "keys"])["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
+    let keys = c.pin_keys();
     let names = wait_until("a bundle showing the purge", Duration::from_secs(30), || {
         c.cli_json(&p("dave"), &["proof", &item, "--out", b.to_str().unwrap()]);
         let v = c.cli_json(&p("dave"), &["verify", b.to_str().unwrap(), "--keys", keys.to_str().unwrap()]);

@@ -57,13 +57,7 @@ fn a_chunk_damaged_on_every_node_is_reported_and_not_served() {
     let item = c.deposit("alice", &clip, "case-D")["item"].as_str().unwrap().to_string();
     let dir = c.path().join("profiles");
     let p = move |u: &str| dir.join(format!("{u}.toml"));
-    let req = c.cli_json(&p("alice"), &["request", &item, "--action", "view", "--purpose", "review", "--approval-doc", "D", "--with", "bob"])
-        ["request"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    c.cli_json(&p("bob"), &["approve", &req]);
-    c.cli_json(&p("carol"), &["approve", &req]);
+    let req = c.grant(&item, "view");
     let shown = c.cli_json(&p("alice"), &["show", &item]);
     for id in 1..=3 {
         wait_until("every node to hold the item", Duration::from_secs(30), || c.holds_item(id, &shown["item"]).then_some(()));
