@@ -60,6 +60,11 @@ pub struct RawNodeConfig {
     pub orphan_grace_secs: Option<u64>,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Where this node sends its own traffic to a member, when that differs
+    /// from the member's advertised address (a relay, or the chaos suite's
+    /// fault proxy). Only outgoing node-to-node traffic uses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<PeerConfig>,
 }
 
 /// A validated node config with absolute paths.
@@ -83,6 +88,8 @@ pub struct NodeConfig {
     pub snapshot_every_entries: u64,
     pub orphan_grace_secs: u64,
     pub peers: Vec<PeerConfig>,
+    /// Member id → address this node uses to reach it (see `RawNodeConfig::routes`).
+    pub routes: std::collections::BTreeMap<u64, String>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -114,7 +121,7 @@ impl NodeConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         let listen: SocketAddr = raw.listen.parse().map_err(|e| perr(format!("listen: {e}")))?;
         check_url(&raw.advertise).map_err(perr)?;
-        for p in &raw.peers {
+        for p in raw.peers.iter().chain(&raw.routes) {
             check_url(&p.addr).map_err(perr)?;
         }
         let chunk_size_bytes = raw.chunk_size_bytes.unwrap_or(limits::CHUNK_SIZE_BYTES);
@@ -148,6 +155,7 @@ impl NodeConfig {
             snapshot_every_entries: raw.snapshot_every_entries.unwrap_or(limits::SNAPSHOT_EVERY_ENTRIES).max(1),
             orphan_grace_secs: raw.orphan_grace_secs.unwrap_or(limits::ORPHAN_CHUNK_GRACE_SECS).max(1),
             peers: raw.peers,
+            routes: raw.routes.into_iter().map(|r| (r.id, r.addr.trim_end_matches('/').to_string())).collect(),
         })
     }
 }

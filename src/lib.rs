@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod evidence;
 pub mod limits;
+pub mod mutation;
 pub mod node;
 pub mod pki;
 pub mod raft;

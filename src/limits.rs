@@ -16,6 +16,11 @@ pub const GCM_TAG_BYTES: u64 = 16;
 /// How many sealed chunks the leader keeps in flight per deposit: bounds a
 /// deposit's memory to about `(PIPELINE_CHUNKS + 2) * chunk size`.
 pub const PIPELINE_CHUNKS: usize = 4;
+/// Batches of small records the leader keeps in flight in Raft at once
+/// (`node::proposer`): while they commit, new records queue for the next.
+pub const PROPOSALS_IN_FLIGHT: usize = 4;
+/// Most small records in one batch entry (about 1 KiB each).
+pub const MAX_BATCH_COMMANDS: usize = 512;
 /// Longest free-text field (case, note, system id, ...) in bytes.
 pub const MAX_TEXT_BYTES: usize = 1024;
 /// A chunk file not named by any committed manifest is collected after this

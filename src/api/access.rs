@@ -48,8 +48,7 @@ async fn propose(node: &Node, cmd: Command) -> Result<Outcome, ApiError> {
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
-    let resp = node.raft.client_write(cmd).await.map_err(super::v1::write_err)?;
-    match resp.data {
+    match node.propose(cmd).await.map_err(super::v1::write_err)? {
         Outcome::Refused { reason } => Err(refused(reason)),
         other => Ok(other),
     }
@@ -115,9 +114,16 @@ pub async fn fetch(
     let prefix = m.nonce_prefix_bytes().map_err(ApiError::internal)?;
     let cipher = Arc::new(ChunkCipher::new(&key, item.as_bytes(), prefix, m.chunks.len() as u64).map_err(ApiError::internal)?);
     drop(key);
-    let leaf_index = match propose(&node, Command::RecordAccess { request: q.request.clone(), item, by: by.clone(), time_ms: now_ms() }).await? {
-        Outcome::AccessRecorded { leaf_index } => leaf_index,
-        other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    let record = Command::RecordAccess { request: q.request.clone(), item, by: by.clone(), time_ms: now_ms() };
+    let serve_first = crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord);
+    let (leaf_index, late_record) = if serve_first {
+        // The deliberate bug: claim a leaf, record only after the last byte.
+        (crate::vault::audit::size(&node.state).map_err(ApiError::internal)?, Some(record))
+    } else {
+        match propose(&node, record).await? {
+            Outcome::AccessRecorded { leaf_index } => (leaf_index, None),
+            other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        }
     };
     tracing::info!(%item, request = %q.request, %by, leaf_index, "access recorded; serving the clip");
     let chunks = m.chunks.clone();
@@ -133,6 +139,11 @@ pub async fn fetch(
                 .map_err(|e| std::io::Error::other(format!("chunk {i} does not open: {e}")))
         }
     });
+    let late = futures::stream::iter(late_record).then(move |cmd| {
+        let node = node.clone();
+        async move { propose(&node, cmd).await.map(|_| Bytes::new()).map_err(|e| std::io::Error::other(format!("{e:?}"))) }
+    });
+    let stream = stream.chain(late);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/octet-stream")

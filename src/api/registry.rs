@@ -42,8 +42,7 @@ async fn propose(node: &Node, peer: &PeerIdentity, name: String, change: Registr
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
     node.ensure_configured().await.map_err(ApiError::internal)?;
-    let resp = node.raft.client_write(Command::Registry { by: by.clone(), change, time_ms: now_ms() }).await.map_err(super::v1::write_err)?;
-    match resp.data {
+    match node.propose(Command::Registry { by: by.clone(), change, time_ms: now_ms() }).await.map_err(super::v1::write_err)? {
         Outcome::Recorded { leaf_index } => {
             tracing::info!(%by, %name, leaf_index, "registry changed");
             Ok(Json(Recorded { name, leaf_index }))

@@ -150,7 +150,7 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Exte
             if id == node.id() {
                 return Some(super::internal::own_health(&node));
             }
-            let url = format!("{addr}/internal/health");
+            let url = format!("{}/internal/health", node.route(id, &addr));
             node.http.call::<(), NodeHealth>(Method::GET, &url, None, Duration::from_millis(1500)).await.ok()
         }
     });
@@ -275,7 +275,7 @@ pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<Pee
             if id == node.id() {
                 return crate::node::scrub::scrub_once(&node, Duration::ZERO).await.map_err(|e| e.to_string());
             }
-            let url = format!("{addr}{}", crate::node::scrub::SCRUB_PATH);
+            let url = format!("{}{}", node.route(id, &addr), crate::node::scrub::SCRUB_PATH);
             node.http
                 .call::<(), crate::node::scrub::ScrubReport>(Method::POST, &url, None, Duration::from_secs(3600))
                 .await

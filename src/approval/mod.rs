@@ -125,7 +125,7 @@ pub type Signatures = BTreeMap<String, String>;
 
 /// Does `signature` (base64) by `key` cover this request?
 pub fn signature_valid(req: &AccessRequest, key: &[u8; 32], signature: &str) -> bool {
-    BASE64.decode(signature).is_ok_and(|sig| crate::crypto::verify_ed25519(key, &req.signing_bytes(), &sig))
+    BASE64.decode(signature).is_ok_and(|sig| crate::crypto::verify_ed25519_remembered(key, &req.signing_bytes(), &sig))
 }
 
 /// Proof that a request met every quorum rule; only [`evaluate`] makes one.

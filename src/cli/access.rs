@@ -48,7 +48,10 @@ fn failure(e: HttpError) -> Failure {
 }
 
 /// The profile's user (its certificate's common name) and signing key.
-fn me(s: &Session) -> Result<(String, SigningKey), Failure> {
+fn me(s: &Session) -> Result<(String, std::sync::Arc<SigningKey>), Failure> {
+    if let Some(known) = s.signer.get() {
+        return Ok(known.clone());
+    }
     let certs = crate::tls::load_certs(&s.profile.cert)?;
     let name = match crate::tls::identity_of(certs[0].as_ref())? {
         crate::tls::PeerIdentity::User(u) => u,
@@ -60,7 +63,8 @@ fn me(s: &Session) -> Result<(String, SigningKey), Failure> {
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| Failure::new(2, format!("{}: not a signing key", path.display())))?;
-    Ok((name, SigningKey::from_seed(&seed)?))
+    let known = (name, std::sync::Arc::new(SigningKey::from_seed(&seed)?));
+    Ok(s.signer.get_or_init(|| known).clone())
 }
 
 fn sign(key: &SigningKey, req: &AccessRequest) -> String {

@@ -47,7 +47,7 @@ impl Narrator {
 }
 
 /// A base port with `n` consecutive free ports on loopback.
-fn free_base_port(n: u16) -> anyhow::Result<u16> {
+pub(super) fn free_base_port(n: u16) -> anyhow::Result<u16> {
     for _ in 0..200 {
         let base = 20000 + (u16::from_be_bytes(crate::crypto::random_bytes::<2>()?) % 30000);
         if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
@@ -72,7 +72,7 @@ fn write_sample(path: &Path, mib: u64) -> anyhow::Result<String> {
     Ok(hex::encode(h.finish()))
 }
 
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<T>
+pub(super) async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,

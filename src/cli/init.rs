@@ -89,6 +89,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         snapshot_every_entries: None,
         orphan_grace_secs: None,
         peers,
+        routes: Vec::new(),
     };
     let path = node_dir.join("node.toml");
     write_toml(&path, &raw)?;
@@ -162,16 +163,15 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
 
 /// `cluster new-node`: one more node's certificate and config, pointing at the
 /// existing members. It does not bootstrap; `cluster add-node` brings it in.
-pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<()> {
+/// `cluster new-node`: writes one more node's config; returns its path.
+pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<PathBuf> {
     let path = a.dir.join(CLUSTER_FILE);
     let cf: ClusterFile = toml::from_str(&fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;
     let ca = DevCa::load(&a.dir.join("certs"))?;
     let mut peers: Vec<PeerConfig> =
         (1..=cf.nodes).map(|id| addr(cf.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
     peers.push(PeerConfig { id: a.id, addr: addr(cf.base_port, a.id)?.1 });
-    let cfg = write_node(&a.dir, &cf, &ca, a.id, peers, false)?;
-    println!("{}", cfg.display());
-    Ok(())
+    write_node(&a.dir, &cf, &ca, a.id, peers, false)
 }
 
 /// `certs init`: a dev CA, node and user certificates in DIR.

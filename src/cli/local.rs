@@ -73,6 +73,11 @@ impl LocalCluster {
         }
     }
 
+    /// Process ids of the running nodes.
+    pub fn pids(&self) -> Vec<(u64, u32)> {
+        self.children.iter().filter_map(|(id, c)| c.id().map(|p| (*id, p))).collect()
+    }
+
     /// Waits until any child exits; returns its id.
     pub async fn any_exit(&mut self) -> Option<u64> {
         if self.children.is_empty() {

@@ -5,6 +5,7 @@
 
 pub mod access;
 mod audit;
+pub mod bench;
 mod demo;
 mod init;
 mod local;
@@ -34,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the vault working end to end in a temporary directory.
     Demo(demo::DemoArgs),
+    /// Measure the vault against this machine's own limits (SPEC §4) on a fresh local cluster.
+    Bench(bench::BenchArgs),
     /// Initialise (first run) and run a local cluster in the foreground until Ctrl-C.
     Up(up::UpArgs),
     /// Run one node.
@@ -233,13 +236,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
     match cli.command {
         Command::Demo(a) => demo::run(a, json).await,
+        Command::Bench(a) => bench::run(a, json).await,
         Command::Up(a) => up::run(a).await,
         Command::Node { config } => {
             let cfg = crate::config::NodeConfig::load(&config)?;
             crate::node::run(cfg).await.map_err(Failure::from)
         }
         Command::Cluster(ClusterCmd::Init(a)) => init::init(&a).map(|_| ()).map_err(Failure::from),
-        Command::Cluster(ClusterCmd::NewNode(a)) => init::new_node(&a).map_err(Failure::from),
+        Command::Cluster(ClusterCmd::NewNode(a)) => {
+            let path = init::new_node(&a)?;
+            emit(json, &serde_json::json!({ "config": path }), || path.display().to_string());
+            Ok(())
+        }
         Command::Certs(CertsCmd::Init { dir, nodes, users }) => init::certs_init(&dir, nodes, &users).map_err(Failure::from),
         Command::Cluster(ClusterCmd::Status) => ops::status(&ops::session(cli.profile)?, json).await,
         Command::Cluster(ClusterCmd::AddNode(a)) => ops::add_node(&ops::session(cli.profile)?, a, json).await,

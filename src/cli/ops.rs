@@ -31,13 +31,15 @@ pub struct Session {
     pub profile: Profile,
     /// The session token, obtained on first use and renewed once if refused.
     token: tokio::sync::Mutex<Option<String>>,
+    /// The user's name and signing key, read from the profile on first use.
+    pub(crate) signer: std::sync::OnceLock<(String, std::sync::Arc<crate::crypto::SigningKey>)>,
 }
 
 pub fn session(profile: Option<PathBuf>) -> Result<Session, Failure> {
     let path = profile.ok_or_else(|| Failure::new(2, "no client profile: pass --profile FILE or set CUSTODY_PROFILE"))?;
     let p = Profile::load(&path)?;
     let tls = crate::tls::client_config(&crate::tls::TlsFiles { ca: &p.ca, cert: &p.cert, key: &p.key })?;
-    Ok(Session { http: Http::new(tls), endpoints: p.endpoints.clone(), profile: p, token: tokio::sync::Mutex::new(None) })
+    Ok(Session { http: Http::new(tls), endpoints: p.endpoints.clone(), profile: p, token: tokio::sync::Mutex::new(None), signer: Default::default() })
 }
 
 impl Session {

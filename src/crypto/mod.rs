@@ -96,6 +96,40 @@ pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key).verify(message, signature).is_ok()
 }
 
+/// [`verify_ed25519`], remembering signatures that verified.
+///
+/// Apply checks an access request's signatures again at every approval (the
+/// quorum rule re-verifies them all), on every node. Verification is a pure
+/// function of its inputs, so a node may remember which (key, message,
+/// signature) triples verified, keyed by a SHA-256 over all three; the answer
+/// is the same on every node with or without the memory, and apply stays
+/// deterministic. Failures are not remembered.
+pub fn verify_ed25519_remembered(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    const KEPT: usize = 100_000;
+    static VERIFIED: OnceLock<Mutex<HashSet<Digest>>> = OnceLock::new();
+    let mut h = Hasher::new();
+    h.update(public_key);
+    h.update(&(signature.len() as u64).to_be_bytes());
+    h.update(signature);
+    h.update(message);
+    let key = h.finish();
+    let set = VERIFIED.get_or_init(Default::default);
+    if set.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+        return true;
+    }
+    let ok = verify_ed25519(public_key, message, signature);
+    if ok {
+        let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= KEPT {
+            set.clear();
+        }
+        set.insert(key);
+    }
+    ok
+}
+
 /// A fresh per-item data key. The raw bytes exist only long enough to be
 /// wrapped under the KEK; they are never written anywhere unwrapped.
 pub struct DataKey([u8; 32]);
@@ -246,6 +280,21 @@ mod tests {
         let key = DataKey::generate().unwrap();
         let c = ChunkCipher::new(&key, item, [1, 2, 3, 4], count).unwrap();
         (c, key)
+    }
+
+    #[test]
+    fn a_remembered_signature_covers_only_its_own_key_message_and_bytes() {
+        let k = SigningKey::from_seed(&[3; 32]).unwrap();
+        let other = SigningKey::from_seed(&[4; 32]).unwrap();
+        let sig = k.sign(b"request one");
+        assert!(verify_ed25519_remembered(&k.public_key(), b"request one", &sig));
+        assert!(verify_ed25519_remembered(&k.public_key(), b"request one", &sig), "remembered");
+        assert!(!verify_ed25519_remembered(&k.public_key(), b"request two", &sig));
+        assert!(!verify_ed25519_remembered(&other.public_key(), b"request one", &sig));
+        let mut bad = sig;
+        bad[10] ^= 1;
+        assert!(!verify_ed25519_remembered(&k.public_key(), b"request one", &bad));
+        assert!(!verify_ed25519_remembered(&k.public_key(), b"request one", &sig[..63]));
     }
 
     #[test]

@@ -187,6 +187,7 @@ async fn round(node: &Arc<Node>) -> anyhow::Result<()> {
             node.signer.verifier_key().to_string()
         } else {
             let Some((_, addr, _)) = members.iter().find(|m| m.0 == *v) else { continue };
+            let addr = &node.route(*v, addr);
             let h: crate::wire::NodeHealth =
                 node.http.call::<(), _>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2)).await?;
             // The key comes from the node itself, over a connection its certificate authenticated.
@@ -209,7 +210,7 @@ async fn round(node: &Arc<Node>) -> anyhow::Result<()> {
     let text = node.checkpoint_text(size, root)?;
     let asks = voters.iter().map(|v| {
         let node = node.clone();
-        let addr = members.iter().find(|m| m.0 == *v).map(|m| m.1.clone());
+        let addr = members.iter().find(|m| m.0 == *v).map(|m| node.route(m.0, &m.1));
         let v = *v;
         async move {
             if v == node.id() {

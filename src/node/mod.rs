@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod deposit;
 mod heal;
 mod inflight;
+pub mod proposer;
 pub mod scrub;
 
 pub use deposit::{deposit, DepositError};
@@ -63,6 +64,8 @@ pub struct Node {
     pub sessions: crate::auth::SessionKeys,
     /// Chunks the last scrub could not repair from any replica (their items are damaged).
     pub damaged_chunks: std::sync::Mutex<Vec<String>>,
+    /// Group commit for small records.
+    proposer: proposer::Proposer,
 }
 
 /// The current wall-clock time in unix milliseconds. Only the leader reads
@@ -82,6 +85,12 @@ impl Node {
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
         Some((id, addr))
+    }
+
+    /// Proposes a command and waits until it is committed and applied; small
+    /// records share entries with others proposed at the same time.
+    pub async fn propose(&self, cmd: Command) -> Result<crate::vault::Outcome, proposer::WriteError> {
+        self.proposer.propose(&self.raft, cmd).await
     }
 
     pub fn is_leader(&self) -> bool {
@@ -107,11 +116,22 @@ impl Node {
         members.iter().any(|(id, _, _)| *id == peer)
     }
 
+    /// Where this node sends its own traffic to member `id`: its configured
+    /// route if it has one, else the member's advertised `addr`.
+    pub fn route(&self, id: NodeId, addr: &str) -> String {
+        self.cfg.routes.get(&id).cloned().unwrap_or_else(|| addr.to_string())
+    }
+
+    /// The other members as `(id, address to reach it, voter)`, for this node's own traffic.
+    pub fn routed_peers(&self) -> Vec<(NodeId, String, bool)> {
+        self.members().into_iter().filter(|m| m.0 != self.cfg.id).map(|(id, a, v)| (id, self.route(id, &a), v)).collect()
+    }
+
     /// Addresses of the other members, for fetching chunks.
     pub fn peer_addrs(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.members().into_iter().filter(|(id, _, _)| *id != self.cfg.id).map(|(_, a, _)| a).collect();
+        let mut out: Vec<String> = self.routed_peers().into_iter().map(|(_, a, _)| a).collect();
         if out.is_empty() {
-            out = self.cfg.peers.iter().filter(|p| p.id != self.cfg.id).map(|p| p.addr.clone()).collect();
+            out = self.cfg.peers.iter().filter(|p| p.id != self.cfg.id).map(|p| self.route(p.id, &p.addr)).collect();
         }
         out
     }
@@ -163,9 +183,10 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let sm = StateMachineStore::open(db.clone(), &cfg.data_dir.join("snapshots"), events_tx)?;
     let state = sm.view();
     let raft_cfg = Arc::new(crate::raft::config(&cfg.cluster_name, cfg.snapshot_every_entries)?);
-    let raft = Raft::new(cfg.id, raft_cfg, Network::new(http.clone()), log_store, sm).await?;
+    let raft = Raft::new(cfg.id, raft_cfg, Network::new(http.clone(), Arc::new(cfg.routes.clone())), log_store, sm).await?;
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
+    let proposer = proposer::Proposer::start(raft.clone());
     let node = Arc::new(Node {
         cfg,
         raft,
@@ -181,6 +202,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         inflight: inflight::Inflight::default(),
         sessions,
         damaged_chunks: std::sync::Mutex::new(Vec::new()),
+        proposer,
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 

@@ -43,12 +43,11 @@ pub struct Finding {
 /// Records a finding through Raft (on the leader directly, else via the leader).
 pub async fn record(node: &Arc<Node>, reporter: u64, f: Finding) -> anyhow::Result<()> {
     if node.is_leader() {
-        node.raft
-            .client_write(Command::RecordScrub { node: reporter, chunk: f.chunk, found: f.found, repaired: f.repaired, time_ms: now_ms() })
-            .await?;
+        node.propose(Command::RecordScrub { node: reporter, chunk: f.chunk, found: f.found, repaired: f.repaired, time_ms: now_ms() }).await?;
         return Ok(());
     }
-    let (_, addr) = node.leader().ok_or_else(|| anyhow::anyhow!("no leader to record the finding"))?;
+    let (leader, addr) = node.leader().ok_or_else(|| anyhow::anyhow!("no leader to record the finding"))?;
+    let addr = node.route(leader, &addr);
     let _: serde_json::Value = node.http.call(hyper::Method::POST, &format!("{addr}{FINDING_PATH}"), Some(&f), Duration::from_secs(10)).await?;
     Ok(())
 }

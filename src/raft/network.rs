@@ -2,6 +2,8 @@
 //! certificate names it; the receiving side checks that the sender is a
 //! member and is the node the RPC claims to come from (see `api::internal`).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Method;
@@ -23,11 +25,14 @@ pub const SNAPSHOT_PATH: &str = "/internal/raft/snapshot";
 #[derive(Clone)]
 pub struct Network {
     http: Http,
+    routes: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl Network {
-    pub fn new(http: Http) -> Self {
-        Network { http }
+    /// `routes` overrides a member's advertised address for this node's own
+    /// traffic to it (see `config::RawNodeConfig::routes`).
+    pub fn new(http: Http, routes: Arc<BTreeMap<NodeId, String>>) -> Self {
+        Network { http, routes }
     }
 }
 
@@ -40,7 +45,8 @@ pub struct Peer {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer { http: self.http.clone(), target, addr: node.addr.clone() }
+        let addr = self.routes.get(&target).unwrap_or(&node.addr).clone();
+        Peer { http: self.http.clone(), target, addr }
     }
 }
 

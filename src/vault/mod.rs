@@ -99,6 +99,28 @@ pub enum Command {
     Purge { item: ItemId, request: String, by: String, time_ms: u64 },
     /// What a node's scrubber found on its own disk: a chunk `corrupt` or `missing`, and whether it was repaired.
     RecordScrub { node: u64, chunk: ChunkName, found: String, repaired: bool, time_ms: u64 },
+    /// Several small records proposed together, so one Raft entry and one
+    /// fsync carry them all (see `node::proposer`). Each is applied as if it
+    /// were its own entry, in order; each has its own outcome.
+    Batch { commands: Vec<Command> },
+}
+
+impl Command {
+    /// May this command travel inside a `Batch`? Only small records whose
+    /// outcome needs no work outside the state machine.
+    pub fn batchable(&self) -> bool {
+        matches!(
+            self,
+            Command::Registry { .. }
+                | Command::FileRequest { .. }
+                | Command::Approve { .. }
+                | Command::RecordAccess { .. }
+                | Command::Hold { .. }
+                | Command::Release { .. }
+                | Command::Extend { .. }
+                | Command::RecordScrub { .. }
+        )
+    }
 }
 
 /// What applying a command produced.
@@ -148,6 +170,10 @@ pub enum Outcome {
     /// The command broke a rule; nothing changed.
     Refused {
         reason: String,
+    },
+    /// One outcome for each command of a `Batch`, in order.
+    Batch {
+        outcomes: Vec<Outcome>,
     },
 }
 
@@ -289,6 +315,13 @@ pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
         Command::Release { item, by, time_ms } => retention::release(tx, item, by, *time_ms),
         Command::Extend { item, retention: to, by, time_ms } => retention::extend(tx, item, *to, by, *time_ms),
         Command::Purge { item, request, by, time_ms } => retention::purge(tx, item, request, by, *time_ms),
+        Command::Batch { commands } => {
+            let mut outcomes = Vec::with_capacity(commands.len());
+            for c in commands {
+                outcomes.push(if c.batchable() { apply(tx, c)? } else { Outcome::Refused { reason: "this command cannot be batched".into() } });
+            }
+            Ok(Outcome::Batch { outcomes })
+        }
         Command::RecordScrub { node, chunk, found, repaired, time_ms } => {
             if found != "corrupt" && found != "missing" {
                 return refuse("a scrub finding is `corrupt` or `missing`");

@@ -180,3 +180,40 @@ fn items_list_in_deposit_order() {
     let seqs: Vec<u8> = query::items(&s).unwrap().iter().map(|r| r.manifest.item.as_bytes()[0]).collect();
     assert_eq!(seqs, vec![9, 3, 5]);
 }
+
+#[test]
+fn a_batch_applies_each_command_as_its_own_entry_would() {
+    let add = |p| registry::RegistryChange::AddPerson { person: p };
+    let cmds = vec![
+        Command::Registry { by: "admin".into(), change: add(person("alice", "officer")), time_ms: 1 },
+        // Refused inside the batch: not an admin. The others still apply.
+        Command::Registry { by: "alice".into(), change: add(person("eve", "admin")), time_ms: 2 },
+        Command::Registry { by: "admin".into(), change: add(person("bob", "officer")), time_ms: 3 },
+    ];
+    // One at a time...
+    let mut one = MemState::default();
+    one.run(&configure(100));
+    let singles: Vec<Outcome> = cmds.iter().map(|c| one.run(c)).collect();
+    // ...and as one batch: the same outcomes and the same state, byte for byte.
+    let mut batched = MemState::default();
+    batched.run(&configure(100));
+    let out = batched.run(&Command::Batch { commands: cmds });
+    assert_eq!(out, Outcome::Batch { outcomes: singles.clone() });
+    assert!(matches!(singles[1], Outcome::Refused { .. }));
+    assert_eq!(batched.0, one.0);
+    assert!(registry::person(&batched, "bob").unwrap().is_some());
+    assert!(registry::person(&batched, "eve").unwrap().is_none());
+}
+
+#[test]
+fn a_batch_refuses_what_must_travel_alone() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    let before = s.0.clone();
+    let nested = Command::Batch { commands: vec![] };
+    let seal = Command::Seal { manifest: manifest(1, 10), time_ms: 5 };
+    let out = s.run(&Command::Batch { commands: vec![seal, nested] });
+    let Outcome::Batch { outcomes } = out else { panic!("{out:?}") };
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Refused { .. })), "{outcomes:?}");
+    assert_eq!(s.0, before, "a refused batch member changed state");
+}

@@ -3,9 +3,9 @@
 
 mod access;
 mod audit;
+mod bench;
 mod cluster;
 mod demo;
-mod figures;
 mod harness;
 mod input;
 mod purge;

@@ -1,0 +1,259 @@
+//! The figures that need a running cluster: three `custody node` processes
+//! on loopback, mTLS and fsync on, driven through the same client code the
+//! CLI uses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use serde::Serialize;
+
+use super::super::access::{self, RequestArgs};
+use super::super::demo::{free_base_port, wait_for};
+use super::super::init::{self, InitArgs, NewNodeArgs};
+use super::super::local::LocalCluster;
+use super::super::ops::{self, DepositArgs, Session};
+use super::machine::write_clip;
+use crate::wire::{AddMember, ClusterStatus, DepositReceipt};
+
+pub struct Bench {
+    pub dir: PathBuf,
+    pub cluster: LocalCluster,
+    pub admin: Session,
+    next_node: u64,
+}
+
+fn session(dir: &Path, user: &str) -> anyhow::Result<Session> {
+    ops::session(Some(dir.join(format!("profiles/{user}.toml")))).map_err(|f| anyhow::anyhow!(f.message))
+}
+
+fn fail(f: super::super::Failure) -> anyhow::Error {
+    anyhow::anyhow!(f.message)
+}
+
+/// A process's resident set now and at its peak, in MiB.
+pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).map(|kb| kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// CPU time (user + system) a process has used, in microseconds.
+pub fn cpu_us(pid: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // /proc counts in USER_HZ, which Linux fixes at 100 for user space.
+    Some(ticks / 100.0 * 1e6)
+}
+
+impl Bench {
+    /// `cluster init` for 3 nodes in `dir`, the nodes started, a leader elected.
+    pub async fn start(dir: &Path) -> anyhow::Result<Bench> {
+        let base_port = free_base_port(4)?;
+        init::init(&InitArgs { dir: dir.to_path_buf(), nodes: 3, base_port, dev_retention_secs: None })?;
+        let mut cluster = LocalCluster::new(dir);
+        cluster.start_all()?;
+        let admin = session(dir, "admin")?;
+        let b = Bench { dir: dir.to_path_buf(), cluster, admin, next_node: 4 };
+        b.wait_healthy(3, Duration::from_secs(60)).await?;
+        Ok(b)
+    }
+
+    pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
+        Ok(self.admin.call::<(), _>(Method::GET, "/v1/cluster/status", None, Duration::from_secs(5)).await?)
+    }
+
+    /// Waits for a leader, `members` reachable members that have applied the same index, and no missing chunks.
+    pub async fn wait_healthy(&self, members: usize, timeout: Duration) -> anyhow::Result<()> {
+        wait_for("a healthy cluster", timeout, || async {
+            let st = self.status().await?;
+            let applied: Vec<Option<u64>> = st.members.iter().map(|m| m.last_applied).collect();
+            let whole = st.members.iter().all(|m| m.reachable && m.health.as_ref().is_some_and(|h| h.missing_chunks == 0));
+            Ok((st.leader.is_some() && st.members.len() == members && whole && applied.windows(2).all(|w| w[0] == w[1])).then_some(()))
+        })
+        .await
+    }
+
+    /// Deposits a fresh clip of `bytes` bytes; returns the receipt and the seconds the upload took.
+    pub async fn deposit(&self, bytes: u64, name: &str) -> anyhow::Result<(DepositReceipt, f64)> {
+        let clip = self.dir.join(format!("{name}.bin"));
+        let want = write_clip(&clip, bytes)?;
+        let alice = session(&self.dir, "alice")?;
+        let args = DepositArgs {
+            file: clip.clone(),
+            case: "BENCH-1".into(),
+            system: init::DEMO_SYSTEM.into(),
+            retention: "standard".into(),
+            note: Some(name.into()),
+        };
+        alice.token().await?;
+        let t = Instant::now();
+        let receipt = ops::upload(&alice, &args, false).await.map_err(fail)?;
+        let secs = t.elapsed().as_secs_f64();
+        std::fs::remove_file(&clip)?;
+        anyhow::ensure!(receipt.sha256 == want, "the receipt's SHA-256 is not the clip's");
+        Ok((receipt, secs))
+    }
+
+    /// Files a request for `item` as alice with bob, approved by bob and carol.
+    pub async fn grant(&self, item: &str) -> anyhow::Result<String> {
+        let (alice, bob, carol) = (session(&self.dir, "alice")?, session(&self.dir, "bob")?, session(&self.dir, "carol")?);
+        let filed = access::file_request(&alice, request_args(item)).await.map_err(fail)?;
+        access::sign_request(&bob, &filed.request).await.map_err(fail)?;
+        let st = access::sign_request(&carol, &filed.request).await.map_err(fail)?;
+        anyhow::ensure!(st.status == "granted", "the bench request was not granted: {}", st.status);
+        Ok(filed.request)
+    }
+
+    /// Fetches `item` as bob under `request`; returns the seconds it took. The copy is deleted.
+    pub async fn fetch(&self, item: &str, request: &str) -> anyhow::Result<f64> {
+        let bob = session(&self.dir, "bob")?;
+        bob.token().await?;
+        let out = self.dir.join("fetched.bin");
+        let t = Instant::now();
+        access::fetch_to(&bob, item, request, &out).await.map_err(fail)?;
+        let secs = t.elapsed().as_secs_f64();
+        std::fs::remove_file(&out)?;
+        Ok(secs)
+    }
+
+    /// Current and peak RSS of every node, in MiB.
+    pub fn rss(&self) -> BTreeMap<u64, (f64, f64)> {
+        self.cluster.pids().into_iter().filter_map(|(id, pid)| rss_mib(pid).map(|r| (id, r))).collect()
+    }
+
+    /// Adds a blank node and waits until it holds everything; returns its id and the seconds it took.
+    pub async fn join_node(&mut self, timeout: Duration) -> anyhow::Result<(u64, f64)> {
+        let id = self.next_node;
+        self.next_node += 1;
+        let cfg = init::new_node(&NewNodeArgs { dir: self.dir.clone(), id })?;
+        let addr = crate::config::NodeConfig::load(&cfg)?.advertise;
+        let t = Instant::now();
+        self.cluster.start(id)?;
+        let body = AddMember { id, addr, learner_only: false };
+        let _: ClusterStatus = self.admin.call(Method::POST, "/v1/cluster/members", Some(&body), Duration::from_secs(3600)).await?;
+        self.wait_healthy(id as usize, timeout).await?;
+        // Health can read "nothing missing" before the healer's first scan: count the files too.
+        let want = chunk_files(&self.dir, 1);
+        wait_for("the new node to hold every chunk", timeout, || async { Ok((chunk_files(&self.dir, id) >= want).then_some(())) }).await?;
+        Ok((id, t.elapsed().as_secs_f64()))
+    }
+}
+
+/// Chunk files node `id` holds.
+fn chunk_files(dir: &Path, id: u64) -> usize {
+    let root = dir.join(format!("node{id}/data/chunks"));
+    std::fs::read_dir(root).into_iter().flatten().flatten().map(|d| std::fs::read_dir(d.path()).into_iter().flatten().count()).sum()
+}
+
+fn request_args(item: &str) -> RequestArgs {
+    RequestArgs {
+        item: item.to_string(),
+        action: "view".into(),
+        purpose: "bench".into(),
+        approval_doc: "BENCH-APPROVAL".into(),
+        with: vec!["bob".into()],
+        emergency: false,
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SmallRecords {
+    /// Leaves the audit log grew by, per second: every committed small record
+    /// (a granting approval also appends its grant record).
+    pub per_sec: f64,
+    pub leaves: u64,
+    pub clients: usize,
+    pub secs: f64,
+    /// Committed records by kind: each client cycles through filing a
+    /// request, two approvals (the second grants it) and a fetch of a tiny
+    /// clip (its access record).
+    pub requests: u64,
+    pub approvals: u64,
+    pub accesses: u64,
+    pub errors: u64,
+    /// CPU time each process spent per committed record (`bench` is this
+    /// process: the 32 clients).
+    pub cpu_us_per_record: BTreeMap<String, f64>,
+}
+
+/// The leader's applied audit tree size.
+async fn audit_size(b: &Bench) -> anyhow::Result<u64> {
+    let st = b.status().await?;
+    let leader = st.leader.ok_or_else(|| anyhow::anyhow!("no leader"))?;
+    st.members
+        .iter()
+        .find(|m| m.id == leader)
+        .and_then(|m| m.health.as_ref())
+        .map(|h| h.audit_size)
+        .ok_or_else(|| anyhow::anyhow!("the leader did not report its audit size"))
+}
+
+/// `clients` concurrent clients committing records for `secs` seconds.
+pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Result<SmallRecords> {
+    let (tiny, _) = b.deposit(4096, "tiny").await?;
+    let item = tiny.item.to_string();
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let mut sessions = Vec::new();
+    for _ in 0..clients {
+        let (alice, bob, carol) = (session(&b.dir, "alice")?, session(&b.dir, "bob")?, session(&b.dir, "carol")?);
+        for s in [&alice, &bob, &carol] {
+            s.token().await?;
+        }
+        sessions.push((alice, bob, carol));
+    }
+    let mut pids: Vec<(String, String)> = b.cluster.pids().into_iter().map(|(id, p)| (format!("node{id}"), p.to_string())).collect();
+    pids.push(("bench".into(), "self".into()));
+    let cpu_before: Vec<Option<f64>> = pids.iter().map(|(_, p)| cpu_us(p)).collect();
+    let size_before = audit_size(b).await?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, (alice, bob, carol))| {
+            let (item, counts, out) = (item.clone(), counts.clone(), b.dir.join(format!("tiny-{i}.bin")));
+            tokio::spawn(async move {
+                let bump = |k: usize, ok: bool| counts[if ok { k } else { 3 }].fetch_add(1, Ordering::Relaxed);
+                while Instant::now() < deadline {
+                    let Ok(filed) = access::file_request(&alice, request_args(&item)).await else {
+                        bump(0, false);
+                        continue;
+                    };
+                    bump(0, true);
+                    let steps = [&bob, &carol];
+                    let mut granted = true;
+                    for s in steps {
+                        let ok = access::sign_request(s, &filed.request).await.is_ok();
+                        bump(1, ok);
+                        granted &= ok;
+                    }
+                    if granted {
+                        bump(2, access::fetch_to(&bob, &item, &filed.request, &out).await.is_ok());
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let total = audit_size(b).await? - size_before;
+    let [requests, approvals, accesses, errors] = [0, 1, 2, 3].map(|k| counts[k].load(Ordering::Relaxed));
+    anyhow::ensure!(total > 0, "no small record committed");
+    let cpu_us_per_record = pids
+        .iter()
+        .zip(cpu_before)
+        .filter_map(|((name, pid), before)| Some((name.clone(), (cpu_us(pid)? - before?) / total as f64)))
+        .collect();
+    Ok(SmallRecords { per_sec: total as f64 / elapsed, leaves: total, clients, secs: elapsed, requests, approvals, accesses, errors, cpu_us_per_record })
+}

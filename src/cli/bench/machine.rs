@@ -1,0 +1,141 @@
+//! The machine's own limits, measured in the same run as the vault's figures.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::crypto::{ChunkCipher, DataKey, Hasher};
+
+/// How the crypto budget counts the work a deposit costs the cluster, per byte
+/// of clip (3 nodes, the client on the same machine):
+/// - AES-256-GCM: the upload's TLS (client seals, leader opens), the chunk
+///   seal, and the chunk push's TLS to two followers (leader seals twice,
+///   each follower opens once): 1 + 1 + 1 + 2 + 2 = 7 passes.
+/// - SHA-256: the plaintext digest, the chunk name on the leader, and each
+///   follower's check of the name: 1 + 1 + 2 = 4 passes.
+pub const AES_PASSES_PER_BYTE: f64 = 7.0;
+pub const SHA_PASSES_PER_BYTE: f64 = 4.0;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Limits {
+    /// One core sealing 4 MiB chunks.
+    pub aes_gcm_mb_per_sec: f64,
+    /// One core hashing 4 MiB buffers.
+    pub sha256_mb_per_sec: f64,
+    /// Clip bytes per second one core can carry through every pass above.
+    pub crypto_limit_mb_per_sec: f64,
+    /// Three concurrent writers, each writing and fsyncing `disk_test_mib`.
+    pub disk_limit_mb_per_sec: f64,
+    pub disk_test_mib: u64,
+    /// The lower of the two: what a deposit is measured against.
+    pub limit_mb_per_sec: f64,
+    pub limited_by: &'static str,
+}
+
+const BUF: usize = 4 * 1024 * 1024;
+
+fn rate(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
+}
+
+/// AES-256-GCM seal rate of one core, in MB/s.
+pub fn aes_rate(min_time: Duration) -> anyhow::Result<f64> {
+    let key = DataKey::generate()?;
+    let cipher = ChunkCipher::new(&key, b"bench", [0; 4], u64::MAX)?;
+    let mut buf = vec![0u8; BUF];
+    let (start, mut bytes, mut i) = (Instant::now(), 0u64, 0u64);
+    while start.elapsed() < min_time {
+        buf.truncate(BUF);
+        cipher.seal(i, &mut buf)?;
+        bytes += BUF as u64;
+        i += 1;
+    }
+    Ok(rate(bytes, start.elapsed()))
+}
+
+/// SHA-256 rate of one core, in MB/s.
+pub fn sha_rate(min_time: Duration) -> f64 {
+    let buf = vec![0x5au8; BUF];
+    let (start, mut bytes) = (Instant::now(), 0u64);
+    while start.elapsed() < min_time {
+        let mut h = Hasher::new();
+        h.update(&buf);
+        std::hint::black_box(h.finish());
+        bytes += BUF as u64;
+    }
+    rate(bytes, start.elapsed())
+}
+
+/// Three threads each write `mib` MiB to their own file in `dir` and fsync
+/// it; the clip rate is `mib` over the time the slowest took.
+pub fn disk_rate(dir: &Path, mib: u64) -> anyhow::Result<f64> {
+    let block = pseudo_random_block(1 << 20)?;
+    let start = Instant::now();
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let path = dir.join(format!("disk-test-{w}"));
+            let block = block.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut f = std::fs::File::create(&path)?;
+                for _ in 0..mib {
+                    f.write_all(&block)?;
+                }
+                f.sync_all()?;
+                drop(f);
+                std::fs::remove_file(&path)
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().map_err(|_| anyhow::anyhow!("a disk writer panicked"))??;
+    }
+    Ok(rate(mib << 20, start.elapsed()))
+}
+
+pub fn measure(dir: &Path, disk_mib: u64) -> anyhow::Result<Limits> {
+    let aes = aes_rate(Duration::from_secs(1))?;
+    let sha = sha_rate(Duration::from_secs(1));
+    let crypto = 1.0 / (AES_PASSES_PER_BYTE / aes + SHA_PASSES_PER_BYTE / sha);
+    let disk = disk_rate(dir, disk_mib)?;
+    let (limit, by) = if crypto <= disk { (crypto, "crypto") } else { (disk, "disk") };
+    Ok(Limits {
+        aes_gcm_mb_per_sec: aes,
+        sha256_mb_per_sec: sha,
+        crypto_limit_mb_per_sec: crypto,
+        disk_limit_mb_per_sec: disk,
+        disk_test_mib: disk_mib,
+        limit_mb_per_sec: limit,
+        limited_by: by,
+    })
+}
+
+/// Incompressible bytes, fast: zeros sealed under a fresh key.
+pub fn pseudo_random_block(len: usize) -> anyhow::Result<Vec<u8>> {
+    let key = DataKey::generate()?;
+    let cipher = ChunkCipher::new(&key, b"bench-clip", [7; 4], 1)?;
+    let mut buf = vec![0u8; len];
+    cipher.seal(0, &mut buf)?;
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// Writes a clip of `bytes` incompressible bytes (every MiB differs);
+/// returns its SHA-256 in hex.
+pub fn write_clip(path: &Path, bytes: u64) -> anyhow::Result<String> {
+    let mut block = pseudo_random_block(1 << 20)?;
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut h = Hasher::new();
+    let (mut i, mut left) = (0u64, bytes);
+    while left > 0 {
+        block[..8].copy_from_slice(&i.to_le_bytes());
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n])?;
+        h.update(&block[..n]);
+        left -= n as u64;
+        i += 1;
+    }
+    f.flush()?;
+    Ok(hex::encode(h.finish()))
+}

@@ -1,0 +1,320 @@
+//! `custody bench`: the numbers of SPEC §4, measured against this machine's
+//! own limits in the same run, on a fresh 3-node cluster of separate
+//! processes on loopback (mTLS on, every acknowledgement fsynced).
+//!
+//! Order matters on a small machine: the machine's limits and the audit tree
+//! are measured before the cluster starts, so nothing else competes for the
+//! cores; the cluster figures follow one at a time.
+
+mod cluster;
+pub mod machine;
+pub mod proofs;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use super::Failure;
+
+/// SPEC §4 bars.
+pub const DEPOSIT_RATIO_BAR: f64 = 0.4;
+pub const PEAK_RSS_BAR_MIB: f64 = 256.0;
+pub const SMALL_RECORDS_BAR: f64 = 3000.0;
+pub const PROOF_BAR_US: f64 = 1000.0;
+pub const VERIFY_BAR_MS: f64 = 10.0;
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    /// Small sizes everywhere (64 MiB clips, 100,000 leaves, 3 s of small
+    /// records): checks that every phase works; the figures mean little.
+    #[arg(long)]
+    pub quick: bool,
+    /// Work in this directory (default: a new temporary one). It needs room
+    /// for three copies of the largest clip plus the clip itself, twice.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the working directory (the cluster's logs) afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Size of the clip whose deposit and fetch are timed, in MiB.
+    #[arg(long)]
+    pub deposit_mib: Option<u64>,
+    /// Size of the clip deposited and fetched while peak RSS is watched, in MiB.
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Audit tree size for the proof figures.
+    #[arg(long)]
+    pub leaves: Option<u64>,
+    /// Seconds of small records.
+    #[arg(long)]
+    pub records_secs: Option<f64>,
+    /// Concurrent small-record clients.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Skip timing a new node's catch-up.
+    #[arg(long)]
+    pub no_join: bool,
+}
+
+struct Sizes {
+    deposit_mib: u64,
+    memory_mib: u64,
+    leaves: u64,
+    records_secs: f64,
+}
+
+impl BenchArgs {
+    fn sizes(&self) -> Sizes {
+        let (d, m, l, r) = if self.quick { (64, 256, 100_000, 3.0) } else { (1024, 4096, 10_000_000, 10.0) };
+        Sizes {
+            deposit_mib: self.deposit_mib.unwrap_or(d),
+            memory_mib: self.memory_mib.unwrap_or(m),
+            leaves: self.leaves.unwrap_or(l).max(2),
+            records_secs: self.records_secs.unwrap_or(r),
+        }
+    }
+}
+
+/// What a person on a terminal sees while the bench runs.
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(json: bool) -> Progress {
+        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Progress { bar }
+    }
+    fn phase(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        match &self.bar {
+            Some(b) => b.set_message(msg),
+            None => tracing::info!("bench: {msg}"),
+        }
+    }
+    fn done(&self, line: String) {
+        match &self.bar {
+            Some(b) => b.println(format!("  ✔ {line}")),
+            None => tracing::info!("bench: {line}"),
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+const MB: f64 = 1_048_576.0 / 1e6;
+
+pub async fn run(a: BenchArgs, json: bool) -> Result<(), Failure> {
+    let sizes = a.sizes();
+    let tmp = match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::Builder::new().prefix("custody-bench-").tempdir_in(d)?
+        }
+        None => tempfile::Builder::new().prefix("custody-bench-").tempdir()?,
+    };
+    let dir = tmp.path().to_path_buf();
+    let p = Progress::new(json);
+    let report = measure(&a, &sizes, &dir, &p).await;
+    p.finish();
+    if a.keep {
+        let kept = tmp.keep();
+        eprintln!("kept {}", kept.display());
+    }
+    let report = report.map_err(|e| Failure::new(2, format!("bench failed: {e:#} (rerun with --keep to keep the node logs)")))?;
+    if json {
+        println!("{report}");
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    p.phase(format!("machine limits: one core's AES-256-GCM and SHA-256, three writers × {} MiB with fsync", s.deposit_mib));
+    let limits = machine::measure(dir, s.deposit_mib)?;
+    p.done(format!(
+        "limits: AES-GCM {:.0} MB/s, SHA-256 {:.0} MB/s (crypto budget {:.0} MB/s), disk 3× {:.0} MB/s",
+        limits.aes_gcm_mb_per_sec, limits.sha256_mb_per_sec, limits.crypto_limit_mb_per_sec, limits.disk_limit_mb_per_sec
+    ));
+
+    p.phase(format!("audit tree: appending {} records", s.leaves));
+    let db = proofs::open(dir)?;
+    let append = proofs::build_tree(&db, s.leaves, |i| p.phase(format!("audit tree: {i} of {} records", s.leaves)))?;
+    let pf = proofs::proof_times(&db, append, 2000)?;
+    let vf = proofs::bundle_check(&db, 300)?;
+    drop(db);
+    std::fs::remove_dir_all(dir.join("tree-db"))?;
+    p.done(format!("proofs at {} leaves: inclusion {:.0} µs, consistency {:.0} µs; bundle check {:.2} ms", pf.leaves, pf.inclusion_us, pf.consistency_us, vf.bundle_ms));
+
+    p.phase("starting a 3-node cluster");
+    let mut b = cluster::Bench::start(&dir.join("cluster")).await?;
+    let result = cluster_figures(a, s, &mut b, p, &limits).await;
+    p.phase("stopping the cluster");
+    b.cluster.stop_all().await;
+    let (deposit, fetch, memory, records, recovery) = result?;
+
+    let bars = json!({
+        "deposit": deposit["ratio_to_limit"].as_f64().unwrap_or(0.0) >= DEPOSIT_RATIO_BAR,
+        "memory": memory["peak_rss_mib"].as_f64().unwrap_or(f64::MAX) <= PEAK_RSS_BAR_MIB,
+        "small_records": records["per_sec"].as_f64().unwrap_or(0.0) >= SMALL_RECORDS_BAR,
+        "proofs": pf.inclusion_us < PROOF_BAR_US && pf.consistency_us < PROOF_BAR_US,
+        "verify": vf.bundle_ms < VERIFY_BAR_MS,
+    });
+    let all = bars.as_object().is_some_and(|m| m.values().all(|v| v == true));
+    Ok(json!({
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "quick": a.quick,
+        "chaos_mutations_compiled": cfg!(feature = "chaos-mutations"),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "seconds": started.elapsed().as_secs_f64(),
+        "machine": limits,
+        "deposit": deposit,
+        "fetch": fetch,
+        "memory": memory,
+        "small_records": records,
+        "proofs": { "leaves": pf.leaves, "inclusion_us": pf.inclusion_us, "consistency_us": pf.consistency_us, "root_us": pf.root_us,
+                    "append_records_per_sec": pf.append_records_per_sec, "bar_us": PROOF_BAR_US },
+        "verify": { "bundle_ms": vf.bundle_ms, "bundle_bytes": vf.bundle_bytes, "proof_hashes": vf.proof_hashes, "at_leaves": vf.at_leaves, "bar_ms": VERIFY_BAR_MS },
+        "recovery": recovery,
+        "bars_met": bars,
+        "all_bars_met": all,
+    }))
+}
+
+async fn cluster_figures(
+    a: &BenchArgs,
+    s: &Sizes,
+    b: &mut cluster::Bench,
+    p: &Progress,
+    limits: &machine::Limits,
+) -> anyhow::Result<(Value, Value, Value, Value, Value)> {
+    p.phase(format!("deposit: a {} MiB clip", s.deposit_mib));
+    let bytes = s.deposit_mib << 20;
+    let (receipt, secs) = b.deposit(bytes, "deposit").await?;
+    let mbps = bytes as f64 / 1e6 / secs;
+    let ratio = mbps / limits.limit_mb_per_sec;
+    p.done(format!("deposit {} MiB: {:.1} MB/s = {:.2} of the {} limit ({:.0} MB/s)", s.deposit_mib, mbps, ratio, limits.limited_by, limits.limit_mb_per_sec));
+    let deposit = json!({ "clip_mib": s.deposit_mib, "seconds": secs, "mb_per_sec": mbps, "limit_mb_per_sec": limits.limit_mb_per_sec,
+                          "limited_by": limits.limited_by, "ratio_to_limit": ratio, "bar_ratio": DEPOSIT_RATIO_BAR });
+
+    p.phase("fetch: two officers and an approver, then the clip");
+    let req = b.grant(&receipt.item.to_string()).await?;
+    let secs = b.fetch(&receipt.item.to_string(), &req).await?;
+    let fetch_mbps = bytes as f64 / 1e6 / secs;
+    p.done(format!("fetch {} MiB: {:.1} MB/s", s.deposit_mib, fetch_mbps));
+    let fetch = json!({ "clip_mib": s.deposit_mib, "seconds": secs, "mb_per_sec": fetch_mbps, "ratio_to_limit": fetch_mbps / limits.limit_mb_per_sec });
+
+    p.phase(format!("small records: {} clients for {} s", a.clients, s.records_secs));
+    b.wait_healthy(3, Duration::from_secs(120)).await?;
+    let sr = cluster::small_records(b, a.clients, s.records_secs).await?;
+    p.done(format!("small records: {:.0}/s ({} requests, {} approvals, {} accesses, {} errors)", sr.per_sec, sr.requests, sr.approvals, sr.accesses, sr.errors));
+    let mut records = serde_json::to_value(&sr)?;
+    records["bar_per_sec"] = json!(SMALL_RECORDS_BAR);
+
+    p.phase(format!("memory: a {} MiB clip deposited and fetched, RSS watched", s.memory_mib));
+    let watch = {
+        let pids = b.cluster.pids();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let h = std::thread::spawn(move || {
+            let mut peak = std::collections::BTreeMap::<u64, f64>::new();
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                for (id, pid) in &pids {
+                    if let Some((now, _)) = cluster::rss_mib(*pid) {
+                        let e = peak.entry(*id).or_insert(0.0);
+                        *e = e.max(now);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        });
+        (stop, h)
+    };
+    let mem_bytes = s.memory_mib << 20;
+    let (big, dsecs) = b.deposit(mem_bytes, "memory").await?;
+    let req = b.grant(&big.item.to_string()).await?;
+    let fsecs = b.fetch(&big.item.to_string(), &req).await?;
+    watch.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sampled = watch.1.join().map_err(|_| anyhow::anyhow!("the RSS watcher panicked"))?;
+    let hwm: std::collections::BTreeMap<String, f64> = b.rss().into_iter().map(|(id, (_, hwm))| (format!("node{id}"), hwm)).collect();
+    let peak = hwm.values().copied().fold(0.0, f64::max);
+    p.done(format!("memory: peak RSS {:.0} MiB over {} MiB in and out ({:.1} / {:.1} MB/s)", peak, s.memory_mib, mem_bytes as f64 / 1e6 / dsecs, mem_bytes as f64 / 1e6 / fsecs));
+    let memory = json!({ "clip_mib": s.memory_mib, "peak_rss_mib": peak, "per_node_peak_mib": hwm,
+                         "sampled_peak_mib": sampled.into_iter().map(|(id, v)| (format!("node{id}"), v)).collect::<std::collections::BTreeMap<_, _>>(),
+                         "deposit_mb_per_sec": mem_bytes as f64 / 1e6 / dsecs, "fetch_mb_per_sec": mem_bytes as f64 / 1e6 / fsecs,
+                         "bar_mib": PEAK_RSS_BAR_MIB });
+
+    let recovery = if a.no_join {
+        Value::Null
+    } else {
+        let held_mib = (s.deposit_mib + s.memory_mib) as f64 + 4096.0 / MB / 1e6;
+        p.phase(format!("recovery: a blank node joins and fetches {:.0} MiB of evidence", held_mib));
+        let (id, secs) = b.join_node(Duration::from_secs(3600)).await?;
+        let pid = b.cluster.pids().into_iter().find(|(i, _)| *i == id).map(|(_, p)| p);
+        let rss = pid.and_then(cluster::rss_mib).map(|r| r.1).unwrap_or(0.0);
+        p.done(format!("recovery: node {id} caught up with {:.0} MiB in {:.1} s, peak RSS {:.0} MiB", held_mib, secs, rss));
+        json!({ "evidence_mib": held_mib.round(), "join_secs": secs, "joined_peak_rss_mib": rss })
+    };
+    Ok((deposit, fetch, memory, records, recovery))
+}
+
+fn table(r: &Value) -> String {
+    let ok = |k: &str| if r["bars_met"][k] == true { "✔" } else { "✘" };
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "custody bench ({} build, {} cores{}) in {:.0} s\n\n",
+        r["build"].as_str().unwrap_or("?"),
+        r["cores"],
+        if r["quick"] == true { ", --quick: sizes too small for real figures" } else { "" },
+        f(&r["seconds"])
+    ));
+    out.push_str(&format!("{:<44} {:>16} {:>18}  {}\n", "figure", "measured", "bar", ""));
+    let mut row = |name: String, val: String, bar: String, mark: &str| out.push_str(&format!("{name:<44} {val:>16} {bar:>18}  {mark}\n"));
+    let m = &r["machine"];
+    row("machine: AES-256-GCM, one core".into(), format!("{:.0} MB/s", f(&m["aes_gcm_mb_per_sec"])), String::new(), "");
+    row("machine: SHA-256, one core".into(), format!("{:.0} MB/s", f(&m["sha256_mb_per_sec"])), String::new(), "");
+    row("machine: crypto budget per clip byte".into(), format!("{:.0} MB/s", f(&m["crypto_limit_mb_per_sec"])), String::new(), "");
+    row("machine: 3 writers, write + fsync".into(), format!("{:.0} MB/s", f(&m["disk_limit_mb_per_sec"])), String::new(), "");
+    let d = &r["deposit"];
+    row(format!("deposit of {} MiB", d["clip_mib"]), format!("{:.1} MB/s", f(&d["mb_per_sec"])), String::new(), "");
+    row(
+        format!("  ratio to the {} limit ({:.0} MB/s)", d["limited_by"].as_str().unwrap_or("?"), f(&d["limit_mb_per_sec"])),
+        format!("{:.2}", f(&d["ratio_to_limit"])),
+        format!("≥ {DEPOSIT_RATIO_BAR}"),
+        ok("deposit"),
+    );
+    let fe = &r["fetch"];
+    row(format!("fetch of {} MiB", fe["clip_mib"]), format!("{:.1} MB/s", f(&fe["mb_per_sec"])), String::new(), "");
+    let me = &r["memory"];
+    row(format!("peak RSS of a node, {} MiB in and out", me["clip_mib"]), format!("{:.0} MiB", f(&me["peak_rss_mib"])), format!("≤ {PEAK_RSS_BAR_MIB} MiB"), ok("memory"));
+    let sr = &r["small_records"];
+    row(format!("small records, {} clients", sr["clients"]), format!("{:.0}/s", f(&sr["per_sec"])), format!("≥ {SMALL_RECORDS_BAR}/s"), ok("small_records"));
+    let pr = &r["proofs"];
+    row(format!("inclusion proof at {} leaves", pr["leaves"]), format!("{:.0} µs", f(&pr["inclusion_us"])), format!("< {PROOF_BAR_US} µs"), ok("proofs"));
+    row(format!("consistency proof at {} leaves", pr["leaves"]), format!("{:.0} µs", f(&pr["consistency_us"])), format!("< {PROOF_BAR_US} µs"), ok("proofs"));
+    let v = &r["verify"];
+    row(format!("offline bundle check ({} B)", v["bundle_bytes"]), format!("{:.2} ms", f(&v["bundle_ms"])), format!("< {VERIFY_BAR_MS} ms"), ok("verify"));
+    let rec = &r["recovery"];
+    if !rec.is_null() {
+        row(format!("new node catches up with {} MiB", rec["evidence_mib"]), format!("{:.1} s", f(&rec["join_secs"])), String::new(), "");
+        row("  its peak RSS".into(), format!("{:.0} MiB", f(&rec["joined_peak_rss_mib"])), format!("≤ {PEAK_RSS_BAR_MIB} MiB"), "");
+    }
+    out.push_str(&format!("\n{}\n", if r["all_bars_met"] == true { "every bar of SPEC §4 is met" } else { "SOME BARS OF SPEC §4 ARE NOT MET" }));
+    out
+}
