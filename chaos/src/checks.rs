@@ -384,8 +384,7 @@ async fn converge(cluster: &mut Cluster, client: &Client, members: &[u64], timeo
                 match out.json().filter(|_| out.ok()).and_then(|l| l["items"].as_array().cloned()) {
                     None => format!("node {leader} does not list items: {}", out.error()),
                     Some(items) => {
-                        let listed: BTreeMap<String, Value> =
-                            items.into_iter().filter_map(|i| Some((i["item"].as_str()?.to_string(), i))).collect();
+                        let listed: BTreeMap<String, Value> = items.into_iter().filter_map(|i| Some((i["item"].as_str()?.to_string(), i))).collect();
                         let disk = disk_check(cluster, &listed, members);
                         if disk.not_whole.is_empty() {
                             break Ok(());

@@ -151,13 +151,8 @@ mod tests {
     }
 
     fn token(k: &SessionKeys, exp: u64) -> String {
-        let claims = Claims {
-            sub: "alice".into(),
-            aud: "cluster-a".into(),
-            iat: now_secs(),
-            exp,
-            cnf: Confirmation { x5t_s256: thumbprint(&[1; 32]) },
-        };
+        let claims =
+            Claims { sub: "alice".into(), aud: "cluster-a".into(), iat: now_secs(), exp, cnf: Confirmation { x5t_s256: thumbprint(&[1; 32]) } };
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &k.enc).unwrap()
     }
 

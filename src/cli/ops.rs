@@ -23,7 +23,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(600);
 /// A deposit of a large clip may take long; the server bounds each hop.
 const DEPOSIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-const MAX_ATTEMPTS: usize = 30;
+/// How long a call keeps looking for a leader (an election, a leader that just died) before it gives up.
+const LEADER_PATIENCE: Duration = Duration::from_secs(20);
 
 pub struct Session {
     http: Http,
@@ -64,11 +65,23 @@ impl Session {
         let mut queue: Vec<String> = self.endpoints.clone();
         let mut last: Option<HttpError> = None;
         let mut renewed = false;
-        for attempt in 0..MAX_ATTEMPTS {
+        // Endpoints that did not answer during this call: a follower may still name one as leader
+        // for a while after it died, until the election it starts ends.
+        let mut dead: Vec<String> = Vec::new();
+        let deadline = std::time::Instant::now() + LEADER_PATIENCE;
+        // Did any node answer at all? If none does for a few rounds, the cluster is down, not electing.
+        let (mut answered, mut rounds) = (false, 0);
+        loop {
+            let patient = std::time::Instant::now() < deadline;
             if queue.is_empty() {
+                rounds += 1;
+                if !patient || (!answered && rounds >= 3) {
+                    break;
+                }
                 // Everyone answered but nobody leads yet (an election): wait and go round again.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 queue = self.endpoints.clone();
+                dead.clear();
             }
             let base = queue.remove(0);
             let url = format!("{base}{path}");
@@ -84,13 +97,19 @@ impl Session {
                 Ok(resp) => read(url.clone(), resp).await,
                 Err(e) => Err(e),
             };
+            answered |= !matches!(res, Err(HttpError::Unreachable { .. } | HttpError::Timeout { .. }));
             match res {
                 Ok(t) => return Ok(t),
                 // Only a redirect to the leader is retried: a refused request is not repeated.
-                Err(HttpError::Problem(p)) if p.kind.ends_with(":not-leader") && attempt + 1 < MAX_ATTEMPTS => {
-                    if let Some(l) = p.leader.clone() {
-                        queue.retain(|q| q != &l);
-                        queue.insert(0, l);
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":not-leader") && patient => {
+                    match p.leader.clone() {
+                        // The named leader just failed us: let the election run before asking again.
+                        Some(l) if dead.contains(&l) => tokio::time::sleep(Duration::from_millis(250)).await,
+                        Some(l) => {
+                            queue.retain(|q| q != &l);
+                            queue.insert(0, l);
+                        }
+                        None => {}
                     }
                     last = Some(HttpError::Problem(p));
                 }
@@ -101,7 +120,10 @@ impl Session {
                     queue.insert(0, base);
                     last = Some(HttpError::Problem(p));
                 }
-                Err(e @ (HttpError::Unreachable { .. } | HttpError::Timeout { .. })) => last = Some(e),
+                Err(e @ (HttpError::Unreachable { .. } | HttpError::Timeout { .. })) => {
+                    dead.push(base);
+                    last = Some(e);
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -153,6 +153,62 @@ fn a_follower_down_during_deposits_catches_up_state_and_chunks() {
     });
 }
 
+/// Found by the chaos suite (seeds 11, 42, 62): a follower that came back with an empty disk
+/// made the leader's Raft core stop on openraft's log-reversion assertion.
+#[test]
+fn a_follower_that_lost_its_disk_is_refilled_and_the_leader_keeps_leading() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let lost = (1..=3).find(|id| *id != leader).unwrap();
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 3 * MIB, 1);
+    let first = c.deposit("alice", &clip, "case-W");
+    c.kill(lost);
+    std::fs::remove_dir_all(c.node_dir(lost).join("data")).unwrap();
+    std::fs::create_dir_all(c.node_dir(lost).join("data")).unwrap();
+    c.start(lost);
+    // The cluster goes on committing, and the blank node gets state and chunks back.
+    write_clip(&clip, 2 * MIB, 2);
+    let second = c.deposit("alice", &clip, "case-W");
+    let p = c.node_profile("admin", lost);
+    wait_until("the refilled follower to hold both items", Duration::from_secs(90), || {
+        let items = serde_json::from_slice::<Value>(&c.cli(&p, &["items"]).stdout).ok()?["items"].as_array()?.clone();
+        [&first, &second].iter().all(|r| item_of(&items, r["item"].as_str().unwrap()).is_some_and(|i| c.holds_item(lost, i))).then_some(())
+    });
+    let log = std::fs::read_to_string(c.node_dir(leader).join("node.log")).unwrap();
+    assert!(!log.contains("panicked"), "the leader's log shows a panic: see {}", c.path().display());
+    assert_eq!(c.wait_leader(3), leader, "the leader lost its leadership over a blank follower");
+}
+
+/// Found by the chaos suite (seed 1): right after the leader died, followers still named it, and
+/// the client spent its whole retry budget in about 1.5 s, before a new leader existed.
+#[test]
+fn a_client_waits_out_the_election_after_the_leader_dies() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 1000, 3);
+    c.deposit("alice", &clip, "case-E");
+    // A profile that asks a follower first: it names the dead leader until an election ends.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let text = std::fs::read_to_string(c.profile("alice")).unwrap();
+    let mut v: toml::Table = toml::from_str(&text).unwrap();
+    let order: Vec<toml::Value> = [follower, leader]
+        .iter()
+        .chain((1..=3).filter(|i| *i != follower && *i != leader).collect::<Vec<_>>().iter())
+        .map(|i| toml::Value::String(c.addr(*i)))
+        .collect();
+    v.insert("endpoints".into(), toml::Value::Array(order));
+    let p = c.path().join("profiles/alice-follower-first.toml");
+    std::fs::write(&p, toml::to_string(&v).unwrap()).unwrap();
+    c.kill(leader);
+    // No waiting here: the deposit is sent while the election is still on.
+    let r = c.cli_json(&p, &["deposit", clip.to_str().unwrap(), "--case", "case-E", "--system", "cam-demo-1", "--retention", "standard"]);
+    assert!(r["item"].is_string(), "{r}");
+}
+
 #[test]
 fn a_new_node_joins_from_a_snapshot_and_fetches_every_chunk() {
     // Snapshots every few entries, so the newcomer cannot catch up from the log alone.

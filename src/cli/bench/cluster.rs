@@ -250,10 +250,17 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
     let total = audit_size(b).await? - size_before;
     let [requests, approvals, accesses, errors] = [0, 1, 2, 3].map(|k| counts[k].load(Ordering::Relaxed));
     anyhow::ensure!(total > 0, "no small record committed");
-    let cpu_us_per_record = pids
-        .iter()
-        .zip(cpu_before)
-        .filter_map(|((name, pid), before)| Some((name.clone(), (cpu_us(pid)? - before?) / total as f64)))
-        .collect();
-    Ok(SmallRecords { per_sec: total as f64 / elapsed, leaves: total, clients, secs: elapsed, requests, approvals, accesses, errors, cpu_us_per_record })
+    let cpu_us_per_record =
+        pids.iter().zip(cpu_before).filter_map(|((name, pid), before)| Some((name.clone(), (cpu_us(pid)? - before?) / total as f64))).collect();
+    Ok(SmallRecords {
+        per_sec: total as f64 / elapsed,
+        leaves: total,
+        clients,
+        secs: elapsed,
+        requests,
+        approvals,
+        accesses,
+        errors,
+        cpu_us_per_record,
+    })
 }

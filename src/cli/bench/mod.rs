@@ -158,7 +158,10 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
     let vf = proofs::bundle_check(&db, 300)?;
     drop(db);
     std::fs::remove_dir_all(dir.join("tree-db"))?;
-    p.done(format!("proofs at {} leaves: inclusion {:.0} µs, consistency {:.0} µs; bundle check {:.2} ms", pf.leaves, pf.inclusion_us, pf.consistency_us, vf.bundle_ms));
+    p.done(format!(
+        "proofs at {} leaves: inclusion {:.0} µs, consistency {:.0} µs; bundle check {:.2} ms",
+        pf.leaves, pf.inclusion_us, pf.consistency_us, vf.bundle_ms
+    ));
 
     p.phase("starting a 3-node cluster");
     let mut b = cluster::Bench::start(&dir.join("cluster")).await?;
@@ -207,7 +210,10 @@ async fn cluster_figures(
     let (receipt, secs) = b.deposit(bytes, "deposit").await?;
     let mbps = bytes as f64 / 1e6 / secs;
     let ratio = mbps / limits.limit_mb_per_sec;
-    p.done(format!("deposit {} MiB: {:.1} MB/s = {:.2} of the {} limit ({:.0} MB/s)", s.deposit_mib, mbps, ratio, limits.limited_by, limits.limit_mb_per_sec));
+    p.done(format!(
+        "deposit {} MiB: {:.1} MB/s = {:.2} of the {} limit ({:.0} MB/s)",
+        s.deposit_mib, mbps, ratio, limits.limited_by, limits.limit_mb_per_sec
+    ));
     let deposit = json!({ "clip_mib": s.deposit_mib, "seconds": secs, "mb_per_sec": mbps, "limit_mb_per_sec": limits.limit_mb_per_sec,
                           "limited_by": limits.limited_by, "ratio_to_limit": ratio, "bar_ratio": DEPOSIT_RATIO_BAR });
 
@@ -216,12 +222,16 @@ async fn cluster_figures(
     let secs = b.fetch(&receipt.item.to_string(), &req).await?;
     let fetch_mbps = bytes as f64 / 1e6 / secs;
     p.done(format!("fetch {} MiB: {:.1} MB/s", s.deposit_mib, fetch_mbps));
-    let fetch = json!({ "clip_mib": s.deposit_mib, "seconds": secs, "mb_per_sec": fetch_mbps, "ratio_to_limit": fetch_mbps / limits.limit_mb_per_sec });
+    let fetch =
+        json!({ "clip_mib": s.deposit_mib, "seconds": secs, "mb_per_sec": fetch_mbps, "ratio_to_limit": fetch_mbps / limits.limit_mb_per_sec });
 
     p.phase(format!("small records: {} clients for {} s", a.clients, s.records_secs));
     b.wait_healthy(3, Duration::from_secs(120)).await?;
     let sr = cluster::small_records(b, a.clients, s.records_secs).await?;
-    p.done(format!("small records: {:.0}/s ({} requests, {} approvals, {} accesses, {} errors)", sr.per_sec, sr.requests, sr.approvals, sr.accesses, sr.errors));
+    p.done(format!(
+        "small records: {:.0}/s ({} requests, {} approvals, {} accesses, {} errors)",
+        sr.per_sec, sr.requests, sr.approvals, sr.accesses, sr.errors
+    ));
     let mut records = serde_json::to_value(&sr)?;
     records["bar_per_sec"] = json!(SMALL_RECORDS_BAR);
 
@@ -253,7 +263,13 @@ async fn cluster_figures(
     let sampled = watch.1.join().map_err(|_| anyhow::anyhow!("the RSS watcher panicked"))?;
     let hwm: std::collections::BTreeMap<String, f64> = b.rss().into_iter().map(|(id, (_, hwm))| (format!("node{id}"), hwm)).collect();
     let peak = hwm.values().copied().fold(0.0, f64::max);
-    p.done(format!("memory: peak RSS {:.0} MiB over {} MiB in and out ({:.1} / {:.1} MB/s)", peak, s.memory_mib, mem_bytes as f64 / 1e6 / dsecs, mem_bytes as f64 / 1e6 / fsecs));
+    p.done(format!(
+        "memory: peak RSS {:.0} MiB over {} MiB in and out ({:.1} / {:.1} MB/s)",
+        peak,
+        s.memory_mib,
+        mem_bytes as f64 / 1e6 / dsecs,
+        mem_bytes as f64 / 1e6 / fsecs
+    ));
     let memory = json!({ "clip_mib": s.memory_mib, "peak_rss_mib": peak, "per_node_peak_mib": hwm,
                          "sampled_peak_mib": sampled.into_iter().map(|(id, v)| (format!("node{id}"), v)).collect::<std::collections::BTreeMap<_, _>>(),
                          "deposit_mb_per_sec": mem_bytes as f64 / 1e6 / dsecs, "fetch_mb_per_sec": mem_bytes as f64 / 1e6 / fsecs,
@@ -302,14 +318,39 @@ fn table(r: &Value) -> String {
     let fe = &r["fetch"];
     row(format!("fetch of {} MiB", fe["clip_mib"]), format!("{:.1} MB/s", f(&fe["mb_per_sec"])), String::new(), "");
     let me = &r["memory"];
-    row(format!("peak RSS of a node, {} MiB in and out", me["clip_mib"]), format!("{:.0} MiB", f(&me["peak_rss_mib"])), format!("≤ {PEAK_RSS_BAR_MIB} MiB"), ok("memory"));
+    row(
+        format!("peak RSS of a node, {} MiB in and out", me["clip_mib"]),
+        format!("{:.0} MiB", f(&me["peak_rss_mib"])),
+        format!("≤ {PEAK_RSS_BAR_MIB} MiB"),
+        ok("memory"),
+    );
     let sr = &r["small_records"];
-    row(format!("small records, {} clients", sr["clients"]), format!("{:.0}/s", f(&sr["per_sec"])), format!("≥ {SMALL_RECORDS_BAR}/s"), ok("small_records"));
+    row(
+        format!("small records, {} clients", sr["clients"]),
+        format!("{:.0}/s", f(&sr["per_sec"])),
+        format!("≥ {SMALL_RECORDS_BAR}/s"),
+        ok("small_records"),
+    );
     let pr = &r["proofs"];
-    row(format!("inclusion proof at {} leaves", pr["leaves"]), format!("{:.0} µs", f(&pr["inclusion_us"])), format!("< {PROOF_BAR_US} µs"), ok("proofs"));
-    row(format!("consistency proof at {} leaves", pr["leaves"]), format!("{:.0} µs", f(&pr["consistency_us"])), format!("< {PROOF_BAR_US} µs"), ok("proofs"));
+    row(
+        format!("inclusion proof at {} leaves", pr["leaves"]),
+        format!("{:.0} µs", f(&pr["inclusion_us"])),
+        format!("< {PROOF_BAR_US} µs"),
+        ok("proofs"),
+    );
+    row(
+        format!("consistency proof at {} leaves", pr["leaves"]),
+        format!("{:.0} µs", f(&pr["consistency_us"])),
+        format!("< {PROOF_BAR_US} µs"),
+        ok("proofs"),
+    );
     let v = &r["verify"];
-    row(format!("offline bundle check ({} B)", v["bundle_bytes"]), format!("{:.2} ms", f(&v["bundle_ms"])), format!("< {VERIFY_BAR_MS} ms"), ok("verify"));
+    row(
+        format!("offline bundle check ({} B)", v["bundle_bytes"]),
+        format!("{:.2} ms", f(&v["bundle_ms"])),
+        format!("< {VERIFY_BAR_MS} ms"),
+        ok("verify"),
+    );
     let rec = &r["recovery"];
     if !rec.is_null() {
         row(format!("new node catches up with {} MiB", rec["evidence_mib"]), format!("{:.1} s", f(&rec["join_secs"])), String::new(), "");
