@@ -38,6 +38,15 @@ fn unauthenticated(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", detail)
 }
 
+/// A node that has not applied the cluster's configuration yet (new, or back with an empty
+/// disk) has an empty registry: it must not judge anyone by it. It sends the client elsewhere.
+fn require_caught_up(node: &Node) -> Result<(), ApiError> {
+    match crate::vault::query::config(&node.state).map_err(ApiError::internal)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::unavailable("this node has not caught up with the cluster yet: ask another node")),
+    }
+}
+
 pub async fn login(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
@@ -45,6 +54,7 @@ pub async fn login(
     Json(l): Json<Login>,
 ) -> Result<Json<Session>, ApiError> {
     let user = super::user_of(&peer)?;
+    require_caught_up(&node)?;
     if l.user != user {
         return Err(unauthenticated("the login names another user than the client certificate"));
     }
@@ -80,6 +90,7 @@ pub async fn require_session(State(node): State<Arc<Node>>, req: Request, next: 
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthenticated("a session token is required: log in first"))?;
     node.sessions.verify(token, &user, &cert.0).map_err(|e| unauthenticated(e.to_string()))?;
+    require_caught_up(&node)?;
     match registry::person(&node.state, &user).map_err(ApiError::internal)? {
         Some(p) if !p.revoked => {}
         _ => return Err(unauthenticated(format!("{user} is not a registered, unrevoked person"))),

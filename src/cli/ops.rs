@@ -124,6 +124,8 @@ impl Session {
                     dead.push(base);
                     last = Some(e);
                 }
+                // A node that has not caught up yet: ask the next one.
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":unavailable") => last = Some(HttpError::Problem(p)),
                 Err(e) => return Err(e),
             }
         }
@@ -165,6 +167,8 @@ impl Session {
             match self.http.call::<_, crate::api::session::Session>(Method::POST, &url, Some(&body), CALL_TIMEOUT).await {
                 Ok(s) => return Ok(s.token),
                 Err(e @ (HttpError::Unreachable { .. } | HttpError::Timeout { .. })) => last = Some(e),
+                // That node has not caught up with the cluster (its registry is empty): try the next.
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":unavailable") => last = Some(HttpError::Problem(p)),
                 Err(e) => return Err(e),
             }
         }

@@ -91,3 +91,32 @@ fn every_resource_but_login_needs_a_valid_session_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a registered"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Found by the chaos suite (seed 11): a node that had not caught up (blank, its registry empty)
+/// answered logins with "admin is not a registered, unrevoked person", and the CLI stopped there.
+#[test]
+fn a_node_that_has_not_caught_up_sends_logins_elsewhere() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    // Node 4 has a config and a certificate but was never added: it stays blank.
+    let out =
+        std::process::Command::new(crate::harness::BIN).args(["cluster", "new-node", "--dir"]).arg(c.path()).args(["--id", "4"]).output().unwrap();
+    assert!(out.status.success());
+    c.start(4);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let text = std::fs::read_to_string(c.profile("admin")).unwrap();
+    let mut v: toml::Table = toml::from_str(&text).unwrap();
+    let endpoints = [4u64, 1, 2, 3].iter().map(|i| toml::Value::String(c.addr(*i))).collect();
+    v.insert("endpoints".into(), toml::Value::Array(endpoints));
+    let p = c.path().join("profiles/admin-blank-first.toml");
+    std::fs::write(&p, toml::to_string(&v).unwrap()).unwrap();
+    let st = c.cli_json(&p, &["cluster", "status"]);
+    assert!(st["leader"].as_u64().is_some_and(|l| l != 4), "{st}");
+    // Asked directly, the blank node says it has not caught up rather than judging the user.
+    let only4 = c.node_profile("admin", 4);
+    let out = c.cli(&only4, &["items"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not caught up"), "{err}");
+}
