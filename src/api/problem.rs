@@ -30,6 +30,16 @@ impl ApiError {
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail)
     }
+    /// This node has not applied the cluster's configuration yet (new, or back with an empty
+    /// disk): the client should ask another node. Nothing was done.
+    pub fn not_caught_up() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-caught-up",
+            "Not caught up",
+            "this node has not caught up with the cluster yet: ask another node",
+        )
+    }
     /// The client must go to the leader.
     pub fn not_leader(leader: Option<String>) -> Self {
         let mut e =

@@ -43,7 +43,7 @@ fn unauthenticated(detail: impl Into<String>) -> ApiError {
 fn require_caught_up(node: &Node) -> Result<(), ApiError> {
     match crate::vault::query::config(&node.state).map_err(ApiError::internal)? {
         Some(_) => Ok(()),
-        None => Err(ApiError::unavailable("this node has not caught up with the cluster yet: ask another node")),
+        None => Err(ApiError::not_caught_up()),
     }
 }
 

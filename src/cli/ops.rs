@@ -124,8 +124,9 @@ impl Session {
                     dead.push(base);
                     last = Some(e);
                 }
-                // A node that has not caught up yet: ask the next one.
-                Err(HttpError::Problem(p)) if p.kind.ends_with(":unavailable") => last = Some(HttpError::Problem(p)),
+                // A node that has not caught up yet did nothing: ask the next one. (Only this
+                // answer: an `unavailable` one may come after work was attempted, e.g. a deposit.)
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":not-caught-up") => last = Some(HttpError::Problem(p)),
                 Err(e) => return Err(e),
             }
         }
@@ -168,7 +169,7 @@ impl Session {
                 Ok(s) => return Ok(s.token),
                 Err(e @ (HttpError::Unreachable { .. } | HttpError::Timeout { .. })) => last = Some(e),
                 // That node has not caught up with the cluster (its registry is empty): try the next.
-                Err(HttpError::Problem(p)) if p.kind.ends_with(":unavailable") => last = Some(HttpError::Problem(p)),
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":not-caught-up") => last = Some(HttpError::Problem(p)),
                 Err(e) => return Err(e),
             }
         }
