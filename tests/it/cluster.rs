@@ -193,16 +193,8 @@ fn a_client_waits_out_the_election_after_the_leader_dies() {
     c.deposit("alice", &clip, "case-E");
     // A profile that asks a follower first: it names the dead leader until an election ends.
     let follower = (1..=3).find(|id| *id != leader).unwrap();
-    let text = std::fs::read_to_string(c.profile("alice")).unwrap();
-    let mut v: toml::Table = toml::from_str(&text).unwrap();
-    let order: Vec<toml::Value> = [follower, leader]
-        .iter()
-        .chain((1..=3).filter(|i| *i != follower && *i != leader).collect::<Vec<_>>().iter())
-        .map(|i| toml::Value::String(c.addr(*i)))
-        .collect();
-    v.insert("endpoints".into(), toml::Value::Array(order));
-    let p = c.path().join("profiles/alice-follower-first.toml");
-    std::fs::write(&p, toml::to_string(&v).unwrap()).unwrap();
+    let third = (1..=3).find(|id| *id != follower && *id != leader).unwrap();
+    let p = c.profile_asking("alice", &[follower, leader, third]);
     c.kill(leader);
     // No waiting here: the deposit is sent while the election is still on.
     let r = c.cli_json(&p, &["deposit", clip.to_str().unwrap(), "--case", "case-E", "--system", "cam-demo-1", "--retention", "standard"]);

@@ -103,10 +103,16 @@ impl Cluster {
 
     /// A profile for `user` that talks to node `id` only.
     pub fn node_profile(&self, user: &str, id: u64) -> PathBuf {
-        let p = self.path().join(format!("profiles/{user}-node{id}.toml"));
+        self.profile_asking(user, &[id])
+    }
+
+    /// A profile for `user` whose endpoints are these nodes, in this order.
+    pub fn profile_asking(&self, user: &str, ids: &[u64]) -> PathBuf {
+        let names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let p = self.path().join(format!("profiles/{user}-node{}.toml", names.join("-")));
         let text = std::fs::read_to_string(self.profile(user)).unwrap();
         let mut v: toml::Table = toml::from_str(&text).unwrap();
-        v.insert("endpoints".into(), toml::Value::Array(vec![toml::Value::String(self.addr(id))]));
+        v.insert("endpoints".into(), toml::Value::Array(ids.iter().map(|i| toml::Value::String(self.addr(*i))).collect()));
         std::fs::write(&p, toml::to_string(&v).unwrap()).unwrap();
         p
     }

@@ -105,12 +105,7 @@ fn a_node_that_has_not_caught_up_sends_logins_elsewhere() {
     assert!(out.status.success());
     c.start(4);
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let text = std::fs::read_to_string(c.profile("admin")).unwrap();
-    let mut v: toml::Table = toml::from_str(&text).unwrap();
-    let endpoints = [4u64, 1, 2, 3].iter().map(|i| toml::Value::String(c.addr(*i))).collect();
-    v.insert("endpoints".into(), toml::Value::Array(endpoints));
-    let p = c.path().join("profiles/admin-blank-first.toml");
-    std::fs::write(&p, toml::to_string(&v).unwrap()).unwrap();
+    let p = c.profile_asking("admin", &[4, 1, 2, 3]);
     let st = c.cli_json(&p, &["cluster", "status"]);
     assert!(st["leader"].as_u64().is_some_and(|l| l != 4), "{st}");
     // Asked directly, the blank node says it has not caught up rather than judging the user.
