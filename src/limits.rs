@@ -17,8 +17,11 @@ pub const GCM_TAG_BYTES: u64 = 16;
 /// deposit's memory to about `(PIPELINE_CHUNKS + 2) * chunk size`.
 pub const PIPELINE_CHUNKS: usize = 4;
 /// Batches of small records the leader keeps in flight in Raft at once
-/// (`node::proposer`): while they commit, new records queue for the next.
-pub const PROPOSALS_IN_FLIGHT: usize = 4;
+/// (`node::proposer`): while one commits, new records queue for the next.
+/// One is best under load (32 clients: ~16 records per entry, against ~5.5
+/// with four in flight, for ~4% less CPU per record); a lone record still
+/// goes at once.
+pub const PROPOSALS_IN_FLIGHT: usize = 1;
 /// Most small records in one batch entry (about 1 KiB each).
 pub const MAX_BATCH_COMMANDS: usize = 512;
 /// Longest free-text field (case, note, system id, ...) in bytes.

@@ -136,8 +136,18 @@ pub async fn fetch(s: &Session, item: &str, request: &str, out: &Path, json: boo
 
 /// Fetches into `out`, checking the SHA-256; returns the result object; prints nothing.
 pub async fn fetch_to(s: &Session, item: &str, request: &str, out: &Path) -> Result<serde_json::Value, Failure> {
+    fetch_into(s, item, request, Some(out)).await
+}
+
+/// Fetches and checks the SHA-256 without keeping the bytes (`custody bench`:
+/// the client's own disk is not what it measures).
+pub async fn fetch_checked(s: &Session, item: &str, request: &str) -> Result<serde_json::Value, Failure> {
+    fetch_into(s, item, request, None).await
+}
+
+async fn fetch_into(s: &Session, item: &str, request: &str, out: Option<&Path>) -> Result<serde_json::Value, Failure> {
     let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
-    let tmp = out.with_extension("partial");
+    let tmp = out.map(|o| o.with_extension("partial"));
     let path = format!("/v1/items/{item}/fetch?{}", serde_urlencoded::to_string([("request", request)])?);
     let result = s
         .send_with(
@@ -153,7 +163,10 @@ pub async fn fetch_to(s: &Session, item: &str, request: &str, out: &Path) -> Res
                     let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
                     let want = header("x-custody-sha256").ok_or_else(|| bad("no x-custody-sha256".into()))?;
                     let leaf: u64 = header("x-custody-access-leaf").and_then(|v| v.parse().ok()).ok_or_else(|| bad("no access record".into()))?;
-                    let mut f = tokio::fs::File::create(&tmp).await.map_err(|e| bad(format!("{}: {e}", tmp.display())))?;
+                    let mut f = match &tmp {
+                        Some(t) => Some(tokio::fs::File::create(t).await.map_err(|e| bad(format!("{}: {e}", t.display())))?),
+                        None => None,
+                    };
                     let mut h = crate::crypto::Hasher::new();
                     let mut size = 0u64;
                     let mut body = resp.into_body().into_data_stream();
@@ -161,26 +174,37 @@ pub async fn fetch_to(s: &Session, item: &str, request: &str, out: &Path) -> Res
                         let frame = frame.map_err(|e| bad(format!("the transfer broke off: {e}")))?;
                         h.update(&frame);
                         size += frame.len() as u64;
-                        f.write_all(&frame).await.map_err(|e| bad(e.to_string()))?;
+                        if let Some(f) = f.as_mut() {
+                            f.write_all(&frame).await.map_err(|e| bad(e.to_string()))?;
+                        }
                     }
-                    f.sync_all().await.map_err(|e| bad(e.to_string()))?;
+                    if let Some(f) = f {
+                        f.sync_all().await.map_err(|e| bad(e.to_string()))?;
+                    }
                     Ok((want, hex::encode(h.finish()), size, leaf))
                 }
             },
         )
         .await;
+    let discard = || {
+        if let Some(t) = &tmp {
+            let _ = std::fs::remove_file(t);
+        }
+    };
     let (want, got, size, leaf) = match result {
         Ok(x) => x,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            discard();
             return Err(failure(e));
         }
     };
     if want != got {
-        let _ = std::fs::remove_file(&tmp);
+        discard();
         return Err(Failure::new(1, format!("the received clip's SHA-256 {got} is not the deposited {want}; nothing kept")));
     }
-    std::fs::rename(&tmp, out).map_err(|e| Failure::new(2, format!("{}: {e}", out.display())))?;
+    if let (Some(t), Some(o)) = (&tmp, out) {
+        std::fs::rename(t, o).map_err(|e| Failure::new(2, format!("{}: {e}", o.display())))?;
+    }
     Ok(serde_json::json!({ "item": item, "sha256": got, "size": size, "access_leaf": leaf, "out": out }))
 }
 

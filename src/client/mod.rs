@@ -47,7 +47,7 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|e| match e {}).boxed()
 }
 
-/// An HTTPS client with connection reuse (HTTP/2 where both sides speak it).
+/// An HTTPS client with connection reuse (HTTP/1.1 keep-alive, see `tls::https_connector`).
 #[derive(Clone)]
 pub struct Http {
     inner: Client<crate::tls::HttpsConnector, Body>,
@@ -59,7 +59,6 @@ impl Http {
             .timer(hyper_util::rt::TokioTimer::new())
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .http2_keep_alive_interval(Duration::from_secs(10))
             .build(crate::tls::https_connector(tls));
         Http { inner }
     }

@@ -64,6 +64,9 @@ pub struct Node {
     pub sessions: crate::auth::SessionKeys,
     /// Chunks the last scrub could not repair from any replica (their items are damaged).
     pub damaged_chunks: std::sync::Mutex<Vec<String>>,
+    /// Set once this node has applied the cluster's configuration, which it
+    /// then never loses (every snapshot carries it): spares a read per call.
+    pub caught_up: std::sync::atomic::AtomicBool,
     /// Group commit for small records.
     proposer: proposer::Proposer,
 }
@@ -198,6 +201,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         signer,
         audit_verified: tokio::sync::Mutex::new(0),
         audit_broken: std::sync::Mutex::new(None),
+        caught_up: std::sync::atomic::AtomicBool::new(false),
         inflight: inflight::Inflight::default(),
         sessions,
         damaged_chunks: std::sync::Mutex::new(Vec::new()),

@@ -180,20 +180,23 @@ pub struct SmallRecords {
     pub approvals: u64,
     pub accesses: u64,
     pub errors: u64,
+    /// Raft log entries written meanwhile: leaves per entry is what group
+    /// commit achieved (one entry is one fsync on each node).
+    pub log_entries: u64,
     /// CPU time each process spent per committed record (`bench` is this
     /// process: the 32 clients).
     pub cpu_us_per_record: BTreeMap<String, f64>,
 }
 
-/// The leader's applied audit tree size.
-async fn audit_size(b: &Bench) -> anyhow::Result<u64> {
+/// The leader's applied audit tree size and last log index.
+async fn audit_size(b: &Bench) -> anyhow::Result<(u64, u64)> {
     let st = b.status().await?;
     let leader = st.leader.ok_or_else(|| anyhow::anyhow!("no leader"))?;
     st.members
         .iter()
         .find(|m| m.id == leader)
         .and_then(|m| m.health.as_ref())
-        .map(|h| h.audit_size)
+        .map(|h| (h.audit_size, h.last_log_index.unwrap_or(0)))
         .ok_or_else(|| anyhow::anyhow!("the leader did not report its audit size"))
 }
 
@@ -213,14 +216,13 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
     let mut pids: Vec<(String, String)> = b.cluster.pids().into_iter().map(|(id, p)| (format!("node{id}"), p.to_string())).collect();
     pids.push(("bench".into(), "self".into()));
     let cpu_before: Vec<Option<f64>> = pids.iter().map(|(_, p)| cpu_us(p)).collect();
-    let size_before = audit_size(b).await?;
+    let (size_before, log_before) = audit_size(b).await?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
     let tasks: Vec<_> = sessions
         .into_iter()
-        .enumerate()
-        .map(|(i, (alice, bob, carol))| {
-            let (item, counts, out) = (item.clone(), counts.clone(), b.dir.join(format!("tiny-{i}.bin")));
+        .map(|(alice, bob, carol)| {
+            let (item, counts) = (item.clone(), counts.clone());
             tokio::spawn(async move {
                 let bump = |k: usize, ok: bool| counts[if ok { k } else { 3 }].fetch_add(1, Ordering::Relaxed);
                 while Instant::now() < deadline {
@@ -237,7 +239,7 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
                         granted &= ok;
                     }
                     if granted {
-                        bump(2, access::fetch_to(&bob, &item, &filed.request, &out).await.is_ok());
+                        bump(2, access::fetch_checked(&bob, &item, &filed.request).await.is_ok());
                     }
                 }
             })
@@ -247,7 +249,8 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
         t.await?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let total = audit_size(b).await? - size_before;
+    let (size_after, log_after) = audit_size(b).await?;
+    let total = size_after - size_before;
     let [requests, approvals, accesses, errors] = [0, 1, 2, 3].map(|k| counts[k].load(Ordering::Relaxed));
     anyhow::ensure!(total > 0, "no small record committed");
     let cpu_us_per_record =
@@ -261,6 +264,7 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
         approvals,
         accesses,
         errors,
+        log_entries: log_after - log_before,
         cpu_us_per_record,
     })
 }
