@@ -30,6 +30,51 @@ fn classify(e: io::Error) -> ChunkStoreError {
     }
 }
 
+/// Alignment direct I/O asks of buffer address, length and file offset
+/// (4 KiB serves disks of 512-byte and of 4 KiB sectors alike).
+pub const DIRECT_IO_ALIGN: usize = 4096;
+
+/// Writes `bytes` to the new file `path` and fsyncs it.
+///
+/// The block-aligned bulk goes with `O_DIRECT`, past the page cache: on the
+/// project's machine copying into the page cache cost 1.8 s of CPU per GiB
+/// against 0.25 s direct, and a deposit writes every byte on three nodes
+/// (`custody bench`). The few bytes past the last whole block, and any file
+/// system without direct I/O (tmpfs), go the ordinary way. One fsync covers
+/// the file whichever way its bytes went.
+pub fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let bulk = bytes.len() / DIRECT_IO_ALIGN * DIRECT_IO_ALIGN;
+    if bulk > 0 {
+        match OpenOptions::new().write(true).create_new(true).custom_flags(nix::libc::O_DIRECT).open(path) {
+            Ok(mut direct) => {
+                let mut aligned: Vec<u8> = Vec::with_capacity(bulk + DIRECT_IO_ALIGN);
+                let off = aligned.as_ptr().align_offset(DIRECT_IO_ALIGN);
+                aligned.resize(off, 0);
+                aligned.extend_from_slice(&bytes[..bulk]);
+                match direct.write_all(&aligned[off..]) {
+                    Ok(()) => {
+                        let f = OpenOptions::new().write(true).open(path)?;
+                        f.write_all_at(&bytes[bulk..], bulk as u64)?;
+                        return f.sync_all();
+                    }
+                    // Opened, but the file system will not write direct after all.
+                    Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                        drop(direct);
+                        fs::remove_file(path)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// Outcome of a `put`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Put {
@@ -80,6 +125,18 @@ impl ChunkStore {
         if !name.matches(sealed) {
             return Err(ChunkStoreError::HashMismatch(*name));
         }
+        self.write(name, sealed)
+    }
+
+    /// Stores a chunk this process sealed and named from these very bytes a
+    /// moment ago (the leader's own copy in a deposit): hashing them again
+    /// would cost a fifth of a deposit's SHA-256 work and check nothing new.
+    /// The scrubber hash-checks every stored chunk later all the same.
+    pub fn put_own(&self, name: &ChunkName, sealed: &[u8]) -> Result<Put, ChunkStoreError> {
+        self.write(name, sealed)
+    }
+
+    fn write(&self, name: &ChunkName, sealed: &[u8]) -> Result<Put, ChunkStoreError> {
         let path = self.path_of(name);
         if path.is_file() {
             match self.get(name) {
@@ -99,11 +156,8 @@ impl ChunkStore {
         let suffix = hex::encode(crate::crypto::random_bytes::<6>().map_err(|e| io::Error::other(e.to_string()))?);
         let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(sealed)?;
             // The chunk's bytes must be on disk before the rename makes them visible under their name.
-            f.sync_all()?;
-            drop(f);
+            write_new_file(&tmp, sealed)?;
             fs::rename(&tmp, &path)?;
             // The rename itself is durable only once the directory is fsynced; only then may we acknowledge.
             fsync_dir(dir)
@@ -167,6 +221,25 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every length, aligned or not, reads back whole: the bulk written
+    /// direct, the tail buffered; and where direct I/O is refused (tmpfs
+    /// on older kernels) the ordinary write does it all.
+    #[test]
+    fn new_files_read_back_whole_however_they_were_written() {
+        let tmpfs = Path::new("/dev/shm");
+        let dirs: Vec<tempfile::TempDir> =
+            std::iter::once(tempfile::tempdir().unwrap()).chain(tmpfs.is_dir().then(|| tempfile::tempdir_in(tmpfs).unwrap())).collect();
+        for dir in &dirs {
+            for len in [0, 17, DIRECT_IO_ALIGN, 3 * DIRECT_IO_ALIGN + 17, (1 << 20) + 16] {
+                let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+                let path = dir.path().join(format!("f{len}"));
+                write_new_file(&path, &bytes).unwrap();
+                assert_eq!(fs::read(&path).unwrap(), bytes, "length {len} in {}", dir.path().display());
+                assert!(write_new_file(&path, &bytes).is_err(), "an existing file is never overwritten");
+            }
+        }
+    }
 
     #[test]
     fn write_once_and_verified() {

@@ -42,6 +42,9 @@ pub enum DepositError {
     Internal(String),
 }
 
+/// A writer's queue (`None` once it failed) and whether its node is a voter.
+type Sender = (bool, Option<mpsc::Sender<ChunkMsg>>);
+
 fn internal(e: impl std::fmt::Display) -> DepositError {
     DepositError::Internal(e.to_string())
 }
@@ -99,7 +102,7 @@ async fn store_locally(node: Arc<Node>, item: ItemId, mut rx: mpsc::Receiver<Chu
     while let Some((name, bytes)) = rx.recv().await {
         node.inflight.touch(item, name);
         let store = node.chunks.clone();
-        match tokio::task::spawn_blocking(move || store.put(&name, &bytes)).await {
+        match tokio::task::spawn_blocking(move || store.put_own(&name, &bytes)).await {
             Ok(Ok(_)) => {}
             Ok(Err(ChunkStoreError::Full)) => return Err("this node's disk is full".into()),
             Ok(Err(e)) => return Err(e.to_string()),
@@ -138,7 +141,7 @@ where
     let voters = members.iter().filter(|m| m.2).count();
     let early_ack = crate::mutation::on(crate::mutation::Mutation::EarlyAck);
     let needed = if early_ack { 1 } else { voters / 2 + 1 };
-    let mut senders: Vec<(bool, Option<mpsc::Sender<ChunkMsg>>)> = Vec::new();
+    let mut senders: Vec<Sender> = Vec::new();
     let mut tasks = Vec::new();
     let (tx, rx) = mpsc::channel(limits::PIPELINE_CHUNKS);
     senders.push((true, Some(tx)));
@@ -150,7 +153,7 @@ where
     }
 
     let mut chunks: Vec<ChunkRef> = Vec::with_capacity(count as usize);
-    let mut hasher = Some(Hasher::new());
+    let mut sealer = Sealer { cipher, hasher: Some(Hasher::new()), sealing: None, started: 0 };
     let mut buf: Vec<u8> = Vec::with_capacity(chunk_size as usize + limits::GCM_TAG_BYTES as usize);
     let mut received: u64 = 0;
 
@@ -170,9 +173,9 @@ where
                 let take = (chunk_size as usize - buf.len()).min(frame.len());
                 buf.extend_from_slice(&frame[..take]);
                 frame.advance(take);
-                if buf.len() == chunk_size as usize && (chunks.len() as u64) + 1 < count {
+                if buf.len() == chunk_size as usize && sealer.started + 1 < count {
                     let full = std::mem::replace(&mut buf, Vec::with_capacity(chunk_size as usize + 16));
-                    emit(&cipher, &mut hasher, &mut chunks, &mut senders, full).await?;
+                    sealer.seal(full, &mut chunks, &mut senders).await?;
                 }
             }
         }
@@ -180,7 +183,8 @@ where
             return Err(DepositError::Truncated { got: received, expected: size });
         }
         let last = std::mem::take(&mut buf);
-        emit(&cipher, &mut hasher, &mut chunks, &mut senders, last).await?;
+        sealer.seal(last, &mut chunks, &mut senders).await?;
+        sealer.finish(&mut chunks, &mut senders).await?;
         Ok(())
     }
     .await;
@@ -205,7 +209,7 @@ where
         if !failures.is_empty() {
             tracing::warn!(item = %item, failures = %failures.join("; "), "some members missed chunks; they will fetch them");
         }
-        let sha256 = hex::encode(hasher.take().ok_or_else(|| internal("hasher lost"))?.finish());
+        let sha256 = hex::encode(sealer.hasher.take().ok_or_else(|| internal("hasher lost"))?.finish());
         let manifest = Manifest {
             item,
             sha256,
@@ -241,35 +245,51 @@ where
     outcome
 }
 
-/// Seals one chunk off the executor and hands it to every writer still healthy.
-async fn emit(
-    cipher: &Arc<ChunkCipher>,
-    hasher: &mut Option<Hasher>,
-    chunks: &mut Vec<ChunkRef>,
-    senders: &mut [(bool, Option<mpsc::Sender<ChunkMsg>>)],
-    mut buf: Vec<u8>,
-) -> Result<(), DepositError> {
-    let index = chunks.len() as u64;
-    let cipher = cipher.clone();
-    let mut h = hasher.take().ok_or_else(|| internal("hasher lost"))?;
-    let (h, buf, name) = tokio::task::spawn_blocking(move || -> Result<_, DepositError> {
-        h.update(&buf);
-        cipher.seal(index, &mut buf).map_err(internal)?;
-        let name = ChunkName::from_digest(crypto::sha256(&buf));
-        Ok((h, buf, name))
-    })
-    .await
-    .map_err(internal)??;
-    *hasher = Some(h);
-    chunks.push(ChunkRef { name, size: buf.len() as u64 });
-    let bytes = Bytes::from(buf);
-    for (_, slot) in senders.iter_mut() {
-        if let Some(tx) = slot {
-            if tx.send((name, bytes.clone())).await.is_err() {
-                // That writer failed and stopped; it no longer counts toward the quorum.
-                *slot = None;
+type Sealed = Result<(Hasher, Vec<u8>, ChunkName), DepositError>;
+
+/// Seals chunks off the executor, one at a time and in order, while the next
+/// chunk is being received: receiving, sealing and writing overlap.
+struct Sealer {
+    cipher: Arc<ChunkCipher>,
+    /// The clip's hasher, away in the chunk being sealed meanwhile.
+    hasher: Option<Hasher>,
+    sealing: Option<tokio::task::JoinHandle<Sealed>>,
+    /// Chunks handed over so far (the one being sealed included).
+    started: u64,
+}
+
+impl Sealer {
+    /// Hands the chunk sealed before to the writers, then starts sealing `buf`.
+    async fn seal(&mut self, mut buf: Vec<u8>, chunks: &mut Vec<ChunkRef>, senders: &mut [Sender]) -> Result<(), DepositError> {
+        self.finish(chunks, senders).await?;
+        let index = self.started;
+        self.started += 1;
+        let cipher = self.cipher.clone();
+        let mut h = self.hasher.take().ok_or_else(|| internal("hasher lost"))?;
+        self.sealing = Some(tokio::task::spawn_blocking(move || {
+            h.update(&buf);
+            cipher.seal(index, &mut buf).map_err(internal)?;
+            let name = ChunkName::from_digest(crypto::sha256(&buf));
+            Ok((h, buf, name))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the chunk being sealed and hands it to every writer still healthy.
+    async fn finish(&mut self, chunks: &mut Vec<ChunkRef>, senders: &mut [Sender]) -> Result<(), DepositError> {
+        let Some(task) = self.sealing.take() else { return Ok(()) };
+        let (h, buf, name) = task.await.map_err(internal)??;
+        self.hasher = Some(h);
+        chunks.push(ChunkRef { name, size: buf.len() as u64 });
+        let bytes = Bytes::from(buf);
+        for (_, slot) in senders.iter_mut() {
+            if let Some(tx) = slot {
+                if tx.send((name, bytes.clone())).await.is_err() {
+                    // That writer failed and stopped; it no longer counts toward the quorum.
+                    *slot = None;
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
