@@ -48,10 +48,7 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if bulk > 0 {
         match OpenOptions::new().write(true).create_new(true).custom_flags(nix::libc::O_DIRECT).open(path) {
             Ok(mut direct) => {
-                let mut aligned: Vec<u8> = Vec::with_capacity(bulk + DIRECT_IO_ALIGN);
-                let off = aligned.as_ptr().align_offset(DIRECT_IO_ALIGN);
-                aligned.resize(off, 0);
-                aligned.extend_from_slice(&bytes[..bulk]);
+                let (aligned, off) = aligned_copy(&bytes[..bulk]);
                 match direct.write_all(&aligned[off..]) {
                     Ok(()) => {
                         let f = OpenOptions::new().write(true).open(path)?;
@@ -73,6 +70,15 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// A copy of `bytes` that starts at `off`, an address direct I/O accepts.
+pub fn aligned_copy(bytes: &[u8]) -> (Vec<u8>, usize) {
+    let mut v: Vec<u8> = Vec::with_capacity(bytes.len() + DIRECT_IO_ALIGN);
+    let off = v.as_ptr().align_offset(DIRECT_IO_ALIGN);
+    v.resize(off, 0);
+    v.extend_from_slice(bytes);
+    (v, off)
 }
 
 /// Outcome of a `put`.

@@ -34,13 +34,20 @@ pub async fn heal_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEv
             }
             full_scan = false;
         }
+        // Status shows the work as soon as it is known, and counts it down
+        // (a node fresh from a snapshot is missing everything until fetched).
+        node.missing_chunks.store(missing.len() as u64, Ordering::Relaxed);
         let mut still = BTreeSet::new();
         for name in std::mem::take(&mut missing) {
             if node.chunks.contains(&name) {
+                node.missing_chunks.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
             match fetch_from_peers(&node, &name).await {
-                Ok(()) => tracing::info!(chunk = %name, "fetched a missing chunk from a peer"),
+                Ok(()) => {
+                    node.missing_chunks.fetch_sub(1, Ordering::Relaxed);
+                    tracing::info!(chunk = %name, "fetched a missing chunk from a peer")
+                }
                 Err(e) => {
                     tracing::debug!(chunk = %name, error = %e, "chunk still missing");
                     still.insert(name);

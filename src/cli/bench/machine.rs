@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::crypto::{ChunkCipher, DataKey, Hasher};
-use crate::evidence::DIRECT_IO_ALIGN;
+use crate::evidence::aligned_copy;
 
 /// How the crypto budget counts the work a deposit costs the cluster, per byte
 /// of clip (3 nodes, the client on the same machine):
@@ -91,11 +91,8 @@ pub fn disk_rate(dir: &Path, mib: u64, direct: bool) -> anyhow::Result<f64> {
                     o.custom_flags(nix::libc::O_DIRECT);
                 }
                 let mut f = o.open(&path)?;
-                // Direct I/O wants an aligned buffer: the block at an aligned offset.
-                let mut aligned: Vec<u8> = Vec::with_capacity(block.len() + DIRECT_IO_ALIGN);
-                let off = aligned.as_ptr().align_offset(DIRECT_IO_ALIGN);
-                aligned.resize(off, 0);
-                aligned.extend_from_slice(&block);
+                // Direct I/O wants an aligned buffer.
+                let (aligned, off) = aligned_copy(&block);
                 let written = (0..mib).try_for_each(|_| f.write_all(&aligned[off..]));
                 let synced = written.and_then(|_| f.sync_all());
                 drop(f);
