@@ -186,14 +186,25 @@ impl Cluster {
     }
 
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        self.launch(id, false)
+    }
+
+    /// Starts a node on a data directory emptied on purpose, after it left the membership
+    /// (`custody node --new-disk`, as an operator would).
+    pub fn start_new_disk(&mut self, id: u64) -> anyhow::Result<()> {
+        self.launch(id, true)
+    }
+
+    fn launch(&mut self, id: u64, new_disk: bool) -> anyhow::Result<()> {
         if self.is_running(id) {
             return Ok(());
         }
-        self.mark(id, "start");
+        self.mark(id, if new_disk { "start --new-disk" } else { "start" });
         let log = OpenOptions::new().create(true).append(true).open(self.log_path(id))?;
         let mut cmd = Command::new(&self.custody.bin);
         cmd.args(["node", "--config"])
             .arg(self.node_dir(id).join("node.toml"))
+            .args(new_disk.then_some("--new-disk"))
             .env("CUSTODY_LOG", "info,openraft=warn")
             .env_remove("CUSTODY_PROFILE")
             .stdin(Stdio::null())

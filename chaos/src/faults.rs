@@ -454,9 +454,9 @@ impl Nemesis {
                 self.damaged_db.remove(&id);
                 self.cluster.mark(id, "data directory deleted");
                 tokio::time::sleep(Duration::from_millis(self.rng.gen_range(0..3000))).await;
-                self.cluster.start(id)?;
+                let how = self.rebuild(id).await;
                 self.repair(id).await;
-                Ok(Did::Injected(format!("node {id}'s data directory deleted; restarted blank")))
+                Ok(Did::Injected(format!("node {id}'s data directory deleted; {how}")))
             }
             Fault::AckThenLoseLeader => self.ack_then_lose_leader().await,
             Fault::FetchAbort | Fault::FetchKillServer => self.fetch_cut(f == Fault::FetchKillServer, hold).await,
@@ -466,7 +466,9 @@ impl Nemesis {
     /// The leader, or any member.
     async fn target(&mut self, leader: bool) -> Option<u64> {
         if leader {
-            self.cluster.leader().await
+            // A stale answer can still name a node that just left the membership (and was
+            // wiped for a later rejoin): that is no target.
+            self.cluster.leader().await.filter(|l| self.cluster.members.contains(l))
         } else {
             Some(self.pick_member())
         }
@@ -531,7 +533,8 @@ impl Nemesis {
             }
             self.cluster.configure(k, &self.proxies)?;
         }
-        self.cluster.start(k)?;
+        // A spare is either brand new or was removed and wiped: either way its directory is empty on purpose.
+        self.cluster.start_new_disk(k)?;
         let addr = self.cluster.addr(k);
         let out = self
             .client
@@ -573,6 +576,50 @@ impl Nemesis {
                 Ok(Did::Skipped(format!("add-node {k}: {}", out.error())))
             }
         }
+    }
+
+    /// What an operator does for a member whose data directory is gone: it refuses to start
+    /// blank (a blank voter could help elect a leader without committed entries), so remove it
+    /// from the cluster, start it with `--new-disk`, and add it again; it catches up as a learner
+    /// before it votes. Returns what happened, for the fault's description.
+    async fn rebuild(&mut self, id: u64) -> String {
+        if let Err(e) = std::fs::create_dir_all(self.cluster.data_dir(id)) {
+            return format!("could not recreate its data directory: {e}");
+        }
+        if let Err(why) = self.admin_until_ok(&args!["cluster", "remove-node", "--id", id], "remove-node").await {
+            self.notes.push(format!("node {id} lost its disk and could not be removed: {why}"));
+            return format!("not rebuilt ({why})");
+        }
+        self.cluster.members.remove(&id);
+        if let Err(e) = self.cluster.start_new_disk(id) {
+            return format!("removed, but could not start it: {e}");
+        }
+        let addr = self.cluster.addr(id);
+        match self.admin_until_ok(&args!["cluster", "add-node", "--id", id, "--addr", addr], "add-node").await {
+            Ok(()) => {
+                self.cluster.members.insert(id);
+                *self.counts.entry("rebuilt".into()).or_default() += 1;
+                "removed, started with --new-disk, added again".into()
+            }
+            Err(why) => {
+                self.notes.push(format!("node {id} was removed after losing its disk but could not be added again: {why}"));
+                format!("removed, not added again ({why})")
+            }
+        }
+    }
+
+    /// Runs an admin command until it succeeds (a few tries: an election may be on).
+    async fn admin_until_ok(&mut self, args: &[String], what: &str) -> Result<(), String> {
+        let mut last = String::new();
+        for _ in 0..4 {
+            let out = self.client.custody.run(Some(&self.cluster.profile("admin")), args, Duration::from_secs(90)).await;
+            if out.ok() {
+                return Ok(());
+            }
+            last = out.error();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        Err(format!("{what}: {last}"))
     }
 
     /// Stops a node that left the membership and wipes its disk, so it can join again later as a
@@ -628,9 +675,9 @@ impl Nemesis {
             std::fs::remove_dir_all(self.cluster.data_dir(id))?;
             self.damaged_db.remove(&id);
             self.cluster.mark(id, "data directory wiped by the operator after database damage");
-            self.cluster.start(id)?;
+            let how = self.rebuild(id).await;
             *self.counts.entry("db-wipe".into()).or_default() += 1;
-            outcome.push_str("; wiped and restarted blank");
+            outcome.push_str(&format!("; wiped, {how}"));
         }
         self.repair(id).await;
         Ok(Did::Injected(format!("node {id}: {}; {outcome}", done.join("; "))))
@@ -640,7 +687,7 @@ impl Nemesis {
     /// whole data directory). Meanwhile the followers cannot reach the leader, so they only hold
     /// what the leader pushed before acknowledging: a majority, if the leader waited for one.
     async fn ack_then_lose_leader(&mut self) -> anyhow::Result<Did> {
-        let Some(l) = self.cluster.leader().await else { return Ok(Did::Skipped("no leader".into())) };
+        let Some(l) = self.target(true).await else { return Ok(Did::Skipped("no leader".into())) };
         for j in self.cluster.all_ids.clone() {
             if j != l {
                 self.proxies.set(j, l, LinkState::Drop);
@@ -669,7 +716,12 @@ impl Nemesis {
         self.cluster.mark(l, &format!("{what} deleted right after acknowledging {item}"));
         self.proxies.heal();
         tokio::time::sleep(Duration::from_millis(self.rng.gen_range(0..2000))).await;
-        self.cluster.start(l)?;
+        if whole_dir {
+            let how = self.rebuild(l).await;
+            self.cluster.mark(l, &how);
+        } else {
+            self.cluster.start(l)?;
+        }
         self.repair(l).await;
         Ok(Did::Injected(format!("deposit {item} ({size} bytes) acknowledged by node {l}; node {l} killed, its {what} deleted")))
     }
@@ -686,7 +738,7 @@ impl Nemesis {
         if self.client.approve("nemesis", "carol", &req).await.as_deref() != Some("granted") {
             return Ok(Did::Skipped("the request was not granted".into()));
         }
-        let Some(l) = self.cluster.leader().await else { return Ok(Did::Skipped("no leader".into())) };
+        let Some(l) = self.target(true).await else { return Ok(Did::Skipped("no leader".into())) };
         let throttle = Throttle::start(self.cluster.port(l), 256 * 1024).await?;
         let profile = self.client.profile_at("bob", "slow", &format!("https://{}", throttle.addr));
         let (res, pending) = self.client.fetch("nemesis", "bob", &profile, &item, &req, OnFirstBytes::Pause, Duration::from_secs(30)).await;

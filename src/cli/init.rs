@@ -93,6 +93,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
     };
     let path = node_dir.join("node.toml");
     write_toml(&path, &raw)?;
+    fs::write(node_dir.join("data").join(crate::node::NEW_DISK_MARKER), b"a new node: this directory is empty on purpose\n")?;
     if bootstrap {
         fs::write(node_dir.join("data").join(crate::node::BOOTSTRAP_MARKER), b"initialise the cluster on first start\n")?;
     }

@@ -43,6 +43,11 @@ pub enum Command {
     Node {
         #[arg(long)]
         config: PathBuf,
+        /// The data directory is empty on purpose: this member was removed from
+        /// the cluster after losing its disk and will be added again (`cluster
+        /// new-node` prepares new nodes' directories itself).
+        #[arg(long)]
+        new_disk: bool,
     },
     /// Cluster administration.
     #[command(subcommand)]
@@ -238,9 +243,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Demo(a) => demo::run(a, json).await,
         Command::Bench(a) => bench::run(a, json).await,
         Command::Up(a) => up::run(a).await,
-        Command::Node { config } => {
+        Command::Node { config, new_disk } => {
             let cfg = crate::config::NodeConfig::load(&config)?;
-            crate::node::run(cfg).await.map_err(Failure::from)
+            crate::node::run(cfg, new_disk).await.map_err(Failure::from)
         }
         Command::Cluster(ClusterCmd::Init(a)) => init::init(&a).map(|_| ()).map_err(Failure::from),
         Command::Cluster(ClusterCmd::NewNode(a)) => {

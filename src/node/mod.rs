@@ -39,6 +39,13 @@ pub const DEPOSIT_HEADER: &str = "x-custody-deposit";
 /// node initialises the cluster once, then removes it. A node whose disk was
 /// lost has no marker and joins as a blank node instead of forming a new cluster.
 pub const BOOTSTRAP_MARKER: &str = "bootstrap-pending";
+
+/// Marker `cluster init` and `cluster new-node` leave in every new data
+/// directory: it is empty on purpose. A member whose disk was lost has none and
+/// refuses to start blank, because a blank voter could help elect a leader that
+/// lacks committed entries; the operator removes it from the cluster first and
+/// then starts it with `custody node --new-disk` (which stands for the marker).
+pub const NEW_DISK_MARKER: &str = "new-disk";
 const IDENTITY_KEY: &[u8] = b"node/identity";
 
 /// Shared state of a running node.
@@ -140,11 +147,13 @@ impl Node {
 }
 
 /// Checks that the data directory belongs to this cluster and this node, and
-/// records the identity in a new one.
-fn check_identity(db: &Db, cfg: &NodeConfig) -> anyhow::Result<()> {
+/// records the identity in a new one: only one prepared as new (the marker, or
+/// `--new-disk` from the operator).
+fn check_identity(db: &Db, cfg: &NodeConfig, new_disk: bool) -> anyhow::Result<()> {
     let want = format!("{}/{}", cfg.cluster_id, cfg.id);
+    let marker = cfg.data_dir.join(NEW_DISK_MARKER);
     match db.get(Cf::Meta, IDENTITY_KEY)? {
-        Some(have) if have == want.as_bytes() => Ok(()),
+        Some(have) if have == want.as_bytes() => {}
         Some(have) => bail!(
             "the data directory {} belongs to cluster/node {}, but this config is for {}: refusing to start (pointing a node at another cluster's data would corrupt both)",
             cfg.data_dir.display(),
@@ -155,16 +164,32 @@ fn check_identity(db: &Db, cfg: &NodeConfig) -> anyhow::Result<()> {
             if db.edge(Cf::Log, false)?.is_some() || db.edge(Cf::State, false)?.is_some() {
                 bail!("the data directory {} holds data but no identity: refusing to start", cfg.data_dir.display());
             }
+            if !new_disk && !marker.exists() {
+                bail!(
+                    "the data directory {} is empty, and it was not prepared as a new node's: if this member lost its disk, it must not \
+                     rejoin by itself (a blank voter can help elect a leader that lacks committed entries). Remove it from the cluster \
+                     (`custody cluster remove-node --id {id}`), start it with `custody node --config <its node.toml> --new-disk`, then add \
+                     it again (`custody cluster add-node --id {id} --addr {addr}`): it catches up as a learner before it votes",
+                    cfg.data_dir.display(),
+                    id = cfg.id,
+                    addr = cfg.advertise,
+                );
+            }
             let mut b = Batch::default();
             b.put(Cf::Meta, IDENTITY_KEY, want.into_bytes());
             db.write(b, Durability::Fsync)?;
-            Ok(())
         }
+    }
+    // The marker stands for an empty directory only: once the identity is
+    // durable it must go, or a later loss of the database would pass for new.
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", marker.display())),
+        _ => Ok(()),
     }
 }
 
 /// Runs a node until SIGINT or SIGTERM.
-pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
     let kek_text = std::fs::read_to_string(&cfg.kek_file).with_context(|| format!("reading the KEK file {}", cfg.kek_file.display()))?;
     let kek = Kek::from_hex(&kek_text).context("loading the KEK")?;
     let signer = checkpoint::load_signer(&cfg)?;
@@ -177,7 +202,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let db = Db::open(&cfg.data_dir.join("db")).with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
-    check_identity(&db, &cfg)?;
+    check_identity(&db, &cfg, new_disk)?;
     let chunks = ChunkStore::open(&cfg.data_dir.join("chunks"))?;
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();

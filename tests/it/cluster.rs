@@ -154,9 +154,11 @@ fn a_follower_down_during_deposits_catches_up_state_and_chunks() {
 }
 
 /// Found by the chaos suite (seeds 11, 42, 62): a follower that came back with an empty disk
-/// made the leader's Raft core stop on openraft's log-reversion assertion.
+/// made the leader's Raft core stop on openraft's log-reversion assertion; and a blank member
+/// that rejoins by itself can vote before it has caught up. Now it refuses to start blank; the
+/// operator removes it, starts it with `--new-disk` and adds it again, and it gets everything back.
 #[test]
-fn a_follower_that_lost_its_disk_is_refilled_and_the_leader_keeps_leading() {
+fn a_member_that_lost_its_disk_rejoins_only_through_removal_and_is_refilled() {
     let mut c = Cluster::init(3, "");
     c.start_all(3);
     let leader = c.wait_leader(3);
@@ -167,18 +169,40 @@ fn a_follower_that_lost_its_disk_is_refilled_and_the_leader_keeps_leading() {
     c.kill(lost);
     std::fs::remove_dir_all(c.node_dir(lost).join("data")).unwrap();
     std::fs::create_dir_all(c.node_dir(lost).join("data")).unwrap();
-    c.start(lost);
-    // The cluster goes on committing, and the blank node gets state and chunks back.
+
+    // Started as it is, the blank member refuses and says what to do.
+    let mut blank = Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(c.node_dir(lost).join("node.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until("the blank member to give up", Duration::from_secs(20), || blank.try_wait().unwrap());
+    assert!(!exited.success(), "a member with an empty, unprepared data directory started");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut blank.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("remove-node") && err.contains("--new-disk"), "{err}");
+
+    let admin = c.profile("admin");
+    let r = c.cli_json(&admin, &["cluster", "remove-node", "--id", &lost.to_string()]);
+    assert!(r["members"].as_array().unwrap().iter().all(|m| m["id"] != lost), "{r}");
+    c.start_with(lost, &["--new-disk"]);
+    let addr = c.addr(lost);
+    c.cli_json(&admin, &["cluster", "add-node", "--id", &lost.to_string(), "--addr", &addr]);
+    // The cluster goes on committing, and the member gets state and chunks back.
     write_clip(&clip, 2 * MIB, 2);
     let second = c.deposit("alice", &clip, "case-W");
     let p = c.node_profile("admin", lost);
-    wait_until("the refilled follower to hold both items", Duration::from_secs(90), || {
+    wait_until("the refilled member to hold both items", Duration::from_secs(90), || {
         let items = serde_json::from_slice::<Value>(&c.cli(&p, &["items"]).stdout).ok()?["items"].as_array()?.clone();
         [&first, &second].iter().all(|r| item_of(&items, r["item"].as_str().unwrap()).is_some_and(|i| c.holds_item(lost, i))).then_some(())
     });
     let log = std::fs::read_to_string(c.node_dir(leader).join("node.log")).unwrap();
     assert!(!log.contains("panicked"), "the leader's log shows a panic: see {}", c.path().display());
-    assert_eq!(c.wait_leader(3), leader, "the leader lost its leadership over a blank follower");
+    assert_eq!(c.wait_leader(3), leader, "the leader lost its leadership over the rejoining member");
+    // The marker is gone once the directory holds the node's identity: a later loss is caught again.
+    assert!(!c.node_dir(lost).join("data/new-disk").exists());
 }
 
 /// Found by the chaos suite (seed 1): right after the leader died, followers still named it, and

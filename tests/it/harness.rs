@@ -156,11 +156,17 @@ impl Cluster {
     }
 
     pub fn start(&mut self, id: u64) {
+        self.start_with(id, &[]);
+    }
+
+    /// Starts node `id` with extra arguments to `custody node`.
+    pub fn start_with(&mut self, id: u64, extra: &[&str]) {
         let dir = self.node_dir(id);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();
         let child = Command::new(BIN)
             .args(["node", "--config"])
             .arg(dir.join("node.toml"))
+            .args(extra)
             .env("CUSTODY_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
