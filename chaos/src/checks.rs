@@ -379,7 +379,7 @@ async fn converge(cluster: &mut Cluster, client: &Client, members: &[u64], timeo
         let why = match cluster.whole(0).await {
             Err(why) => why,
             Ok(st) => {
-                let leader = st["answered_by"].as_u64().unwrap_or(members[0]);
+                let leader = st["answered_by"].as_u64().or(members.first().copied()).unwrap_or_default();
                 let out = client.custody.run(Some(&cluster.node_profile("dave", leader)), &args!["items"], Duration::from_secs(20)).await;
                 match out.json().filter(|_| out.ok()).and_then(|l| l["items"].as_array().cloned()) {
                     None => format!("node {leader} does not list items: {}", out.error()),

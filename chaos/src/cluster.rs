@@ -319,14 +319,15 @@ impl Cluster {
         for id in self.all_ids.clone() {
             let Ok(mut f) = std::fs::File::open(self.log_path(id)) else { continue };
             let from = self.log_read.get(&id).copied().unwrap_or(0);
-            let mut text = String::new();
-            if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_string(&mut text).is_err() {
+            let mut bytes = Vec::new();
+            if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut bytes).is_err() {
                 continue;
             }
-            // Only whole lines: a panic message may still be being written.
-            let Some(end) = text.rfind('\n') else { continue };
-            let text = &text[..=end];
-            self.log_read.insert(id, from + text.len() as u64);
+            // Only whole lines: a panic message may still be being written. Bytes that are not
+            // UTF-8 must not stop the scan for good, so the offset counts bytes, not characters.
+            let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else { continue };
+            self.log_read.insert(id, from + end as u64 + 1);
+            let text = String::from_utf8_lossy(&bytes[..=end]);
             let lines: Vec<&str> = text.lines().collect();
             for (i, l) in lines.iter().enumerate() {
                 if let Some(at) = l.find("panicked at ") {
@@ -446,7 +447,7 @@ impl Cluster {
     }
 
     pub fn chunk_path(&self, id: u64, name: &str) -> PathBuf {
-        self.data_dir(id).join("chunks").join(&name[..2.min(name.len())]).join(name)
+        self.data_dir(id).join("chunks").join(name.get(..2).unwrap_or(name)).join(name)
     }
 
     /// Every file of node `id`'s RocksDB (and its snapshots).

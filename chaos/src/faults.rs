@@ -294,6 +294,11 @@ impl Nemesis {
             }
             self.unhealed = false;
         }
+        // Every fault but a membership change picks among the members, and the partitions need a
+        // majority and a minority: after a rebuild that could not add its node again, skip them.
+        if f != Fault::Membership && self.members().len() < 3 {
+            return Ok(Did::Skipped(format!("only {} members", self.members().len())));
+        }
         match f {
             Fault::KillLeader | Fault::KillNode => {
                 let Some(id) = self.target(f == Fault::KillLeader).await else { return Ok(Did::Skipped("no leader".into())) };
@@ -548,13 +553,7 @@ impl Nemesis {
             return Ok(Did::Injected(format!("node {k} added as a voter")));
         }
         // It may have become a member anyway; find out.
-        let leader = self.cluster.leader().await;
-        let st = match leader {
-            Some(l) => self.cluster.status_via(l).await,
-            None => None,
-        };
-        let member = st.as_ref().and_then(|s| s["members"].as_array().cloned()).unwrap_or_default().into_iter().find(|m| m["id"] == k);
-        match member {
+        match self.membership_of(k).await {
             Some(m) if m["voter"] == true => {
                 self.cluster.members.insert(k);
                 self.extra = Some(k);
@@ -586,9 +585,12 @@ impl Nemesis {
         if let Err(e) = std::fs::create_dir_all(self.cluster.data_dir(id)) {
             return format!("could not recreate its data directory: {e}");
         }
+        // A try that timed out may have removed it all the same: then it is simply not a member.
         if let Err(why) = self.admin_until_ok(&args!["cluster", "remove-node", "--id", id], "remove-node").await {
-            self.notes.push(format!("node {id} lost its disk and could not be removed: {why}"));
-            return format!("not rebuilt ({why})");
+            if !why.contains("is not a member") {
+                self.notes.push(format!("node {id} lost its disk and could not be removed: {why}"));
+                return format!("not rebuilt ({why})");
+            }
         }
         self.cluster.members.remove(&id);
         if let Err(e) = self.cluster.start_new_disk(id) {
@@ -601,11 +603,24 @@ impl Nemesis {
                 *self.counts.entry("rebuilt".into()).or_default() += 1;
                 "removed, started with --new-disk, added again".into()
             }
+            // The add may have committed despite the error (a timeout): ask.
+            Err(_) if self.membership_of(id).await.is_some_and(|m| m["voter"] == true) => {
+                self.cluster.members.insert(id);
+                *self.counts.entry("rebuilt".into()).or_default() += 1;
+                "removed, started with --new-disk, added again (the command itself failed)".into()
+            }
             Err(why) => {
                 self.notes.push(format!("node {id} was removed after losing its disk but could not be added again: {why}"));
                 format!("removed, not added again ({why})")
             }
         }
+    }
+
+    /// Node `k` as the leader lists it (its entry in the status' members), if it does.
+    async fn membership_of(&mut self, k: u64) -> Option<Value> {
+        let l = self.cluster.leader().await?;
+        let st = self.cluster.status_via(l).await?;
+        st["members"].as_array()?.iter().find(|m| m["id"] == k).cloned()
     }
 
     /// Runs an admin command until it succeeds (a few tries: an election may be on).

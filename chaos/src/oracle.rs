@@ -157,9 +157,7 @@ impl Oracle {
 
     pub fn violation(&self, v: String) {
         self.event("violation", json!(v));
-        if let Ok(mut m) = self.model.lock() {
-            m.violations.push(v);
-        }
+        self.with(|m| m.violations.push(v));
     }
 
     pub fn counts(&self) -> BTreeMap<String, KindCount> {

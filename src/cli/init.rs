@@ -163,8 +163,8 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// `cluster new-node`: one more node's certificate and config, pointing at the
-/// existing members. It does not bootstrap; `cluster add-node` brings it in.
-/// `cluster new-node`: writes one more node's config; returns its path.
+/// existing members; returns the config's path. It does not bootstrap;
+/// `cluster add-node` brings it in.
 pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<PathBuf> {
     let path = a.dir.join(CLUSTER_FILE);
     let cf: ClusterFile = toml::from_str(&fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;

@@ -36,6 +36,8 @@ fn bench_reports_every_figure_of_spec_section_4() {
         let v = path.split('.').fold(&r, |v, k| &v[k]);
         assert!(v.as_f64().is_some_and(|x| x > 0.0), "{path} is {v}");
     }
+    // The test-only mutations are never compiled into the binary under test.
+    assert_eq!(r["chaos_mutations_compiled"], false);
     let sr = &r["small_records"];
     // Every kind of small record was committed: the whole two-person cycle ran, fetch included.
     for kind in ["requests", "approvals", "accesses"] {

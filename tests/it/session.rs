@@ -104,14 +104,17 @@ fn a_node_that_has_not_caught_up_sends_logins_elsewhere() {
         std::process::Command::new(crate::harness::BIN).args(["cluster", "new-node", "--dir"]).arg(c.path()).args(["--id", "4"]).output().unwrap();
     assert!(out.status.success());
     c.start(4);
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // Asked directly, the blank node says it has not caught up rather than judging the user
+    // (asked until it listens: before that the answer is "connection refused").
+    let only4 = c.node_profile("admin", 4);
+    let err = crate::harness::wait_until("node 4 to answer that it has not caught up", std::time::Duration::from_secs(20), || {
+        let out = c.cli(&only4, &["items"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (!out.status.success() && !err.contains("onnection refused")).then_some(err)
+    });
+    assert!(err.contains("not caught up"), "{err}");
+    // A profile that asks it first is sent on to the others.
     let p = c.profile_asking("admin", &[4, 1, 2, 3]);
     let st = c.cli_json(&p, &["cluster", "status"]);
     assert!(st["leader"].as_u64().is_some_and(|l| l != 4), "{st}");
-    // Asked directly, the blank node says it has not caught up rather than judging the user.
-    let only4 = c.node_profile("admin", 4);
-    let out = c.cli(&only4, &["items"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not caught up"), "{err}");
 }

@@ -47,7 +47,7 @@ pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
 pub fn cpu_us(pid: &str) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = &text[text.rfind(')')? + 2..];
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     // /proc counts in USER_HZ, which Linux fixes at 100 for user space.
@@ -113,16 +113,23 @@ impl Bench {
         Ok(filed.request)
     }
 
-    /// Fetches `item` as bob under `request`; returns the seconds it took. The copy is deleted.
+    /// Fetches `item` as bob under `request`, checking its SHA-256 but keeping
+    /// no copy (the client's own disk is not what is measured); returns the seconds it took.
     pub async fn fetch(&self, item: &str, request: &str) -> anyhow::Result<f64> {
         let bob = session(&self.dir, "bob")?;
         bob.token().await?;
-        let out = self.dir.join("fetched.bin");
         let t = Instant::now();
-        access::fetch_to(&bob, item, request, &out).await.map_err(fail)?;
-        let secs = t.elapsed().as_secs_f64();
-        std::fs::remove_file(&out)?;
-        Ok(secs)
+        access::fetch_checked(&bob, item, request).await.map_err(fail)?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    /// Starts every node's peak RSS afresh (`/proc/PID/clear_refs`), so the
+    /// next phase's peak is its own.
+    pub fn reset_peak_rss(&self) -> anyhow::Result<()> {
+        for (_, pid) in self.cluster.pids() {
+            std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+        }
+        Ok(())
     }
 
     /// Current and peak RSS of every node, in MiB.
@@ -250,7 +257,8 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
     }
     let elapsed = start.elapsed().as_secs_f64();
     let (size_after, log_after) = audit_size(b).await?;
-    let total = size_after - size_before;
+    let grew = |after: u64, before: u64| after.checked_sub(before).ok_or_else(|| anyhow::anyhow!("the leader changed during the phase: rerun"));
+    let total = grew(size_after, size_before)?;
     let [requests, approvals, accesses, errors] = [0, 1, 2, 3].map(|k| counts[k].load(Ordering::Relaxed));
     anyhow::ensure!(total > 0, "no small record committed");
     let cpu_us_per_record =
@@ -264,7 +272,7 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
         approvals,
         accesses,
         errors,
-        log_entries: log_after - log_before,
+        log_entries: grew(log_after, log_before)?,
         cpu_us_per_record,
     })
 }

@@ -75,15 +75,18 @@ pub fn sha_rate(min_time: Duration) -> f64 {
 }
 
 /// Three threads each write `mib` MiB to their own file in `dir` and fsync
-/// it; the clip rate is `mib` over the time the slowest took.
-pub fn disk_rate(dir: &Path, mib: u64, direct: bool) -> anyhow::Result<f64> {
+/// it; the clip rate is `mib` over the time the slowest took. `None` when
+/// `direct` I/O was asked for and the file system refuses it.
+pub fn disk_rate(dir: &Path, mib: u64, direct: bool) -> anyhow::Result<Option<f64>> {
     use std::os::unix::fs::OpenOptionsExt;
     let block = pseudo_random_block(1 << 20)?;
+    let paths: Vec<_> = (0..3).map(|w| dir.join(format!("disk-test-{w}"))).collect();
+    let refused = |e: &std::io::Error| direct && e.raw_os_error() == Some(nix::libc::EINVAL);
     let start = Instant::now();
-    let writers: Vec<_> = (0..3)
-        .map(|w| {
-            let path = dir.join(format!("disk-test-{w}"));
-            let block = block.clone();
+    let writers: Vec<_> = paths
+        .iter()
+        .map(|path| {
+            let (path, block) = (path.clone(), block.clone());
             std::thread::spawn(move || -> std::io::Result<()> {
                 let mut o = std::fs::OpenOptions::new();
                 o.write(true).create_new(true);
@@ -93,27 +96,33 @@ pub fn disk_rate(dir: &Path, mib: u64, direct: bool) -> anyhow::Result<f64> {
                 let mut f = o.open(&path)?;
                 // Direct I/O wants an aligned buffer.
                 let (aligned, off) = aligned_copy(&block);
-                let written = (0..mib).try_for_each(|_| f.write_all(&aligned[off..]));
-                let synced = written.and_then(|_| f.sync_all());
-                drop(f);
-                std::fs::remove_file(&path)?;
-                synced
+                (0..mib).try_for_each(|_| f.write_all(&aligned[off..]))?;
+                f.sync_all()
             })
         })
         .collect();
-    for w in writers {
-        w.join().map_err(|_| anyhow::anyhow!("a disk writer panicked"))??;
+    let results: Vec<std::io::Result<()>> =
+        writers.into_iter().map(|w| w.join().map_err(|_| std::io::Error::other("a disk writer panicked")).and_then(|r| r)).collect();
+    let elapsed = start.elapsed();
+    for p in &paths {
+        let _ = std::fs::remove_file(p);
     }
-    Ok(rate(mib << 20, start.elapsed()))
+    for r in results {
+        match r {
+            Err(e) if refused(&e) => return Ok(None),
+            r => r?,
+        }
+    }
+    Ok(Some(rate(mib << 20, elapsed)))
 }
 
 pub fn measure(dir: &Path, disk_mib: u64) -> anyhow::Result<Limits> {
     let aes = aes_rate(Duration::from_secs(1))?;
     let sha = sha_rate(Duration::from_secs(1));
     let crypto = 1.0 / (AES_PASSES_PER_BYTE / aes + SHA_PASSES_PER_BYTE / sha);
-    let buffered = disk_rate(dir, disk_mib, false)?;
+    let buffered = disk_rate(dir, disk_mib, false)?.unwrap_or(0.0);
     // A file system without direct I/O (tmpfs) refuses it: the chunk store then writes buffered too.
-    let direct = disk_rate(dir, disk_mib, true).unwrap_or(0.0);
+    let direct = disk_rate(dir, disk_mib, true)?.unwrap_or(0.0);
     let disk = buffered.max(direct);
     let (limit, by) = if crypto <= disk { (crypto, "crypto") } else { (disk, "disk") };
     Ok(Limits {

@@ -121,8 +121,6 @@ impl Progress {
     }
 }
 
-const MB: f64 = 1_048_576.0 / 1e6;
-
 pub async fn run(a: BenchArgs, json: bool) -> Result<(), Failure> {
     let sizes = a.sizes();
     let tmp = match &a.dir {
@@ -243,6 +241,8 @@ async fn cluster_figures(
     records["bar_per_sec"] = json!(SMALL_RECORDS_BAR);
 
     p.phase(format!("memory: a {} MiB clip deposited and fetched, RSS watched", s.memory_mib));
+    // The peak is this phase's own, not the small records' or the first deposit's.
+    b.reset_peak_rss()?;
     let watch = {
         let pids = b.cluster.pids();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -292,7 +292,7 @@ async fn cluster_figures(
             b.deposit(mib << 20, "evidence").await?;
             held += mib;
         }
-        let held_mib = held as f64 + 4096.0 / MB / 1e6;
+        let held_mib = held as f64;
         p.phase(format!("recovery: a blank node joins and fetches {:.0} MiB of evidence", held_mib));
         let (id, secs) = b.join_node(Duration::from_secs(3600)).await?;
         let pid = b.cluster.pids().into_iter().find(|(i, _)| *i == id).map(|(_, p)| p);
