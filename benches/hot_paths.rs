@@ -59,13 +59,14 @@ fn signatures(c: &mut Criterion) {
         emergency: false,
         expires_at_ms: 1_900_000_000_000,
         nonce: hex::encode([5u8; 16]),
+        max_fetches: 1,
     };
     let public = key.public_key();
     let mut g = c.benchmark_group("signatures");
-    let bytes = req.signing_bytes();
+    let bytes = req.signing_bytes().unwrap();
     let raw = key.sign(&bytes);
     let sig = base64::engine::general_purpose::STANDARD.encode(raw);
-    g.bench_function("access request: canonical signing bytes (RFC 8785)", |b| b.iter(|| req.signing_bytes()));
+    g.bench_function("access request: canonical signing bytes (RFC 8785)", |b| b.iter(|| req.signing_bytes().unwrap()));
     g.bench_function("Ed25519 verify", |b| b.iter(|| assert!(verify_ed25519(&public, &bytes, &raw))));
     g.bench_function("access request: signature check, already verified once (apply's memory)", |b| {
         b.iter(|| assert!(signature_valid(&req, &public, &sig)))

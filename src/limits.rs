@@ -51,3 +51,39 @@ const _: () = assert!(MIN_CHUNK_SIZE_BYTES <= CHUNK_SIZE_BYTES && CHUNK_SIZE_BYT
 const _: () = assert!(MAX_CLIP_SIZE_BYTES / MIN_CHUNK_SIZE_BYTES < u32::MAX as u64);
 const _: () = assert!(IMPORTANT_RETENTION_SECS > STANDARD_RETENTION_SECS);
 const _: () = assert!(PIPELINE_CHUNKS >= 1);
+
+/// Latest time any command may carry or any record may name, in unix
+/// milliseconds (2^47 ms, in the year 6429): far below both 2^53 (the largest
+/// integer canonical JSON carries exactly) and the year 9999 (the last one
+/// RFC 3339 writes), with room for a retention period or a grant on top.
+/// Apply refuses a command whose time lies beyond it.
+pub const MAX_TIME_MS: u64 = 1 << 47;
+/// Longest time a request, and the grant it forms, stays valid after it is
+/// filed: seven days. Apply refuses a later expiry.
+pub const MAX_GRANT_SECS: u64 = 7 * 24 * 3600;
+/// Longest retention period a cluster may be configured with (100 years).
+pub const MAX_RETENTION_SECS: u64 = 100 * 365 * 24 * 3600;
+/// Largest node id: ids appear as integers in audit records, and canonical
+/// JSON carries integers exactly only below 2^53.
+pub const MAX_NODE_ID: u64 = (1 << 53) - 1;
+/// Most participants one access request may name.
+pub const MAX_PARTICIPANTS: usize = 16;
+/// Longest user name (a client certificate's common name) in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest base64 signature or key field accepted in a command, in bytes (an
+/// Ed25519 signature is 88 base64 characters).
+pub const MAX_SIGNATURE_B64_BYTES: usize = 128;
+/// Longest signed note (a checkpoint with its cosignatures) in bytes.
+pub const MAX_NOTE_BYTES: usize = 64 * 1024;
+/// Most fetches one grant may allow (a request names how many; 1 by default).
+pub const MAX_FETCHES_PER_GRANT: u32 = 100;
+/// Longest legal-hold reason, in bytes.
+pub const MAX_REASON_BYTES: usize = MAX_TEXT_BYTES;
+
+const _: () = assert!(MAX_TIME_MS + MAX_RETENTION_SECS * 1000 + MAX_GRANT_SECS * 1000 < 253_402_300_800_000);
+const _: () = assert!(MAX_TIME_MS + MAX_RETENTION_SECS * 1000 < 1 << 53);
+const _: () = assert!(IMPORTANT_RETENTION_SECS <= MAX_RETENTION_SECS);
+const _: () = assert!(approval_ttl_fits());
+const fn approval_ttl_fits() -> bool {
+    crate::approval::DEFAULT_TTL_SECS <= MAX_GRANT_SECS
+}

@@ -62,13 +62,58 @@ pub struct RetentionView {
     pub leaf_index: u64,
 }
 
-/// One entry of an item's custody trail.
+/// One entry of an item's custody trail: one audit leaf, as typed JSON.
+/// `kind` and `time` are the leaf record's own; every other field of the
+/// record (docs/AUDIT_FORMATS.md) appears beside them under its own name,
+/// with its own type (`v`, the record version, included).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrailEntry {
+    /// Index of the leaf in the audit log.
+    pub leaf_index: u64,
+    /// The record's kind: `deposit`, `request`, `approval`, `grant`, `access`, `hold`, `retention`, `purge`, `scrub`, ...
     pub kind: String,
+    /// RFC 3339 UTC, stamped by the leader.
     pub time: String,
-    pub who: String,
-    pub detail: String,
+    /// The record's other fields, unchanged.
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TrailEntry {
+    /// The entry for one leaf's canonical JSON record.
+    pub fn from_record(leaf_index: u64, record: serde_json::Value) -> Result<Self, String> {
+        let serde_json::Value::Object(mut fields) = record else { return Err(format!("leaf {leaf_index} is not a JSON object")) };
+        let mut take = |f: &str| match fields.remove(f) {
+            Some(serde_json::Value::String(s)) => Ok(s),
+            _ => Err(format!("leaf {leaf_index} has no string `{f}`")),
+        };
+        let kind = take("kind")?;
+        let time = take("time")?;
+        fields.remove("leaf_index");
+        Ok(TrailEntry { leaf_index, kind, time, fields })
+    }
+
+    /// Who acted, for people to read: the depositor, the signer or `by`.
+    pub fn who(&self) -> &str {
+        ["depositor", "by", "signer"].iter().find_map(|f| self.fields.get(*f).and_then(|v| v.as_str())).unwrap_or("")
+    }
+
+    /// A line of prose for people (the `--json` output carries the fields instead).
+    pub fn summary(&self) -> String {
+        let s = |f: &str| self.fields.get(f).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+        match self.kind.as_str() {
+            "deposit" => format!("{} bytes, sha256 {}", s("size"), s("sha256")),
+            "request" | "grant" | "access" => {
+                format!("request {} to {} (officers {}), purpose: {}", s("request"), s("action"), s("officers"), s("purpose"))
+            }
+            "approval" => format!("request {} signed as {}", s("request"), s("as")),
+            "hold" => format!("{} {}", s("action"), s("reason")),
+            "retention" => format!("{} → {}, until {}", s("from"), s("to"), s("retain_until")),
+            "purge" => format!("request {}: data key and {} chunks destroyed", s("request"), s("chunks")),
+            "scrub" => format!("node {} found chunk {} {}; repaired: {}", s("node"), s("chunk"), s("found"), s("repaired")),
+            _ => String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -133,10 +178,19 @@ pub struct AddMember {
     pub learner_only: bool,
 }
 
-/// Renders unix milliseconds as RFC 3339 UTC.
+/// Renders unix milliseconds as RFC 3339 UTC, or `None` for a time RFC 3339
+/// cannot write (after the year 9999). Every conversion is checked: no input panics.
+pub fn try_rfc3339_ms(ms: u64) -> Option<String> {
+    let nanos = i128::from(ms).checked_mul(1_000_000)?;
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Renders unix milliseconds as RFC 3339 UTC. Apply refuses every time beyond
+/// [`crate::limits::MAX_TIME_MS`], so records never reach the fallback: a
+/// time RFC 3339 cannot write renders as the last instant it can.
 pub fn rfc3339_ms(ms: u64) -> String {
-    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms.min(i64::MAX as u64) as i64);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| format!("@{ms}ms"))
+    try_rfc3339_ms(ms).unwrap_or_else(|| "9999-12-31T23:59:59.999Z".to_string())
 }
 
 /// `GET /v1/checkpoint`.

@@ -231,7 +231,7 @@ pub async fn run(cluster: &mut Cluster, client: &Client, keys: &Path, fetch_limi
     for ((user, item), fetched) in &delivered {
         let Some(trail) = trails.get(item) else { continue };
         pairs += 1;
-        let records = trail.iter().filter(|t| t["kind"].as_str().is_some_and(|k| k.starts_with("access")) && t["who"] == user.as_str()).count();
+        let records = trail.iter().filter(|t| t["kind"] == "access" && t["by"] == user.as_str()).count();
         if records < fetched.len() {
             let ops: Vec<String> =
                 fetched.iter().map(|(op, req, ok)| format!("op {op} (request {req}, {})", if *ok { "completed" } else { "cut off" })).collect();

@@ -121,7 +121,20 @@ impl Client {
 
     /// alice files a retrieval request for `item` with bob; returns the request id.
     pub async fn request(&self, process: &str, item: &str) -> Option<String> {
-        let args = args!["request", item, "--action", "retrieve", "--purpose", "chaos check", "--approval-doc", "DOC-CHAOS", "--with", "bob"];
+        let args = args![
+            "request",
+            item,
+            "--action",
+            "retrieve",
+            "--purpose",
+            "chaos check",
+            "--approval-doc",
+            "DOC-CHAOS",
+            "--with",
+            "bob",
+            "--fetches",
+            "100"
+        ];
         let (op, out) =
             self.call(process, "request", &self.profile("alice"), &args, json!({ "item": item, "by": "alice", "with": ["bob"] }), OP_TIMEOUT).await;
         let v = out.json().unwrap_or(Value::Null);
@@ -149,8 +162,9 @@ impl Client {
                 r.approve_invoked.insert(user.to_string());
             }
         });
-        let (op, out) =
-            self.call(process, "approve", &self.profile(user), &args!["approve", req], json!({ "request": req, "by": user }), OP_TIMEOUT).await;
+        let (op, out) = self
+            .call(process, "approve", &self.profile(user), &args!["approve", req, "--yes"], json!({ "request": req, "by": user }), OP_TIMEOUT)
+            .await;
         let v = out.json().unwrap_or(Value::Null);
         let outcome = self.done(op, process, "approve", &out, v.clone());
         let status = v["status"].as_str().map(str::to_string).filter(|_| outcome == Outcome::Ok)?;

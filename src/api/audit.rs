@@ -114,7 +114,7 @@ pub async fn proof_bundle(
     let mut approvals = Vec::new();
     for rid in requests {
         let Some(r) = crate::vault::access::request(&node.state, &rid).map_err(ApiError::internal)? else { continue };
-        let signed = BASE64.encode(r.request.signing_bytes());
+        let signed = BASE64.encode(r.request.signing_bytes().map_err(ApiError::internal)?);
         for (signer, signature) in &r.signatures {
             let key = crate::vault::registry::person(&node.state, signer).map_err(ApiError::internal)?.map(|p| p.public_key).unwrap_or_default();
             approvals.push(serde_json::json!({ "request": rid, "signer": signer, "public_key": key, "signature": signature, "signed": signed }));

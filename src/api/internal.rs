@@ -128,8 +128,14 @@ pub async fn put_chunk(
     {
         node.inflight.touch(item, name);
     }
-    let store = node.chunks.clone();
-    let res = tokio::task::spawn_blocking(move || store.put(&name, &body)).await.map_err(ApiError::internal)?;
+    let (store, db) = (node.chunks.clone(), node.db.clone());
+    let res = tokio::task::spawn_blocking(move || {
+        let put = store.put(&name, &body)?;
+        crate::node::held::mark(&db, &name).map_err(|e| crate::evidence::ChunkStoreError::Io(std::io::Error::other(e.to_string())))?;
+        Ok(put)
+    })
+    .await
+    .map_err(ApiError::internal)?;
     match res {
         Ok(Put::Written) => Ok(StatusCode::CREATED),
         Ok(Put::AlreadyPresent) => Ok(StatusCode::OK),

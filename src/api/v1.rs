@@ -120,21 +120,7 @@ pub async fn show_item(
     for leaf in crate::vault::access::item_log(&node.state, &id).map_err(ApiError::internal)? {
         let Some(bytes) = crate::vault::audit::leaf(&node.state, leaf).map_err(ApiError::internal)? else { continue };
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-        let s = |f: &str| v.get(f).and_then(|x| x.as_str()).unwrap_or_default().to_string();
-        let who = ["depositor", "by", "signer"].iter().map(|f| s(f)).find(|w| !w.is_empty()).unwrap_or_default();
-        let detail = match s("kind").as_str() {
-            "deposit" => format!("{} bytes, sha256 {}", rec.manifest.size, rec.manifest.sha256),
-            "request" | "grant" | "access" => {
-                format!("request {} to {} (officers {}), purpose: {}", s("request"), s("action"), v["officers"], s("purpose"))
-            }
-            "approval" => format!("request {} signed as {}", s("request"), s("as")),
-            "hold" => format!("{} {}", s("action"), s("reason")),
-            "retention" => format!("{} → {}, until {}", s("from"), s("to"), s("retain_until")),
-            "purge" => format!("request {}: data key and {} chunks destroyed", s("request"), v["chunks"]),
-            "scrub" => format!("node {} found chunk {} {}; repaired: {}", v["node"], s("chunk"), s("found"), v["repaired"]),
-            _ => String::new(),
-        };
-        trail.push(TrailEntry { kind: format!("{} (leaf {leaf})", s("kind")), time: s("time"), who, detail });
+        trail.push(TrailEntry::from_record(leaf, v).map_err(ApiError::internal)?);
     }
     Ok(Json(ItemDetail { item: view(&rec), trail }))
 }
@@ -206,6 +192,9 @@ pub async fn add_member(
     if !req.addr.starts_with("https://") {
         return Err(ApiError::bad_request("addr must be https://host:port"));
     }
+    if req.id > crate::limits::MAX_NODE_ID {
+        return Err(ApiError::bad_request(format!("node ids are at most {}", crate::limits::MAX_NODE_ID)));
+    }
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
@@ -263,6 +252,20 @@ pub async fn openapi() -> Json<serde_json::Value> {
         "openapi": "3.1.0",
         "info": { "title": "custody", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
+        "components": { "schemas": {
+            "TrailEntry": {
+                "description": "One audit leaf about an item (GET /v1/items/{id}, field `trail`): `kind` and `time` are the record's own, every other field of the record (docs/AUDIT_FORMATS.md) appears under its own name and type",
+                "type": "object",
+                "required": ["leaf_index", "kind", "time", "v"],
+                "properties": {
+                    "leaf_index": { "type": "integer", "minimum": 0 },
+                    "kind": { "type": "string", "enum": ["deposit", "request", "approval", "grant", "access", "hold", "retention", "purge", "scrub"] },
+                    "time": { "type": "string", "format": "date-time" },
+                    "v": { "type": "integer" },
+                },
+                "additionalProperties": true,
+            },
+        }},
     }))
 }
 

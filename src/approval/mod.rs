@@ -71,20 +71,30 @@ pub struct AccessRequest {
     pub expires_at_ms: u64,
     /// Random hex, so two otherwise equal requests are distinct.
     pub nonce: String,
+    /// How many fetches the grant allows (1 to `limits::MAX_FETCHES_PER_GRANT`).
+    #[serde(default = "one_fetch")]
+    pub max_fetches: u32,
+}
+
+fn one_fetch() -> u32 {
+    1
 }
 
 impl AccessRequest {
-    /// The exact bytes each signer signs: the context line, then the request as canonical JSON.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let v = serde_json::to_value(self).expect("a request serialises");
-        // Strings and integers below 2^53 only, so canonicalisation cannot fail.
-        let body = crate::audit::to_canonical_bytes(&v).expect("a request canonicalises");
-        [SIGNING_CONTEXT, &body].concat()
+    /// The exact bytes each signer signs: the context line, then the request
+    /// as canonical JSON. A request that does not [`validate`](Self::validate)
+    /// has none: it is refused, never signed.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, String> {
+        self.validate()?;
+        let v = serde_json::to_value(self).map_err(|e| format!("the request does not serialise: {e}"))?;
+        let body = crate::audit::to_canonical_bytes(&v).map_err(|e| format!("the request has no canonical form: {e}"))?;
+        Ok([SIGNING_CONTEXT, &body].concat())
     }
 
-    /// The request's id: the first 16 bytes of the SHA-256 of its signing bytes, hex.
-    pub fn id(&self) -> String {
-        hex::encode(&crate::crypto::sha256(&self.signing_bytes())[..16])
+    /// The request's id: the first 16 bytes of the SHA-256 of its signing
+    /// bytes, hex; an error for a request that does not validate.
+    pub fn id(&self) -> Result<String, String> {
+        Ok(hex::encode(&crate::crypto::sha256(&self.signing_bytes()?)[..16]))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -93,16 +103,22 @@ impl AccessRequest {
         if self.participants.len() < 2 {
             return Err("a request names at least two participating officers (art. 18(1))".into());
         }
+        if self.participants.len() > crate::limits::MAX_PARTICIPANTS {
+            return Err(format!("a request names at most {} participants", crate::limits::MAX_PARTICIPANTS));
+        }
         for (i, p) in self.participants.iter().enumerate() {
             crate::vault::registry::check_name("participant", p)?;
             if self.participants[..i].contains(p) {
                 return Err(format!("{p} is named twice: a person never counts twice"));
             }
         }
+        if self.max_fetches == 0 || self.max_fetches > crate::limits::MAX_FETCHES_PER_GRANT {
+            return Err(format!("a grant allows 1 to {} fetches", crate::limits::MAX_FETCHES_PER_GRANT));
+        }
         if self.nonce.len() != 32 || hex::decode(&self.nonce).is_err() {
             return Err("nonce must be 32 hex digits".into());
         }
-        if self.expires_at_ms >= (1u64 << 53) {
+        if self.expires_at_ms > crate::limits::MAX_TIME_MS {
             return Err("expiry out of range".into());
         }
         Ok(())
@@ -125,7 +141,9 @@ pub type Signatures = BTreeMap<String, String>;
 
 /// Does `signature` (base64) by `key` cover this request?
 pub fn signature_valid(req: &AccessRequest, key: &[u8; 32], signature: &str) -> bool {
-    BASE64.decode(signature).is_ok_and(|sig| crate::crypto::verify_ed25519_remembered(key, &req.signing_bytes(), &sig))
+    let Ok(bytes) = req.signing_bytes() else { return false };
+    signature.len() <= crate::limits::MAX_SIGNATURE_B64_BYTES
+        && BASE64.decode(signature).is_ok_and(|sig| crate::crypto::verify_ed25519_remembered(key, &bytes, &sig))
 }
 
 /// Proof that a request met every quorum rule; only [`evaluate`] makes one.
@@ -176,7 +194,7 @@ pub fn evaluate(req: &AccessRequest, sigs: &Signatures, lookup: &dyn Fn(&str) ->
             })
     });
     match (missing.is_empty(), approver) {
-        (true, Some((name, _))) => Ok(Standing::Granted(QuorumApproved { request: req.id(), approver: name.clone() })),
+        (true, Some((name, _))) => Ok(Standing::Granted(QuorumApproved { request: req.id()?, approver: name.clone() })),
         (_, None) => {
             missing.push(if req.emergency { "an emergency-approver".into() } else { "an approver".into() });
             Ok(Standing::Pending(missing))

@@ -22,11 +22,12 @@ fn request(participants: &[&str], emergency: bool) -> AccessRequest {
         emergency,
         expires_at_ms: 1_000,
         nonce: "00".repeat(16),
+        max_fetches: 1,
     }
 }
 
 fn sign(p: &Person, req: &AccessRequest) -> String {
-    BASE64.encode(p.key.sign(&req.signing_bytes()))
+    BASE64.encode(p.key.sign(&req.signing_bytes().unwrap()))
 }
 
 fn world() -> Vec<Person> {

@@ -38,6 +38,12 @@ pub struct RequestArgs {
     /// Art. 17 ¶2: approved by an emergency-approver.
     #[arg(long)]
     pub emergency: bool,
+    /// How many fetches the grant allows (at most `limits::MAX_FETCHES_PER_GRANT`).
+    #[arg(long, default_value_t = 1)]
+    pub fetches: u32,
+    /// How long the request and its grant stay valid, in seconds (at most `limits::MAX_GRANT_SECS`).
+    #[arg(long, default_value_t = DEFAULT_TTL_SECS)]
+    pub valid_secs: u64,
 }
 
 fn failure(e: HttpError) -> Failure {
@@ -67,8 +73,11 @@ fn me(s: &Session) -> Result<(String, std::sync::Arc<SigningKey>), Failure> {
     Ok(s.signer.get_or_init(|| known).clone())
 }
 
-fn sign(key: &SigningKey, req: &AccessRequest) -> String {
-    BASE64.encode(key.sign(&req.signing_bytes()))
+/// Signs a request; one that does not validate (a hostile node may send
+/// anything) is an error, never a panic.
+fn sign(key: &SigningKey, req: &AccessRequest) -> Result<String, Failure> {
+    let bytes = req.signing_bytes().map_err(|e| Failure::new(1, format!("refusing to sign an invalid request: {e}")))?;
+    Ok(BASE64.encode(key.sign(&bytes)))
 }
 
 pub async fn request(s: &Session, a: RequestArgs, json: bool) -> Result<(), Failure> {
@@ -93,29 +102,77 @@ pub async fn file_request(s: &Session, a: RequestArgs) -> Result<RequestStatus, 
         approval_doc: a.approval_doc,
         participants,
         emergency: a.emergency,
-        expires_at_ms: crate::node::now_ms() + DEFAULT_TTL_SECS * 1000,
+        expires_at_ms: crate::node::now_ms().saturating_add(a.valid_secs.saturating_mul(1000)),
         nonce: hex::encode(crate::crypto::random_bytes::<16>()?),
+        max_fetches: a.fetches,
     };
     req.validate().map_err(|e| Failure::new(2, e))?;
-    let body = FileRequest { signature: sign(&key, &req), request: req };
+    let body = FileRequest { signature: sign(&key, &req)?, request: req };
     s.call(Method::POST, "/v1/requests", Some(&body), TIMEOUT).await.map_err(failure)
 }
 
-pub async fn approve(s: &Session, id: &str, json: bool) -> Result<(), Failure> {
-    let st = sign_request(s, id).await?;
+pub async fn approve(s: &Session, id: &str, yes: bool, json: bool) -> Result<(), Failure> {
+    let st = sign_request_confirmed(s, id, if yes { Confirm::Yes } else { Confirm::Ask }).await?;
     emit(json, &serde_json::to_value(&st)?, || format!("request {}: {}", st.request, st.status));
     Ok(())
 }
 
-/// Signs request `id` with the profile's key; prints nothing.
+/// Whether `approve` shows the request and waits for the signer's word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// `--yes`: sign without asking (scripts).
+    Yes,
+    /// Show the request on standard error; on a terminal, ask before signing.
+    /// Without a terminal and without `--yes`, refuse.
+    Ask,
+}
+
+/// Signs request `id` with the profile's key without asking; prints nothing.
 pub async fn sign_request(s: &Session, id: &str) -> Result<RequestStatus, Failure> {
+    sign_request_confirmed(s, id, Confirm::Yes).await
+}
+
+/// What the signer is asked to sign, as a person reads it.
+pub fn describe(req: &AccessRequest) -> String {
+    let expires = crate::wire::try_rfc3339_ms(req.expires_at_ms).unwrap_or_else(|| format!("{} ms after 1970", req.expires_at_ms));
+    format!(
+        "item:          {}\naction:        {}\npurpose:       {}\napproval doc:  {}\nparticipants:  {}\nexpires:       {}\nemergency:     {}\nfetches:       {}\n",
+        req.item,
+        req.action,
+        req.purpose,
+        req.approval_doc,
+        req.participants.join(", "),
+        expires,
+        if req.emergency { "YES" } else { "no" },
+        req.max_fetches,
+    )
+}
+
+async fn sign_request_confirmed(s: &Session, id: &str, confirm: Confirm) -> Result<RequestStatus, Failure> {
     let (_, key) = me(s)?;
     let rec: RequestRecord = s.call::<(), _>(Method::GET, &format!("/v1/requests/{id}"), None, TIMEOUT).await.map_err(failure)?;
+    // Validate before anything else: a hostile node may send any request.
+    rec.request.validate().map_err(|e| Failure::new(1, format!("the vault returned an invalid request: {e}")))?;
     // Sign only what the id names: a node cannot slip another request under this id.
-    if rec.request.id() != id {
-        return Err(Failure::new(1, format!("the vault returned a request whose id is {}, not {id}", rec.request.id())));
+    let got = rec.request.id().map_err(|e| Failure::new(1, e))?;
+    if got != id {
+        return Err(Failure::new(1, format!("the vault returned a request whose id is {got}, not {id}")));
     }
-    let body = Signature { signature: sign(&key, &rec.request) };
+    if confirm == Confirm::Ask {
+        use std::io::{BufRead, IsTerminal, Write};
+        eprint!("You are about to sign access request {id}:\n{}", describe(&rec.request));
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::new(2, "not signed: confirm on a terminal, or pass --yes to sign without asking"));
+        }
+        eprint!("Sign it? [y/N] ");
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(2, format!("reading the answer: {e}")))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            return Err(Failure::new(1, "not signed: the signer declined"));
+        }
+    }
+    let body = Signature { signature: sign(&key, &rec.request)? };
     s.call(Method::POST, &format!("/v1/requests/{id}/approvals"), Some(&body), TIMEOUT).await.map_err(failure)
 }
 

@@ -198,6 +198,8 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
         approval_doc: "APPROVAL-2026-117".into(),
         with: vec!["bob".into()],
         emergency: false,
+        fetches: 1,
+        valid_secs: crate::approval::DEFAULT_TTL_SECS,
     };
     let granted = async {
         let filed = super::access::file_request(&alice, args).await?;

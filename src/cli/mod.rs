@@ -77,8 +77,14 @@ pub enum Command {
     },
     /// File an access request (you are its first participant) and sign it.
     Request(access::RequestArgs),
-    /// Sign a request as a participant or as approver.
-    Approve { request: String },
+    /// Sign a request as a participant or as approver. Shows the request first
+    /// and, on a terminal, asks before signing.
+    Approve {
+        request: String,
+        /// Sign without asking (for scripts); without a terminal it is required.
+        #[arg(long)]
+        yes: bool,
+    },
     /// As a participant of a granted request: record the access, then stream the clip.
     Fetch {
         item: String,
@@ -296,7 +302,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Extend { item, retention } => {
             access::retention(&ops::session(cli.profile)?, &item, "extend", serde_json::json!({ "retention": retention }), json).await
         }
-        Command::Approve { request } => access::approve(&ops::session(cli.profile)?, &request, json).await,
+        Command::Approve { request, yes } => access::approve(&ops::session(cli.profile)?, &request, yes, json).await,
         Command::Fetch { item, request, out } => access::fetch(&ops::session(cli.profile)?, &item, &request, &out, json).await,
         Command::Registry(cmd) => registry::run(&ops::session(cli.profile)?, cmd, json).await,
         Command::Proof { item, out } => audit::proof(&ops::session(cli.profile)?, &item, &out, json).await,

@@ -356,7 +356,7 @@ pub async fn show(s: &Session, item: &str, json: bool) -> Result<(), Failure> {
         );
         out.push_str("\n  trail:");
         for t in &d.trail {
-            out.push_str(&format!("\n    {} {} by {}: {}", t.time, t.kind, t.who, t.detail));
+            out.push_str(&format!("\n    {} {} (leaf {}) by {}: {}", t.time, t.kind, t.leaf_index, t.who(), t.summary()));
         }
         out
     });

@@ -101,9 +101,10 @@ async fn put_chunk(node: &Node, item: ItemId, addr: &str, name: &ChunkName, byte
 async fn store_locally(node: Arc<Node>, item: ItemId, mut rx: mpsc::Receiver<ChunkMsg>) -> Result<(), String> {
     while let Some((name, bytes)) = rx.recv().await {
         node.inflight.touch(item, name);
-        let store = node.chunks.clone();
-        match tokio::task::spawn_blocking(move || store.put_own(&name, &bytes)).await {
-            Ok(Ok(_)) => {}
+        let (store, db) = (node.chunks.clone(), node.db.clone());
+        match tokio::task::spawn_blocking(move || store.put_own(&name, &bytes).map(|_| super::held::mark(&db, &name))).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(format!("marking chunk {name} held: {e}")),
             Ok(Err(ChunkStoreError::Full)) => return Err("this node's disk is full".into()),
             Ok(Err(e)) => return Err(e.to_string()),
             Err(e) => return Err(e.to_string()),
@@ -126,6 +127,13 @@ where
     node.ensure_configured().await.map_err(internal)?;
     if size > limits::MAX_CLIP_SIZE_BYTES {
         return Err(DepositError::Invalid(format!("a clip may be at most {} bytes", limits::MAX_CLIP_SIZE_BYTES)));
+    }
+    // Apply decides (the seal is refused for anyone else); this early look only
+    // spares a court or an administrator from streaming a clip in for nothing.
+    match crate::vault::registry::person(&node.state, &depositor) {
+        Ok(Some(p)) if p.has(crate::vault::registry::Role::Officer) => {}
+        Ok(_) => return Err(DepositError::Refused(format!("{depositor} is not a registered, unrevoked officer: only officers deposit"))),
+        Err(e) => return Err(internal(e)),
     }
     let chunk_size = node.cfg.chunk_size_bytes;
     let count = chunk_count(size, chunk_size);

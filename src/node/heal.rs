@@ -24,6 +24,10 @@ const FULL_SCAN_EVERY_ROUNDS: u32 = 6;
 
 pub async fn heal_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEvent>) {
     let mut missing: BTreeSet<ChunkName> = BTreeSet::new();
+    // Chunks this node had held and found gone (a finding), with whether the
+    // finding recorded so far said `repaired`; and findings not yet recorded.
+    let mut lost: std::collections::BTreeMap<ChunkName, bool> = Default::default();
+    let mut unrecorded: Vec<(ChunkName, bool)> = Vec::new();
     let mut full_scan = true;
     let mut round = 0u32;
     loop {
@@ -43,17 +47,40 @@ pub async fn heal_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEv
                 node.missing_chunks.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
-            match fetch_from_peers(&node, &name).await {
+            let was_held = lost.contains_key(&name) || super::held::was_held(&node.db, &name).unwrap_or(false);
+            if was_held && !lost.contains_key(&name) {
+                tracing::error!(chunk = %name, "a chunk this node held is gone from its disk: recording the finding");
+            }
+            let repaired = match fetch_from_peers(&node, &name).await {
                 Ok(()) => {
                     node.missing_chunks.fetch_sub(1, Ordering::Relaxed);
-                    tracing::info!(chunk = %name, "fetched a missing chunk from a peer")
+                    tracing::info!(chunk = %name, "fetched a missing chunk from a peer");
+                    true
                 }
                 Err(e) => {
                     tracing::debug!(chunk = %name, error = %e, "chunk still missing");
                     still.insert(name);
+                    false
                 }
+            };
+            // A finding once when first seen, and once more when repaired later.
+            if was_held && lost.get(&name) != Some(&true) && (repaired || !lost.contains_key(&name)) {
+                lost.insert(name, repaired);
+                unrecorded.push((name, repaired));
+            }
+            if repaired {
+                lost.remove(&name);
             }
         }
+        let mut failed = Vec::new();
+        for (chunk, repaired) in std::mem::take(&mut unrecorded) {
+            let f = super::scrub::Finding { chunk, found: "missing".into(), repaired };
+            if let Err(e) = super::scrub::record(&node, node.id(), f).await {
+                tracing::warn!(chunk = %chunk, error = %e, "could not record a missing-chunk finding yet; retrying");
+                failed.push((chunk, repaired));
+            }
+        }
+        unrecorded = failed;
         missing = still;
         node.missing_chunks.store(missing.len() as u64, Ordering::Relaxed);
         if !missing.is_empty() {
@@ -74,6 +101,10 @@ pub async fn heal_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEv
                 Some(SmEvent::Purged(names)) => {
                     for n in &names {
                         missing.remove(n);
+                        lost.remove(n);
+                        if let Err(e) = super::held::forget(&node.db, n) {
+                            tracing::error!(chunk = %n, error = %e, "could not forget a purged chunk");
+                        }
                         if let Err(e) = node.chunks.remove(n) {
                             tracing::error!(chunk = %n, error = %e, "could not delete a purged chunk");
                         }
@@ -127,9 +158,14 @@ pub async fn fetch_from_peers(node: &Arc<Node>, name: &ChunkName) -> anyhow::Res
             last_err = anyhow::anyhow!("{url}: bytes do not match the chunk name");
             continue;
         }
-        let store = node.chunks.clone();
+        let (store, db) = (node.chunks.clone(), node.db.clone());
         let name = *name;
-        tokio::task::spawn_blocking(move || store.put(&name, &bytes)).await??;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            store.put(&name, &bytes)?;
+            super::held::mark(&db, &name)?;
+            Ok(())
+        })
+        .await??;
         return Ok(());
     }
     Err(last_err)
@@ -166,7 +202,10 @@ pub fn collect_orphans(node: &Node, grace: Duration) -> Result<usize, anyhow::Er
         let old = now.duration_since(modified).map(|age| age >= grace).unwrap_or(false);
         if old && !node.inflight.protects(&name, grace) && query::chunk_owner(&node.state, &name)?.is_none() {
             match node.chunks.remove(&name) {
-                Ok(()) => removed += 1,
+                Ok(()) => {
+                    super::held::forget(&node.db, &name)?;
+                    removed += 1
+                }
                 Err(ChunkStoreError::Missing(_)) => {}
                 Err(e) => return Err(e.into()),
             }

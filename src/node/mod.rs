@@ -5,6 +5,7 @@
 pub mod checkpoint;
 mod deposit;
 mod heal;
+pub mod held;
 mod inflight;
 pub mod proposer;
 pub mod scrub;

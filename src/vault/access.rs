@@ -27,6 +27,9 @@ pub struct RequestRecord {
     pub filed_at_ms: u64,
     pub leaf_index: u64,
     pub grant: Option<Grant>,
+    /// Accesses recorded under the grant so far (at most `request.max_fetches`).
+    #[serde(default)]
+    pub fetches: u32,
 }
 
 pub mod keys {
@@ -91,7 +94,13 @@ pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &s
     if time_ms >= req.expires_at_ms {
         return refuse("the request has already expired");
     }
-    let id = req.id();
+    if req.expires_at_ms - time_ms > crate::limits::MAX_GRANT_SECS * 1000 {
+        return refuse(format!("a request is valid for at most {} seconds after it is filed", crate::limits::MAX_GRANT_SECS));
+    }
+    let id = match req.id() {
+        Ok(id) => id,
+        Err(e) => return refuse(e),
+    };
     if request(tx, &id)?.is_some() {
         return refuse(format!("request {id} was already filed"));
     }
@@ -109,12 +118,12 @@ pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &s
     let record = json!({
         "item": req.item, "request": id, "action": req.action, "officers": req.participants, "purpose": req.purpose,
         "approval_doc": req.approval_doc, "emergency": req.emergency, "expires_at": audit::rfc3339(req.expires_at_ms), "by": by,
-        "signature": signature,
+        "signature": signature, "max_fetches": req.max_fetches,
     });
     let leaf_index = append_for_item(tx, &req.item, &audit::record("request", time, record))?;
     let mut signatures = Signatures::new();
     signatures.insert(by.to_string(), signature.to_string());
-    put(tx, &RequestRecord { id: id.clone(), request: req.clone(), signatures, filed_at_ms: time, leaf_index, grant: None });
+    put(tx, &RequestRecord { id: id.clone(), request: req.clone(), signatures, filed_at_ms: time, leaf_index, grant: None, fetches: 0 });
     Ok(Outcome::RequestStatus { request: id, granted: false, leaf_index })
 }
 
@@ -155,9 +164,11 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
     let standing = approval::evaluate(&rec.request, &rec.signatures, &|n| signer_of(tx, n));
     let granted = match standing {
         Ok(Standing::Granted(proof)) => {
+            let r = &rec.request;
             let record = json!({
-                "item": item, "request": id, "officers": rec.request.participants, "approver": proof.approver(),
-                "action": rec.request.action, "expires_at": audit::rfc3339(rec.request.expires_at_ms),
+                "item": item, "request": id, "officers": r.participants, "approver": proof.approver(),
+                "action": r.action, "expires_at": audit::rfc3339(r.expires_at_ms), "purpose": r.purpose,
+                "approval_doc": r.approval_doc, "emergency": r.emergency, "max_fetches": r.max_fetches,
             });
             leaf_index = append_for_item(tx, &item, &audit::record("grant", time, record))?;
             rec.grant = Some(Grant { approver: proof.approver().to_string(), at_ms: time, leaf_index });
@@ -170,14 +181,31 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
     Ok(Outcome::RequestStatus { request: id.to_string(), granted, leaf_index })
 }
 
-/// The access record (art. 14(4)), committed before any byte is served.
-pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
-    let Some(rec) = request(tx, id)? else { return refuse(format!("no request {id}")) };
+/// Why a granted request no longer allows anything, if it does not: expired,
+/// used up, or one of its signers revoked since (which ends it).
+pub(super) fn grant_ended(tx: &dyn StateRead, rec: &RequestRecord, time_ms: u64) -> Option<String> {
     if rec.grant.is_none() {
-        return refuse("the request has not been granted");
+        return Some("the request has not been granted".into());
     }
     if time_ms >= rec.request.expires_at_ms {
-        return refuse("the grant has expired");
+        return Some("the grant has expired".into());
+    }
+    if rec.fetches >= rec.request.max_fetches {
+        return Some(format!("the grant allowed {} fetch(es), all used", rec.request.max_fetches));
+    }
+    for signer in rec.signatures.keys() {
+        if signer_of(tx, signer).is_none_or(|s| s.revoked) {
+            return Some(format!("{signer}, who signed the grant, has been revoked: the grant has ended"));
+        }
+    }
+    None
+}
+
+/// The access record (art. 14(4)), committed before any byte is served.
+pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    let Some(mut rec) = request(tx, id)? else { return refuse(format!("no request {id}")) };
+    if let Some(why) = grant_ended(tx, &rec, time_ms) {
+        return refuse(why);
     }
     if rec.request.item != *item {
         return refuse("the grant is for another item");
@@ -196,11 +224,13 @@ pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, 
         _ => return refuse(format!("{by} is not an unrevoked registered person")),
     }
     let time = stamp(tx, time_ms)?;
+    rec.fetches += 1;
     let r = &rec.request;
     let record = json!({
         "item": item, "request": id, "officers": r.participants, "purpose": r.purpose, "approval_doc": r.approval_doc,
-        "action": r.action, "by": by, "emergency": r.emergency,
+        "action": r.action, "by": by, "emergency": r.emergency, "fetch": rec.fetches, "max_fetches": r.max_fetches,
     });
     let leaf_index = append_for_item(tx, item, &audit::record("access", time, record))?;
+    put(tx, &rec);
     Ok(Outcome::AccessRecorded { leaf_index })
 }

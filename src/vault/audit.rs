@@ -111,7 +111,7 @@ pub fn record(kind: &str, time_ms: u64, fields: Value) -> Value {
 
 /// Appends a record to the tree in `tx`; returns its leaf index.
 pub fn append(tx: &mut Tx<'_>, record: &Value) -> Result<u64, VaultError> {
-    let bytes = audit::to_canonical_bytes(record).map_err(|e| VaultError::Corrupt { key: "record".into(), detail: e.to_string() })?;
+    let bytes = audit::to_canonical_bytes(record).map_err(|e| VaultError::Unrecordable(e.to_string()))?;
     let index = read_u64(tx.get(keys::SIZE)?, keys::SIZE)?;
     let writes = audit::append_writes(&TxNodes(tx), index, &audit::leaf_hash(&bytes)).map_err(merkle_err)?;
     for ((level, i), h) in writes {

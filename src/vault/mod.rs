@@ -25,6 +25,10 @@ pub enum VaultError {
     Read(String),
     #[error("stored state is corrupt at key {key}: {detail}")]
     Corrupt { key: String, detail: String },
+    /// A record the command would write has no canonical form (an integer of
+    /// 2^53 or more): apply refuses the command rather than stop the node.
+    #[error("the record cannot be written: {0}")]
+    Unrecordable(String),
 }
 
 /// Read access to replicated state (implemented over RocksDB by the adapter,
@@ -106,6 +110,91 @@ pub enum Command {
 }
 
 impl Command {
+    /// The leader-stamped time the command carries, if it carries one.
+    pub fn time_ms(&self) -> Option<u64> {
+        match self {
+            Command::Configure { time_ms, .. }
+            | Command::Registry { time_ms, .. }
+            | Command::Seal { time_ms, .. }
+            | Command::RegisterNodeKey { time_ms, .. }
+            | Command::PublishCheckpoint { time_ms, .. }
+            | Command::FileRequest { time_ms, .. }
+            | Command::Approve { time_ms, .. }
+            | Command::RecordAccess { time_ms, .. }
+            | Command::Hold { time_ms, .. }
+            | Command::Release { time_ms, .. }
+            | Command::Extend { time_ms, .. }
+            | Command::Purge { time_ms, .. }
+            | Command::RecordScrub { time_ms, .. } => Some(*time_ms),
+            Command::Batch { .. } => None,
+        }
+    }
+
+    /// The user the command acts for, if it names one.
+    fn by(&self) -> Option<&str> {
+        match self {
+            Command::Registry { by, .. }
+            | Command::FileRequest { by, .. }
+            | Command::Approve { by, .. }
+            | Command::RecordAccess { by, .. }
+            | Command::Hold { by, .. }
+            | Command::Release { by, .. }
+            | Command::Extend { by, .. }
+            | Command::Purge { by, .. } => Some(by),
+            _ => None,
+        }
+    }
+
+    /// The bounds every command must keep before any rule is looked at
+    /// (`limits.rs`): times, names, ids and the sizes of strings and lists.
+    fn check_bounds(&self) -> Result<(), String> {
+        use crate::limits::*;
+        if self.time_ms().is_some_and(|t| t > MAX_TIME_MS) {
+            return Err(format!("the command's time lies beyond the last one the vault records ({MAX_TIME_MS} ms)"));
+        }
+        if let Some(by) = self.by() {
+            registry::check_name("user", by)?;
+        }
+        let id_ok = |s: &str| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match self {
+            Command::Configure { config, registry, .. } => {
+                crate::evidence::check_text("cluster id", &config.cluster_id, true)?;
+                let r = &config.retention;
+                if r.standard_secs == 0 || r.standard_secs > MAX_RETENTION_SECS || r.important_secs > MAX_RETENTION_SECS {
+                    return Err(format!("retention periods are 1 to {MAX_RETENTION_SECS} seconds"));
+                }
+                if registry.people.len() + registry.systems.len() > MAX_BATCH_COMMANDS {
+                    return Err(format!("an initial registry holds at most {MAX_BATCH_COMMANDS} entries"));
+                }
+            }
+            Command::RegisterNodeKey { node, key, .. } => {
+                if *node > MAX_NODE_ID {
+                    return Err(format!("node ids are at most {MAX_NODE_ID}"));
+                }
+                if key.len() > MAX_TEXT_BYTES {
+                    return Err("the verifier key is too long".into());
+                }
+            }
+            Command::RecordScrub { node, .. } if *node > MAX_NODE_ID => return Err(format!("node ids are at most {MAX_NODE_ID}")),
+            Command::PublishCheckpoint { note, .. } if note.len() > MAX_NOTE_BYTES => {
+                return Err(format!("a checkpoint note is at most {MAX_NOTE_BYTES} bytes"))
+            }
+            Command::FileRequest { signature, .. } | Command::Approve { signature, .. } if signature.len() > MAX_SIGNATURE_B64_BYTES => {
+                return Err("the signature is too long to be an Ed25519 signature".into())
+            }
+            Command::Batch { commands } if commands.len() > MAX_BATCH_COMMANDS => {
+                return Err(format!("a batch holds at most {MAX_BATCH_COMMANDS} commands"))
+            }
+            _ => {}
+        }
+        match self {
+            Command::Approve { request, .. } | Command::RecordAccess { request, .. } | Command::Purge { request, .. } if !id_ok(request) => {
+                Err("a request id is hex, at most 64 digits".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// May this command travel inside a `Batch`? Only small records whose
     /// outcome needs no work outside the state machine.
     pub fn batchable(&self) -> bool {
@@ -218,11 +307,38 @@ pub mod keys {
 pub struct Tx<'a> {
     base: &'a dyn StateRead,
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Undo log: each write's key and what `pending` held for it before, so a
+    /// refused command's writes are taken back ([`Tx::rollback`]).
+    undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
 }
+
+/// A point in a transaction to roll back to.
+#[derive(Clone, Copy, Debug)]
+pub struct Savepoint(usize);
 
 impl<'a> Tx<'a> {
     pub fn new(base: &'a dyn StateRead) -> Self {
-        Tx { base, pending: BTreeMap::new() }
+        Tx { base, pending: BTreeMap::new(), undo: Vec::new() }
+    }
+
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint(self.undo.len())
+    }
+
+    /// Takes back every write made since `sp`.
+    pub fn rollback(&mut self, sp: Savepoint) {
+        while self.undo.len() > sp.0 {
+            let Some((key, before)) = self.undo.pop() else { break };
+            match before {
+                Some(v) => self.pending.insert(key, v),
+                None => self.pending.remove(&key),
+            };
+        }
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let before = self.pending.insert(key.clone(), value);
+        self.undo.push((key, before));
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
@@ -253,11 +369,11 @@ impl<'a> Tx<'a> {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.pending.insert(key, Some(value));
+        self.write(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.pending.insert(key, None);
+        self.write(key, None);
     }
 
     fn put_json<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
@@ -281,8 +397,29 @@ impl StateRead for Tx<'_> {
     }
 }
 
-/// Applies one command. A refused command changes nothing.
+/// Applies one command. A refused command changes nothing: its writes, audit
+/// leaves included, are rolled back. No input makes it panic; it returns an
+/// error only when stored state cannot be read.
 pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
+    let sp = tx.savepoint();
+    let out = match cmd.check_bounds() {
+        Err(reason) => Ok(Outcome::Refused { reason }),
+        Ok(()) => apply_checked(tx, cmd),
+    };
+    match out {
+        Ok(Outcome::Refused { reason }) => {
+            tx.rollback(sp);
+            Ok(Outcome::Refused { reason })
+        }
+        Err(VaultError::Unrecordable(reason)) => {
+            tx.rollback(sp);
+            Ok(Outcome::Refused { reason: format!("the record cannot be written: {reason}") })
+        }
+        other => other,
+    }
+}
+
+fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
     match cmd {
         Command::Configure { config, registry: initial, time_ms } => {
             if tx.get(keys::CONFIG)?.is_some() {
@@ -296,11 +433,13 @@ pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
                 json!({ "cluster_id": config.cluster_id, "origin": config.origin(), "standard_retention_secs": config.retention.standard_secs, "important_retention_secs": config.retention.important_secs, "dev": config.retention.is_dev() }),
             );
             audit::append(tx, &r)?;
-            for person in &initial.people {
-                registry::change(tx, None, &registry::RegistryChange::AddPerson { person: person.clone() }, *time_ms)?;
-            }
-            for system in &initial.systems {
-                registry::change(tx, None, &registry::RegistryChange::AddSystem { system: system.clone() }, *time_ms)?;
+            let people = initial.people.iter().map(|p| registry::RegistryChange::AddPerson { person: p.clone() });
+            let systems = initial.systems.iter().map(|s| registry::RegistryChange::AddSystem { system: s.clone() });
+            for change in people.chain(systems) {
+                // One bad entry refuses the whole configuration (and rolls it back).
+                if let Outcome::Refused { reason } = registry::change(tx, None, &change, *time_ms)? {
+                    return refuse(format!("initial registry: {reason}"));
+                }
             }
             Ok(Outcome::Configured)
         }
@@ -354,7 +493,12 @@ fn clock(s: &dyn StateRead) -> Result<u64, VaultError> {
 pub fn record_membership(tx: &mut Tx<'_>, voters: &[u64], learners: &[u64]) -> Result<u64, VaultError> {
     let time = clock(tx)?;
     tx.put_json(keys::VOTERS.to_vec(), &voters);
-    let r = audit::record("membership", time, json!({ "voters": voters, "learners": learners }));
+    // Node ids are integers in the record; one of 2^53 or more (which the API
+    // refuses to add) is written as a decimal string, so the record always exists.
+    let ids = |v: &[u64]| -> Vec<serde_json::Value> {
+        v.iter().map(|&id| if id <= crate::limits::MAX_NODE_ID { json!(id) } else { json!(id.to_string()) }).collect()
+    };
+    let r = audit::record("membership", time, json!({ "voters": ids(voters), "learners": ids(learners) }));
     audit::append(tx, &r)
 }
 
@@ -430,6 +574,10 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
     };
     if let Err(e) = manifest.validate() {
         return refuse(format!("invalid manifest: {e}"));
+    }
+    match registry::person(tx, &manifest.depositor)? {
+        Some(p) if p.has(registry::Role::Officer) => {}
+        _ => return refuse(format!("{} is not a registered, unrevoked officer: only officers deposit", manifest.depositor)),
     }
     if registry::system(tx, &manifest.meta.system)?.is_none() {
         return refuse(format!("source system `{}` is not registered (art. 12): register it first", manifest.meta.system));

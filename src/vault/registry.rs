@@ -174,6 +174,14 @@ pub(super) fn change(tx: &mut Tx<'_>, by: Option<&str>, change: &RegistryChange,
             if person(tx, &p.name)?.is_some() {
                 return refuse(format!("{} is already registered", p.name));
             }
+            // One key, one person: a second name on a held key would let one
+            // human sign as two officers. Revoked entries still hold theirs.
+            let key = public_key_bytes(&p.public_key).map_err(VaultError::Unrecordable)?;
+            for other in people(tx)? {
+                if public_key_bytes(&other.public_key).is_ok_and(|k| k == key) {
+                    return refuse(format!("this public key is already registered to {}: every person has a key of their own", other.name));
+                }
+            }
             let mut p = p.clone();
             p.revoked = false;
             let roles: Vec<String> = p.roles.iter().map(Role::to_string).collect();

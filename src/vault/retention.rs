@@ -104,14 +104,14 @@ pub(super) fn purge(tx: &mut Tx<'_>, item: &ItemId, request: &str, by: &str, tim
     if req.grant.is_none() || req.request.action != crate::approval::Action::Purge {
         return refuse("purging needs a granted `purge` request");
     }
+    if let Some(why) = access::grant_ended(tx, &req, time_ms) {
+        return refuse(why);
+    }
     if req.request.item != *item {
         return refuse("the grant is for another item");
     }
     if !req.request.participants.iter().any(|p| p == by) {
         return refuse(format!("{by} is not a participant of this grant"));
-    }
-    if time_ms >= req.request.expires_at_ms {
-        return refuse("the grant has expired");
     }
     let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
     if rec.purged.is_some() {

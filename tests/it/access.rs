@@ -39,12 +39,19 @@ fn two_officers_and_an_approver_grant_a_retrieval_and_every_step_is_recorded() {
     let fetch = |user: &str| c.cli(&p(user), &["fetch", &item, "--request", &req, "--out", out.to_str().unwrap()]);
     assert_eq!(fetch("alice").status.code(), Some(1), "no bytes before the grant");
     // The approver first: still pending until every participant signed.
-    assert_eq!(status(&c.cli_json(&p("carol"), &["approve", &req])), "pending");
+    assert_eq!(status(&c.cli_json(&p("carol"), &["approve", &req, "--yes"])), "pending");
     // Someone who is neither participant nor approver cannot sign.
-    assert_eq!(c.cli(&p("dave"), &["approve", &req]).status.code(), Some(1));
+    assert_eq!(c.cli(&p("dave"), &["approve", &req, "--yes"]).status.code(), Some(1));
     // A participant cannot sign twice.
-    assert_eq!(c.cli(&p("alice"), &["approve", &req]).status.code(), Some(1));
-    assert_eq!(status(&c.cli_json(&p("bob"), &["approve", &req])), "granted");
+    assert_eq!(c.cli(&p("alice"), &["approve", &req, "--yes"]).status.code(), Some(1));
+    // Nobody signs blind: without a terminal and without --yes, approve shows the request and signs nothing.
+    let blind = c.cli(&p("bob"), &["approve", &req]);
+    assert_eq!(blind.status.code(), Some(2));
+    let shown = String::from_utf8_lossy(&blind.stderr);
+    for what in ["trial LN-7", "APP-2026-17", "alice, bob", "retrieve", "fetches:       1"] {
+        assert!(shown.contains(what), "approve did not show {what}: {shown}");
+    }
+    assert_eq!(status(&c.cli_json(&p("bob"), &["approve", &req, "--yes"])), "granted");
 
     // Only participants fetch; the clip arrives whole and checked.
     assert_eq!(fetch("dave").status.code(), Some(1));
@@ -52,6 +59,25 @@ fn two_officers_and_an_approver_grant_a_retrieval_and_every_step_is_recorded() {
     let got = c.cli_json(&p("bob"), &["fetch", &item, "--request", &req, "--out", out.to_str().unwrap()]);
     assert_eq!(got["sha256"], sha.as_str());
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clip).unwrap());
+    // The grant allowed one fetch (the default): a second one is refused.
+    assert_eq!(fetch("bob").status.code(), Some(1), "a one-fetch grant served twice");
+    // The trail as a program reads it: typed fields, kinds exactly the records' kinds.
+    let shown = c.cli_json(&p("dave"), &["show", &item]);
+    let trail = shown["trail"].as_array().unwrap();
+    for t in trail {
+        assert!(t["leaf_index"].is_u64(), "{t}");
+        assert!(t["time"].as_str().is_some_and(|s| s.starts_with("20") && s.ends_with('Z')), "{t}");
+        assert!(t.get("who").is_none() && t.get("detail").is_none(), "prose fields in {t}");
+    }
+    let kinds: Vec<&str> = trail.iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["deposit", "request", "approval", "approval", "grant", "access"], "{trail:?}");
+    let grant = &trail[4];
+    assert_eq!(grant["purpose"], "trial LN-7");
+    assert_eq!(grant["approver"], "carol");
+    assert_eq!(grant["officers"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(trail[5]["by"], "bob");
+    assert_eq!(trail[5]["fetch"], 1);
+    assert_eq!(trail[0]["size"], 9_000_001);
     // The grant is for this item only.
     let other = c.deposit("alice", &clip, "case-B")["item"].as_str().unwrap().to_string();
     assert_eq!(c.cli(&p("bob"), &["fetch", &other, "--request", &req, "--out", out.to_str().unwrap()]).status.code(), Some(1));
@@ -124,12 +150,12 @@ fn a_grant_forms_correctly_when_the_leader_is_killed_between_approvals() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(status(&c.cli_json(&p("bob"), &["approve", &req])), "pending");
+    assert_eq!(status(&c.cli_json(&p("bob"), &["approve", &req, "--yes"])), "pending");
     c.kill(leader);
     let other = (1..=3).find(|id| *id != leader).unwrap();
     c.wait_new_leader(leader, other);
     // The signatures gathered before the failover still count; the approver completes the grant.
-    assert_eq!(status(&c.cli_json(&p("carol"), &["approve", &req])), "granted");
+    assert_eq!(status(&c.cli_json(&p("carol"), &["approve", &req, "--yes"])), "granted");
     c.start(leader);
     let out = c.path().join("out.mp4");
     let got = c.cli_json(&p("alice"), &["fetch", &item, "--request", &req, "--out", out.to_str().unwrap()]);
@@ -159,7 +185,7 @@ fn retention_only_grows_and_a_legal_hold_needs_an_approver_to_release() {
     let shown = c.cli_json(&p("alice"), &["show", &item]);
     let kinds: Vec<&str> = shown["trail"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
     for k in ["deposit", "retention", "hold"] {
-        assert!(kinds.iter().any(|x| x.starts_with(k)), "trail lacks {k}: {kinds:?}");
+        assert!(kinds.contains(&k), "trail lacks {k}: {kinds:?}");
     }
     assert_eq!(shown["item"]["retention"], "important");
 }

@@ -125,8 +125,8 @@ impl Cluster {
             .as_str()
             .unwrap()
             .to_string();
-        self.cli_json(&self.profile("bob"), &["approve", &req]);
-        assert_eq!(self.cli_json(&self.profile("carol"), &["approve", &req])["status"], "granted");
+        self.cli_json(&self.profile("bob"), &["approve", &req, "--yes"]);
+        assert_eq!(self.cli_json(&self.profile("carol"), &["approve", &req, "--yes"])["status"], "granted");
         req
     }
 

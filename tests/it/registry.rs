@@ -53,6 +53,17 @@ fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
     assert_eq!(c.cli(&c.profile("bob"), &add).status.code(), Some(1), "an officer cannot register people");
     c.cli_json(&admin, &add);
     assert_eq!(c.cli(&admin, &add).status.code(), Some(1), "a name is registered once");
+    // One key, one person: erin's key under a second name is refused.
+    let twin = ["registry", "officer", "add", "erin2", "--badge", "LN-0100", "--unit", "Heping precinct", "--role", "officer", "--key", public_key];
+    let out = c.cli(&admin, &twin);
+    assert_eq!(out.status.code(), Some(1), "a second name on a held key");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already registered to erin"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Only officers deposit: a court clerk's deposit is refused before any byte is streamed.
+    let clip = c.path().join("court.mp4");
+    crate::harness::write_clip(&clip, 1000, 1);
+    let out = c.cli(&c.profile("dave"), &["deposit", clip.to_str().unwrap(), "--case", "c", "--system", "cam-demo-1", "--retention", "standard"]);
+    assert!(!out.status.success(), "a court deposited: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only officers deposit"), "{}", String::from_utf8_lossy(&out.stderr));
     c.cli_json(&admin, &["registry", "revoke", "erin"]);
     let list = c.cli_json(&alice, &["registry", "list"]);
     let erin = list["people"].as_array().unwrap().iter().find(|p| p["name"] == "erin").unwrap().clone();

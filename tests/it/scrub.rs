@@ -87,3 +87,47 @@ fn a_chunk_damaged_on_every_node_is_reported_and_not_served() {
     assert_ne!(out.status.code(), Some(0));
     assert!(!out_file.exists(), "no partial clip is kept");
 }
+
+/// Issue 13 §2: a chunk deleted behind the vault's back on a stopped node was
+/// fetched back at start and no record said so. Now the node knows it had
+/// held the chunk: the deletion is a finding in the trail, beside the
+/// scrubber's finding for a chunk altered on the same node.
+#[test]
+fn a_chunk_deleted_on_a_stopped_node_is_a_recorded_finding_not_a_silent_repair() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 9 << 20, 4);
+    let item = c.deposit("alice", &clip, "case-X")["item"].as_str().unwrap().to_string();
+    let shown = c.cli_json(&c.profile("alice"), &["show", &item]);
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    wait_until("the victim to hold the item", Duration::from_secs(30), || c.holds_item(victim, &shown["item"]).then_some(()));
+    c.kill(victim);
+    let names: Vec<String> = shown["item"]["chunks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    std::fs::remove_file(c.chunk_path(victim, &names[0])).unwrap();
+    let altered = c.chunk_path(victim, &names[1]);
+    let mut bytes = std::fs::read(&altered).unwrap();
+    bytes[10] ^= 0x40;
+    std::fs::write(&altered, bytes).unwrap();
+    c.start(victim);
+    c.wait_leader(3);
+    let findings = |c: &Cluster| -> Vec<serde_json::Value> {
+        let v = c.cli_json(&c.profile("alice"), &["show", &item]);
+        v["trail"].as_array().unwrap().iter().filter(|t| t["kind"] == "scrub").cloned().collect()
+    };
+    // The healer fetches the deleted chunk back, and records that it was gone.
+    let missing = wait_until("the deletion in the item's trail", Duration::from_secs(60), || {
+        let f = findings(&c);
+        let m: Vec<_> = f.into_iter().filter(|t| t["found"] == "missing" && t["chunk"] == names[0].as_str()).collect();
+        m.iter().any(|t| t["repaired"] == true).then_some(m)
+    });
+    assert!(missing.iter().all(|t| t["node"] == victim), "{missing:?}");
+    // The scrubber finds the altered one.
+    let report = c.cli_json(&c.profile("admin"), &["scrub"]);
+    assert_eq!(report["corrupt"], 1, "{report}");
+    let f = findings(&c);
+    assert!(f.iter().any(|t| t["found"] == "corrupt" && t["chunk"] == names[1].as_str() && t["node"] == victim), "{f:?}");
+    // The other nodes, which lost nothing, reported nothing.
+    assert!(f.iter().all(|t| t["node"] == victim), "{f:?}");
+}

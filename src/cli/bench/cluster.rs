@@ -169,6 +169,8 @@ fn request_args(item: &str) -> RequestArgs {
         approval_doc: "BENCH-APPROVAL".into(),
         with: vec!["bob".into()],
         emergency: false,
+        fetches: crate::limits::MAX_FETCHES_PER_GRANT,
+        valid_secs: crate::approval::DEFAULT_TTL_SECS,
     }
 }
 

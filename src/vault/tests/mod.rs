@@ -32,7 +32,7 @@ impl MemState {
 
 fn configure(secs: u64) -> Command {
     let registry = InitialRegistry {
-        people: vec![person("admin", "admin")],
+        people: vec![person("admin", "admin"), person("dora", "officer")],
         systems: vec![registry::SourceSystem { id: "cam-1".into(), filing: "F-1".into(), operator: "op".into(), location: "road".into() }],
     };
     Command::Configure { config: ClusterConfig { cluster_id: "c1".into(), retention: RetentionPolicy::dev(secs) }, registry, time_ms: 0 }
@@ -44,9 +44,14 @@ fn person(name: &str, role: &str) -> registry::Person {
         badge: format!("B-{name}"),
         unit: "unit".into(),
         roles: [role.parse().unwrap()].into_iter().collect(),
-        public_key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]),
+        public_key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of(name).public_key()),
         revoked: false,
     }
+}
+
+/// Each test person's own signing key, derived from their name.
+fn key_of(name: &str) -> crate::crypto::SigningKey {
+    crate::crypto::SigningKey::from_seed(&crate::crypto::sha256(name.as_bytes())).unwrap()
 }
 
 #[test]
@@ -105,7 +110,7 @@ fn manifest(tag: u8, size: u64) -> Manifest {
         nonce_prefix: "00010203".into(),
         wrapped_key: "cd".repeat(crate::crypto::WRAPPED_KEY_BYTES),
         meta: DepositMeta { case: "case-1".into(), system: "cam-1".into(), retention: Retention::Important, note: None },
-        depositor: "alice".into(),
+        depositor: "dora".into(),
     }
 }
 
@@ -124,8 +129,8 @@ fn seal_records_item_and_retention_from_stamped_time() {
     let m = manifest(1, 2 * CHUNK_SIZE_BYTES + 1);
     let out = s.run(&Command::Seal { manifest: m.clone(), time_ms: 1_000 });
     // important = 2 × dev period
-    // leaves 0-2: the cluster record and the initial registry (one person, one system); 3: the deposit
-    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 3 });
+    // leaves 0-3: the cluster record and the initial registry (two people, one system); 4: the deposit
+    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 4 });
     let rec = query::item(&s, &m.item).unwrap().unwrap();
     assert_eq!(rec.manifest, m);
     assert_eq!(query::all_chunks(&s).unwrap().len(), 3);
@@ -217,3 +222,5 @@ fn a_batch_refuses_what_must_travel_alone() {
     assert!(outcomes.iter().all(|o| matches!(o, Outcome::Refused { .. })), "{outcomes:?}");
     assert_eq!(s.0, before, "a refused batch member changed state");
 }
+
+mod rules;

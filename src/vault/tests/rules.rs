@@ -1,0 +1,260 @@
+//! Rules of issue 13 (§3–§5), each with the test that goes red without it:
+//! no input makes apply panic, one key is one person, a refused command
+//! changes nothing, only officers deposit, grants are bounded in time and in
+//! fetches, and revoking a signer ends a grant.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::approval::{AccessRequest, Action};
+use crate::limits::{MAX_FETCHES_PER_GRANT, MAX_GRANT_SECS, MAX_NODE_ID, MAX_TIME_MS};
+
+const NOW: u64 = 1_800_000_000_000;
+
+/// A configured cluster with officers alice and bob, approver carol, court
+/// dave and one item deposited by dora.
+fn world() -> (MemState, ItemId) {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    for (name, role) in [("alice", "officer"), ("bob", "officer"), ("carol", "approver"), ("dave", "court")] {
+        let out =
+            s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::AddPerson { person: person(name, role) }, time_ms: 1 });
+        assert!(matches!(out, Outcome::Recorded { .. }), "{out:?}");
+    }
+    let m = manifest(1, 10);
+    assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: NOW }), Outcome::Sealed { .. }));
+    (s, m.item)
+}
+
+fn request(item: ItemId, expires_at_ms: u64, max_fetches: u32) -> AccessRequest {
+    AccessRequest {
+        item,
+        action: Action::Retrieve,
+        purpose: "trial".into(),
+        approval_doc: "DOC-1".into(),
+        participants: vec!["alice".into(), "bob".into()],
+        emergency: false,
+        expires_at_ms,
+        nonce: "ab".repeat(16),
+        max_fetches,
+    }
+}
+
+fn sig(name: &str, req: &AccessRequest) -> String {
+    // Signs whatever it is given, valid or not: an attacker's client would.
+    let bytes = req.signing_bytes().unwrap_or_else(|_| {
+        let v = serde_json::to_value(req).unwrap();
+        [crate::approval::SIGNING_CONTEXT, serde_json::to_string(&v).unwrap().as_bytes()].concat()
+    });
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of(name).sign(&bytes))
+}
+
+fn file(s: &mut MemState, req: &AccessRequest, time_ms: u64) -> Outcome {
+    s.run(&Command::FileRequest { request: req.clone(), by: "alice".into(), signature: sig("alice", req), time_ms })
+}
+
+fn approve(s: &mut MemState, req: &AccessRequest, by: &str, time_ms: u64) -> Outcome {
+    s.run(&Command::Approve { request: req.id().unwrap(), by: by.into(), signature: sig(by, req), time_ms })
+}
+
+/// Files and grants `req` (alice files, bob and carol sign).
+fn grant(s: &mut MemState, req: &AccessRequest) {
+    assert!(matches!(file(s, req, NOW), Outcome::RequestStatus { granted: false, .. }));
+    assert!(matches!(approve(s, req, "bob", NOW), Outcome::RequestStatus { granted: false, .. }));
+    let out = approve(s, req, "carol", NOW);
+    assert!(matches!(out, Outcome::RequestStatus { granted: true, .. }), "{out:?}");
+}
+
+fn access(s: &mut MemState, req: &AccessRequest, time_ms: u64) -> Outcome {
+    s.run(&Command::RecordAccess { request: req.id().unwrap(), item: req.item, by: "bob".into(), time_ms })
+}
+
+fn refused_and_unchanged(s: &mut MemState, cmd: &Command) -> String {
+    let before = s.0.clone();
+    let out = s.run(cmd);
+    let Outcome::Refused { reason } = out else { panic!("not refused: {out:?}") };
+    assert_eq!(s.0, before, "a refused command changed state ({reason})");
+    reason
+}
+
+/// The crash of issue 13 §3: an expiry near 2^53 passed the old checks, and
+/// rendering it as RFC 3339 panicked inside apply, on every node.
+#[test]
+fn an_expiry_beyond_the_year_9999_is_refused_not_a_crash() {
+    let (mut s, item) = world();
+    let req = request(item, (1 << 53) - 1, 1);
+    let cmd = Command::FileRequest { request: req.clone(), by: "alice".into(), signature: sig("alice", &req), time_ms: NOW };
+    refused_and_unchanged(&mut s, &cmd);
+    // A leader-stamped time that far out is refused too.
+    let hold = Command::Hold { item, by: "alice".into(), reason: "r".into(), time_ms: u64::MAX };
+    refused_and_unchanged(&mut s, &hold);
+    let hold = Command::Hold { item, by: "alice".into(), reason: "r".into(), time_ms: MAX_TIME_MS };
+    assert!(matches!(s.run(&hold), Outcome::RetentionChanged { .. }));
+}
+
+#[test]
+fn a_membership_change_with_a_huge_node_id_is_still_recorded() {
+    let (s, _) = world();
+    let mut tx = Tx::new(&s);
+    let leaf = record_membership(&mut tx, &[1, 1 << 53], &[u64::MAX]).expect("the record is written");
+    let bytes = audit::leaf(&tx, leaf).unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["voters"], serde_json::json!([1, "9007199254740992"]));
+    // And nodes with such ids cannot register keys or scrub findings.
+    let mut s = s;
+    let cmd =
+        Command::RecordScrub { node: MAX_NODE_ID + 1, chunk: manifest(1, 10).chunks[0].name, found: "missing".into(), repaired: false, time_ms: NOW };
+    refused_and_unchanged(&mut s, &cmd);
+}
+
+#[test]
+fn one_public_key_belongs_to_one_person() {
+    let (mut s, _) = world();
+    let mut twin = person("alice2", "officer");
+    twin.public_key = person("alice", "officer").public_key;
+    let cmd = Command::Registry { by: "admin".into(), change: registry::RegistryChange::AddPerson { person: twin }, time_ms: 2 };
+    let why = refused_and_unchanged(&mut s, &cmd);
+    assert!(why.contains("alice"), "{why}");
+    // Revoked people keep their key: it cannot be reissued under another name.
+    s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::RevokePerson { name: "alice".into() }, time_ms: 3 });
+    refused_and_unchanged(&mut s, &cmd);
+}
+
+/// Issue 13 §5: an approval refused because a participant was revoked
+/// meanwhile appended its `approval` leaf all the same.
+#[test]
+fn a_refused_approval_appends_no_leaf() {
+    let (mut s, item) = world();
+    let req = request(item, NOW + 1000, 1);
+    file(&mut s, &req, NOW);
+    approve(&mut s, &req, "bob", NOW);
+    s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::RevokePerson { name: "bob".into() }, time_ms: NOW });
+    let size = audit::size(&s).unwrap();
+    let cmd = Command::Approve { request: req.id().unwrap(), by: "carol".into(), signature: sig("carol", &req), time_ms: NOW };
+    refused_and_unchanged(&mut s, &cmd);
+    assert_eq!(audit::size(&s).unwrap(), size);
+}
+
+#[test]
+fn only_officers_deposit() {
+    let (mut s, _) = world();
+    for who in ["dave", "carol", "admin", "nobody"] {
+        let mut m = manifest(2, 10);
+        m.depositor = who.into();
+        refused_and_unchanged(&mut s, &Command::Seal { manifest: m, time_ms: NOW });
+    }
+    s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::RevokePerson { name: "dora".into() }, time_ms: NOW });
+    refused_and_unchanged(&mut s, &Command::Seal { manifest: manifest(2, 10), time_ms: NOW });
+}
+
+#[test]
+fn a_request_lives_at_most_the_longest_grant() {
+    let (mut s, item) = world();
+    let req = request(item, NOW + MAX_GRANT_SECS * 1000 + 1, 1);
+    let cmd = Command::FileRequest { request: req.clone(), by: "alice".into(), signature: sig("alice", &req), time_ms: NOW };
+    refused_and_unchanged(&mut s, &cmd);
+    let req = request(item, NOW + MAX_GRANT_SECS * 1000, 1);
+    assert!(matches!(file(&mut s, &req, NOW), Outcome::RequestStatus { .. }));
+}
+
+#[test]
+fn a_grant_serves_as_many_fetches_as_its_request_names() {
+    let (mut s, item) = world();
+    let once = request(item, NOW + 1000, 1);
+    grant(&mut s, &once);
+    assert!(matches!(access(&mut s, &once, NOW + 1), Outcome::AccessRecorded { .. }));
+    let cmd = Command::RecordAccess { request: once.id().unwrap(), item, by: "bob".into(), time_ms: NOW + 2 };
+    let why = refused_and_unchanged(&mut s, &cmd);
+    assert!(why.contains("all used"), "{why}");
+
+    let mut thrice = request(item, NOW + 1000, 3);
+    thrice.nonce = "cd".repeat(16);
+    grant(&mut s, &thrice);
+    for i in 0..3 {
+        assert!(matches!(access(&mut s, &thrice, NOW + i), Outcome::AccessRecorded { .. }));
+    }
+    assert!(matches!(access(&mut s, &thrice, NOW + 4), Outcome::Refused { .. }));
+    // No request may name no fetch, or more than the limit.
+    for n in [0, MAX_FETCHES_PER_GRANT + 1] {
+        let r = request(item, NOW + 1000, n);
+        let cmd = Command::FileRequest { request: r.clone(), by: "alice".into(), signature: sig("alice", &r), time_ms: NOW };
+        refused_and_unchanged(&mut s, &cmd);
+    }
+}
+
+#[test]
+fn revoking_a_signer_ends_an_unused_grant() {
+    for signer in ["alice", "bob", "carol"] {
+        let (mut s, item) = world();
+        let req = request(item, NOW + 1000, 2);
+        grant(&mut s, &req);
+        s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::RevokePerson { name: signer.into() }, time_ms: NOW });
+        let by = if signer == "bob" { "alice" } else { "bob" };
+        let cmd = Command::RecordAccess { request: req.id().unwrap(), item, by: by.into(), time_ms: NOW + 1 };
+        let why = refused_and_unchanged(&mut s, &cmd);
+        assert!(why.contains("revoked"), "{signer}: {why}");
+    }
+}
+
+/// Commands a registered officer's client could sign, with arbitrary fields.
+fn arbitrary_command(item: ItemId) -> impl Strategy<Value = Command> {
+    let text = prop_oneof![Just(String::new()), "[a-z ]{1,8}", "\\PC{0,40}", Just("x".repeat(2000))];
+    let name = prop_oneof![Just("alice".to_string()), Just("bob".to_string()), Just("carol".to_string()), "[a-z0-9.\\-]{0,70}"];
+    let time = prop_oneof![Just(NOW), any::<u64>(), (0..=MAX_TIME_MS), Just(MAX_TIME_MS + 1)];
+    let req =
+        (text.clone(), text.clone(), proptest::collection::vec(name.clone(), 0..20), any::<bool>(), time.clone(), any::<u32>(), "[0-9a-f]{30,34}")
+            .prop_map(move |(purpose, approval_doc, participants, emergency, expires_at_ms, max_fetches, nonce)| AccessRequest {
+                item,
+                action: Action::Retrieve,
+                purpose,
+                approval_doc,
+                participants,
+                emergency,
+                expires_at_ms,
+                nonce,
+                max_fetches: max_fetches % (MAX_FETCHES_PER_GRANT + 2),
+            });
+    (req, name, time, 0..4u8, text).prop_map(move |(request, by, time_ms, kind, reason)| {
+        let signature = sig(&by, &request);
+        let id = request.id().unwrap_or_else(|_| "00".repeat(16));
+        match kind {
+            0 => Command::FileRequest { request, by, signature, time_ms },
+            1 => Command::Approve { request: id, by, signature, time_ms },
+            2 => Command::RecordAccess { request: id, item, by, time_ms },
+            _ => Command::Hold { item, by, reason, time_ms },
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Apply never panics or errs on well-signed input; what it refuses leaves
+    /// state as it was; and what the limits forbid it refuses.
+    #[test]
+    fn apply_never_panics_and_refuses_what_the_rules_refuse(cmds in proptest::collection::vec(arbitrary_command(manifest(1, 10).item), 1..12)) {
+        let (mut s, _) = world();
+        for cmd in &cmds {
+            let before = s.0.clone();
+            let mut tx = Tx::new(&s);
+            let out = apply(&mut tx, cmd).expect("apply errs only when state cannot be read");
+            let writes = tx.into_writes();
+            if let Outcome::Refused { .. } = out {
+                prop_assert!(writes.is_empty(), "a refused command wrote {} keys", writes.len());
+            }
+            for (k, v) in writes {
+                match v { Some(v) => s.0.insert(k, v), None => s.0.remove(&k) };
+            }
+            let forbidden = cmd.time_ms().is_some_and(|t| t > MAX_TIME_MS)
+                || matches!(cmd, Command::FileRequest { request, time_ms, .. }
+                    if request.max_fetches == 0
+                        || request.max_fetches > MAX_FETCHES_PER_GRANT
+                        || request.expires_at_ms > time_ms.saturating_add(MAX_GRANT_SECS * 1000)
+                        || request.participants.len() < 2);
+            if forbidden {
+                prop_assert!(matches!(out, Outcome::Refused { .. }), "{cmd:?} gave {out:?}");
+                prop_assert_eq!(&s.0, &before);
+            }
+        }
+    }
+}
