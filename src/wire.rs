@@ -1,12 +1,18 @@
-//! The JSON shapes exchanged between the CLI and the nodes' `/v1` API.
-//! Shared by `api/` (which serves them) and `client/` (which reads them).
+//! The JSON shapes exchanged between the CLI and the nodes' `/v1` API, and
+//! the objects the CLI prints with `--json`. Shared by `api/` (which serves
+//! them) and `client/` and `cli/` (which read and print them). This is the home
+//! of `schemars`: [`schemas`] gives the JSON Schema (2020-12, OpenAPI 3.1's
+//! dialect) of every shape, which `/v1/openapi.json` publishes.
 
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::{ChunkRef, ItemId, Retention};
 
 /// An RFC 9457 problem document: every error the API returns.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Problem {
     /// A stable identifier of the kind of problem, e.g. `urn:custody:not-leader`.
     #[serde(rename = "type")]
@@ -20,19 +26,21 @@ pub struct Problem {
 }
 
 /// The acknowledgement of a committed deposit.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DepositReceipt {
     pub item: ItemId,
     pub sha256: String,
     pub size: u64,
     /// Index of the deposit record in the audit log.
     pub leaf_index: u64,
+    #[schemars(extend("format" = "date-time"))]
     pub deposited_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub retain_until: String,
 }
 
 /// An item's metadata as shown by `items` and `show`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ItemView {
     pub item: ItemId,
     pub sha256: String,
@@ -43,7 +51,9 @@ pub struct ItemView {
     pub note: Option<String>,
     pub depositor: String,
     pub retention: Retention,
+    #[schemars(extend("format" = "date-time"))]
     pub deposited_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub retain_until: String,
     pub leaf_index: u64,
     pub chunk_size: u64,
@@ -54,25 +64,37 @@ pub struct ItemView {
 }
 
 /// The answer to `hold`, `release` and `extend`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RetentionView {
     pub item: ItemId,
+    #[schemars(extend("format" = "date-time"))]
     pub retain_until: String,
     pub hold: bool,
     pub leaf_index: u64,
+}
+
+/// The answer to `purge`: the item's data key and chunks are destroyed, its records stay.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PurgeView {
+    pub item: ItemId,
+    /// The leaf recording the purge.
+    pub leaf_index: u64,
+    pub chunks_destroyed: u64,
 }
 
 /// One entry of an item's custody trail: one audit leaf, as typed JSON.
 /// `kind` and `time` are the leaf record's own; every other field of the
 /// record (docs/AUDIT_FORMATS.md) appears beside them under its own name,
 /// with its own type (`v`, the record version, included).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TrailEntry {
     /// Index of the leaf in the audit log.
     pub leaf_index: u64,
-    /// The record's kind: `deposit`, `request`, `approval`, `grant`, `access`, `hold`, `retention`, `purge`, `scrub`, ...
+    /// The record's kind (docs/AUDIT_FORMATS.md).
+    #[schemars(extend("enum" = ["deposit", "request", "approval", "grant", "access", "hold", "retention", "purge", "scrub"]))]
     pub kind: String,
     /// RFC 3339 UTC, stamped by the leader.
+    #[schemars(extend("format" = "date-time"))]
     pub time: String,
     /// The record's other fields, unchanged.
     #[serde(flatten)]
@@ -116,19 +138,19 @@ impl TrailEntry {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ItemList {
     pub items: Vec<ItemView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ItemDetail {
     pub item: ItemView,
     pub trail: Vec<TrailEntry>,
 }
 
 /// A node's own view of itself (`/internal/health`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NodeHealth {
     pub id: u64,
     pub state: String,
@@ -142,10 +164,50 @@ pub struct NodeHealth {
     pub checkpoint_key: String,
     /// Leaves in this node's applied audit tree.
     pub audit_size: u64,
-    pub warnings: Vec<String>,
+    /// What an operator must look at; empty when the node is well.
+    pub warnings: Vec<HealthWarning>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// One thing wrong with a node, typed: `kind` says what, the other fields
+/// carry its values (never prose with values inside).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HealthWarning {
+    /// Committed chunks this node does not hold yet (it is fetching them).
+    ChunksNotHeld { count: u64 },
+    /// Chunks this node held once and found gone from its disk, not yet
+    /// repaired: each is a recorded `scrub` finding (`found: missing`).
+    ChunksLost { chunks: Vec<String> },
+    /// Chunks the scrubber found damaged with no healthy replica anywhere.
+    ChunksDamaged { chunks: Vec<String> },
+    /// Raft stopped on this node; `error` is its message.
+    RaftStopped { error: String },
+    /// The node's audit tree failed its self-check: it signs no checkpoints.
+    AuditTreeInvalid { error: String },
+}
+
+impl std::fmt::Display for HealthWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HealthWarning::ChunksNotHeld { count } => write!(f, "{count} committed chunks not yet held by this node"),
+            HealthWarning::ChunksLost { chunks } => {
+                write!(
+                    f,
+                    "{} chunks this node held are gone from its disk (recorded findings, not yet repaired): {}",
+                    chunks.len(),
+                    chunks.join(", ")
+                )
+            }
+            HealthWarning::ChunksDamaged { chunks } => {
+                write!(f, "{} chunks damaged beyond repair (no healthy replica): {}", chunks.len(), chunks.join(", "))
+            }
+            HealthWarning::RaftStopped { error } => write!(f, "raft stopped: {error}"),
+            HealthWarning::AuditTreeInvalid { error } => write!(f, "audit tree check failed, not signing checkpoints: {error}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct MemberView {
     pub id: u64,
     pub addr: String,
@@ -156,7 +218,7 @@ pub struct MemberView {
     pub health: Option<NodeHealth>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ClusterStatus {
     pub cluster_id: String,
     pub answered_by: u64,
@@ -169,7 +231,7 @@ pub struct ClusterStatus {
 }
 
 /// `POST /v1/cluster/members`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct AddMember {
     pub id: u64,
     pub addr: String,
@@ -194,7 +256,7 @@ pub fn rfc3339_ms(ms: u64) -> String {
 }
 
 /// `GET /v1/checkpoint`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct CheckpointView {
     pub origin: String,
     pub size: u64,
@@ -205,16 +267,265 @@ pub struct CheckpointView {
 }
 
 /// `GET /v1/cluster/keys`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct KeysView {
     pub keys: Vec<String>,
 }
 
 /// `GET /v1/audit/consistency`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ConsistencyView {
     pub old_size: u64,
     pub new_size: u64,
     /// Base64 hashes in RFC 9162 order.
     pub proof: Vec<String>,
+}
+
+/// The answer to filing or signing an access request.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RequestStatus {
+    /// The request's id (32 hex digits).
+    pub request: String,
+    pub status: RequestState,
+    /// The leaf recording this step.
+    pub leaf_index: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestState {
+    /// Signatures are still missing.
+    Pending,
+    /// Every participant and an approver signed: the grant is recorded.
+    Granted,
+}
+
+impl std::fmt::Display for RequestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RequestState::Pending => "pending",
+            RequestState::Granted => "granted",
+        })
+    }
+}
+
+/// One node's scrub pass (`POST /internal/scrub`, and in [`ScrubSummary`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ScrubReport {
+    pub node: u64,
+    /// Chunk copies read and hashed.
+    pub checked: u64,
+    pub corrupt: u64,
+    pub missing: u64,
+    pub repaired: u64,
+    /// Chunks no healthy replica could restore: their items are damaged.
+    pub unrepairable: Vec<String>,
+    pub audit_tree_ok: bool,
+}
+
+/// `POST /v1/scrub` and `custody scrub --json`: every member's pass, summed.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ScrubSummary {
+    pub checked: u64,
+    pub corrupt: u64,
+    pub missing: u64,
+    pub repaired: u64,
+    pub unrepairable: Vec<String>,
+    /// The members that answered.
+    pub nodes: Vec<ScrubReport>,
+    /// The members that did not.
+    pub errors: Vec<NodeError>,
+}
+
+/// A member that could not do what was asked.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct NodeError {
+    pub node: u64,
+    pub error: String,
+}
+
+// ---- What the CLI alone prints with --json --------------------------------
+
+/// Any failed command with `--json`: one object on stdout (the message also goes to stderr).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorOutput {
+    pub error: String,
+    /// The command's exit status: 1 a negative verdict (refused, invalid), 2 usage or operational error.
+    pub exit_code: u8,
+}
+
+/// `custody fetch --json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct FetchOutput {
+    pub item: ItemId,
+    /// SHA-256 of the bytes written, checked against the deposit's.
+    pub sha256: String,
+    pub size: u64,
+    /// The leaf recording this access (written before any byte was served).
+    pub access_leaf: u64,
+    /// Where the clip was written (absent when it was checked and discarded, as `bench` does).
+    pub out: Option<PathBuf>,
+}
+
+/// `custody proof --json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ProofWritten {
+    pub item: ItemId,
+    pub bundle: PathBuf,
+}
+
+/// `custody monitor --json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct MonitorOutput {
+    /// The tree size kept before this run (absent on the first run).
+    pub old_size: Option<u64>,
+    /// The newest checkpoint's tree size.
+    pub size: u64,
+    /// Base64 root of the newest checkpoint.
+    pub root: String,
+    /// The new tree extends the kept one (always true on the first run).
+    pub consistent: bool,
+    /// What was found, for people.
+    pub detail: String,
+}
+
+/// `custody keygen --json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct KeygenOutput {
+    /// Base64 of the 32-byte Ed25519 public key, for `registry add-person --public-key`.
+    pub public_key: String,
+    pub file: PathBuf,
+}
+
+/// `custody login --json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TokenOutput {
+    pub token: String,
+    /// Seconds the token stays valid.
+    pub expires_in: u64,
+}
+
+/// `custody cluster new-node --json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct NewNodeOutput {
+    pub config: PathBuf,
+}
+
+/// `custody demo --json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DemoOutput {
+    pub steps: Vec<DemoStep>,
+    /// Every step held.
+    pub ok: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DemoStep {
+    pub name: String,
+    pub ok: bool,
+    /// What the step produced, for people.
+    pub detail: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+// ---- Schemas -----------------------------------------------------------------
+
+/// Each CLI command that takes `--json`, and the schema (in [`schemas`]) of
+/// the one object it prints on success; on failure every command prints an
+/// [`ErrorOutput`]. `bench --json` prints its measurement report (README, "Performance"), not typed here.
+pub const CLI_JSON: &[(&str, &str)] = &[
+    ("demo", "DemoOutput"),
+    ("cluster init", "Initialised"),
+    ("cluster new-node", "NewNodeOutput"),
+    ("cluster status", "ClusterStatus"),
+    ("cluster add-node", "ClusterStatus"),
+    ("cluster remove-node", "ClusterStatus"),
+    ("cluster keys", "KeysView"),
+    ("certs init", "CertsWritten"),
+    ("deposit", "DepositReceipt"),
+    ("items", "ItemList"),
+    ("show", "ItemDetail"),
+    ("checkpoint", "CheckpointView"),
+    ("login", "TokenOutput"),
+    ("scrub", "ScrubSummary"),
+    ("keygen", "KeygenOutput"),
+    ("request", "RequestStatus"),
+    ("approve", "RequestStatus"),
+    ("fetch", "FetchOutput"),
+    ("hold", "RetentionView"),
+    ("release", "RetentionView"),
+    ("extend", "RetentionView"),
+    ("purge", "PurgeView"),
+    ("registry list", "RegistryView"),
+    ("registry officer add", "Recorded"),
+    ("registry system add", "Recorded"),
+    ("registry revoke", "Recorded"),
+    ("proof", "ProofWritten"),
+    ("verify", "VerifyReport"),
+    ("monitor", "MonitorOutput"),
+];
+
+impl JsonSchema for ItemId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ItemId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^[0-9a-f]{32}$", "description": "16 random bytes, 32 lowercase hex digits" })
+    }
+}
+
+impl JsonSchema for crate::evidence::ChunkName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ChunkName".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA-256 of the sealed chunk, 64 lowercase hex digits" })
+    }
+}
+
+/// The JSON Schema of every shape the API serves and the CLI prints, keyed by
+/// type name, with `$ref`s into `#/components/schemas/` (for OpenAPI 3.1).
+pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
+    let mut g = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas".into())
+        .for_serialize()
+        .into_generator();
+    macro_rules! all {
+        ($($t:ty),* $(,)?) => { $( g.subschema_for::<$t>(); )* };
+    }
+    all!(
+        Problem,
+        DepositReceipt,
+        ItemList,
+        ItemDetail,
+        RetentionView,
+        PurgeView,
+        ClusterStatus,
+        AddMember,
+        CheckpointView,
+        KeysView,
+        ConsistencyView,
+        RequestStatus,
+        ScrubSummary,
+        crate::api::access::FileRequest,
+        crate::api::access::Signature,
+        crate::vault::access::RequestRecord,
+        crate::api::registry::RegistryView,
+        crate::api::registry::Recorded,
+        crate::vault::registry::Person,
+        crate::vault::registry::SourceSystem,
+        crate::audit::bundle::VerifyReport,
+        crate::cli::init::Initialised,
+        crate::cli::init::CertsWritten,
+        ErrorOutput,
+        FetchOutput,
+        ProofWritten,
+        MonitorOutput,
+        KeygenOutput,
+        TokenOutput,
+        NewNodeOutput,
+        DemoOutput,
+    );
+    g.take_definitions(true)
 }

@@ -407,7 +407,7 @@ impl Cluster {
                 return Err(format!("node {id} misses {} chunks", h["missing_chunks"]));
             }
             if let Some(w) = h["warnings"].as_array().filter(|w| !w.is_empty()) {
-                return Err(format!("node {id} warns: {}", w.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; ")));
+                return Err(format!("node {id} warns: {}", w.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")));
             }
             if m["last_applied"].as_u64().unwrap_or(0) + slack < max {
                 return Err(format!("node {id} has applied {} of {max}", m["last_applied"]));

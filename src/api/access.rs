@@ -20,25 +20,20 @@ use crate::tls::PeerIdentity;
 use crate::vault::access::{self, RequestRecord};
 use crate::vault::{query, Command, Outcome};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileRequest {
     pub request: AccessRequest,
     /// Base64 Ed25519 signature of the requester over the request's signing bytes.
     pub signature: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Signature {
     pub signature: String,
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct RequestStatus {
-    pub request: String,
-    /// `pending` or `granted`.
-    pub status: String,
-    pub leaf_index: u64,
-}
+use crate::wire::RequestState;
+pub use crate::wire::RequestStatus;
 
 fn refused(reason: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", reason)
@@ -57,7 +52,7 @@ async fn propose(node: &Node, cmd: Command) -> Result<Outcome, ApiError> {
 fn status(out: Outcome) -> Result<Json<RequestStatus>, ApiError> {
     match out {
         Outcome::RequestStatus { request, granted, leaf_index } => {
-            Ok(Json(RequestStatus { request, status: if granted { "granted" } else { "pending" }.into(), leaf_index }))
+            Ok(Json(RequestStatus { request, status: if granted { RequestState::Granted } else { RequestState::Pending }, leaf_index }))
         }
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
@@ -231,13 +226,11 @@ pub async fn purge(
     Extension(peer): Extension<PeerIdentity>,
     Path(id): Path<String>,
     Query(q): Query<FetchQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::wire::PurgeView>, ApiError> {
     let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     match propose(&node, Command::Purge { item, request: q.request, by, time_ms: now_ms() }).await? {
-        Outcome::Purged { item, leaf_index, chunks } => {
-            Ok(Json(serde_json::json!({ "item": item, "leaf_index": leaf_index, "chunks_destroyed": chunks.len() })))
-        }
+        Outcome::Purged { item, leaf_index, chunks } => Ok(Json(crate::wire::PurgeView { item, leaf_index, chunks_destroyed: chunks.len() as u64 })),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
 }

@@ -16,7 +16,7 @@ use crate::limits;
 use crate::node::Node;
 use crate::raft::{NodeId, TypeConfig};
 use crate::tls::PeerIdentity;
-use crate::wire::NodeHealth;
+use crate::wire::{HealthWarning, NodeHealth};
 
 /// Largest Raft RPC body accepted (a batch of entries or a snapshot piece).
 pub const MAX_RAFT_RPC_BYTES: usize = 64 * 1024 * 1024;
@@ -83,18 +83,23 @@ pub fn own_health(node: &Node) -> NodeHealth {
     let missing = crate::node::missing_chunks(node);
     let mut warnings = Vec::new();
     if missing > 0 {
-        warnings.push(format!("{missing} committed chunks not yet held by this node"));
+        warnings.push(HealthWarning::ChunksNotHeld { count: missing });
+    }
+    if let Ok(l) = node.lost_chunks.lock() {
+        if !l.is_empty() {
+            warnings.push(HealthWarning::ChunksLost { chunks: l.clone() });
+        }
     }
     if let Err(e) = &m.running_state {
-        warnings.push(format!("raft stopped: {e}"));
+        warnings.push(HealthWarning::RaftStopped { error: e.to_string() });
     }
     if let Ok(d) = node.damaged_chunks.lock() {
         if !d.is_empty() {
-            warnings.push(format!("{} chunks damaged beyond repair (no healthy replica): {}", d.len(), d.join(", ")));
+            warnings.push(HealthWarning::ChunksDamaged { chunks: d.clone() });
         }
     }
     if let Ok(Some(why)) = node.audit_broken.lock().map(|b| b.clone()) {
-        warnings.push(format!("audit tree check failed, not signing checkpoints: {why}"));
+        warnings.push(HealthWarning::AuditTreeInvalid { error: why });
     }
     NodeHealth {
         id: node.id(),

@@ -9,7 +9,7 @@ mod internal;
 mod problem;
 pub mod registry;
 pub mod session;
-mod v1;
+pub mod v1;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,13 +14,13 @@ use crate::tls::PeerIdentity;
 use crate::vault::registry::{self, Person, RegistryChange, SourceSystem};
 use crate::vault::{Command, Outcome};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegistryView {
     pub people: Vec<Person>,
     pub systems: Vec<SourceSystem>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Recorded {
     /// The person's name or the system's id.
     pub name: String,

@@ -233,68 +233,132 @@ pub async fn remove_member(
 }
 
 pub async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi_document())
+}
+
+/// The OpenAPI 3.1 document of `/v1`: every path with its request and answer
+/// shapes, the shapes' JSON Schemas generated from the types themselves
+/// ([`crate::wire::schemas`]), those the CLI alone prints with `--json` included.
+pub fn openapi_document() -> serde_json::Value {
+    let schema = |name: &str| serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+    let json_body = |name: &str| serde_json::json!({ "content": { "application/json": { "schema": schema(name) } } });
+    let problem = serde_json::json!({ "description": "An RFC 9457 problem document", "content": { "application/problem+json": { "schema": schema("Problem") } } });
+    let op = |summary: &str, answer: Option<&str>, body: Option<&str>| {
+        let mut o = serde_json::json!({ "summary": summary, "responses": { "default": problem.clone() } });
+        o["responses"]["200"] = match answer {
+            Some(a) => {
+                let mut r = json_body(a);
+                r["description"] = "OK".into();
+                r
+            }
+            None => serde_json::json!({ "description": "OK" }),
+        };
+        if let Some(b) = body {
+            o["requestBody"] = json_body(b);
+            o["requestBody"]["required"] = true.into();
+        }
+        o
+    };
+    let deposit_body = serde_json::json!({ "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } });
+    let mut deposit =
+        op("Deposit a clip (streamed body, Content-Length required; query: case, system, retention, note)", Some("DepositReceipt"), None);
+    deposit["requestBody"] = deposit_body;
+    let mut fetch = op("Record the access under a grant, then stream the clip (query: request)", None, None);
+    fetch["responses"]["200"] = serde_json::json!({ "description": "The clip's plaintext", "content": { "application/octet-stream": {} } });
     let mut paths = BTreeMap::new();
-    let op = |summary: &str| serde_json::json!({ "summary": summary, "responses": { "default": { "description": "problem+json on error" } } });
-    paths.insert("/v1/items", serde_json::json!({ "post": op("Deposit a clip (streamed body, Content-Length required; query: case, system, retention, note)"), "get": op("List items (query: case)") }));
-    paths.insert("/v1/items/{id}", serde_json::json!({ "get": op("An item's metadata and custody trail") }));
-    paths.insert("/v1/cluster/status", serde_json::json!({ "get": op("Leader, members and per-node health") }));
-    paths.insert("/v1/cluster/members", serde_json::json!({ "post": op("Add a node: learner first, then voter (admin)") }));
-    paths.insert("/v1/cluster/members/{id}", serde_json::json!({ "delete": op("Remove a node (admin)") }));
-    paths.insert("/v1/registry", serde_json::json!({ "get": op("People and source systems") }));
-    paths.insert("/v1/registry/people", serde_json::json!({ "post": op("Register a person (admin)") }));
-    paths.insert("/v1/registry/people/{name}/revoke", serde_json::json!({ "post": op("Revoke a person (admin)") }));
-    paths.insert("/v1/registry/systems", serde_json::json!({ "post": op("Register a source video system (admin)") }));
-    paths.insert("/v1/checkpoint", serde_json::json!({ "get": op("The latest majority-cosigned checkpoint") }));
-    paths.insert("/v1/cluster/keys", serde_json::json!({ "get": op("The nodes' checkpoint verifier keys") }));
-    paths.insert("/v1/audit/consistency", serde_json::json!({ "get": op("Consistency proof between two tree sizes (query: old, new)") }));
-    paths.insert("/v1/items/{id}/proof", serde_json::json!({ "get": op("The item's proof bundle for a court") }));
-    Json(serde_json::json!({
+    paths.insert("/v1/items", serde_json::json!({ "post": deposit, "get": op("List items (query: case)", Some("ItemList"), None) }));
+    paths.insert("/v1/items/{id}", serde_json::json!({ "get": op("An item's metadata and custody trail", Some("ItemDetail"), None) }));
+    paths.insert("/v1/items/{id}/proof", serde_json::json!({ "get": op("The item's proof bundle for a court (docs/AUDIT_FORMATS.md)", None, None) }));
+    paths.insert("/v1/items/{id}/fetch", serde_json::json!({ "post": fetch }));
+    paths.insert(
+        "/v1/items/{id}/hold",
+        serde_json::json!({ "post": op("Place a legal hold (body: {\"reason\": string})", Some("RetentionView"), None) }),
+    );
+    paths.insert("/v1/items/{id}/release", serde_json::json!({ "post": op("Release a legal hold", Some("RetentionView"), None) }));
+    paths.insert(
+        "/v1/items/{id}/extend",
+        serde_json::json!({ "post": op("Extend retention (body: {\"retention\": \"important\"})", Some("RetentionView"), None) }),
+    );
+    paths.insert(
+        "/v1/items/{id}/purge",
+        serde_json::json!({ "post": op("Purge after retention under a granted purge request (query: request)", Some("PurgeView"), None) }),
+    );
+    paths.insert(
+        "/v1/requests",
+        serde_json::json!({ "post": op("File an access request, signed by its requester", Some("RequestStatus"), Some("FileRequest")) }),
+    );
+    paths.insert(
+        "/v1/requests/{id}",
+        serde_json::json!({ "get": op("A request as committed, with its signatures and grant", Some("RequestRecord"), None) }),
+    );
+    paths.insert(
+        "/v1/requests/{id}/approvals",
+        serde_json::json!({ "post": op("Sign a request as participant or approver", Some("RequestStatus"), Some("Signature")) }),
+    );
+    paths.insert("/v1/cluster/status", serde_json::json!({ "get": op("Leader, members and per-node health", Some("ClusterStatus"), None) }));
+    paths.insert(
+        "/v1/cluster/members",
+        serde_json::json!({ "post": op("Add a node: learner first, then voter (admin)", Some("ClusterStatus"), Some("AddMember")) }),
+    );
+    paths.insert("/v1/cluster/members/{id}", serde_json::json!({ "delete": op("Remove a node (admin)", Some("ClusterStatus"), None) }));
+    paths.insert("/v1/cluster/keys", serde_json::json!({ "get": op("The nodes' checkpoint verifier keys", Some("KeysView"), None) }));
+    paths.insert("/v1/registry", serde_json::json!({ "get": op("People and source systems", Some("RegistryView"), None) }));
+    paths.insert("/v1/registry/people", serde_json::json!({ "post": op("Register a person (admin)", Some("Recorded"), Some("Person")) }));
+    paths.insert("/v1/registry/people/{name}/revoke", serde_json::json!({ "post": op("Revoke a person (admin)", Some("Recorded"), None) }));
+    paths.insert(
+        "/v1/registry/systems",
+        serde_json::json!({ "post": op("Register a source video system (admin)", Some("Recorded"), Some("SourceSystem")) }),
+    );
+    paths.insert("/v1/checkpoint", serde_json::json!({ "get": op("The latest majority-cosigned checkpoint", Some("CheckpointView"), None) }));
+    paths.insert(
+        "/v1/audit/consistency",
+        serde_json::json!({ "get": op("Consistency proof between two tree sizes (query: old, new)", Some("ConsistencyView"), None) }),
+    );
+    paths.insert(
+        "/v1/scrub",
+        serde_json::json!({ "post": op("Every member scrubs its disk and audit tree now (admin)", Some("ScrubSummary"), None) }),
+    );
+    paths.insert("/v1/openapi.json", serde_json::json!({ "get": op("This document", None, None) }));
+    // What the CLI prints with --json: command → schema (README "Scripting").
+    let cli: BTreeMap<&str, &str> = crate::wire::CLI_JSON.iter().copied().collect();
+    serde_json::json!({
         "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": { "title": "custody", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
-        "components": { "schemas": {
-            "TrailEntry": {
-                "description": "One audit leaf about an item (GET /v1/items/{id}, field `trail`): `kind` and `time` are the record's own, every other field of the record (docs/AUDIT_FORMATS.md) appears under its own name and type",
-                "type": "object",
-                "required": ["leaf_index", "kind", "time", "v"],
-                "properties": {
-                    "leaf_index": { "type": "integer", "minimum": 0 },
-                    "kind": { "type": "string", "enum": ["deposit", "request", "approval", "grant", "access", "hold", "retention", "purge", "scrub"] },
-                    "time": { "type": "string", "format": "date-time" },
-                    "v": { "type": "integer" },
-                },
-                "additionalProperties": true,
-            },
-        }},
-    }))
+        "components": { "schemas": crate::wire::schemas() },
+        "x-cli-json": cli,
+    })
 }
 
 /// `POST /v1/scrub` (admin): every member scrubs its own disk now; the reports are summed.
-pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<crate::wire::ScrubSummary>, ApiError> {
     require_admin(&node, &peer)?;
     let runs = node.members().into_iter().map(|(id, addr, _)| {
         let node = node.clone();
         async move {
             if id == node.id() {
-                return crate::node::scrub::scrub_once(&node, Duration::ZERO).await.map_err(|e| e.to_string());
+                return crate::node::scrub::scrub_once(&node, Duration::ZERO)
+                    .await
+                    .map_err(|e| crate::wire::NodeError { node: id, error: format!("{e:#}") });
             }
             let url = format!("{}{}", node.route(id, &addr), crate::node::scrub::SCRUB_PATH);
             node.http
                 .call::<(), crate::node::scrub::ScrubReport>(Method::POST, &url, None, Duration::from_secs(3600))
                 .await
-                .map_err(|e| format!("node {id}: {e}"))
+                .map_err(|e| crate::wire::NodeError { node: id, error: e.to_string() })
         }
     });
     let reports = futures::future::join_all(runs).await;
-    let ok: Vec<&crate::node::scrub::ScrubReport> = reports.iter().filter_map(|r| r.as_ref().ok()).collect();
-    let sum = |f: fn(&crate::node::scrub::ScrubReport) -> u64| ok.iter().map(|r| f(r)).sum::<u64>();
-    Ok(Json(serde_json::json!({
-        "checked": sum(|r| r.checked),
-        "corrupt": sum(|r| r.corrupt),
-        "missing": sum(|r| r.missing),
-        "repaired": sum(|r| r.repaired),
-        "unrepairable": ok.iter().flat_map(|r| r.unrepairable.clone()).collect::<Vec<_>>(),
-        "nodes": ok,
-        "errors": reports.iter().filter_map(|r| r.as_ref().err()).collect::<Vec<_>>(),
-    })))
+    let ok: Vec<crate::wire::ScrubReport> = reports.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+    let sum = |f: fn(&crate::wire::ScrubReport) -> u64| ok.iter().map(f).sum::<u64>();
+    Ok(Json(crate::wire::ScrubSummary {
+        checked: sum(|r| r.checked),
+        corrupt: sum(|r| r.corrupt),
+        missing: sum(|r| r.missing),
+        repaired: sum(|r| r.repaired),
+        unrepairable: ok.iter().flat_map(|r| r.unrepairable.clone()).collect(),
+        errors: reports.into_iter().filter_map(Result::err).collect(),
+        nodes: ok,
+    }))
 }

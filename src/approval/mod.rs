@@ -22,7 +22,7 @@ pub const SIGNING_CONTEXT: &[u8] = b"custody/access-request/v1\n";
 /// How long a request (and the grant it may form) stays valid by default.
 pub const DEFAULT_TTL_SECS: u64 = 24 * 3600;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     View,
@@ -56,7 +56,7 @@ impl fmt::Display for Action {
 }
 
 /// The request as every signer signs it (the registration form of art. 18(4)).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRequest {
     pub item: ItemId,

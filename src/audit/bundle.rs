@@ -51,11 +51,21 @@ pub struct Bundle {
 }
 
 /// One named check and its verdict.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Check {
     pub name: String,
     pub ok: bool,
     pub detail: String,
+}
+
+/// `custody verify --json`: the verdict and every check it rests on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct VerifyReport {
+    /// Every check holds.
+    pub valid: bool,
+    /// The item id the bundle names (absent when the bundle names none).
+    pub item: Option<String>,
+    pub checks: Vec<Check>,
 }
 
 fn check(name: impl Into<String>, result: Result<String, String>) -> Check {

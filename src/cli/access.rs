@@ -20,6 +20,7 @@ use crate::client::{empty, HttpError};
 use crate::crypto::SigningKey;
 use crate::evidence::ItemId;
 use crate::vault::access::RequestRecord;
+use crate::wire::FetchOutput;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -178,31 +179,31 @@ async fn sign_request_confirmed(s: &Session, id: &str, confirm: Confirm) -> Resu
 
 pub async fn fetch(s: &Session, item: &str, request: &str, out: &Path, json: bool) -> Result<(), Failure> {
     let v = fetch_to(s, item, request, out).await?;
-    emit(json, &v, || {
+    emit(json, &serde_json::to_value(&v)?, || {
         format!(
             "fetched {} to {} ({} bytes); SHA-256 matches the deposit ({}); access record at leaf {}",
-            v["item"].as_str().unwrap_or_default(),
+            v.item,
             out.display(),
-            v["size"],
-            v["sha256"].as_str().unwrap_or_default(),
-            v["access_leaf"]
+            v.size,
+            v.sha256,
+            v.access_leaf
         )
     });
     Ok(())
 }
 
 /// Fetches into `out`, checking the SHA-256; returns the result object; prints nothing.
-pub async fn fetch_to(s: &Session, item: &str, request: &str, out: &Path) -> Result<serde_json::Value, Failure> {
+pub async fn fetch_to(s: &Session, item: &str, request: &str, out: &Path) -> Result<FetchOutput, Failure> {
     fetch_into(s, item, request, Some(out)).await
 }
 
 /// Fetches and checks the SHA-256 without keeping the bytes (`custody bench`:
 /// the client's own disk is not what it measures).
-pub async fn fetch_checked(s: &Session, item: &str, request: &str) -> Result<serde_json::Value, Failure> {
+pub async fn fetch_checked(s: &Session, item: &str, request: &str) -> Result<FetchOutput, Failure> {
     fetch_into(s, item, request, None).await
 }
 
-async fn fetch_into(s: &Session, item: &str, request: &str, out: Option<&Path>) -> Result<serde_json::Value, Failure> {
+async fn fetch_into(s: &Session, item: &str, request: &str, out: Option<&Path>) -> Result<FetchOutput, Failure> {
     let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
     let tmp = out.map(|o| o.with_extension("partial"));
     let path = format!("/v1/items/{item}/fetch?{}", serde_urlencoded::to_string([("request", request)])?);
@@ -262,20 +263,23 @@ async fn fetch_into(s: &Session, item: &str, request: &str, out: Option<&Path>) 
     if let (Some(t), Some(o)) = (&tmp, out) {
         std::fs::rename(t, o).map_err(|e| Failure::new(2, format!("{}: {e}", o.display())))?;
     }
-    Ok(serde_json::json!({ "item": item, "sha256": got, "size": size, "access_leaf": leaf, "out": out }))
+    Ok(FetchOutput { item, sha256: got, size, access_leaf: leaf, out: out.map(Path::to_path_buf) })
 }
 
 /// `hold`, `release`, `extend`.
 pub async fn retention(s: &Session, item: &str, what: &str, body: serde_json::Value, json: bool) -> Result<(), Failure> {
     let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
-    let v: serde_json::Value = s.call(Method::POST, &format!("/v1/items/{item}/{what}"), Some(&body), TIMEOUT).await.map_err(failure)?;
-    emit(json, &v, || match v.get("retain_until") {
-        Some(until) => {
-            format!("item {item}: retained until {}{}", until.as_str().unwrap_or("?"), if v["hold"] == true { ", ON LEGAL HOLD" } else { "" })
-        }
-        None => {
-            format!("item {item} purged: data key and {} chunks destroyed; the record stays (audit leaf {})", v["chunks_destroyed"], v["leaf_index"])
-        }
-    });
+    let path = format!("/v1/items/{item}/{what}");
+    if what.starts_with("purge") {
+        let v: crate::wire::PurgeView = s.call(Method::POST, &path, Some(&body), TIMEOUT).await.map_err(failure)?;
+        emit(json, &serde_json::to_value(&v)?, || {
+            format!("item {item} purged: data key and {} chunks destroyed; the record stays (audit leaf {})", v.chunks_destroyed, v.leaf_index)
+        });
+    } else {
+        let v: crate::wire::RetentionView = s.call(Method::POST, &path, Some(&body), TIMEOUT).await.map_err(failure)?;
+        emit(json, &serde_json::to_value(&v)?, || {
+            format!("item {item}: retained until {}{}", v.retain_until, if v.hold { ", ON LEGAL HOLD" } else { "" })
+        });
+    }
     Ok(())
 }

@@ -37,7 +37,8 @@ pub async fn proof(s: &Session, item: &str, out: &Path, json: bool) -> Result<()
     let b: Bundle = s.call::<(), _>(Method::GET, &format!("/v1/items/{id}/proof"), None, TIMEOUT).await?;
     let text = serde_json::to_string_pretty(&b)?;
     std::fs::write(out, text + "\n").map_err(|e| usage(format!("{}: {e}", out.display())))?;
-    emit(json, &serde_json::json!({ "item": id, "bundle": out }), || format!("wrote the proof bundle of {id} to {}", out.display()));
+    let v = crate::wire::ProofWritten { item: id, bundle: out.to_path_buf() };
+    emit(json, &serde_json::to_value(&v)?, || format!("wrote the proof bundle of {id} to {}", out.display()));
     Ok(())
 }
 
@@ -70,7 +71,8 @@ pub fn verify(bundle_path: &Path, clip: Option<&Path>, keys: Option<&Path>, json
     let clip_sha = clip.map(file_sha256).transpose()?;
     let checks = bundle::verify(&b, &keys, clip_sha.as_deref());
     let valid = checks.iter().all(|c| c.ok);
-    emit(json, &serde_json::json!({ "valid": valid, "checks": checks, "item": b.item.get("item") }), || {
+    let report = bundle::VerifyReport { valid, item: b.item.get("item").and_then(|i| i.as_str()).map(str::to_string), checks: checks.clone() };
+    emit(json, &serde_json::to_value(&report)?, || {
         let mut out = String::new();
         for c in &checks {
             out.push_str(&format!("{} {}: {}\n", if c.ok { "✔" } else { "✘" }, c.name, c.detail));
@@ -158,9 +160,14 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
             .and_then(|_| std::fs::rename(&tmp, state_path))
             .map_err(|e| usage(format!("{}: {e}", state_path.display())))?;
     }
-    emit(json, &serde_json::json!({ "size": new_cp.size, "consistent": consistent, "detail": detail, "root": root_of(&new_cp) }), || {
-        format!("{} {detail}", if consistent { "✔" } else { "✘ INCONSISTENT:" })
-    });
+    let report = crate::wire::MonitorOutput {
+        old_size: old.as_ref().and_then(|o| verify_checkpoint_quorum(&o.checkpoint, &keys).ok()).map(|(cp, _)| cp.size),
+        size: new_cp.size,
+        root: root_of(&new_cp),
+        consistent,
+        detail: detail.clone(),
+    };
+    emit(json, &serde_json::to_value(&report)?, || format!("{} {detail}", if consistent { "✔" } else { "✘ INCONSISTENT:" }));
     if consistent {
         Ok(())
     } else {

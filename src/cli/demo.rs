@@ -24,7 +24,7 @@ pub struct DemoArgs {
 
 struct Narrator {
     json: bool,
-    steps: Vec<serde_json::Value>,
+    steps: Vec<crate::wire::DemoStep>,
     failed: bool,
 }
 
@@ -40,7 +40,11 @@ impl Narrator {
             Ok(detail) => self.say(&format!("  ✔ {name}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })),
             Err(e) => self.say(&format!("  ✘ {name}: {e:#}")),
         }
-        self.steps.push(serde_json::json!({ "name": name, "ok": ok, "detail": match &result { Ok(d) => d.clone(), Err(e) => format!("{e:#}") } }));
+        let (detail, error) = match &result {
+            Ok(d) => ((!d.is_empty()).then(|| d.clone()), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        self.steps.push(crate::wire::DemoStep { name: name.to_string(), ok, detail, error });
         self.failed |= !ok;
         ok
     }
@@ -58,7 +62,7 @@ pub(super) fn free_base_port(n: u16) -> anyhow::Result<u16> {
 }
 
 /// A sample clip: deterministic pseudo-random bytes (incompressible, like video).
-fn write_sample(path: &Path, mib: u64) -> anyhow::Result<String> {
+pub(super) fn write_sample(path: &Path, mib: u64) -> anyhow::Result<String> {
     use std::io::Write;
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut h = crate::crypto::Hasher::new();
@@ -112,7 +116,8 @@ pub async fn run(a: DemoArgs, json: bool) -> Result<(), Failure> {
         n.say(&format!("kept {}", kept.display()));
     }
     if json {
-        println!("{}", serde_json::json!({ "steps": n.steps, "ok": !n.failed }));
+        let out = crate::wire::DemoOutput { steps: std::mem::take(&mut n.steps), ok: !n.failed };
+        println!("{}", serde_json::to_value(&out)?);
     }
     if n.failed {
         return Err(Failure { code: 1, message: "a demo step failed".into(), reported: json });
@@ -124,8 +129,8 @@ pub async fn run(a: DemoArgs, json: bool) -> Result<(), Failure> {
 async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut LocalCluster) -> anyhow::Result<()> {
     n.say("1. An administrator initialises a 3-node cluster: dev CA, node and user certificates, KEK, profiles.");
     let base_port = free_base_port(3)?;
-    let r =
-        init::init(&InitArgs { dir: dir.to_path_buf(), nodes: 3, base_port, dev_retention_secs: None }).map(|c| format!("{} node configs", c.len()));
+    let r = init::init(&InitArgs { dir: dir.to_path_buf(), nodes: 3, base_port, dev_retention_secs: None })
+        .map(|c| format!("{} node configs", c.nodes.len()));
     if !n.step("initialise the cluster", r) {
         return Ok(());
     }
@@ -218,7 +223,7 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
             );
             n.step(
                 "two officers and an approver grant the request",
-                if carol_status == "granted" {
+                if carol_status == crate::wire::RequestState::Granted {
                     Ok(format!("request {req}: bob {bob_status}, carol {carol_status}"))
                 } else {
                     Err(anyhow::anyhow!("not granted: {carol_status}"))
@@ -228,7 +233,7 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
             match super::access::fetch_to(&bob, &receipt.item.to_string(), &req, &out).await {
                 Ok(v) => n.step(
                     "fetch the clip, access recorded first",
-                    Ok(format!("{} bytes, SHA-256 matches, access record at leaf {}", v["size"], v["access_leaf"])),
+                    Ok(format!("{} bytes, SHA-256 matches, access record at leaf {}", v.size, v.access_leaf)),
                 ),
                 Err(f) => n.step("fetch the clip, access recorded first", Err(anyhow::anyhow!(f.message))),
             };

@@ -49,6 +49,100 @@ struct ClusterFile {
     dev_retention_secs: Option<u64>,
 }
 
+/// What `cluster init` wrote (printed by the command, `--json` as is).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Initialised {
+    pub dir: PathBuf,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    /// The CA certificate every node and client trusts.
+    pub ca: PathBuf,
+    pub nodes: Vec<InitNode>,
+    pub profiles: Vec<InitProfile>,
+    /// The source video systems registered at init.
+    pub systems: Vec<String>,
+    /// Set when retention was shortened for testing: standard S seconds, important 2·S.
+    pub dev_retention_secs: Option<u64>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct InitNode {
+    pub id: u64,
+    /// The `https://host:port` the node listens on and is known by.
+    pub addr: String,
+    pub config: PathBuf,
+    /// The node that initialises the cluster on its first start.
+    pub bootstrap: bool,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct InitProfile {
+    pub user: String,
+    pub role: String,
+    pub profile: PathBuf,
+}
+
+impl Initialised {
+    /// The human summary of what was written.
+    pub fn summary(&self) -> String {
+        let mut out = format!("initialised cluster {} ({}) in {}", self.cluster_name, self.cluster_id, self.dir.display());
+        for n in &self.nodes {
+            out.push_str(&format!("\n  node {}  {}  {}", n.id, n.addr, n.config.display()));
+        }
+        for p in &self.profiles {
+            out.push_str(&format!("\n  profile {} ({})  {}", p.user, p.role, p.profile.display()));
+        }
+        out.push_str(&format!("\n  source system {}", self.systems.join(", ")));
+        if let Some(d) = self.dev_retention_secs {
+            out.push_str(&format!("\n  DEV CLUSTER: retention shortened to {d} s (standard) / {} s (important)", d * 2));
+        }
+        out
+    }
+}
+
+/// What `certs init` wrote.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct CertsWritten {
+    pub dir: PathBuf,
+    pub ca: CertFiles,
+    pub nodes: Vec<NodeCert>,
+    pub users: Vec<UserCert>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct NodeCert {
+    pub id: u64,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct UserCert {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl CertsWritten {
+    /// The human summary of what was written.
+    pub fn summary(&self) -> String {
+        let mut out = format!("wrote a dev CA in {}: {}", self.dir.display(), self.ca.cert.display());
+        for n in &self.nodes {
+            out.push_str(&format!("\n  node {}  {}", n.id, n.cert.display()));
+        }
+        for u in &self.users {
+            out.push_str(&format!("\n  user {}  {}", u.name, u.cert.display()));
+        }
+        out
+    }
+}
+
 fn addr(base_port: u16, id: u64) -> anyhow::Result<(String, String)> {
     let port = u64::from(base_port) + id - 1;
     if port > 65535 {
@@ -101,7 +195,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
 }
 
 /// `cluster init`: CA, node certificates and configs, KEK, user profiles.
-pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
+pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
     if a.nodes == 0 || a.nodes > 99 {
         bail!("--nodes must be between 1 and 99");
     }
@@ -124,10 +218,12 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
     write_secret(&a.dir.join("kek.key"), crate::crypto::Kek::generate_hex()?.as_bytes())?;
     let peers: Vec<PeerConfig> =
         (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
-    let mut configs = Vec::new();
-    for id in 1..=a.nodes {
-        configs.push(write_node(&a.dir, &cf, &ca, id, peers.clone(), id == 1)?);
+    let mut nodes = Vec::new();
+    for p in &peers {
+        let config = write_node(&a.dir, &cf, &ca, p.id, peers.clone(), p.id == 1)?;
+        nodes.push(InitNode { id: p.id, addr: p.addr.clone(), config, bootstrap: p.id == 1 });
     }
+    let mut written = Vec::new();
     let profiles = a.dir.join("profiles");
     fs::create_dir_all(&profiles)?;
     let mut registry = crate::vault::InitialRegistry::default();
@@ -149,7 +245,9 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
             key: format!("{user}.key"),
             signing_key: Some(format!("{user}.signing.key")),
         };
-        write_toml(&profiles.join(format!("{user}.toml")), &p)?;
+        let profile = profiles.join(format!("{user}.toml"));
+        write_toml(&profile, &p)?;
+        written.push(InitProfile { user: user.to_string(), role: role.to_string(), profile });
     }
     registry.systems.push(crate::vault::registry::SourceSystem {
         id: DEMO_SYSTEM.into(),
@@ -159,7 +257,16 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Vec<PathBuf>> {
     });
     fs::write(a.dir.join("registry.json"), serde_json::to_string_pretty(&registry)?)?;
     write_toml(&a.dir.join(CLUSTER_FILE), &cf)?;
-    Ok(configs)
+    Ok(Initialised {
+        dir: a.dir.clone(),
+        ca: ca.cert_path.clone(),
+        cluster_id: cf.cluster_id,
+        cluster_name: cf.cluster_name,
+        nodes,
+        profiles: written,
+        systems: vec![DEMO_SYSTEM.to_string()],
+        dev_retention_secs: cf.dev_retention_secs,
+    })
 }
 
 /// `cluster new-node`: one more node's certificate and config, pointing at the
@@ -176,18 +283,28 @@ pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<PathBuf> {
 }
 
 /// `certs init`: a dev CA, node and user certificates in DIR.
-pub fn certs_init(dir: &Path, nodes: u64, users: &[String]) -> anyhow::Result<()> {
-    let ca = DevCa::create(dir, "custody")?;
-    for id in 1..=nodes {
-        ca.issue_node(id, &dir.join(format!("node{id}.pem")), &dir.join(format!("node{id}.key")))?;
-    }
+pub fn certs_init(dir: &Path, nodes: u64, users: &[String]) -> anyhow::Result<CertsWritten> {
     for u in users {
         if u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
             bail!("user name `{u}` must be letters, digits, '-', '_' or '.'");
         }
-        ca.issue_user(u, &dir.join(format!("{u}.pem")), &dir.join(format!("{u}.key")))?;
     }
-    Ok(())
+    let ca = DevCa::create(dir, "custody")?;
+    let mut out = CertsWritten {
+        dir: dir.to_path_buf(),
+        ca: CertFiles { cert: ca.cert_path.clone(), key: dir.join("ca.key") },
+        nodes: Vec::new(),
+        users: Vec::new(),
+    };
+    for id in 1..=nodes {
+        let f = ca.issue_node(id, &dir.join(format!("node{id}.pem")), &dir.join(format!("node{id}.key")))?;
+        out.nodes.push(NodeCert { id, cert: f.cert, key: f.key });
+    }
+    for u in users {
+        let f = ca.issue_user(u, &dir.join(format!("{u}.pem")), &dir.join(format!("{u}.key")))?;
+        out.users.push(UserCert { name: u.clone(), cert: f.cert, key: f.key });
+    }
+    Ok(out)
 }
 
 /// Writes a new Ed25519 signing key (its 32-byte seed, hex, mode 0600) and

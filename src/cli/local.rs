@@ -33,6 +33,24 @@ impl LocalCluster {
         ids
     }
 
+    /// Fails, naming the node and the port, when another process already
+    /// listens where a node of this directory must: better said here than
+    /// found later in a node's log.
+    pub fn check_ports_free(&self) -> anyhow::Result<()> {
+        for id in self.node_ids() {
+            let cfg = crate::config::NodeConfig::load(&self.dir.join(format!("node{id}/node.toml")))?;
+            if let Err(e) = std::net::TcpListener::bind(cfg.listen) {
+                anyhow::bail!(
+                    "node {id} cannot listen on {}: {e}. Another process holds the port (see `ss -ltnp 'sport = :{}'`), \
+                     perhaps a cluster already running from this directory; stop it, or initialise a new directory with another --base-port",
+                    cfg.listen,
+                    cfg.listen.port()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Starts node `id` with its log appended to `nodeN/node.log`.
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let node_dir = self.dir.join(format!("node{id}"));

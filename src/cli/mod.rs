@@ -7,7 +7,7 @@ pub mod access;
 mod audit;
 pub mod bench;
 mod demo;
-mod init;
+pub mod init;
 mod local;
 pub mod ops;
 mod registry;
@@ -235,7 +235,8 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if json && !f.reported {
-                println!("{}", serde_json::json!({ "error": f.message }));
+                let out = crate::wire::ErrorOutput { error: f.message.clone(), exit_code: f.code };
+                println!("{}", serde_json::to_value(&out).unwrap_or_default());
             }
             eprintln!("error: {}", f.message);
             ExitCode::from(f.code)
@@ -253,13 +254,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let cfg = crate::config::NodeConfig::load(&config)?;
             crate::node::run(cfg, new_disk).await.map_err(Failure::from)
         }
-        Command::Cluster(ClusterCmd::Init(a)) => init::init(&a).map(|_| ()).map_err(Failure::from),
-        Command::Cluster(ClusterCmd::NewNode(a)) => {
-            let path = init::new_node(&a)?;
-            emit(json, &serde_json::json!({ "config": path }), || path.display().to_string());
+        Command::Cluster(ClusterCmd::Init(a)) => {
+            let done = init::init(&a)?;
+            emit(json, &serde_json::to_value(&done)?, || done.summary());
             Ok(())
         }
-        Command::Certs(CertsCmd::Init { dir, nodes, users }) => init::certs_init(&dir, nodes, &users).map_err(Failure::from),
+        Command::Cluster(ClusterCmd::NewNode(a)) => {
+            let path = init::new_node(&a)?;
+            emit(json, &serde_json::to_value(crate::wire::NewNodeOutput { config: path.clone() })?, || path.display().to_string());
+            Ok(())
+        }
+        Command::Certs(CertsCmd::Init { dir, nodes, users }) => {
+            let done = init::certs_init(&dir, nodes, &users)?;
+            emit(json, &serde_json::to_value(&done)?, || done.summary());
+            Ok(())
+        }
         Command::Cluster(ClusterCmd::Status) => ops::status(&ops::session(cli.profile)?, json).await,
         Command::Cluster(ClusterCmd::AddNode(a)) => ops::add_node(&ops::session(cli.profile)?, a, json).await,
         Command::Cluster(ClusterCmd::RemoveNode { id }) => ops::remove_node(&ops::session(cli.profile)?, id, json).await,
@@ -271,23 +280,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keygen { out } => registry::keygen(&out, json),
         Command::Scrub => {
             let s = ops::session(cli.profile)?;
-            let v: serde_json::Value = s.call::<(), _>(hyper::Method::POST, "/v1/scrub", None, std::time::Duration::from_secs(3600)).await?;
-            emit(json, &v, || {
-                format!(
-                    "checked {} chunk copies: {} corrupt, {} missing, {} repaired{}",
-                    v["checked"],
-                    v["corrupt"],
-                    v["missing"],
-                    v["repaired"],
-                    v["unrepairable"].as_array().filter(|u| !u.is_empty()).map(|u| format!("; UNREPAIRABLE: {u:?}")).unwrap_or_default()
-                )
+            let v: crate::wire::ScrubSummary = s.call::<(), _>(hyper::Method::POST, "/v1/scrub", None, std::time::Duration::from_secs(3600)).await?;
+            emit(json, &serde_json::to_value(&v)?, || {
+                let mut out = format!("checked {} chunk copies: {} corrupt, {} missing, {} repaired", v.checked, v.corrupt, v.missing, v.repaired);
+                if !v.unrepairable.is_empty() {
+                    out.push_str(&format!("; UNREPAIRABLE: {}", v.unrepairable.join(", ")));
+                }
+                for e in &v.errors {
+                    out.push_str(&format!("\nnode {} did not scrub: {}", e.node, e.error));
+                }
+                out
             });
             Ok(())
         }
         Command::Login => {
             let s = ops::session(cli.profile)?;
             let token = s.token().await?;
-            emit(json, &serde_json::json!({ "token": token, "expires_in": crate::auth::TOKEN_TTL_SECS }), || token.clone());
+            emit(json, &serde_json::to_value(crate::wire::TokenOutput { token: token.clone(), expires_in: crate::auth::TOKEN_TTL_SECS })?, || {
+                token.clone()
+            });
             Ok(())
         }
         Command::Request(a) => access::request(&ops::session(cli.profile)?, a, json).await,

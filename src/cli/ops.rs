@@ -208,7 +208,7 @@ pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
                 if m.voter { "voter" } else { "learner" },
                 h.map(|h| h.state.as_str()).unwrap_or("UNREACHABLE"),
                 m.last_applied.map(|a| a.to_string()).unwrap_or("-".into()),
-                h.map(|h| h.warnings.join("; ")).unwrap_or_default()
+                h.map(|h| h.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("; ")).unwrap_or_default()
             ));
         }
         out

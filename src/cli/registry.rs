@@ -68,9 +68,8 @@ fn failure(e: HttpError) -> Failure {
 
 pub fn keygen(out: &Path, json: bool) -> Result<(), Failure> {
     let public_key = super::init::keygen(out)?;
-    emit(json, &serde_json::json!({ "public_key": public_key, "file": out }), || {
-        format!("{public_key}\n(secret key written to {}, mode 0600)", out.display())
-    });
+    let v = crate::wire::KeygenOutput { public_key, file: out.to_path_buf() };
+    emit(json, &serde_json::to_value(&v)?, || format!("{}\n(secret key written to {}, mode 0600)", v.public_key, out.display()));
     Ok(())
 }
 
@@ -104,23 +103,19 @@ pub async fn run(s: &Session, cmd: RegistryCmd, json: bool) -> Result<(), Failur
             let person = Person { name, badge, unit, roles, public_key: key, revoked: false };
             person.validate().map_err(|e| Failure::new(2, e))?;
             let r: Recorded = s.call(Method::POST, "/v1/registry/people", Some(&person), TIMEOUT).await.map_err(failure)?;
-            emit(json, &serde_json::json!({ "name": r.name, "leaf_index": r.leaf_index }), || {
-                format!("registered {} (audit leaf {})", r.name, r.leaf_index)
-            });
+            emit(json, &serde_json::to_value(&r)?, || format!("registered {} (audit leaf {})", r.name, r.leaf_index));
             Ok(())
         }
         RegistryCmd::System(SystemCmd::Add { id, filing, operator, location }) => {
             let system = SourceSystem { id, filing, operator, location };
             system.validate().map_err(|e| Failure::new(2, e))?;
             let r: Recorded = s.call(Method::POST, "/v1/registry/systems", Some(&system), TIMEOUT).await.map_err(failure)?;
-            emit(json, &serde_json::json!({ "id": r.name, "leaf_index": r.leaf_index }), || {
-                format!("registered source system {} (audit leaf {})", r.name, r.leaf_index)
-            });
+            emit(json, &serde_json::to_value(&r)?, || format!("registered source system {} (audit leaf {})", r.name, r.leaf_index));
             Ok(())
         }
         RegistryCmd::Revoke { name } => {
             let r: Recorded = s.call::<(), _>(Method::POST, &format!("/v1/registry/people/{name}/revoke"), None, TIMEOUT).await.map_err(failure)?;
-            emit(json, &serde_json::json!({ "name": r.name, "leaf_index": r.leaf_index }), || format!("revoked {}", r.name));
+            emit(json, &serde_json::to_value(&r)?, || format!("revoked {}", r.name));
             Ok(())
         }
     }

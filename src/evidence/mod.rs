@@ -92,7 +92,7 @@ hex_id!(ItemId, 16, "an item id");
 hex_id!(ChunkName, 32, "a chunk name");
 
 /// Retention class (art. 14(7)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Retention {
     /// 15 days from deposit.
@@ -149,7 +149,7 @@ impl RetentionPolicy {
 }
 
 /// One sealed chunk of an item.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChunkRef {
     pub name: ChunkName,
     /// Size of the sealed chunk in bytes (plaintext + GCM tag).

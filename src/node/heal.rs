@@ -81,6 +81,9 @@ pub async fn heal_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEv
             }
         }
         unrecorded = failed;
+        if let Ok(mut l) = node.lost_chunks.lock() {
+            *l = lost.iter().filter(|(_, repaired)| !**repaired).map(|(n, _)| n.to_string()).collect();
+        }
         missing = still;
         node.missing_chunks.store(missing.len() as u64, Ordering::Relaxed);
         if !missing.is_empty() {

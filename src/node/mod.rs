@@ -72,6 +72,9 @@ pub struct Node {
     pub sessions: crate::auth::SessionKeys,
     /// Chunks the last scrub could not repair from any replica (their items are damaged).
     pub damaged_chunks: std::sync::Mutex<Vec<String>>,
+    /// Chunks this node held once and found gone, not yet repaired (kept by the
+    /// healer; each is a recorded finding).
+    pub lost_chunks: std::sync::Mutex<Vec<String>>,
     /// Set once this node has applied the cluster's configuration, which it
     /// then never loses (every snapshot carries it): spares a read per call.
     pub caught_up: std::sync::atomic::AtomicBool,
@@ -231,6 +234,7 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
         inflight: inflight::Inflight::default(),
         sessions,
         damaged_chunks: std::sync::Mutex::new(Vec::new()),
+        lost_chunks: std::sync::Mutex::new(Vec::new()),
         proposer,
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");

@@ -20,17 +20,7 @@ const BACKGROUND_PAUSE_MS: u64 = 20;
 /// How often the background scrubber starts a pass.
 const BACKGROUND_EVERY_SECS: u64 = 3600;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ScrubReport {
-    pub node: u64,
-    pub checked: u64,
-    pub corrupt: u64,
-    pub missing: u64,
-    pub repaired: u64,
-    /// Chunks no healthy replica could restore: their items are damaged.
-    pub unrepairable: Vec<String>,
-    pub audit_tree_ok: bool,
-}
+pub use crate::wire::ScrubReport;
 
 /// A finding a follower sends to the leader to record.
 #[derive(Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use super::{audit, query, refuse, stamp, Outcome, StateRead, Tx, VaultError};
 use crate::approval::{self, AccessRequest, Action, Signatures, Standing};
 use crate::evidence::ItemId;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Grant {
     pub approver: String,
     pub at_ms: u64,
@@ -18,7 +18,7 @@ pub struct Grant {
 }
 
 /// A request as committed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RequestRecord {
     pub id: String,
     pub request: AccessRequest,

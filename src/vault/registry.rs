@@ -15,7 +15,7 @@ use serde_json::json;
 use super::{audit, refuse, stamp, Outcome, StateRead, Tx, VaultError};
 use crate::evidence::check_text;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     Officer,
@@ -52,7 +52,7 @@ impl fmt::Display for Role {
 }
 
 /// A registered person. `name` is also the common name of their client certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Person {
     pub name: String,
     /// Badge or law-enforcement credential number.
@@ -66,7 +66,7 @@ pub struct Person {
 }
 
 /// A filed source video system (art. 12).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SourceSystem {
     pub id: String,
     /// Filing (備案) number with the county public-security organ.

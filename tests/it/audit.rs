@@ -226,7 +226,7 @@ fn a_node_whose_stored_tree_was_altered_stops_signing_and_the_others_publish() {
     wait_until("the altered node to report that it refuses to sign", Duration::from_secs(30), || {
         let st = c.status()?;
         let m = st["members"].as_array()?.iter().find(|m| m["id"] == victim)?.clone();
-        m["health"]["warnings"].as_array()?.iter().any(|w| w.as_str().unwrap_or("").contains("audit tree")).then_some(())
+        m["health"]["warnings"].as_array()?.iter().any(|w| w["kind"] == "audit_tree_invalid" && w["error"].is_string()).then_some(())
     });
     c.deposit("alice", &clip, "t");
     let size = c.cli_json(&p, &["items"])["items"].as_array().unwrap().iter().map(|i| i["leaf_index"].as_u64().unwrap()).max().unwrap() + 1;

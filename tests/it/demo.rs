@@ -9,6 +9,7 @@ fn custody_demo_passes_every_step() {
     let out = Command::new(BIN).args(["demo", "--json", "--clip-mib", "6"]).output().unwrap();
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    crate::json::Schemas::new().output("demo", &v);
     let steps = v["steps"].as_array().unwrap();
     let failed: Vec<&serde_json::Value> = steps.iter().filter(|s| s["ok"] != true).collect();
     assert!(failed.is_empty(), "failed demo steps: {failed:?}");

@@ -8,6 +8,7 @@ mod cluster;
 mod demo;
 mod harness;
 mod input;
+mod json;
 mod purge;
 mod registry;
 mod scrub;

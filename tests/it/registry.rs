@@ -39,7 +39,7 @@ fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
     assert!(c.items(&alice).is_empty());
     // The administrator files it; now the deposit goes through.
     let r = c.cli_json(&admin, &sys);
-    assert_eq!(r["id"], "cam-new");
+    assert_eq!(r["name"], "cam-new");
     assert!(dep("cam-new").status.success());
 
     // A new officer with a key made by keygen; then revoked.

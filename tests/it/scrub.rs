@@ -78,7 +78,9 @@ fn a_chunk_damaged_on_every_node_is_reported_and_not_served() {
     assert!(report["unrepairable"].as_array().unwrap().iter().any(|u| u == name.as_str()), "{report}");
     let st = c.status().unwrap();
     assert!(
-        st["members"].as_array().unwrap().iter().any(|m| m["health"]["warnings"].to_string().contains("damaged beyond repair")),
+        st["members"].as_array().unwrap().iter().any(|m| m["health"]["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w["kind"] == "chunks_damaged" && w["chunks"].as_array().is_some_and(|c| c.iter().any(|c| c == name.as_str()))))),
         "operators see it in cluster status: {st}"
     );
     // Nothing is served as if it were whole.
@@ -130,4 +132,51 @@ fn a_chunk_deleted_on_a_stopped_node_is_a_recorded_finding_not_a_silent_repair()
     assert!(f.iter().any(|t| t["found"] == "corrupt" && t["chunk"] == names[1].as_str() && t["node"] == victim), "{f:?}");
     // The other nodes, which lost nothing, reported nothing.
     assert!(f.iter().all(|t| t["node"] == victim), "{f:?}");
+}
+
+#[test]
+fn a_chunk_gone_from_every_replica_stays_in_cluster_status_as_an_unrepaired_finding() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 5 << 20, 6);
+    let item = c.deposit("alice", &clip, "case-L")["item"].as_str().unwrap().to_string();
+    let shown = c.cli_json(&c.profile("alice"), &["show", &item]);
+    for id in 1..=3 {
+        wait_until("every node to hold the item", Duration::from_secs(30), || c.holds_item(id, &shown["item"]).then_some(()));
+    }
+    let name = shown["item"]["chunks"][0]["name"].as_str().unwrap().to_string();
+    for id in 1..=3 {
+        c.kill(id);
+    }
+    for id in 1..=3 {
+        std::fs::remove_file(c.chunk_path(id, &name)).unwrap();
+    }
+    c.start_all(3);
+    c.wait_leader(3);
+    // No replica is left to repair from: every node lists the chunk by name, typed.
+    let st = wait_until("every node to list the lost chunk", Duration::from_secs(60), || {
+        let st = c.status()?;
+        st["members"]
+            .as_array()?
+            .iter()
+            .all(|m| {
+                m["health"]["warnings"].as_array().is_some_and(|w| {
+                    w.iter().any(|w| w["kind"] == "chunks_lost" && w["chunks"].as_array().is_some_and(|c| c.iter().any(|c| c == name.as_str())))
+                })
+            })
+            .then_some(st)
+    });
+    // And each node's finding is in the item's trail, unrepaired.
+    let trail = wait_until("the three findings in the trail", Duration::from_secs(60), || {
+        let v = c.cli_json(&c.profile("alice"), &["show", &item]);
+        let f: Vec<_> = v["trail"].as_array()?.iter().filter(|t| t["kind"] == "scrub" && t["chunk"] == name.as_str()).cloned().collect();
+        (f.len() >= 3).then_some(f)
+    });
+    assert!(trail.iter().all(|t| t["found"] == "missing" && t["repaired"] == false), "{trail:?} {st}");
+    let mut nodes: Vec<u64> = trail.iter().map(|t| t["node"].as_u64().unwrap()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes, vec![1, 2, 3], "{trail:?}");
 }

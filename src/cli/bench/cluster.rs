@@ -109,7 +109,7 @@ impl Bench {
         let filed = access::file_request(&alice, request_args(item)).await.map_err(fail)?;
         access::sign_request(&bob, &filed.request).await.map_err(fail)?;
         let st = access::sign_request(&carol, &filed.request).await.map_err(fail)?;
-        anyhow::ensure!(st.status == "granted", "the bench request was not granted: {}", st.status);
+        anyhow::ensure!(st.status == crate::wire::RequestState::Granted, "the bench request was not granted: {}", st.status);
         Ok(filed.request)
     }
 
