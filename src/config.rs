@@ -41,6 +41,17 @@ pub struct RawNodeConfig {
     pub key: String,
     /// This node's Ed25519 checkpoint signing key (64 hex digits of seed, mode 0600).
     pub checkpoint_key: String,
+    /// This node's own Ed25519 session-token key (64 hex digits of seed, mode
+    /// 0600); made on first start when absent. Default `session.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+    /// How far a not-yet-committed entry's time may be from this node's clock
+    /// before it refuses the entry (default `limits::MAX_CLOCK_SKEW_SECS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clock_skew_secs: Option<u64>,
+    /// TESTING ONLY: shifts this node's clock by this many seconds (negative: behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_secs: Option<i64>,
     /// Only the first node of a new cluster initialises it, once.
     #[serde(default)]
     pub bootstrap: bool,
@@ -81,6 +92,9 @@ pub struct NodeConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub checkpoint_key: PathBuf,
+    pub session_key: PathBuf,
+    pub max_clock_skew_secs: u64,
+    pub clock_offset_secs: i64,
     pub bootstrap: bool,
     pub registry_file: Option<PathBuf>,
     pub retention: RetentionPolicy,
@@ -148,6 +162,9 @@ impl NodeConfig {
             cert: resolve(base, &raw.cert),
             key: resolve(base, &raw.key),
             checkpoint_key: resolve(base, &raw.checkpoint_key),
+            session_key: resolve(base, raw.session_key.as_deref().unwrap_or("session.key")),
+            max_clock_skew_secs: raw.max_clock_skew_secs.unwrap_or(limits::MAX_CLOCK_SKEW_SECS).max(1),
+            clock_offset_secs: raw.clock_offset_secs.unwrap_or(0),
             bootstrap: raw.bootstrap,
             registry_file: raw.registry_file.as_deref().map(|p| resolve(base, p)),
             retention,

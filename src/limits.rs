@@ -87,3 +87,12 @@ const _: () = assert!(approval_ttl_fits());
 const fn approval_ttl_fits() -> bool {
     crate::approval::DEFAULT_TTL_SECS <= MAX_GRANT_SECS
 }
+
+/// How far from a follower's own clock the time stamped on a not-yet-committed
+/// Raft entry may be before the follower refuses the entry (docs/KEYS.md §6):
+/// every committed time is then within this of a majority of clocks.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 60;
+/// How long a follower waits for a leader to commit an entry it refused for its
+/// time before it stops following that leader (and so starts an election). A
+/// leader the others follow commits without this follower: its clock is the odd one.
+pub const CLOCK_DISTRUST_AFTER_MS: u64 = 5_000;

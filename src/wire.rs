@@ -162,6 +162,8 @@ pub struct NodeHealth {
     pub missing_chunks: u64,
     /// This node's checkpoint verifier key (signed-note format).
     pub checkpoint_key: String,
+    /// Base64 of this node's Ed25519 session-token public key (docs/KEYS.md §3).
+    pub session_key: String,
     /// Leaves in this node's applied audit tree.
     pub audit_size: u64,
     /// What an operator must look at; empty when the node is well.
@@ -458,9 +460,12 @@ pub const CLI_JSON: &[(&str, &str)] = &[
     ("extend", "RetentionView"),
     ("purge", "PurgeView"),
     ("registry list", "RegistryView"),
-    ("registry officer add", "Recorded"),
-    ("registry system add", "Recorded"),
-    ("registry revoke", "Recorded"),
+    ("registry officer add", "ChangeStatus"),
+    ("registry system add", "ChangeStatus"),
+    ("registry revoke", "ChangeStatus"),
+    ("registry roles", "ChangeStatus"),
+    ("registry key", "ChangeStatus"),
+    ("registry approve", "ChangeStatus"),
     ("proof", "ProofWritten"),
     ("verify", "VerifyReport"),
     ("monitor", "MonitorOutput"),
@@ -512,7 +517,9 @@ pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
         crate::api::access::Signature,
         crate::vault::access::RequestRecord,
         crate::api::registry::RegistryView,
-        crate::api::registry::Recorded,
+        crate::api::registry::FileChange,
+        crate::api::registry::ChangeStatus,
+        crate::vault::registry::PendingChange,
         crate::vault::registry::Person,
         crate::vault::registry::SourceSystem,
         crate::audit::bundle::VerifyReport,

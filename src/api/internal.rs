@@ -49,6 +49,10 @@ pub async fn append(
 ) -> Result<RaftResult<AppendEntriesResponse<NodeId>>, ApiError> {
     let from = member_peer(&node, &peer)?;
     same_sender(from, req.vote.leader_id.node_id)?;
+    let committed = req.leader_commit.map(|l| l.index);
+    node.clock
+        .check(&req.vote, &req.entries, committed, crate::node::now_ms())
+        .map_err(|why| ApiError::new(StatusCode::CONFLICT, "clock-skew", "Entry refused for its time", why))?;
     Ok(Json(node.raft.append_entries(req).await))
 }
 
@@ -110,6 +114,7 @@ pub fn own_health(node: &Node) -> NodeHealth {
         last_applied: m.last_applied.map(|l| l.index),
         missing_chunks: missing,
         checkpoint_key: node.signer.verifier_key().to_string(),
+        session_key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, node.session_public),
         audit_size: crate::vault::audit::size(&node.state).unwrap_or(0),
         warnings,
     }

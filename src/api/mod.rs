@@ -62,9 +62,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/items/{id}/extend", post(access::extend))
         .route("/v1/scrub", post(v1::scrub))
         .route("/v1/registry", get(registry::list))
-        .route("/v1/registry/people", post(registry::add_person))
-        .route("/v1/registry/people/{name}/revoke", post(registry::revoke_person))
-        .route("/v1/registry/systems", post(registry::add_system))
+        .route("/v1/registry/changes", post(registry::file))
+        .route("/v1/registry/changes/{id}", get(registry::show))
+        .route("/v1/registry/changes/{id}/approvals", post(registry::approve))
         .route("/v1/openapi.json", get(v1::openapi))
         // Every /v1 resource but login needs a valid session token.
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), session::require_session))

@@ -1,5 +1,6 @@
-//! Registry endpoints: administrators add people and source systems and
-//! revoke people; everyone authenticated may read it.
+//! Registry endpoints: administrators file changes signed with their own key
+//! (a second administrator approves every change to people, docs/KEYS.md §5);
+//! everyone authenticated may read the registry and its pending changes.
 
 use std::sync::Arc;
 
@@ -11,20 +12,53 @@ use serde::{Deserialize, Serialize};
 use super::{user_of, ApiError};
 use crate::node::{now_ms, Node};
 use crate::tls::PeerIdentity;
-use crate::vault::registry::{self, Person, RegistryChange, SourceSystem};
+use crate::vault::registry::{self, PendingChange, Person, Proposal, SourceSystem};
 use crate::vault::{Command, Outcome};
 
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegistryView {
     pub people: Vec<Person>,
     pub systems: Vec<SourceSystem>,
+    /// Changes filed by one administrator and waiting for a second.
+    pub pending: Vec<PendingChange>,
 }
 
+/// `POST /v1/registry/changes`.
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Recorded {
-    /// The person's name or the system's id.
-    pub name: String,
+pub struct FileChange {
+    pub proposal: Proposal,
+    /// Base64 Ed25519 signature of the filing administrator over the proposal's signing bytes.
+    pub signature: String,
+}
+
+/// Where a registry change stands.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ChangeStatus {
+    /// The change's id (32 hex digits).
+    pub change: String,
+    pub status: ChangeState,
+    /// The person's name or the system's id the change is about.
+    pub subject: String,
+    /// The leaf recording this step.
     pub leaf_index: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeState {
+    /// Filed and signed by one administrator; a second must approve it.
+    Pending,
+    /// In the registry.
+    Applied,
+}
+
+impl std::fmt::Display for ChangeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChangeState::Pending => "pending",
+            ChangeState::Applied => "applied",
+        })
+    }
 }
 
 pub async fn list(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<RegistryView>, ApiError> {
@@ -32,50 +66,55 @@ pub async fn list(State(node): State<Arc<Node>>, Extension(peer): Extension<Peer
     Ok(Json(RegistryView {
         people: registry::people(&node.state).map_err(ApiError::internal)?,
         systems: registry::systems(&node.state).map_err(ApiError::internal)?,
+        pending: registry::pending_changes(&node.state).map_err(ApiError::internal)?,
     }))
 }
 
-/// Proposes a registry change as the calling user; apply decides whether they may.
-async fn propose(node: &Node, peer: &PeerIdentity, name: String, change: RegistryChange) -> Result<Json<Recorded>, ApiError> {
-    let by = user_of(peer)?;
+async fn propose(node: &Node, subject: String, cmd: Command) -> Result<Json<ChangeStatus>, ApiError> {
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
     node.ensure_configured().await.map_err(ApiError::internal)?;
-    match node.propose(Command::Registry { by: by.clone(), change, time_ms: now_ms() }).await.map_err(super::v1::write_err)? {
-        Outcome::Recorded { leaf_index } => {
-            tracing::info!(%by, %name, leaf_index, "registry changed");
-            Ok(Json(Recorded { name, leaf_index }))
+    match node.propose(cmd).await.map_err(super::v1::write_err)? {
+        Outcome::RegistryStatus { change, applied, leaf_index } => {
+            tracing::info!(%change, %subject, applied, leaf_index, "registry change");
+            let status = if applied { ChangeState::Applied } else { ChangeState::Pending };
+            Ok(Json(ChangeStatus { change, status, subject, leaf_index }))
         }
-        Outcome::Done => Ok(Json(Recorded { name, leaf_index: u64::MAX })),
         Outcome::Refused { reason } => Err(ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", reason)),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
 }
 
-pub async fn add_person(
+/// Files a change as the calling user, who must have signed it; apply decides.
+pub async fn file(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
-    Json(person): Json<Person>,
-) -> Result<Json<Recorded>, ApiError> {
-    person.validate().map_err(ApiError::bad_request)?;
-    propose(&node, &peer, person.name.clone(), RegistryChange::AddPerson { person }).await
+    Json(body): Json<FileChange>,
+) -> Result<Json<ChangeStatus>, ApiError> {
+    let by = user_of(&peer)?;
+    body.proposal.validate().map_err(ApiError::bad_request)?;
+    let subject = body.proposal.change.subject().to_string();
+    propose(&node, subject, Command::ProposeRegistry { proposal: body.proposal, by, signature: body.signature, time_ms: now_ms() }).await
 }
 
-pub async fn revoke_person(
+pub async fn show(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
-    Path(name): Path<String>,
-) -> Result<Json<Recorded>, ApiError> {
-    registry::check_name("name", &name).map_err(ApiError::bad_request)?;
-    propose(&node, &peer, name.clone(), RegistryChange::RevokePerson { name }).await
+    Path(id): Path<String>,
+) -> Result<Json<PendingChange>, ApiError> {
+    user_of(&peer)?;
+    registry::pending(&node.state, &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no pending change {id}")))
 }
 
-pub async fn add_system(
+pub async fn approve(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
-    Json(system): Json<SourceSystem>,
-) -> Result<Json<Recorded>, ApiError> {
-    system.validate().map_err(ApiError::bad_request)?;
-    propose(&node, &peer, system.id.clone(), RegistryChange::AddSystem { system }).await
+    Path(id): Path<String>,
+    Json(body): Json<super::access::Signature>,
+) -> Result<Json<ChangeStatus>, ApiError> {
+    let by = user_of(&peer)?;
+    let subject =
+        registry::pending(&node.state, &id).map_err(ApiError::internal)?.map(|p| p.proposal.change.subject().to_string()).unwrap_or_default();
+    propose(&node, subject, Command::ApproveRegistry { change: id, by, signature: body.signature, time_ms: now_ms() }).await
 }

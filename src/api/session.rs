@@ -78,6 +78,10 @@ pub async fn login(
     if !crate::crypto::verify_ed25519(&key, &login_message(&user, &cert.0, l.time_ms), &sig) {
         return Err(unauthenticated("the login signature does not verify with the registered key"));
     }
+    // Tokens this node signs are good only once its key is registered: until then, elsewhere.
+    if crate::vault::query::session_key(&node.state, node.id()).map_err(ApiError::internal)? != Some(node.session_public) {
+        return Err(ApiError::not_caught_up());
+    }
     let token = node.sessions.issue(&user, &cert.0, now / 1000).map_err(ApiError::internal)?;
     Ok(Json(Session { token, user, expires_in: TOKEN_TTL_SECS }))
 }
@@ -96,8 +100,10 @@ pub async fn require_session(State(node): State<Arc<Node>>, req: Request, next: 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthenticated("a session token is required: log in first"))?;
-    node.sessions.verify(token, &user, &cert.0).map_err(|e| unauthenticated(e.to_string()))?;
+    let issuer_key = |id: u64| if node.is_member(id) { crate::vault::query::session_key(&node.state, id).ok().flatten() } else { None };
+    // A node that knows no members yet cannot judge who issued a token: elsewhere.
     require_caught_up(&node)?;
+    node.sessions.verify(token, &user, &cert.0, issuer_key).map_err(|e| unauthenticated(e.to_string()))?;
     match registry::person(&node.state, &user).map_err(ApiError::internal)? {
         Some(p) if !p.revoked => {}
         _ => return Err(unauthenticated(format!("{user} is not a registered, unrevoked person"))),

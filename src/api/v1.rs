@@ -303,11 +303,14 @@ pub fn openapi_document() -> serde_json::Value {
     paths.insert("/v1/cluster/members/{id}", serde_json::json!({ "delete": op("Remove a node (admin)", Some("ClusterStatus"), None) }));
     paths.insert("/v1/cluster/keys", serde_json::json!({ "get": op("The nodes' checkpoint verifier keys", Some("KeysView"), None) }));
     paths.insert("/v1/registry", serde_json::json!({ "get": op("People and source systems", Some("RegistryView"), None) }));
-    paths.insert("/v1/registry/people", serde_json::json!({ "post": op("Register a person (admin)", Some("Recorded"), Some("Person")) }));
-    paths.insert("/v1/registry/people/{name}/revoke", serde_json::json!({ "post": op("Revoke a person (admin)", Some("Recorded"), None) }));
     paths.insert(
-        "/v1/registry/systems",
-        serde_json::json!({ "post": op("Register a source video system (admin)", Some("Recorded"), Some("SourceSystem")) }),
+        "/v1/registry/changes",
+        serde_json::json!({ "post": op("File a registry change signed by an administrator (people: pending until a second approves)", Some("ChangeStatus"), Some("FileChange")) }),
+    );
+    paths.insert("/v1/registry/changes/{id}", serde_json::json!({ "get": op("A pending registry change", Some("PendingChange"), None) }));
+    paths.insert(
+        "/v1/registry/changes/{id}/approvals",
+        serde_json::json!({ "post": op("A second administrator signs a pending change, which applies", Some("ChangeStatus"), Some("Signature")) }),
     );
     paths.insert("/v1/checkpoint", serde_json::json!({ "get": op("The latest majority-cosigned checkpoint", Some("CheckpointView"), None) }));
     paths.insert(

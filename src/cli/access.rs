@@ -55,7 +55,7 @@ fn failure(e: HttpError) -> Failure {
 }
 
 /// The profile's user (its certificate's common name) and signing key.
-fn me(s: &Session) -> Result<(String, std::sync::Arc<SigningKey>), Failure> {
+pub(super) fn me(s: &Session) -> Result<(String, std::sync::Arc<SigningKey>), Failure> {
     if let Some(known) = s.signer.get() {
         return Ok(known.clone());
     }
@@ -149,6 +149,27 @@ pub fn describe(req: &AccessRequest) -> String {
     )
 }
 
+/// With [`Confirm::Ask`]: shows `description` of `what` on standard error and,
+/// on a terminal, waits for a yes; without a terminal, refuses.
+pub(super) fn ask(confirm: Confirm, what: &str, description: &str) -> Result<(), Failure> {
+    if confirm == Confirm::Yes {
+        return Ok(());
+    }
+    use std::io::{BufRead, IsTerminal, Write};
+    eprint!("You are about to sign {what}:\n{description}");
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(2, "not signed: confirm on a terminal, or pass --yes to sign without asking"));
+    }
+    eprint!("Sign it? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(2, format!("reading the answer: {e}")))?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        return Err(Failure::new(1, "not signed: the signer declined"));
+    }
+    Ok(())
+}
+
 async fn sign_request_confirmed(s: &Session, id: &str, confirm: Confirm) -> Result<RequestStatus, Failure> {
     let (_, key) = me(s)?;
     let rec: RequestRecord = s.call::<(), _>(Method::GET, &format!("/v1/requests/{id}"), None, TIMEOUT).await.map_err(failure)?;
@@ -159,20 +180,7 @@ async fn sign_request_confirmed(s: &Session, id: &str, confirm: Confirm) -> Resu
     if got != id {
         return Err(Failure::new(1, format!("the vault returned a request whose id is {got}, not {id}")));
     }
-    if confirm == Confirm::Ask {
-        use std::io::{BufRead, IsTerminal, Write};
-        eprint!("You are about to sign access request {id}:\n{}", describe(&rec.request));
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure::new(2, "not signed: confirm on a terminal, or pass --yes to sign without asking"));
-        }
-        eprint!("Sign it? [y/N] ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(2, format!("reading the answer: {e}")))?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            return Err(Failure::new(1, "not signed: the signer declined"));
-        }
-    }
+    ask(confirm, &format!("access request {id}"), &describe(&rec.request))?;
     let body = Signature { signature: sign(&key, &rec.request)? };
     s.call(Method::POST, &format!("/v1/requests/{id}/approvals"), Some(&body), TIMEOUT).await.map_err(failure)
 }

@@ -12,7 +12,8 @@ use crate::config::{PeerConfig, RawNodeConfig, RawProfile};
 use crate::pki::{write_secret, DevCa};
 
 /// The demo users `cluster init` makes profiles for, with their roles.
-pub const DEMO_USERS: [(&str, &str); 5] = [("alice", "officer"), ("bob", "officer"), ("carol", "approver"), ("dave", "court"), ("admin", "admin")];
+pub const DEMO_USERS: [(&str, &str); 6] =
+    [("alice", "officer"), ("bob", "officer"), ("carol", "approver"), ("dave", "court"), ("admin", "admin"), ("admin2", "admin")];
 /// The source video system `cluster init` registers, so a demo cluster can take deposits at once.
 pub const DEMO_SYSTEM: &str = "cam-demo-1";
 const CLUSTER_FILE: &str = "cluster.toml";
@@ -163,6 +164,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
     fs::create_dir_all(node_dir.join("data"))?;
     ca.issue_node(id, &node_dir.join("tls.pem"), &node_dir.join("tls.key"))?;
     write_secret(&node_dir.join("checkpoint.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
+    write_secret(&node_dir.join("session.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
     let (listen, advertise) = addr(cf.base_port, id)?;
     let raw = RawNodeConfig {
         id,
@@ -176,6 +178,9 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         cert: "tls.pem".into(),
         key: "tls.key".into(),
         checkpoint_key: "checkpoint.key".into(),
+        session_key: Some("session.key".into()),
+        max_clock_skew_secs: None,
+        clock_offset_secs: None,
         bootstrap,
         registry_file: Some("../registry.json".into()),
         dev_retention_secs: cf.dev_retention_secs,

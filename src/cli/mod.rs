@@ -182,7 +182,7 @@ pub enum CertsCmd {
         #[arg(long, default_value_t = 3)]
         nodes: u64,
         /// Comma-separated user names.
-        #[arg(long, value_delimiter = ',', default_value = "alice,bob,carol,dave,admin")]
+        #[arg(long, value_delimiter = ',', default_value = "alice,bob,carol,dave,admin,admin2")]
         users: Vec<String>,
     },
 }

@@ -150,7 +150,7 @@ impl Drop for DataKey {
 }
 
 /// The cluster's key-encryption key, loaded from the key file at node start.
-pub struct Kek(LessSafeKey, [u8; 32]);
+pub struct Kek(LessSafeKey);
 
 impl Kek {
     /// Parses the key file's contents: 64 hex digits (surrounding white space ignored).
@@ -160,26 +160,7 @@ impl Kek {
             return Err(CryptoError::BadKey(format!("KEK must be 32 bytes, found {}", bytes.len())));
         }
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::BadKey("KEK rejected".into()))?;
-        let mut raw = [0u8; 32];
-        raw.copy_from_slice(&bytes); // length checked above
-        Ok(Kek(LessSafeKey::new(key), raw))
-    }
-
-    /// A 32-byte secret derived from the KEK for one purpose (HKDF-SHA256,
-    /// `info` = the purpose's context string): every node derives the same one.
-    pub fn derive(&self, info: &'static [u8]) -> Result<[u8; 32], CryptoError> {
-        struct Len;
-        impl ring::hkdf::KeyType for Len {
-            fn len(&self) -> usize {
-                32
-            }
-        }
-        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"custody/kek-derive/v1").extract(&self.1);
-        let infos = [info];
-        let okm = prk.expand(&infos, Len).map_err(|_| CryptoError::BadKey("derivation failed".into()))?;
-        let mut out = [0u8; 32];
-        okm.fill(&mut out).map_err(|_| CryptoError::BadKey("derivation failed".into()))?;
-        Ok(out)
+        Ok(Kek(LessSafeKey::new(key)))
     }
 
     /// A new random KEK as the hex text of a key file.

@@ -163,15 +163,55 @@ pub async fn verify_at_start(node: Arc<Node>) {
 
 /// On the leader: register node keys, gather cosignatures, publish checkpoints.
 pub async fn checkpoint_loop(node: Arc<Node>) {
+    let mut rounds = 0u64;
     loop {
         tokio::time::sleep(Duration::from_millis(700)).await;
         if !node.is_leader() {
             continue;
         }
+        rounds += 1;
+        // Every member's key when unregistered; every ~10 s all of them, to see a new one.
+        if let Err(e) = register_session_keys(&node, rounds % 15 == 1).await {
+            tracing::debug!(error = %e, "session key round");
+        }
         if let Err(e) = round(&node).await {
             tracing::debug!(error = %e, "checkpoint round");
         }
     }
+}
+
+/// Registers every member's session-token public key, as the member itself
+/// reports it over a connection its node certificate authenticated.
+async fn register_session_keys(node: &Arc<Node>, all: bool) -> anyhow::Result<()> {
+    use base64::Engine;
+    node.ensure_configured().await?;
+    for (id, addr, _) in node.members() {
+        let registered = query::session_key(&node.state, id)?;
+        if registered.is_some() && !all {
+            continue;
+        }
+        let key = if id == node.id() {
+            node.session_public
+        } else {
+            let addr = node.route(id, &addr);
+            let h: crate::wire::NodeHealth =
+                match node.http.call::<(), _>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2)).await {
+                    Ok(h) => h,
+                    Err(_) => continue,
+                };
+            let Some(k) = (h.id == id).then(|| base64::engine::general_purpose::STANDARD.decode(&h.session_key).ok()).flatten() else {
+                continue;
+            };
+            let Ok(k) = <[u8; 32]>::try_from(k) else { continue };
+            k
+        };
+        if registered != Some(key) {
+            let key = base64::engine::general_purpose::STANDARD.encode(key);
+            node.raft.client_write(Command::RegisterSessionKey { node: id, key, time_ms: now_ms() }).await?;
+            tracing::info!(member = id, "registered a member's session key");
+        }
+    }
+    Ok(())
 }
 
 async fn round(node: &Arc<Node>) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! orphans). This is where the pieces meet; the rules live in `vault/`.
 
 pub mod checkpoint;
+pub mod clock;
 mod deposit;
 mod heal;
 pub mod held;
@@ -68,8 +69,10 @@ pub struct Node {
     pub audit_broken: std::sync::Mutex<Option<String>>,
     /// Deposits streaming chunks here that have not committed yet.
     pub inflight: inflight::Inflight,
-    /// Session token keys (derived from the KEK: the same on every node).
+    /// This node's own session-token key (docs/KEYS.md §3): no other node has it.
     pub sessions: crate::auth::SessionKeys,
+    /// Its public half, which the leader registers for every member.
+    pub session_public: [u8; 32],
     /// Chunks the last scrub could not repair from any replica (their items are damaged).
     pub damaged_chunks: std::sync::Mutex<Vec<String>>,
     /// Chunks this node held once and found gone, not yet repaired (kept by the
@@ -78,6 +81,8 @@ pub struct Node {
     /// Set once this node has applied the cluster's configuration, which it
     /// then never loses (every snapshot carries it): spares a read per call.
     pub caught_up: std::sync::atomic::AtomicBool,
+    /// Refuses entries stamped too far from this node's clock (docs/KEYS.md §6).
+    pub clock: clock::ClockGuard,
     /// Group commit for small records.
     proposer: proposer::Proposer,
 }
@@ -85,8 +90,12 @@ pub struct Node {
 /// The current wall-clock time in unix milliseconds. Only the leader reads
 /// the clock, to stamp commands; apply never does.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    let real = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    real.saturating_add_signed(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
 }
+
+/// `clock_offset_secs` of the node config, for tests of a node whose clock is wrong.
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 impl Node {
     pub fn id(&self) -> NodeId {
@@ -112,6 +121,11 @@ impl Node {
     }
 
     /// Members as `(id, addr, voter)`.
+    /// Is node `id` in the membership this node has applied (voter or learner)?
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.raft.metrics().borrow().membership_config.membership().nodes().any(|(n, _)| *n == id)
+    }
+
     pub fn members(&self) -> Vec<(NodeId, String, bool)> {
         let m = self.raft.metrics().borrow().clone();
         let mem = m.membership_config.membership();
@@ -192,14 +206,44 @@ fn check_identity(db: &Db, cfg: &NodeConfig, new_disk: bool) -> anyhow::Result<(
     }
 }
 
+/// A 32-byte seed kept as 64 hex digits: read, or made (mode 0600, fsynced)
+/// when the file is absent.
+fn load_or_make_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            hex::decode(text.trim()).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| anyhow::anyhow!("{} must hold 64 hex digits", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let seed = crate::crypto::random_bytes::<32>()?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(hex::encode(seed).as_bytes()).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!(path = %path.display(), "made this node's session key");
+            Ok(seed)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
     let kek_text = std::fs::read_to_string(&cfg.kek_file).with_context(|| format!("reading the KEK file {}", cfg.kek_file.display()))?;
     let kek = Kek::from_hex(&kek_text).context("loading the KEK")?;
     let signer = checkpoint::load_signer(&cfg)?;
-    let session_seed = kek.derive(crate::auth::SESSION_KEY_CONTEXT)?;
+    if cfg.clock_offset_secs != 0 {
+        tracing::warn!(secs = cfg.clock_offset_secs, "TESTING: this node's clock is shifted by clock_offset_secs");
+        CLOCK_OFFSET_MS.store(cfg.clock_offset_secs.saturating_mul(1000), std::sync::atomic::Ordering::Relaxed);
+    }
+    let clock = clock::ClockGuard::new(cfg.max_clock_skew_secs);
+    let session_seed = load_or_make_seed(&cfg.session_key)?;
     let session_public = crate::crypto::SigningKey::from_seed(&session_seed)?.public_key();
-    let sessions = crate::auth::SessionKeys::new(&session_seed, &session_public, &cfg.cluster_id);
+    let sessions = crate::auth::SessionKeys::new(cfg.id, &session_seed, &cfg.cluster_id);
     let files = crate::tls::TlsFiles { ca: &cfg.ca, cert: &cfg.cert, key: &cfg.key };
     let server_tls = crate::tls::server_config(&files)?;
     let http = Http::new(crate::tls::client_config(&files)?);
@@ -233,8 +277,10 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
         caught_up: std::sync::atomic::AtomicBool::new(false),
         inflight: inflight::Inflight::default(),
         sessions,
+        session_public,
         damaged_chunks: std::sync::Mutex::new(Vec::new()),
         lost_chunks: std::sync::Mutex::new(Vec::new()),
+        clock,
         proposer,
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");

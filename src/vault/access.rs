@@ -69,16 +69,19 @@ fn put(tx: &mut Tx<'_>, rec: &RequestRecord) {
     tx.put(keys::request(&rec.id), serde_json::to_vec(rec).expect("request records serialise"));
 }
 
-fn signer_of(s: &dyn StateRead, name: &str) -> Option<approval::Signer> {
-    let p = registry::person(s, name).ok().flatten()?;
-    Some(approval::Signer {
+/// A registered person as a signer; an entry that cannot be read is an error, never "absent".
+fn signer_of(s: &dyn StateRead, name: &str) -> Result<Option<approval::Signer>, VaultError> {
+    let Some(p) = registry::person(s, name)? else { return Ok(None) };
+    let public_key = registry::public_key_bytes(&p.public_key)
+        .map_err(|detail| VaultError::Corrupt { key: String::from_utf8_lossy(&registry::keys::person(name)).into_owned(), detail })?;
+    Ok(Some(approval::Signer {
         name: p.name.clone(),
-        public_key: registry::public_key_bytes(&p.public_key).ok()?,
+        public_key,
         officer: p.roles.contains(&Role::Officer),
         approver: p.roles.contains(&Role::Approver),
         emergency_approver: p.roles.contains(&Role::EmergencyApprover),
         revoked: p.revoked,
-    })
+    }))
 }
 
 pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
@@ -105,12 +108,12 @@ pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &s
         return refuse(format!("request {id} was already filed"));
     }
     for p in &req.participants {
-        match signer_of(tx, p) {
+        match signer_of(tx, p)? {
             Some(s) if s.officer && !s.revoked => {}
             _ => return refuse(format!("{p} is not a registered, unrevoked officer: every participant must be one")),
         }
     }
-    let Some(me) = signer_of(tx, by) else { return refuse(format!("{by} is not registered")) };
+    let Some(me) = signer_of(tx, by)? else { return refuse(format!("{by} is not registered")) };
     if !approval::signature_valid(req, &me.public_key, signature) {
         return refuse("the requester's signature does not verify with their registered key");
     }
@@ -135,7 +138,7 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
     if time_ms >= rec.request.expires_at_ms {
         return refuse("the request has expired");
     }
-    let Some(me) = signer_of(tx, by) else { return refuse(format!("{by} is not registered")) };
+    let Some(me) = signer_of(tx, by)? else { return refuse(format!("{by} is not registered")) };
     let participant = rec.request.participants.iter().any(|p| p == by);
     let eligible = !me.revoked
         && if participant {
@@ -161,7 +164,12 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
     let record =
         json!({ "item": item, "request": id, "signer": by, "as": if participant { "participant" } else { "approver" }, "signature": signature });
     let mut leaf_index = append_for_item(tx, &item, &audit::record("approval", time, record))?;
-    let standing = approval::evaluate(&rec.request, &rec.signatures, &|n| signer_of(tx, n));
+    // Everyone the rules may look up, read first: a corrupt entry is an error, not "unregistered".
+    let mut signers = std::collections::BTreeMap::new();
+    for n in rec.request.participants.iter().chain(rec.signatures.keys()) {
+        signers.insert(n.clone(), signer_of(tx, n)?);
+    }
+    let standing = approval::evaluate(&rec.request, &rec.signatures, &|n| signers.get(n).cloned().flatten());
     let granted = match standing {
         Ok(Standing::Granted(proof)) => {
             let r = &rec.request;
@@ -183,28 +191,28 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
 
 /// Why a granted request no longer allows anything, if it does not: expired,
 /// used up, or one of its signers revoked since (which ends it).
-pub(super) fn grant_ended(tx: &dyn StateRead, rec: &RequestRecord, time_ms: u64) -> Option<String> {
+pub(super) fn grant_ended(tx: &dyn StateRead, rec: &RequestRecord, time_ms: u64) -> Result<Option<String>, VaultError> {
     if rec.grant.is_none() {
-        return Some("the request has not been granted".into());
+        return Ok(Some("the request has not been granted".into()));
     }
     if time_ms >= rec.request.expires_at_ms {
-        return Some("the grant has expired".into());
+        return Ok(Some("the grant has expired".into()));
     }
     if rec.fetches >= rec.request.max_fetches {
-        return Some(format!("the grant allowed {} fetch(es), all used", rec.request.max_fetches));
+        return Ok(Some(format!("the grant allowed {} fetch(es), all used", rec.request.max_fetches)));
     }
     for signer in rec.signatures.keys() {
-        if signer_of(tx, signer).is_none_or(|s| s.revoked) {
-            return Some(format!("{signer}, who signed the grant, has been revoked: the grant has ended"));
+        if signer_of(tx, signer)?.is_none_or(|s| s.revoked) {
+            return Ok(Some(format!("{signer}, who signed the grant, has been revoked: the grant has ended")));
         }
     }
-    None
+    Ok(None)
 }
 
 /// The access record (art. 14(4)), committed before any byte is served.
 pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
     let Some(mut rec) = request(tx, id)? else { return refuse(format!("no request {id}")) };
-    if let Some(why) = grant_ended(tx, &rec, time_ms) {
+    if let Some(why) = grant_ended(tx, &rec, time_ms)? {
         return refuse(why);
     }
     if rec.request.item != *item {
@@ -219,7 +227,7 @@ pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, 
     if query::item(tx, item)?.is_some_and(|i| i.purged.is_some()) {
         return refuse("the item was purged after its retention: there is nothing to read");
     }
-    match signer_of(tx, by) {
+    match signer_of(tx, by)? {
         Some(s) if !s.revoked => {}
         _ => return refuse(format!("{by} is not an unrevoked registered person")),
     }

@@ -15,6 +15,7 @@ pub mod keys {
     pub const SIZE: &[u8] = b"a/size";
     pub const CHECKPOINT: &[u8] = b"a/checkpoint";
     pub const NODE_KEY_PREFIX: &[u8] = b"a/nodekey/";
+    pub const SESSION_KEY_PREFIX: &[u8] = b"a/sessionkey/";
 
     pub fn leaf(index: u64) -> Vec<u8> {
         [b"a/leaf/".as_slice(), &index.to_be_bytes()].concat()
@@ -24,6 +25,9 @@ pub mod keys {
     }
     pub fn node_key(node: u64) -> Vec<u8> {
         [NODE_KEY_PREFIX, &node.to_be_bytes()].concat()
+    }
+    pub fn session_key(node: u64) -> Vec<u8> {
+        [SESSION_KEY_PREFIX, &node.to_be_bytes()].concat()
     }
 }
 

@@ -78,13 +78,19 @@ pub enum Command {
         registry: InitialRegistry,
         time_ms: u64,
     },
-    /// A registry change by an administrator (`by`: the authenticated user).
-    Registry { by: String, change: registry::RegistryChange, time_ms: u64 },
+    /// An administrator files a registry change signed with their own key
+    /// (docs/KEYS.md §5); `by` is the authenticated user, who must be the signer.
+    ProposeRegistry { proposal: registry::Proposal, by: String, signature: String, time_ms: u64 },
+    /// A second administrator signs a pending registry change, which then applies.
+    ApproveRegistry { change: String, by: String, signature: String, time_ms: u64 },
     /// Commits a deposit: the leader proposes it only after a majority of voters
     /// durably hold every chunk the manifest names.
     Seal { manifest: Manifest, time_ms: u64 },
     /// Registers a node's checkpoint verifier key (signed-note format), once.
     RegisterNodeKey { node: u64, key: String, time_ms: u64 },
+    /// Registers (or replaces) a member node's Ed25519 session-token public key
+    /// (base64 of 32 bytes): tokens are accepted only with a member's registered key.
+    RegisterSessionKey { node: u64, key: String, time_ms: u64 },
     /// Publishes a checkpoint cosigned by a majority of voters.
     PublishCheckpoint { note: String, time_ms: u64 },
     /// Files an access request, signed by its first participant (`by`).
@@ -114,9 +120,11 @@ impl Command {
     pub fn time_ms(&self) -> Option<u64> {
         match self {
             Command::Configure { time_ms, .. }
-            | Command::Registry { time_ms, .. }
+            | Command::ProposeRegistry { time_ms, .. }
+            | Command::ApproveRegistry { time_ms, .. }
             | Command::Seal { time_ms, .. }
             | Command::RegisterNodeKey { time_ms, .. }
+            | Command::RegisterSessionKey { time_ms, .. }
             | Command::PublishCheckpoint { time_ms, .. }
             | Command::FileRequest { time_ms, .. }
             | Command::Approve { time_ms, .. }
@@ -133,7 +141,8 @@ impl Command {
     /// The user the command acts for, if it names one.
     fn by(&self) -> Option<&str> {
         match self {
-            Command::Registry { by, .. }
+            Command::ProposeRegistry { by, .. }
+            | Command::ApproveRegistry { by, .. }
             | Command::FileRequest { by, .. }
             | Command::Approve { by, .. }
             | Command::RecordAccess { by, .. }
@@ -167,7 +176,7 @@ impl Command {
                     return Err(format!("an initial registry holds at most {MAX_BATCH_COMMANDS} entries"));
                 }
             }
-            Command::RegisterNodeKey { node, key, .. } => {
+            Command::RegisterNodeKey { node, key, .. } | Command::RegisterSessionKey { node, key, .. } => {
                 if *node > MAX_NODE_ID {
                     return Err(format!("node ids are at most {MAX_NODE_ID}"));
                 }
@@ -179,7 +188,12 @@ impl Command {
             Command::PublishCheckpoint { note, .. } if note.len() > MAX_NOTE_BYTES => {
                 return Err(format!("a checkpoint note is at most {MAX_NOTE_BYTES} bytes"))
             }
-            Command::FileRequest { signature, .. } | Command::Approve { signature, .. } if signature.len() > MAX_SIGNATURE_B64_BYTES => {
+            Command::FileRequest { signature, .. }
+            | Command::Approve { signature, .. }
+            | Command::ProposeRegistry { signature, .. }
+            | Command::ApproveRegistry { signature, .. }
+                if signature.len() > MAX_SIGNATURE_B64_BYTES =>
+            {
                 return Err("the signature is too long to be an Ed25519 signature".into())
             }
             Command::Batch { commands } if commands.len() > MAX_BATCH_COMMANDS => {
@@ -188,7 +202,12 @@ impl Command {
             _ => {}
         }
         match self {
-            Command::Approve { request, .. } | Command::RecordAccess { request, .. } | Command::Purge { request, .. } if !id_ok(request) => {
+            Command::Approve { request, .. }
+            | Command::RecordAccess { request, .. }
+            | Command::Purge { request, .. }
+            | Command::ApproveRegistry { change: request, .. }
+                if !id_ok(request) =>
+            {
                 Err("a request id is hex, at most 64 digits".into())
             }
             _ => Ok(()),
@@ -200,7 +219,8 @@ impl Command {
     pub fn batchable(&self) -> bool {
         matches!(
             self,
-            Command::Registry { .. }
+            Command::ProposeRegistry { .. }
+                | Command::ApproveRegistry { .. }
                 | Command::FileRequest { .. }
                 | Command::Approve { .. }
                 | Command::RecordAccess { .. }
@@ -223,6 +243,13 @@ pub enum Outcome {
         item: ItemId,
         retain_until_ms: u64,
         seq: u64,
+        leaf_index: u64,
+    },
+    /// Where a registry change stands: filed and waiting for a second
+    /// administrator, or applied.
+    RegistryStatus {
+        change: String,
+        applied: bool,
         leaf_index: u64,
     },
     /// A record was appended to the audit log.
@@ -437,15 +464,22 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
             let systems = initial.systems.iter().map(|s| registry::RegistryChange::AddSystem { system: s.clone() });
             for change in people.chain(systems) {
                 // One bad entry refuses the whole configuration (and rolls it back).
-                if let Outcome::Refused { reason } = registry::change(tx, None, &change, *time_ms)? {
+                if let Outcome::Refused { reason } = registry::initial(tx, &change, *time_ms)? {
                     return refuse(format!("initial registry: {reason}"));
                 }
             }
+            // Every change to people needs two administrators: a cluster starts with two at least.
+            let admins = initial.people.iter().filter(|p| p.roles.contains(&registry::Role::Admin)).count();
+            if admins < 2 {
+                return refuse(format!("the initial registry names {admins} administrators: two at least, or no person could ever be changed"));
+            }
             Ok(Outcome::Configured)
         }
-        Command::Registry { by, change, time_ms } => registry::change(tx, Some(by), change, *time_ms),
+        Command::ProposeRegistry { proposal, by, signature, time_ms } => registry::propose(tx, proposal, by, signature, *time_ms),
+        Command::ApproveRegistry { change, by, signature, time_ms } => registry::approve(tx, change, by, signature, *time_ms),
         Command::Seal { manifest, time_ms } => seal(tx, manifest, *time_ms),
         Command::RegisterNodeKey { node, key, time_ms } => register_node_key(tx, *node, key, *time_ms),
+        Command::RegisterSessionKey { node, key, time_ms } => register_session_key(tx, *node, key, *time_ms),
         Command::PublishCheckpoint { note, .. } => publish_checkpoint(tx, note),
         Command::FileRequest { request, by, signature, time_ms } => access::file(tx, request, by, signature, *time_ms),
         Command::Approve { request, by, signature, time_ms } => access::approve(tx, request, by, signature, *time_ms),
@@ -466,7 +500,12 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
                 return refuse("a scrub finding is `corrupt` or `missing`");
             }
             let time = stamp(tx, *time_ms)?;
-            let owner = query::chunk_owner(tx, chunk)?.and_then(|o| o.parse::<ItemId>().ok());
+            let owner = match query::chunk_owner(tx, chunk)? {
+                None => None,
+                Some(o) => {
+                    Some(o.parse::<ItemId>().map_err(|e| VaultError::Corrupt { key: format!("chunk owner of {chunk}"), detail: e.to_string() })?)
+                }
+            };
             let r = audit::record("scrub", time, json!({ "node": node, "chunk": chunk, "item": owner, "found": found, "repaired": repaired }));
             let leaf_index = match owner {
                 Some(item) => access::append_for_item(tx, &item, &r)?,
@@ -485,7 +524,14 @@ pub(crate) fn stamp(tx: &mut Tx<'_>, time_ms: u64) -> Result<u64, VaultError> {
 }
 
 fn clock(s: &dyn StateRead) -> Result<u64, VaultError> {
-    Ok(s.get(keys::CLOCK)?.and_then(|b| b.as_slice().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+    match s.get(keys::CLOCK)? {
+        None => Ok(0),
+        Some(b) => b
+            .as_slice()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| VaultError::Corrupt { key: String::from_utf8_lossy(keys::CLOCK).into_owned(), detail: "the clock is not 8 bytes".into() }),
+    }
 }
 
 /// Records a membership change (called by the Raft adapter when a membership
@@ -520,6 +566,22 @@ fn register_node_key(tx: &mut Tx<'_>, node: u64, key: &str, time_ms: u64) -> Res
     Ok(Outcome::Recorded { leaf_index: audit::append(tx, &r)? })
 }
 
+fn register_session_key(tx: &mut Tx<'_>, node: u64, key: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    use base64::Engine;
+    let Some(bytes) = base64::engine::general_purpose::STANDARD.decode(key).ok().filter(|b| b.len() == 32) else {
+        return refuse("a session key is the base64 of a 32-byte Ed25519 public key");
+    };
+    let k = audit::keys::session_key(node);
+    if tx.get(&k)?.as_deref() == Some(bytes.as_slice()) {
+        return Ok(Outcome::Done);
+    }
+    let time = stamp(tx, time_ms)?;
+    let key = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    tx.put(k, bytes);
+    let r = audit::record("registry", time, json!({ "subject": "session-key", "node": node, "key": key }));
+    Ok(Outcome::Recorded { leaf_index: audit::append(tx, &r)? })
+}
+
 fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError> {
     use crate::audit::{Checkpoint, Note};
     let Some(config) = tx.get_json::<ClusterConfig>(keys::CONFIG)? else {
@@ -547,11 +609,17 @@ fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError
         }
     }
     let voters: Vec<u64> = tx.get_json(keys::VOTERS)?.unwrap_or_default();
-    let keys: Vec<crate::audit::VerifierKey> = voters
-        .iter()
-        .filter_map(|v| tx.get(&audit::keys::node_key(*v)).ok().flatten())
-        .filter_map(|k| crate::audit::VerifierKey::parse(&String::from_utf8_lossy(&k)).ok())
-        .collect();
+    let mut keys: Vec<crate::audit::VerifierKey> = Vec::new();
+    for v in &voters {
+        // A voter without a registered key simply cannot sign yet; a stored key that does not parse is corrupt state.
+        if let Some(k) = tx.get(&audit::keys::node_key(*v))? {
+            let text = String::from_utf8_lossy(&k).into_owned();
+            keys.push(
+                crate::audit::VerifierKey::parse(&text)
+                    .map_err(|e| VaultError::Corrupt { key: format!("node key of {v}"), detail: e.to_string() })?,
+            );
+        }
+    }
     let needed = voters.len() / 2 + 1;
     let signers = match crate::audit::verify_note(note, &keys) {
         Ok(v) => v.signers().len(),
@@ -652,6 +720,17 @@ pub mod query {
                 Some((u64::from_be_bytes(id), String::from_utf8_lossy(&v).into_owned()))
             })
             .collect())
+    }
+
+    /// The registered session-token public key of node `id`.
+    pub fn session_key(s: &dyn StateRead, id: u64) -> Result<Option<[u8; 32]>, VaultError> {
+        let k = audit::keys::session_key(id);
+        match s.get(&k)? {
+            None => Ok(None),
+            Some(v) => {
+                v.try_into().map(Some).map_err(|_| VaultError::Corrupt { key: hex::encode(&k), detail: "a session key is not 32 bytes".into() })
+            }
+        }
     }
 
     pub fn voters(s: &dyn StateRead) -> Result<Vec<u64>, VaultError> {

@@ -76,17 +76,126 @@ pub struct SourceSystem {
 }
 
 /// A change to the registry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum RegistryChange {
-    AddPerson { person: Person },
-    RevokePerson { name: String },
-    AddSystem { system: SourceSystem },
+    AddPerson {
+        person: Person,
+    },
+    RevokePerson {
+        name: String,
+    },
+    /// Gives or takes roles: `roles` is the person's whole new set.
+    SetRoles {
+        name: String,
+        roles: BTreeSet<Role>,
+    },
+    /// Replaces a person's public key (base64 of 32 bytes).
+    ChangeKey {
+        name: String,
+        public_key: String,
+    },
+    AddSystem {
+        system: SourceSystem,
+    },
+}
+
+impl RegistryChange {
+    /// Changes to people (their entries, roles, keys, administrators) need a
+    /// second administrator; filing a source system needs one.
+    pub fn needs_two(&self) -> bool {
+        !matches!(self, RegistryChange::AddSystem { .. })
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            RegistryChange::AddPerson { person } => person.validate(),
+            RegistryChange::RevokePerson { name } => check_name("name", name),
+            RegistryChange::SetRoles { name, roles } => {
+                check_name("name", name)?;
+                if roles.is_empty() {
+                    return Err("a person needs at least one role".into());
+                }
+                Ok(())
+            }
+            RegistryChange::ChangeKey { name, public_key } => {
+                check_name("name", name)?;
+                public_key_bytes(public_key).map(|_| ())
+            }
+            RegistryChange::AddSystem { system } => system.validate(),
+        }
+    }
+
+    /// Who or what it is about: the person's name or the system's id.
+    pub fn subject(&self) -> &str {
+        match self {
+            RegistryChange::AddPerson { person } => &person.name,
+            RegistryChange::RevokePerson { name } | RegistryChange::SetRoles { name, .. } | RegistryChange::ChangeKey { name, .. } => name,
+            RegistryChange::AddSystem { system } => &system.id,
+        }
+    }
+}
+
+/// What an administrator signs to change the registry (docs/KEYS.md §5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Proposal {
+    pub change: RegistryChange,
+    /// 32 random hex digits, so that two equal changes are distinct proposals.
+    pub nonce: String,
+    /// Unix milliseconds after which the proposal can no longer be approved.
+    pub expires_at_ms: u64,
+}
+
+/// Begins the bytes every administrator signs for a registry change.
+pub const CHANGE_CONTEXT: &[u8] = b"custody/registry-change/v1\n";
+
+impl Proposal {
+    pub fn validate(&self) -> Result<(), String> {
+        self.change.validate()?;
+        if self.nonce.len() != 32 || !self.nonce.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return Err("a proposal's nonce is 32 lowercase hex digits".into());
+        }
+        if self.expires_at_ms > crate::limits::MAX_TIME_MS {
+            return Err("the proposal expires beyond the last time the vault records".into());
+        }
+        Ok(())
+    }
+
+    /// `CHANGE_CONTEXT` ‖ the proposal as canonical JSON (RFC 8785); none for an invalid proposal.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, String> {
+        self.validate()?;
+        let v = serde_json::to_value(self).map_err(|e| format!("the proposal does not serialise: {e}"))?;
+        let body = crate::audit::to_canonical_bytes(&v).map_err(|e| format!("the proposal has no canonical form: {e}"))?;
+        Ok([CHANGE_CONTEXT, &body].concat())
+    }
+
+    /// The change's id: the first 16 bytes of the SHA-256 of its signing bytes, hex.
+    pub fn id(&self) -> Result<String, String> {
+        Ok(hex::encode(&crate::crypto::sha256(&self.signing_bytes()?)[..16]))
+    }
+}
+
+/// A proposal waiting for its second administrator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PendingChange {
+    pub change: String,
+    pub proposal: Proposal,
+    /// The administrator who filed and signed it.
+    pub by: String,
+    /// Base64 Ed25519 signature of `by` over the proposal's signing bytes.
+    pub signature: String,
+    pub filed_at_ms: u64,
+    /// The leaf that recorded the filing.
+    pub leaf_index: u64,
 }
 
 pub mod keys {
     pub const PERSON_PREFIX: &[u8] = b"r/person/";
     pub const SYSTEM_PREFIX: &[u8] = b"r/system/";
+    pub const CHANGE_PREFIX: &[u8] = b"r/change/";
+    pub fn change(id: &str) -> Vec<u8> {
+        [CHANGE_PREFIX, id.as_bytes()].concat()
+    }
     pub fn person(name: &str) -> Vec<u8> {
         [PERSON_PREFIX, name.as_bytes()].concat()
     }
@@ -155,33 +264,164 @@ pub fn systems(s: &dyn StateRead) -> Result<Vec<SourceSystem>, VaultError> {
     s.scan_prefix(keys::SYSTEM_PREFIX)?.iter().map(|(k, v)| decode(k, v)).collect()
 }
 
-/// Applies a registry change on behalf of `by`, who must be an administrator
-/// (`None`: the cluster's initial registry, written with its configuration).
-pub(super) fn change(tx: &mut Tx<'_>, by: Option<&str>, change: &RegistryChange, time_ms: u64) -> Result<Outcome, VaultError> {
-    if let Some(by) = by {
-        match person(tx, by)? {
-            Some(p) if p.has(Role::Admin) => {}
-            _ => return refuse(format!("{by} is not an administrator: only administrators change the registry")),
-        }
+pub fn pending(s: &dyn StateRead, id: &str) -> Result<Option<PendingChange>, VaultError> {
+    let k = keys::change(id);
+    s.get(&k)?.map(|v| decode(&k, &v)).transpose()
+}
+
+pub fn pending_changes(s: &dyn StateRead) -> Result<Vec<PendingChange>, VaultError> {
+    s.scan_prefix(keys::CHANGE_PREFIX)?.iter().map(|(k, v)| decode(k, v)).collect()
+}
+
+/// Does `signature` (base64) by the current, unrevoked administrator `by` cover `bytes`?
+fn admin_signed(tx: &Tx<'_>, by: &str, bytes: &[u8], signature: &str) -> Result<Result<(), String>, VaultError> {
+    let Some(p) = person(tx, by)?.filter(|p| p.has(Role::Admin)) else {
+        return Ok(Err(format!("{by} is not an administrator: only administrators change the registry")));
+    };
+    let key = public_key_bytes(&p.public_key).map_err(VaultError::Unrecordable)?;
+    let Ok(sig) = BASE64.decode(signature) else { return Ok(Err("the signature is not base64".into())) };
+    if !crate::crypto::verify_ed25519_remembered(&key, bytes, &sig) {
+        return Ok(Err(format!("the signature does not verify with {by}'s registered key")));
+    }
+    Ok(Ok(()))
+}
+
+/// An administrator files a change, signed with their own key. A source
+/// system is registered at once; every other change waits for a second one.
+pub(super) fn propose(tx: &mut Tx<'_>, proposal: &Proposal, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    let bytes = match proposal.signing_bytes() {
+        Ok(b) => b,
+        Err(e) => return refuse(e),
+    };
+    if let Err(e) = admin_signed(tx, by, &bytes, signature)? {
+        return refuse(e);
+    }
+    let id = proposal.id().map_err(VaultError::Unrecordable)?;
+    if pending(tx, &id)?.is_some() {
+        return refuse(format!("change {id} is already filed"));
     }
     let time = stamp(tx, time_ms)?;
-    let by_field = by.unwrap_or("cluster init");
-    let record = match change {
+    if time > proposal.expires_at_ms {
+        return refuse("the proposal has expired");
+    }
+    if proposal.expires_at_ms - time > crate::limits::MAX_GRANT_SECS * 1000 {
+        return refuse(format!("a proposal may stay open at most {} s", crate::limits::MAX_GRANT_SECS));
+    }
+    if !proposal.change.needs_two() {
+        return apply_change(tx, &proposal.change, &id, &[(by, signature)], time);
+    }
+    // Checked now so that a change that could never apply is refused at once (it is checked again on approval).
+    if let Err(why) = check_change(tx, &proposal.change)? {
+        return refuse(why);
+    }
+    let r = json!({ "subject": "proposal", "change": id, "by": by, "signature": signature, "proposal": proposal });
+    let leaf_index = audit::append(tx, &audit::record("registry", time, r))?;
+    let p =
+        PendingChange { change: id.clone(), proposal: proposal.clone(), by: by.into(), signature: signature.into(), filed_at_ms: time, leaf_index };
+    tx.put(keys::change(&id), serde_json::to_vec(&p).expect("registry records serialise"));
+    Ok(Outcome::RegistryStatus { change: id, applied: false, leaf_index })
+}
+
+/// A second administrator signs a pending change: it applies.
+pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    let Some(p) = pending(tx, id)? else { return refuse(format!("no pending registry change {id}")) };
+    if p.by == by {
+        return refuse("the second signature must be another administrator's: the proposer's own does not count");
+    }
+    let bytes = p.proposal.signing_bytes().map_err(VaultError::Unrecordable)?;
+    if let Err(e) = admin_signed(tx, by, &bytes, signature)? {
+        return refuse(e);
+    }
+    // The proposer must still be an administrator.
+    if let Err(e) = admin_signed(tx, &p.by, &bytes, &p.signature)? {
+        return refuse(format!("the proposer's signature no longer counts: {e}"));
+    }
+    let time = stamp(tx, time_ms)?;
+    if time > p.proposal.expires_at_ms {
+        return refuse("the proposal has expired");
+    }
+    tx.delete(keys::change(id));
+    apply_change(tx, &p.proposal.change, id, &[(&p.by, &p.signature), (by, signature)], time)
+}
+
+/// The initial registry, written with the cluster's configuration (`cluster init`).
+pub(super) fn initial(tx: &mut Tx<'_>, change: &RegistryChange, time: u64) -> Result<Outcome, VaultError> {
+    if let Err(why) = check_change(tx, change)? {
+        return refuse(why);
+    }
+    apply_change(tx, change, "", &[], time)
+}
+
+/// Unrevoked administrators, by name.
+fn admins(tx: &Tx<'_>) -> Result<BTreeSet<String>, VaultError> {
+    Ok(people(tx)?.into_iter().filter(|p| p.has(Role::Admin)).map(|p| p.name).collect())
+}
+
+/// Whether `change` may apply to the registry as it stands.
+fn check_change(tx: &Tx<'_>, change: &RegistryChange) -> Result<Result<(), String>, VaultError> {
+    if let Err(e) = change.validate() {
+        return Ok(Err(e));
+    }
+    let key_taken = |tx: &Tx<'_>, key: &str, except: &str| -> Result<Option<String>, VaultError> {
+        let key = public_key_bytes(key).map_err(VaultError::Unrecordable)?;
+        // One key, one person: a second name on a held key would let one
+        // human sign as two officers. Revoked entries still hold theirs.
+        Ok(people(tx)?.into_iter().find(|o| o.name != except && public_key_bytes(&o.public_key).is_ok_and(|k| k == key)).map(|o| o.name))
+    };
+    let taken = |who: String| format!("this public key is already registered to {who}: every person has a key of their own");
+    // The two-administrator rule must stay satisfiable: never fewer than two.
+    let leaves_admins = |tx: &Tx<'_>, name: &str| -> Result<bool, VaultError> {
+        let a = admins(tx)?;
+        Ok(a.contains(name) && a.len() <= 2)
+    };
+    Ok(match change {
         RegistryChange::AddPerson { person: p } => {
-            if let Err(e) = p.validate() {
-                return refuse(e);
-            }
             if person(tx, &p.name)?.is_some() {
-                return refuse(format!("{} is already registered", p.name));
+                Err(format!("{} is already registered", p.name))
+            } else if let Some(who) = key_taken(tx, &p.public_key, &p.name)? {
+                Err(taken(who))
+            } else {
+                Ok(())
             }
-            // One key, one person: a second name on a held key would let one
-            // human sign as two officers. Revoked entries still hold theirs.
-            let key = public_key_bytes(&p.public_key).map_err(VaultError::Unrecordable)?;
-            for other in people(tx)? {
-                if public_key_bytes(&other.public_key).is_ok_and(|k| k == key) {
-                    return refuse(format!("this public key is already registered to {}: every person has a key of their own", other.name));
-                }
+        }
+        RegistryChange::RevokePerson { name } | RegistryChange::SetRoles { name, .. } | RegistryChange::ChangeKey { name, .. } => {
+            match person(tx, name)? {
+                None => Err(format!("{name} is not registered")),
+                Some(p) if p.revoked => Err(format!("{name} is revoked")),
+                Some(_) => match change {
+                    RegistryChange::RevokePerson { .. } if leaves_admins(tx, name)? => {
+                        Err("the last two administrators cannot be removed: every change to people needs two".into())
+                    }
+                    RegistryChange::SetRoles { roles, .. } if !roles.contains(&Role::Admin) && leaves_admins(tx, name)? => {
+                        Err("the last two administrators cannot lose the role: every change to people needs two".into())
+                    }
+                    RegistryChange::ChangeKey { public_key, .. } => match key_taken(tx, public_key, name)? {
+                        Some(who) => Err(taken(who)),
+                        None => Ok(()),
+                    },
+                    _ => Ok(()),
+                },
             }
+        }
+        RegistryChange::AddSystem { system: sys } => {
+            if system(tx, &sys.id)?.is_some() {
+                Err(format!("source system {} is already registered", sys.id))
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Applies a checked change; `signers` are the administrators and their
+/// signatures (none for the initial registry, recorded as `by: cluster init`).
+fn apply_change(tx: &mut Tx<'_>, change: &RegistryChange, id: &str, signers: &[(&str, &str)], time: u64) -> Result<Outcome, VaultError> {
+    if let Err(why) = check_change(tx, change)? {
+        return refuse(why);
+    }
+    let by_field = signers.first().map(|s| s.0).unwrap_or("cluster init");
+    let mut record = match change {
+        RegistryChange::AddPerson { person: p } => {
             let mut p = p.clone();
             p.revoked = false;
             let roles: Vec<String> = p.roles.iter().map(Role::to_string).collect();
@@ -189,26 +429,36 @@ pub(super) fn change(tx: &mut Tx<'_>, by: Option<&str>, change: &RegistryChange,
             tx.put(keys::person(&p.name), serde_json::to_vec(&p).expect("registry records serialise"));
             r
         }
-        RegistryChange::RevokePerson { name } => {
+        RegistryChange::RevokePerson { name } | RegistryChange::SetRoles { name, .. } | RegistryChange::ChangeKey { name, .. } => {
             let Some(mut p) = person(tx, name)? else { return refuse(format!("{name} is not registered")) };
-            if p.revoked {
-                return Ok(Outcome::Done);
-            }
-            p.revoked = true;
+            let r = match change {
+                RegistryChange::RevokePerson { .. } => {
+                    p.revoked = true;
+                    json!({ "subject": "person", "action": "revoke", "by": by_field, "name": name })
+                }
+                RegistryChange::SetRoles { roles, .. } => {
+                    p.roles = roles.clone();
+                    let roles: Vec<String> = roles.iter().map(Role::to_string).collect();
+                    json!({ "subject": "person", "action": "set-roles", "by": by_field, "name": name, "roles": roles })
+                }
+                RegistryChange::ChangeKey { public_key, .. } => {
+                    p.public_key = public_key.clone();
+                    json!({ "subject": "person", "action": "change-key", "by": by_field, "name": name, "public_key": public_key })
+                }
+                _ => return refuse("not a change to a person"),
+            };
             tx.put(keys::person(name), serde_json::to_vec(&p).expect("registry records serialise"));
-            json!({ "subject": "person", "action": "revoke", "by": by_field, "name": name })
+            r
         }
         RegistryChange::AddSystem { system: sys } => {
-            if let Err(e) = sys.validate() {
-                return refuse(e);
-            }
-            if system(tx, &sys.id)?.is_some() {
-                return refuse(format!("source system {} is already registered", sys.id));
-            }
             tx.put(keys::system(&sys.id), serde_json::to_vec(sys).expect("registry records serialise"));
             json!({ "subject": "system", "action": "add", "by": by_field, "id": sys.id, "filing": sys.filing, "operator": sys.operator, "location": sys.location })
         }
     };
+    if !signers.is_empty() {
+        record["change"] = json!(id);
+        record["signatures"] = json!(signers.iter().map(|(by, sig)| json!({ "by": by, "signature": sig })).collect::<Vec<_>>());
+    }
     let leaf_index = audit::append(tx, &audit::record("registry", time, record))?;
-    Ok(Outcome::Recorded { leaf_index })
+    Ok(Outcome::RegistryStatus { change: id.to_string(), applied: true, leaf_index })
 }

@@ -77,7 +77,7 @@ pub(super) fn extend(tx: &mut Tx<'_>, item: &ItemId, to: Retention, by: &str, ti
     if !may(tx, by, &[Role::Officer, Role::Approver, Role::EmergencyApprover, Role::Admin])? {
         return refuse(format!("{by} may not extend retention"));
     }
-    let Some(config) = tx.get(keys::CONFIG)?.and_then(|b| serde_json::from_slice::<ClusterConfig>(&b).ok()) else {
+    let Some(config) = tx.get_json::<ClusterConfig>(keys::CONFIG)? else {
         return refuse("the cluster is not configured yet");
     };
     let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
@@ -104,7 +104,7 @@ pub(super) fn purge(tx: &mut Tx<'_>, item: &ItemId, request: &str, by: &str, tim
     if req.grant.is_none() || req.request.action != crate::approval::Action::Purge {
         return refuse("purging needs a granted `purge` request");
     }
-    if let Some(why) = access::grant_ended(tx, &req, time_ms) {
+    if let Some(why) = access::grant_ended(tx, &req, time_ms)? {
         return refuse(why);
     }
     if req.request.item != *item {

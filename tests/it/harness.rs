@@ -130,6 +130,17 @@ impl Cluster {
         req
     }
 
+    /// A registry change as two administrators make it: `admin` files it and,
+    /// when it is pending, `admin2` approves it. Returns the final status.
+    pub fn registry_change(&self, args: &[&str]) -> Value {
+        let filed = self.cli_json(&self.profile("admin"), args);
+        if filed["status"] != "pending" {
+            return filed;
+        }
+        let id = filed["change"].as_str().unwrap().to_string();
+        self.cli_json(&self.profile("admin2"), &["registry", "approve", &id, "--yes"])
+    }
+
     /// The nodes' verifier keys, pinned to `keys.txt` as a court would.
     pub fn pin_keys(&self) -> PathBuf {
         let keys = self.path().join("keys.txt");

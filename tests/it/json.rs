@@ -194,8 +194,15 @@ fn every_json_output_has_its_published_shape() {
     s.output("registry system add", &c.cli_json(&p("admin"), &sys));
     let pk = keygen["public_key"].as_str().unwrap();
     let add = ["registry", "officer", "add", "erin", "--badge", "LN-9", "--unit", "Heping", "--role", "officer", "--key", pk];
-    s.output("registry officer add", &c.cli_json(&p("admin"), &add));
+    let filed = c.cli_json(&p("admin"), &add);
+    s.output("registry officer add", &filed);
+    s.output("registry approve", &c.cli_json(&p("admin2"), &["registry", "approve", filed["change"].as_str().unwrap(), "--yes"]));
+    s.output("registry roles", &c.cli_json(&p("admin"), &["registry", "roles", "erin", "--role", "officer", "--role", "court"]));
+    let other = c.path().join("erin2.signing.key");
+    let pk2 = run(&["keygen", "--out", other.to_str().unwrap()], tmp.path())["public_key"].as_str().unwrap().to_string();
+    s.output("registry key", &c.cli_json(&p("admin"), &["registry", "key", "erin", "--key", &pk2]));
     s.output("registry revoke", &c.cli_json(&p("admin"), &["registry", "revoke", "erin"]));
+    s.output("registry list", &c.cli_json(&p("admin"), &["registry", "list"]));
 
     // A deposit and its life.
     let clip = c.path().join("clip.mp4");

@@ -20,7 +20,7 @@ fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
     // The initial registry commits with the cluster's configuration, just after the first election.
     let list = wait_until("the initial registry", Duration::from_secs(30), || {
         let v = c.cli_json(&alice, &["registry", "list"]);
-        (v["people"].as_array()?.len() == 5).then_some(v)
+        (v["people"].as_array()?.len() == 6).then_some(v)
     });
     let carol = list["people"].as_array().unwrap().iter().find(|p| p["name"] == "carol").unwrap();
     assert_eq!(carol["roles"], serde_json::json!(["approver"]));
@@ -39,7 +39,7 @@ fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
     assert!(c.items(&alice).is_empty());
     // The administrator files it; now the deposit goes through.
     let r = c.cli_json(&admin, &sys);
-    assert_eq!(r["name"], "cam-new");
+    assert_eq!((r["subject"].as_str(), r["status"].as_str()), (Some("cam-new"), Some("applied")), "one administrator files a system");
     assert!(dep("cam-new").status.success());
 
     // A new officer with a key made by keygen; then revoked.
@@ -51,7 +51,20 @@ fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
     assert_eq!(std::fs::metadata(&key_file).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap(), 0o600);
     let add = ["registry", "officer", "add", "erin", "--badge", "LN-0099", "--unit", "Heping precinct", "--role", "officer", "--key", public_key];
     assert_eq!(c.cli(&c.profile("bob"), &add).status.code(), Some(1), "an officer cannot register people");
-    c.cli_json(&admin, &add);
+    // One administrator's signature leaves it pending; the proposer's own approval does not count.
+    let filed = c.cli_json(&admin, &add);
+    assert_eq!(filed["status"], "pending", "{filed}");
+    let id = filed["change"].as_str().unwrap().to_string();
+    let people = |c: &Cluster| c.cli_json(&alice, &["registry", "list"])["people"].as_array().unwrap().iter().any(|p| p["name"] == "erin");
+    assert!(!people(&c), "registered on one administrator's word");
+    let out = c.cli(&admin, &["registry", "approve", &id, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "the proposer approved their own change");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("proposer"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Without --yes and without a terminal, nothing is signed.
+    assert_eq!(c.cli(&c.profile("admin2"), &["registry", "approve", &id]).status.code(), Some(2));
+    let done = c.cli_json(&c.profile("admin2"), &["registry", "approve", &id, "--yes"]);
+    assert_eq!(done["status"], "applied");
+    assert!(people(&c));
     assert_eq!(c.cli(&admin, &add).status.code(), Some(1), "a name is registered once");
     // One key, one person: erin's key under a second name is refused.
     let twin = ["registry", "officer", "add", "erin2", "--badge", "LN-0100", "--unit", "Heping precinct", "--role", "officer", "--key", public_key];
@@ -64,7 +77,11 @@ fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
     let out = c.cli(&c.profile("dave"), &["deposit", clip.to_str().unwrap(), "--case", "c", "--system", "cam-demo-1", "--retention", "standard"]);
     assert!(!out.status.success(), "a court deposited: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only officers deposit"), "{}", String::from_utf8_lossy(&out.stderr));
-    c.cli_json(&admin, &["registry", "revoke", "erin"]);
+    assert_eq!(c.registry_change(&["registry", "revoke", "erin"])["status"], "applied");
+    // The last two administrators cannot be removed.
+    let out = c.cli(&admin, &["registry", "revoke", "admin2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("last two"), "{}", String::from_utf8_lossy(&out.stderr));
     let list = c.cli_json(&alice, &["registry", "list"]);
     let erin = list["people"].as_array().unwrap().iter().find(|p| p["name"] == "erin").unwrap().clone();
     assert_eq!(erin["revoked"], true);

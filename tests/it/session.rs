@@ -15,16 +15,21 @@ fn cert_sha(path: &std::path::Path) -> [u8; 32] {
     custody::crypto::sha256(der.as_ref())
 }
 
-fn session_keys(c: &Cluster) -> custody::auth::SessionKeys {
-    let kek = custody::crypto::Kek::from_hex(&std::fs::read_to_string(c.path().join("kek.key")).unwrap()).unwrap();
-    let seed = kek.derive(custody::auth::SESSION_KEY_CONTEXT).unwrap();
-    let public = custody::crypto::SigningKey::from_seed(&seed).unwrap().public_key();
-    let cluster_id = std::fs::read_to_string(c.path().join("cluster.toml"))
+fn cluster_id(c: &Cluster) -> String {
+    std::fs::read_to_string(c.path().join("cluster.toml"))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string()))
-        .unwrap();
-    custody::auth::SessionKeys::new(&seed, &public, &cluster_id)
+        .unwrap()
+}
+
+fn seed_of(path: &std::path::Path) -> [u8; 32] {
+    hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap().try_into().unwrap()
+}
+
+/// Node `id`'s own token key, as its directory holds it.
+fn session_keys(c: &Cluster, id: u64) -> custody::auth::SessionKeys {
+    custody::auth::SessionKeys::new(id, &seed_of(&c.node_dir(id).join("session.key")), &cluster_id(c))
 }
 
 fn now() -> u64 {
@@ -48,22 +53,32 @@ fn every_resource_but_login_needs_a_valid_session_token() {
     assert_eq!(status("bob", &alice), "401", "a token presented over another client certificate");
     assert_eq!(status("alice", "not-a-token"), "401");
 
-    let keys = session_keys(&c);
+    let keys = session_keys(&c, 1);
     let alice_cert = cert_sha(&p.join("alice.pem"));
     let fresh = keys.issue("alice", &alice_cert, now()).unwrap();
-    assert_eq!(status("alice", &fresh), "200", "the control: a token made with the cluster's keys works");
+    assert_eq!(status("alice", &fresh), "200", "the control: a token made with node 1's own key works");
+    let from_two = session_keys(&c, 2).issue("alice", &alice_cert, now()).unwrap();
+    assert_eq!(status("alice", &from_two), "200", "node 1 accepts a token node 2 signed with its own key");
+    // No cluster-wide secret: a key no member registered mints nothing, whatever node it names.
+    let cid = cluster_id(&c);
+    for id in [1, 2, 3, 4] {
+        let forged = custody::auth::SessionKeys::new(id, &[id as u8; 32], &cid).issue("alice", &alice_cert, now()).unwrap();
+        assert_eq!(status("alice", &forged), "401", "a token signed by an unregistered key, kid node-{id}");
+    }
+    let kek = seed_of(&c.path().join("kek.key"));
+    let with_kek = custody::auth::SessionKeys::new(1, &kek, &cid).issue("alice", &alice_cert, now()).unwrap();
+    assert_eq!(status("alice", &with_kek), "401", "the KEK file mints no tokens");
     let expired = keys.issue("alice", &alice_cert, now() - 2 * custody::auth::TOKEN_TTL_SECS).unwrap();
     assert_eq!(status("alice", &expired), "401", "an expired token");
     let other = Cluster::init(1, "");
-    let foreign = session_keys(&other).issue("alice", &alice_cert, now()).unwrap();
+    let foreign = session_keys(&other, 1).issue("alice", &alice_cert, now()).unwrap();
     assert_eq!(status("alice", &foreign), "401", "another cluster's token");
 
     // alg: none, and the same claims under HS256 keyed with the public key.
     let claims = fresh.split('.').nth(1).unwrap();
     let none = format!("{}.{claims}.", B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#));
     assert_eq!(status("alice", &none), "401", "alg none");
-    let kek = custody::crypto::Kek::from_hex(&std::fs::read_to_string(c.path().join("kek.key")).unwrap()).unwrap();
-    let public = custody::crypto::SigningKey::from_seed(&kek.derive(custody::auth::SESSION_KEY_CONTEXT).unwrap()).unwrap().public_key();
+    let public = custody::crypto::SigningKey::from_seed(&seed_of(&c.node_dir(1).join("session.key"))).unwrap().public_key();
     let body: serde_json::Value = serde_json::from_slice(&B64URL.decode(claims).unwrap()).unwrap();
     let hs = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -76,7 +91,7 @@ fn every_resource_but_login_needs_a_valid_session_token() {
     // A revoked person's token stops working at once.
     let bob = c.token("bob");
     assert_eq!(status("bob", &bob), "200");
-    c.cli_json(&c.profile("admin"), &["registry", "revoke", "bob"]);
+    c.registry_change(&["registry", "revoke", "bob"]);
     assert_eq!(status("bob", &bob), "401", "a revoked person's token");
     let out = c.cli(&c.profile("bob"), &["items"]);
     assert_eq!(out.status.code(), Some(2), "and the CLI cannot log in again");
@@ -117,4 +132,32 @@ fn a_node_that_has_not_caught_up_sends_logins_elsewhere() {
     let p = c.profile_asking("admin", &[4, 1, 2, 3]);
     let st = c.cli_json(&p, &["cluster", "status"]);
     assert!(st["leader"].as_u64().is_some_and(|l| l != 4), "{st}");
+}
+
+#[test]
+fn a_removed_nodes_tokens_stop_working() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let ca = c.path().join("certs/ca.pem");
+    let p = c.path().join("profiles");
+    let alice_cert = cert_sha(&p.join("alice.pem"));
+    let status = |port: u16, token: &str| {
+        let cfg = config(&ca, Some((&p.join("alice.pem"), &p.join("alice.key"))));
+        raw_request(port, cfg, get_with("/v1/items", token)).unwrap().split(' ').nth(1).unwrap().to_string()
+    };
+    let by_three = session_keys(&c, 3).issue("alice", &alice_cert, now()).unwrap();
+    // Node 3's key is registered once the leader has asked it.
+    crate::harness::wait_until("node 3's token to be accepted", std::time::Duration::from_secs(30), || {
+        (status(c.base_port, &by_three) == "200").then_some(())
+    });
+    let admin = c.profile_asking("admin", &[1, 2]);
+    c.cli_json(&admin, &["cluster", "remove-node", "--id", "3"]);
+    // Every remaining node refuses it at once, remembered or not.
+    for id in [1u64, 2] {
+        let port = c.base_port + id as u16 - 1;
+        crate::harness::wait_until("the removal to reach the node", std::time::Duration::from_secs(30), || {
+            (status(port, &by_three) == "401").then_some(())
+        });
+    }
 }

@@ -32,7 +32,7 @@ impl MemState {
 
 fn configure(secs: u64) -> Command {
     let registry = InitialRegistry {
-        people: vec![person("admin", "admin"), person("dora", "officer")],
+        people: vec![person("admin", "admin"), person("admin2", "admin"), person("dora", "officer")],
         systems: vec![registry::SourceSystem { id: "cam-1".into(), filing: "F-1".into(), operator: "op".into(), location: "road".into() }],
     };
     Command::Configure { config: ClusterConfig { cluster_id: "c1".into(), retention: RetentionPolicy::dev(secs) }, registry, time_ms: 0 }
@@ -54,6 +54,33 @@ fn key_of(name: &str) -> crate::crypto::SigningKey {
     crate::crypto::SigningKey::from_seed(&crate::crypto::sha256(name.as_bytes())).unwrap()
 }
 
+fn proposal(change: registry::RegistryChange, time_ms: u64) -> registry::Proposal {
+    let nonce = hex::encode(&crate::crypto::sha256(format!("{change:?}{time_ms}").as_bytes())[..16]);
+    registry::Proposal { change, nonce, expires_at_ms: time_ms + 3_600_000 }
+}
+
+fn signed(by: &str, p: &registry::Proposal) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of(by).sign(&p.signing_bytes().unwrap()))
+}
+
+fn propose(by: &str, p: &registry::Proposal, time_ms: u64) -> Command {
+    Command::ProposeRegistry { proposal: p.clone(), by: by.into(), signature: signed(by, p), time_ms }
+}
+
+fn approve_change(by: &str, p: &registry::Proposal, time_ms: u64) -> Command {
+    Command::ApproveRegistry { change: p.id().unwrap(), by: by.into(), signature: signed(by, p), time_ms }
+}
+
+/// A registry change as two administrators make it: `admin` files and signs
+/// it, `admin2` approves it when it needs a second signature.
+fn registry_change(s: &mut MemState, change: registry::RegistryChange, time_ms: u64) -> Outcome {
+    let p = proposal(change, time_ms);
+    match s.run(&propose("admin", &p, time_ms)) {
+        Outcome::RegistryStatus { applied: false, .. } => s.run(&approve_change("admin2", &p, time_ms)),
+        other => other,
+    }
+}
+
 #[test]
 fn only_administrators_change_the_registry_and_every_change_is_recorded() {
     let mut s = MemState::default();
@@ -61,22 +88,94 @@ fn only_administrators_change_the_registry_and_every_change_is_recorded() {
     let size = audit::size(&s).unwrap();
     let add = |p| registry::RegistryChange::AddPerson { person: p };
     // An unregistered user and a registered non-admin are refused; nothing changes.
+    assert!(matches!(registry_change(&mut s, add(person("alice", "officer")), 1), Outcome::RegistryStatus { applied: true, .. }));
+    assert_eq!(audit::size(&s).unwrap(), size + 2, "the filing and the change");
     for by in ["mallory", "alice"] {
-        if by == "alice" {
-            s.run(&Command::Registry { by: "admin".into(), change: add(person("alice", "officer")), time_ms: 1 });
-        }
         let before = s.0.clone();
-        let out = s.run(&Command::Registry { by: by.into(), change: add(person("eve", "admin")), time_ms: 2 });
+        let out = s.run(&propose(by, &proposal(add(person("eve", "admin")), 2), 2));
         assert!(matches!(out, Outcome::Refused { .. }), "{by} changed the registry");
         assert_eq!(s.0, before);
     }
-    assert_eq!(audit::size(&s).unwrap(), size + 1, "one record for alice");
-    // A revoked admin can no longer change it.
-    s.run(&Command::Registry { by: "admin".into(), change: add(person("root2", "admin")), time_ms: 3 });
-    s.run(&Command::Registry { by: "root2".into(), change: registry::RegistryChange::RevokePerson { name: "admin".into() }, time_ms: 4 });
-    let out = s.run(&Command::Registry { by: "admin".into(), change: add(person("zed", "officer")), time_ms: 5 });
+    // A revoked admin can no longer change it (after a third took their place).
+    registry_change(&mut s, add(person("root2", "admin")), 3);
+    let p = proposal(registry::RegistryChange::RevokePerson { name: "admin".into() }, 4);
+    s.run(&propose("root2", &p, 4));
+    assert!(matches!(s.run(&approve_change("admin2", &p, 4)), Outcome::RegistryStatus { applied: true, .. }));
+    let out = s.run(&propose("admin", &proposal(add(person("zed", "officer")), 5), 5));
     assert!(matches!(out, Outcome::Refused { .. }));
     assert!(registry::person(&s, "admin").unwrap().unwrap().revoked);
+}
+
+/// Issue 14: a change to people needs two administrators, each signing with their own key.
+#[test]
+fn a_change_to_people_needs_two_administrators_signatures() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    let p = proposal(registry::RegistryChange::AddPerson { person: person("erin", "officer") }, 10);
+    let Outcome::RegistryStatus { applied: false, change, .. } = s.run(&propose("admin", &p, 10)) else { panic!("not pending") };
+    assert_eq!(change, p.id().unwrap());
+    assert!(registry::person(&s, "erin").unwrap().is_none(), "one administrator's signature applied a change to people");
+    // The proposer's own second signature does not count.
+    let before = s.0.clone();
+    assert!(matches!(s.run(&approve_change("admin", &p, 11)), Outcome::Refused { .. }));
+    assert_eq!(s.0, before);
+    // A signature the leader makes up (by another key) is refused, in apply, on every node.
+    let mut forged = approve_change("admin2", &p, 11);
+    if let Command::ApproveRegistry { signature, .. } = &mut forged {
+        *signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of("leader").sign(&p.signing_bytes().unwrap()));
+    }
+    assert!(matches!(s.run(&forged), Outcome::Refused { .. }));
+    let unsigned = Command::ProposeRegistry {
+        proposal: proposal(registry::RegistryChange::RevokePerson { name: "dora".into() }, 12),
+        by: "admin".into(),
+        signature: String::new(),
+        time_ms: 12,
+    };
+    assert!(matches!(s.run(&unsigned), Outcome::Refused { .. }), "an unsigned change");
+    assert_eq!(s.0, before);
+    // The second administrator's signature applies it.
+    assert!(matches!(s.run(&approve_change("admin2", &p, 12)), Outcome::RegistryStatus { applied: true, .. }));
+    assert!(registry::person(&s, "erin").unwrap().is_some());
+    assert!(registry::pending(&s, &p.id().unwrap()).unwrap().is_none(), "applied once");
+    assert!(matches!(s.run(&approve_change("admin2", &p, 13)), Outcome::Refused { .. }), "and never again");
+    // A source system needs one signature.
+    let sys = registry::SourceSystem { id: "cam-2".into(), filing: "F-2".into(), operator: "op".into(), location: "gate".into() };
+    assert!(matches!(
+        s.run(&propose("admin", &proposal(registry::RegistryChange::AddSystem { system: sys }, 14), 14)),
+        Outcome::RegistryStatus { applied: true, .. }
+    ));
+    // Past its expiry a proposal no longer applies.
+    let late = proposal(registry::RegistryChange::RevokePerson { name: "dora".into() }, 20);
+    s.run(&propose("admin", &late, 20));
+    assert!(matches!(s.run(&approve_change("admin2", &late, late.expires_at_ms + 1)), Outcome::Refused { .. }));
+}
+
+#[test]
+fn the_last_two_administrators_stay() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    for change in [
+        registry::RegistryChange::RevokePerson { name: "admin2".into() },
+        registry::RegistryChange::SetRoles { name: "admin2".into(), roles: [registry::Role::Officer].into_iter().collect() },
+    ] {
+        let out = s.run(&propose("admin", &proposal(change, 1), 1));
+        assert!(matches!(&out, Outcome::Refused { reason } if reason.contains("last two")), "{out:?}");
+    }
+    // With a third, one may go; then the two left stay.
+    registry_change(&mut s, registry::RegistryChange::AddPerson { person: person("admin3", "admin") }, 2);
+    assert!(matches!(
+        registry_change(&mut s, registry::RegistryChange::RevokePerson { name: "admin3".into() }, 3),
+        Outcome::RegistryStatus { applied: true, .. }
+    ));
+    assert!(matches!(
+        s.run(&propose("admin", &proposal(registry::RegistryChange::RevokePerson { name: "admin2".into() }, 4), 4)),
+        Outcome::Refused { .. }
+    ));
+    // And a cluster cannot start with fewer than two.
+    let mut one = MemState::default();
+    let Command::Configure { config, mut registry, time_ms } = configure(100) else { unreachable!() };
+    registry.people.retain(|p| p.name != "admin2");
+    assert!(matches!(one.run(&Command::Configure { config, registry, time_ms }), Outcome::Refused { .. }));
 }
 
 #[test]
@@ -129,8 +228,8 @@ fn seal_records_item_and_retention_from_stamped_time() {
     let m = manifest(1, 2 * CHUNK_SIZE_BYTES + 1);
     let out = s.run(&Command::Seal { manifest: m.clone(), time_ms: 1_000 });
     // important = 2 × dev period
-    // leaves 0-3: the cluster record and the initial registry (two people, one system); 4: the deposit
-    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 4 });
+    // leaves 0-4: the cluster record and the initial registry (three people, one system); 5: the deposit
+    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 5 });
     let rec = query::item(&s, &m.item).unwrap().unwrap();
     assert_eq!(rec.manifest, m);
     assert_eq!(query::all_chunks(&s).unwrap().len(), 3);
@@ -188,12 +287,14 @@ fn items_list_in_deposit_order() {
 
 #[test]
 fn a_batch_applies_each_command_as_its_own_entry_would() {
-    let add = |p| registry::RegistryChange::AddPerson { person: p };
+    let sys = |id: &str| registry::RegistryChange::AddSystem {
+        system: registry::SourceSystem { id: id.into(), filing: "F".into(), operator: "op".into(), location: "l".into() },
+    };
     let cmds = vec![
-        Command::Registry { by: "admin".into(), change: add(person("alice", "officer")), time_ms: 1 },
+        propose("admin", &proposal(sys("cam-a"), 1), 1),
         // Refused inside the batch: not an admin. The others still apply.
-        Command::Registry { by: "alice".into(), change: add(person("eve", "admin")), time_ms: 2 },
-        Command::Registry { by: "admin".into(), change: add(person("bob", "officer")), time_ms: 3 },
+        propose("dora", &proposal(sys("cam-b"), 2), 2),
+        propose("admin", &proposal(sys("cam-c"), 3), 3),
     ];
     // One at a time...
     let mut one = MemState::default();
@@ -206,8 +307,8 @@ fn a_batch_applies_each_command_as_its_own_entry_would() {
     assert_eq!(out, Outcome::Batch { outcomes: singles.clone() });
     assert!(matches!(singles[1], Outcome::Refused { .. }));
     assert_eq!(batched.0, one.0);
-    assert!(registry::person(&batched, "bob").unwrap().is_some());
-    assert!(registry::person(&batched, "eve").unwrap().is_none());
+    assert!(registry::system(&batched, "cam-c").unwrap().is_some());
+    assert!(registry::system(&batched, "cam-b").unwrap().is_none());
 }
 
 #[test]

@@ -17,9 +17,8 @@ fn world() -> (MemState, ItemId) {
     let mut s = MemState::default();
     s.run(&configure(100));
     for (name, role) in [("alice", "officer"), ("bob", "officer"), ("carol", "approver"), ("dave", "court")] {
-        let out =
-            s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::AddPerson { person: person(name, role) }, time_ms: 1 });
-        assert!(matches!(out, Outcome::Recorded { .. }), "{out:?}");
+        let out = registry_change(&mut s, registry::RegistryChange::AddPerson { person: person(name, role) }, 1);
+        assert!(matches!(out, Outcome::RegistryStatus { applied: true, .. }), "{out:?}");
     }
     let m = manifest(1, 10);
     assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: NOW }), Outcome::Sealed { .. }));
@@ -112,11 +111,12 @@ fn one_public_key_belongs_to_one_person() {
     let (mut s, _) = world();
     let mut twin = person("alice2", "officer");
     twin.public_key = person("alice", "officer").public_key;
-    let cmd = Command::Registry { by: "admin".into(), change: registry::RegistryChange::AddPerson { person: twin }, time_ms: 2 };
+    let cmd = propose("admin", &proposal(registry::RegistryChange::AddPerson { person: twin }, NOW), NOW);
     let why = refused_and_unchanged(&mut s, &cmd);
     assert!(why.contains("alice"), "{why}");
     // Revoked people keep their key: it cannot be reissued under another name.
-    s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::RevokePerson { name: "alice".into() }, time_ms: 3 });
+    let out = registry_change(&mut s, registry::RegistryChange::RevokePerson { name: "alice".into() }, NOW);
+    assert!(matches!(out, Outcome::RegistryStatus { applied: true, .. }), "{out:?}");
     refused_and_unchanged(&mut s, &cmd);
 }
 
@@ -128,7 +128,7 @@ fn a_refused_approval_appends_no_leaf() {
     let req = request(item, NOW + 1000, 1);
     file(&mut s, &req, NOW);
     approve(&mut s, &req, "bob", NOW);
-    s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::RevokePerson { name: "bob".into() }, time_ms: NOW });
+    registry_change(&mut s, registry::RegistryChange::RevokePerson { name: "bob".into() }, NOW);
     let size = audit::size(&s).unwrap();
     let cmd = Command::Approve { request: req.id().unwrap(), by: "carol".into(), signature: sig("carol", &req), time_ms: NOW };
     refused_and_unchanged(&mut s, &cmd);
@@ -143,7 +143,7 @@ fn only_officers_deposit() {
         m.depositor = who.into();
         refused_and_unchanged(&mut s, &Command::Seal { manifest: m, time_ms: NOW });
     }
-    s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::RevokePerson { name: "dora".into() }, time_ms: NOW });
+    registry_change(&mut s, registry::RegistryChange::RevokePerson { name: "dora".into() }, NOW);
     refused_and_unchanged(&mut s, &Command::Seal { manifest: manifest(2, 10), time_ms: NOW });
 }
 
@@ -188,7 +188,7 @@ fn revoking_a_signer_ends_an_unused_grant() {
         let (mut s, item) = world();
         let req = request(item, NOW + 1000, 2);
         grant(&mut s, &req);
-        s.run(&Command::Registry { by: "admin".into(), change: registry::RegistryChange::RevokePerson { name: signer.into() }, time_ms: NOW });
+        registry_change(&mut s, registry::RegistryChange::RevokePerson { name: signer.into() }, NOW);
         let by = if signer == "bob" { "alice" } else { "bob" };
         let cmd = Command::RecordAccess { request: req.id().unwrap(), item, by: by.into(), time_ms: NOW + 1 };
         let why = refused_and_unchanged(&mut s, &cmd);
@@ -257,4 +257,22 @@ proptest! {
             }
         }
     }
+}
+
+/// Issue 14: state that cannot be read is an error, never "absent": apply
+/// stops (the node halts on it) rather than deciding on a guess.
+#[test]
+fn corrupt_state_is_an_error_not_absent() {
+    let (s, item) = world();
+    let mut broken = MemState(s.0.clone());
+    broken.0.insert(keys::CLOCK.to_vec(), b"x".to_vec());
+    let hold = Command::Hold { item, by: "alice".into(), reason: "r".into(), time_ms: NOW };
+    assert!(apply(&mut Tx::new(&broken), &hold).is_err(), "a corrupt clock read as 0");
+    let mut broken = MemState(s.0.clone());
+    let mut bob = registry::person(&s, "bob").unwrap().unwrap();
+    bob.public_key = "not base64".into();
+    broken.0.insert(registry::keys::person("bob"), serde_json::to_vec(&bob).unwrap());
+    let req = request(item, NOW + 3_600_000, 1);
+    let file = Command::FileRequest { request: req.clone(), by: "alice".into(), signature: sig("alice", &req), time_ms: NOW };
+    assert!(apply(&mut Tx::new(&broken), &file).is_err(), "a corrupt registry entry read as unregistered");
 }
