@@ -35,7 +35,6 @@ pub struct RawNodeConfig {
     pub listen: String,
     pub advertise: String,
     pub data_dir: String,
-    pub kek_file: String,
     pub ca: String,
     pub cert: String,
     pub key: String,
@@ -45,6 +44,12 @@ pub struct RawNodeConfig {
     /// 0600); made on first start when absent. Default `session.key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
+    /// This node's X25519 share key (64 hex digits of seed, RFC 9180 DeriveKeyPair; mode 0600): it
+    /// opens this node's share of every data key (docs/KEYS.md §4); made on
+    /// first start when absent. Default `share.key`. Keep it outside `data_dir`:
+    /// a node that loses it loses its shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_key: Option<String>,
     /// How far a not-yet-committed entry's time may be from this node's clock
     /// before it refuses the entry (default `limits::MAX_CLOCK_SKEW_SECS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,12 +92,12 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     pub advertise: String,
     pub data_dir: PathBuf,
-    pub kek_file: PathBuf,
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub checkpoint_key: PathBuf,
     pub session_key: PathBuf,
+    pub share_key: PathBuf,
     pub max_clock_skew_secs: u64,
     pub clock_offset_secs: i64,
     pub bootstrap: bool,
@@ -157,12 +162,12 @@ impl NodeConfig {
             listen,
             advertise: raw.advertise.trim_end_matches('/').to_string(),
             data_dir: resolve(base, &raw.data_dir),
-            kek_file: resolve(base, &raw.kek_file),
             ca: resolve(base, &raw.ca),
             cert: resolve(base, &raw.cert),
             key: resolve(base, &raw.key),
             checkpoint_key: resolve(base, &raw.checkpoint_key),
             session_key: resolve(base, raw.session_key.as_deref().unwrap_or("session.key")),
+            share_key: resolve(base, raw.share_key.as_deref().unwrap_or("share.key")),
             max_clock_skew_secs: raw.max_clock_skew_secs.unwrap_or(limits::MAX_CLOCK_SKEW_SECS).max(1),
             clock_offset_secs: raw.clock_offset_secs.unwrap_or(0),
             bootstrap: raw.bootstrap,

@@ -92,6 +92,9 @@ const fn approval_ttl_fits() -> bool {
 /// Raft entry may be before the follower refuses the entry (docs/KEYS.md §6):
 /// every committed time is then within this of a majority of clocks.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 60;
+/// How long after an access is recorded its holders release their shares and
+/// serve its sealed chunks (docs/KEYS.md §4.2): a later fetch records a new access.
+pub const ACCESS_RELEASE_SECS: u64 = 3600;
 /// How long a follower waits for a leader to commit an entry it refused for its
 /// time before it stops following that leader (and so starts an election). A
 /// leader the others follow commits without this follower: its clock is the odd one.

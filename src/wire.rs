@@ -73,7 +73,7 @@ pub struct RetentionView {
     pub leaf_index: u64,
 }
 
-/// The answer to `purge`: the item's data key and chunks are destroyed, its records stay.
+/// The answer to `purge`: every holder's share of the item's data key and its chunks are destroyed, its records stay.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PurgeView {
     pub item: ItemId,
@@ -164,6 +164,8 @@ pub struct NodeHealth {
     pub checkpoint_key: String,
     /// Base64 of this node's Ed25519 session-token public key (docs/KEYS.md §3).
     pub session_key: String,
+    /// Hex of this node's X25519 share public key (docs/KEYS.md §4).
+    pub share_key: String,
     /// Leaves in this node's applied audit tree.
     pub audit_size: u64,
     /// What an operator must look at; empty when the node is well.
@@ -369,6 +371,79 @@ pub struct FetchOutput {
     pub out: Option<PathBuf>,
 }
 
+/// `GET /v1/holders`: who holds a share of a new deposit's data key (docs/KEYS.md §4.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HoldersView {
+    pub cluster_id: String,
+    /// Plaintext bytes per chunk the cluster takes.
+    pub chunk_size: u64,
+    /// Shares needed to rebuild a data key: a majority of the holders.
+    pub threshold: u8,
+    /// The voters, by increasing id; a deposit's share x = position + 1.
+    pub holders: Vec<HolderKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HolderKey {
+    pub node: u64,
+    /// Hex of the node's registered X25519 share public key.
+    pub share_key: String,
+}
+
+/// `POST /v1/items/{id}/access`: the fetcher's signed access statement.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct AccessBody {
+    pub request: String,
+    /// Hex of the X25519 key the holders are to seal their shares to.
+    pub fetch_key: String,
+    /// Base64 Ed25519 signature over the access statement (`evidence::AccessStatement`).
+    pub signature: String,
+}
+
+/// The answer to an access: recorded, and what the fetcher needs to open the item.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct AccessView {
+    pub cluster_id: String,
+    pub item: ItemId,
+    /// The leaf recording this access; the holders check it before releasing.
+    pub access_leaf: u64,
+    pub sha256: String,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub chunks: u64,
+    pub nonce_prefix: String,
+    pub threshold: u8,
+    pub key_commitment: String,
+    /// The item's holders: node and share x.
+    pub holders: Vec<HolderShare>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct HolderShare {
+    pub node: u64,
+    pub x: u8,
+    /// Where the holder is reached (its advertised address), when it is a member.
+    pub addr: Option<String>,
+}
+
+/// `POST /v1/items/{id}/share`: release this node's share for a recorded access.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ShareRequest {
+    /// The leaf recording the access.
+    pub access_leaf: u64,
+    /// The fetch key the access recorded (checked against the record).
+    pub fetch_key: String,
+}
+
+/// One holder's share, sealed to the fetch key (HPKE, `custody/share-release/v1`).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ShareRelease {
+    pub node: u64,
+    pub x: u8,
+    /// Hex of the HPKE envelope.
+    pub envelope: String,
+}
+
 /// `custody proof --json`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ProofWritten {
@@ -527,6 +602,11 @@ pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
         crate::cli::init::CertsWritten,
         ErrorOutput,
         FetchOutput,
+        HoldersView,
+        AccessBody,
+        AccessView,
+        ShareRequest,
+        ShareRelease,
         ProofWritten,
         MonitorOutput,
         KeygenOutput,

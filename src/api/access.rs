@@ -1,5 +1,6 @@
-//! Access requests, approvals, and the fetch that records the access before
-//! the first byte of plaintext leaves the node.
+//! Access requests, approvals, and the fetch: the access is recorded first;
+//! each holder releases its share only once its own applied state shows it;
+//! the chunks go out sealed (docs/KEYS.md §4.2).
 
 use std::sync::Arc;
 
@@ -13,12 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{user_of, ApiError};
 use crate::approval::AccessRequest;
-use crate::crypto::ChunkCipher;
 use crate::evidence::{ChunkStoreError, ItemId};
 use crate::node::{now_ms, Node};
 use crate::tls::PeerIdentity;
 use crate::vault::access::{self, RequestRecord};
 use crate::vault::{query, Command, Outcome};
+use crate::wire::{AccessBody, AccessView, HolderShare, ShareRelease, ShareRequest};
 
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileRequest {
@@ -87,65 +88,168 @@ pub async fn approve(
     status(propose(&node, Command::Approve { request: id, by, signature: body.signature, time_ms: now_ms() }).await?)
 }
 
-#[derive(Deserialize)]
-pub struct FetchQuery {
-    request: String,
-}
-
-/// Records the access through Raft, then streams the plaintext. No record, no bytes.
-pub async fn fetch(
+/// Records the access through Raft (the fetcher's signed statement names the
+/// key the shares go to) and tells the fetcher how to open the item. No record,
+/// no share: the holders check it in their own applied state.
+pub async fn access(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
     Path(id): Path<String>,
-    Query(q): Query<FetchQuery>,
-) -> Result<Response, ApiError> {
+    Json(body): Json<AccessBody>,
+) -> Result<Json<AccessView>, ApiError> {
     let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     let rec = query::item(&node.state, &item).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {item}")))?;
     let m = rec.manifest;
-    // Everything that can fail before the record is checked first, so a record means bytes follow.
-    let wrapped = m.wrapped_key_bytes().map_err(ApiError::internal)?;
-    let key = node.kek.unwrap(&wrapped, item.as_bytes()).map_err(|e| ApiError::internal(format!("cannot unwrap the data key: {e}")))?;
-    let prefix = m.nonce_prefix_bytes().map_err(ApiError::internal)?;
-    let cipher = Arc::new(ChunkCipher::new(&key, item.as_bytes(), prefix, m.chunks.len() as u64).map_err(ApiError::internal)?);
-    drop(key);
-    let record = Command::RecordAccess { request: q.request.clone(), item, by: by.clone(), time_ms: now_ms() };
-    let serve_first = crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord);
-    let (leaf_index, late_record) = if serve_first {
-        // The deliberate bug: claim a leaf, record only after the last byte.
-        (crate::vault::audit::size(&node.state).map_err(ApiError::internal)?, Some(record))
+    let record = Command::RecordAccess {
+        request: body.request.clone(),
+        item,
+        by: by.clone(),
+        fetch_key: body.fetch_key,
+        signature: body.signature,
+        time_ms: now_ms(),
+    };
+    let access_leaf = if crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord) {
+        // The deliberate bug: claim a leaf, record only after the last sealed byte.
+        let leaf = crate::vault::audit::size(&node.state).map_err(ApiError::internal)?;
+        node.late_records.lock().map_err(ApiError::internal)?.push((item, by.clone(), record));
+        leaf
     } else {
         match propose(&node, record).await? {
-            Outcome::AccessRecorded { leaf_index } => (leaf_index, None),
+            Outcome::AccessRecorded { leaf_index } => leaf_index,
             other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
         }
     };
-    tracing::info!(%item, request = %q.request, %by, leaf_index, "access recorded; serving the clip");
-    let chunks = m.chunks.clone();
-    let n = node.clone();
-    let stream = futures::stream::iter(chunks.into_iter().enumerate()).then(move |(i, c)| {
-        let node = n.clone();
-        let cipher = cipher.clone();
-        async move {
-            let mut buf = read_chunk(&node, &c.name).await?;
-            tokio::task::spawn_blocking(move || cipher.open(i as u64, &mut buf).map(|_| Bytes::from(buf)))
-                .await
-                .map_err(std::io::Error::other)?
-                .map_err(|e| std::io::Error::other(format!("chunk {i} does not open: {e}")))
+    tracing::info!(%item, request = %body.request, %by, access_leaf, "access recorded; holders may release their shares");
+    Ok(Json(AccessView {
+        cluster_id: node.cfg.cluster_id.clone(),
+        item,
+        access_leaf,
+        sha256: m.sha256,
+        size: m.size,
+        chunk_size: m.chunk_size,
+        chunks: m.chunks.len() as u64,
+        nonce_prefix: m.nonce_prefix,
+        threshold: m.threshold,
+        key_commitment: m.key_commitment,
+        holders: {
+            let members = node.members();
+            m.holders
+                .iter()
+                .map(|h| HolderShare { node: h.node, x: h.x, addr: members.iter().find(|(id, _, _)| *id == h.node).map(|(_, a, _)| a.clone()) })
+                .collect()
+        },
+    }))
+}
+
+/// How long a node waits for an access it is told of to reach its own applied state.
+const APPLY_WAIT_MS: u64 = 10_000;
+
+/// The access at `leaf`, once this node has applied it: by `user`, to `item`.
+async fn applied_access(node: &Node, leaf: u64, item: &ItemId, user: &str) -> Result<access::AccessRecord, ApiError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(APPLY_WAIT_MS);
+    loop {
+        if let Some(a) = access::access_at(&node.state, leaf).map_err(ApiError::internal)? {
+            if a.item != *item || a.by != user {
+                return Err(refused(format!("the access at leaf {leaf} is not {user}'s access to item {item}")));
+            }
+            if now_ms() > a.at_ms.saturating_add(crate::limits::ACCESS_RELEASE_SECS * 1000) {
+                return Err(refused(format!(
+                    "the access at leaf {leaf} was recorded more than {} s ago: record a new one",
+                    crate::limits::ACCESS_RELEASE_SECS
+                )));
+            }
+            return Ok(a);
         }
+        let applied = crate::vault::audit::size(&node.state).map_err(ApiError::internal)?;
+        if applied > leaf || tokio::time::Instant::now() >= deadline {
+            return Err(refused(format!("this node's applied log records no access at leaf {leaf}: nothing is released")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Releases this node's share of an item's data key, sealed to the fetch key,
+/// after checking in this node's own applied state that the access committed.
+pub async fn share(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+    Json(body): Json<ShareRequest>,
+) -> Result<Json<ShareRelease>, ApiError> {
+    use crate::crypto::shares;
+    let by = user_of(&peer)?;
+    let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    let unchecked = crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord);
+    if !unchecked {
+        let a = applied_access(&node, body.access_leaf, &item, &by).await?;
+        if a.fetch_key != body.fetch_key {
+            return Err(refused(format!("the access at leaf {} names another fetch key", body.access_leaf)));
+        }
+    }
+    let rec = query::item(&node.state, &item).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {item}")))?;
+    if rec.purged.is_some() {
+        return Err(refused("the item was purged: its shares are destroyed".into()));
+    }
+    let me = node.id();
+    let h =
+        rec.manifest.holders.iter().find(|h| h.node == me).ok_or_else(|| ApiError::not_found(format!("node {me} holds no share of item {item}")))?;
+    let envelope = hex::decode(&h.envelope).map_err(ApiError::internal)?;
+    let aad = shares::share_aad(&node.cfg.cluster_id, item.as_bytes(), me, h.x);
+    let share = node
+        .share_secret
+        .open(shares::SHARE_INFO, &aad, &envelope)
+        .map_err(|e| ApiError::internal(format!("this node's share does not open: {e}")))?;
+    let fetch_key = crate::evidence::parse_hex::<32>(&body.fetch_key, "fetch key").map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let release_aad = [aad.as_slice(), &body.access_leaf.to_be_bytes()].concat();
+    let sealed = shares::seal(&fetch_key, shares::RELEASE_INFO, &release_aad, &share).map_err(ApiError::internal)?;
+    tracing::info!(%item, %by, access_leaf = body.access_leaf, "released this node's share");
+    Ok(Json(ShareRelease { node: me, x: h.x, envelope: hex::encode(sealed) }))
+}
+
+#[derive(Deserialize)]
+pub struct SealedQuery {
+    access: u64,
+}
+
+/// Streams an item's sealed chunks (ciphertext only) for a recorded access.
+pub async fn sealed(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+    Query(q): Query<SealedQuery>,
+) -> Result<Response, ApiError> {
+    let by = user_of(&peer)?;
+    let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    let late: Vec<Command> = if crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord) {
+        let mut pending = node.late_records.lock().map_err(ApiError::internal)?;
+        let (mine, rest): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(i, u, _)| *i == item && *u == by);
+        *pending = rest;
+        mine.into_iter().map(|(_, _, c)| c).collect()
+    } else {
+        applied_access(&node, q.access, &item, &by).await?;
+        Vec::new()
+    };
+    let rec = query::item(&node.state, &item).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {item}")))?;
+    if rec.purged.is_some() {
+        return Err(refused("the item was purged".into()));
+    }
+    let m = rec.manifest;
+    let length: u64 = m.chunks.iter().map(|c| c.size).sum();
+    let n = node.clone();
+    let stream = futures::stream::iter(m.chunks).then(move |c| {
+        let node = n.clone();
+        async move { read_chunk(&node, &c.name).await.map(Bytes::from) }
     });
-    let late = futures::stream::iter(late_record).then(move |cmd| {
+    let late = futures::stream::iter(late).then(move |cmd| {
         let node = node.clone();
         async move { propose(&node, cmd).await.map(|_| Bytes::new()).map_err(|e| std::io::Error::other(format!("{e:?}"))) }
     });
-    let stream = stream.chain(late);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, m.size)
-        .header("x-custody-sha256", &m.sha256)
-        .header("x-custody-access-leaf", leaf_index)
-        .body(Body::from_stream(stream))
+        .header(header::CONTENT_LENGTH, length)
+        .body(Body::from_stream(stream.chain(late)))
         .map_err(ApiError::internal)
 }
 
@@ -220,12 +324,17 @@ pub async fn extend(
     retention_change(&node, &peer, &id, |item, by| Command::Extend { item, retention, by, time_ms: now_ms() }).await
 }
 
+#[derive(Deserialize)]
+pub struct PurgeQuery {
+    request: String,
+}
+
 /// `POST /v1/items/{id}/purge?request=…`: lawful destruction after retention.
 pub async fn purge(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
     Path(id): Path<String>,
-    Query(q): Query<FetchQuery>,
+    Query(q): Query<PurgeQuery>,
 ) -> Result<Json<crate::wire::PurgeView>, ApiError> {
     let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;

@@ -115,6 +115,7 @@ pub fn own_health(node: &Node) -> NodeHealth {
         missing_chunks: missing,
         checkpoint_key: node.signer.verifier_key().to_string(),
         session_key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, node.session_public),
+        share_key: hex::encode(node.share_secret.public_key()),
         audit_size: crate::vault::audit::size(&node.state).unwrap_or(0),
         warnings,
     }

@@ -14,35 +14,28 @@ use openraft::BasicNode;
 use serde::Deserialize;
 
 use super::{user_of, ApiError};
-use crate::evidence::{DepositMeta, ItemId, Retention};
+use crate::evidence::ItemId;
 use crate::node::{self, DepositError, Node};
 use crate::raft::NodeId;
 use crate::tls::PeerIdentity;
 use crate::vault::{query, ItemRecord};
 use crate::wire::{self, AddMember, ClusterStatus, DepositReceipt, ItemDetail, ItemList, ItemView, MemberView, NodeHealth, TrailEntry};
 
-#[derive(Deserialize)]
-pub struct DepositQuery {
-    case: String,
-    system: String,
-    retention: String,
-    note: Option<String>,
-}
-
 pub async fn deposit(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
-    Query(q): Query<DepositQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<DepositReceipt>), ApiError> {
     let user = user_of(&peer)?;
-    let retention: Retention = q.retention.parse().map_err(ApiError::bad_request)?;
-    let size: u64 = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| {
-        ApiError::new(StatusCode::LENGTH_REQUIRED, "length-required", "Length required", "a deposit must announce its size in Content-Length")
-    })?;
-    let meta = DepositMeta { case: q.case, system: q.system, retention, note: q.note };
-    let res = node::deposit(&node, user.clone(), meta, size, body.into_data_stream()).await;
+    let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let total = number(header::CONTENT_LENGTH.as_str());
+    let sealed_bytes = number(node::SEALED_BYTES_HEADER)
+        .ok_or_else(|| ApiError::bad_request(format!("a deposit names its sealed bytes in {}", node::SEALED_BYTES_HEADER)))?;
+    let chunk_size = number(node::CHUNK_SIZE_HEADER)
+        .ok_or_else(|| ApiError::bad_request(format!("a deposit names its chunk size in {}", node::CHUNK_SIZE_HEADER)))?;
+    let up = node::Upload { sealed_bytes, chunk_size, total };
+    let res = node::deposit(&node, user.clone(), up, body.into_data_stream()).await;
     match res {
         Ok(d) => {
             tracing::info!(item = %d.manifest.item, size = d.manifest.size, depositor = %user, "deposit committed");
@@ -65,6 +58,7 @@ pub async fn deposit(
                 DepositError::Invalid(d) | DepositError::Refused(d) => ApiError::bad_request(d),
                 e @ (DepositError::Truncated { .. } | DepositError::TooLong(_) | DepositError::Upload(_)) => ApiError::bad_request(e.to_string()),
                 e @ DepositError::NoQuorum { .. } => ApiError::unavailable(e.to_string()),
+                e @ DepositError::HoldersChanged(_) => ApiError::new(StatusCode::CONFLICT, "holders-changed", "Holders changed", e.to_string()),
                 DepositError::Internal(d) => ApiError::internal(d),
             })
         }
@@ -123,6 +117,35 @@ pub async fn show_item(
         trail.push(TrailEntry::from_record(leaf, v).map_err(ApiError::internal)?);
     }
     Ok(Json(ItemDetail { item: view(&rec), trail }))
+}
+
+/// The voters and their share keys: whom a new deposit splits its data key over.
+pub async fn holders(State(node): State<Arc<Node>>) -> Result<Json<wire::HoldersView>, ApiError> {
+    let voters = crate::vault::query::voters(&node.state).map_err(ApiError::internal)?;
+    let mut holders = Vec::with_capacity(voters.len());
+    for v in &voters {
+        let Some(k) = crate::vault::query::share_key(&node.state, *v).map_err(ApiError::internal)? else {
+            // Nothing was done and a moment fixes it (the leader registers keys within a second or
+            // two of a voter joining): the same answer as a node that has not caught up, which
+            // clients retry.
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-caught-up",
+                "Not caught up",
+                format!("voter {v} has not registered its share key yet: try again shortly"),
+            ));
+        };
+        holders.push(wire::HolderKey { node: *v, share_key: hex::encode(k) });
+    }
+    let n = u8::try_from(holders.len()).ok().filter(|n| (1..=crate::crypto::shares::MAX_HOLDERS).contains(n)).ok_or_else(|| {
+        ApiError::unavailable(format!("{} voters: a data key is split over 1 to {}", holders.len(), crate::crypto::shares::MAX_HOLDERS))
+    })?;
+    Ok(Json(wire::HoldersView {
+        cluster_id: node.cfg.cluster_id.clone(),
+        chunk_size: node.cfg.chunk_size_bytes,
+        threshold: crate::crypto::shares::threshold(n),
+        holders,
+    }))
 }
 
 pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<ClusterStatus>, ApiError> {
@@ -260,16 +283,32 @@ pub fn openapi_document() -> serde_json::Value {
         o
     };
     let deposit_body = serde_json::json!({ "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } });
-    let mut deposit =
-        op("Deposit a clip (streamed body, Content-Length required; query: case, system, retention, note)", Some("DepositReceipt"), None);
+    let mut deposit = op(
+        "Deposit a clip sealed by the client (docs/KEYS.md §4.1): the sealed chunks (x-custody-sealed-bytes in all, chunks of x-custody-chunk-size plaintext bytes), then the signed manifest as JSON",
+        Some("DepositReceipt"),
+        None,
+    );
     deposit["requestBody"] = deposit_body;
-    let mut fetch = op("Record the access under a grant, then stream the clip (query: request)", None, None);
-    fetch["responses"]["200"] = serde_json::json!({ "description": "The clip's plaintext", "content": { "application/octet-stream": {} } });
+    let mut sealed = op("Stream the item's sealed chunks for a recorded access (query: access, the access leaf)", None, None);
+    sealed["responses"]["200"] =
+        serde_json::json!({ "description": "The sealed chunks, back to back", "content": { "application/octet-stream": {} } });
     let mut paths = BTreeMap::new();
     paths.insert("/v1/items", serde_json::json!({ "post": deposit, "get": op("List items (query: case)", Some("ItemList"), None) }));
     paths.insert("/v1/items/{id}", serde_json::json!({ "get": op("An item's metadata and custody trail", Some("ItemDetail"), None) }));
     paths.insert("/v1/items/{id}/proof", serde_json::json!({ "get": op("The item's proof bundle for a court (docs/AUDIT_FORMATS.md)", None, None) }));
-    paths.insert("/v1/items/{id}/fetch", serde_json::json!({ "post": fetch }));
+    paths.insert(
+        "/v1/holders",
+        serde_json::json!({ "get": op("The voters and their share keys: whom a new deposit's data key is split over", Some("HoldersView"), None) }),
+    );
+    paths.insert(
+        "/v1/items/{id}/access",
+        serde_json::json!({ "post": op("Record an access under a grant, signed by the fetcher, naming the fetch key", Some("AccessView"), Some("AccessBody")) }),
+    );
+    paths.insert(
+        "/v1/items/{id}/share",
+        serde_json::json!({ "post": op("Release this node's share, sealed to the fetch key, for an access its applied state records", Some("ShareRelease"), Some("ShareRequest")) }),
+    );
+    paths.insert("/v1/items/{id}/sealed", serde_json::json!({ "get": sealed }));
     paths.insert(
         "/v1/items/{id}/hold",
         serde_json::json!({ "post": op("Place a legal hold (body: {\"reason\": string})", Some("RetentionView"), None) }),

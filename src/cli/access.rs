@@ -7,16 +7,13 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use clap::Args;
-use futures::StreamExt;
-use http_body_util::BodyExt;
-use hyper::{Method, Request};
-use tokio::io::AsyncWriteExt;
+use hyper::Method;
 
 use super::ops::Session;
 use super::{emit, Failure};
 use crate::api::access::{FileRequest, RequestStatus, Signature};
 use crate::approval::{AccessRequest, Action, DEFAULT_TTL_SECS};
-use crate::client::{empty, HttpError};
+use crate::client::HttpError;
 use crate::crypto::SigningKey;
 use crate::evidence::ItemId;
 use crate::vault::access::RequestRecord;
@@ -47,7 +44,7 @@ pub struct RequestArgs {
     pub valid_secs: u64,
 }
 
-fn failure(e: HttpError) -> Failure {
+pub(super) fn failure(e: HttpError) -> Failure {
     match e.problem() {
         Some(p) if p.kind.ends_with(":refused") => Failure::new(1, format!("refused: {}", p.detail)),
         _ => Failure::from(e),
@@ -213,65 +210,7 @@ pub async fn fetch_checked(s: &Session, item: &str, request: &str) -> Result<Fet
 
 async fn fetch_into(s: &Session, item: &str, request: &str, out: Option<&Path>) -> Result<FetchOutput, Failure> {
     let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
-    let tmp = out.map(|o| o.with_extension("partial"));
-    let path = format!("/v1/items/{item}/fetch?{}", serde_urlencoded::to_string([("request", request)])?);
-    let result = s
-        .send_with(
-            &path,
-            Duration::from_secs(24 * 3600),
-            |url| async move {
-                Request::builder().method(Method::POST).uri(&url).body(empty()).map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
-            },
-            |url, resp| {
-                let tmp = tmp.clone();
-                async move {
-                    let bad = |detail: String| HttpError::BadAnswer { url: url.clone(), detail };
-                    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-                    let want = header("x-custody-sha256").ok_or_else(|| bad("no x-custody-sha256".into()))?;
-                    let leaf: u64 = header("x-custody-access-leaf").and_then(|v| v.parse().ok()).ok_or_else(|| bad("no access record".into()))?;
-                    let mut f = match &tmp {
-                        Some(t) => Some(tokio::fs::File::create(t).await.map_err(|e| bad(format!("{}: {e}", t.display())))?),
-                        None => None,
-                    };
-                    let mut h = crate::crypto::Hasher::new();
-                    let mut size = 0u64;
-                    let mut body = resp.into_body().into_data_stream();
-                    while let Some(frame) = body.next().await {
-                        let frame = frame.map_err(|e| bad(format!("the transfer broke off: {e}")))?;
-                        h.update(&frame);
-                        size += frame.len() as u64;
-                        if let Some(f) = f.as_mut() {
-                            f.write_all(&frame).await.map_err(|e| bad(e.to_string()))?;
-                        }
-                    }
-                    if let Some(f) = f {
-                        f.sync_all().await.map_err(|e| bad(e.to_string()))?;
-                    }
-                    Ok((want, hex::encode(h.finish()), size, leaf))
-                }
-            },
-        )
-        .await;
-    let discard = || {
-        if let Some(t) = &tmp {
-            let _ = std::fs::remove_file(t);
-        }
-    };
-    let (want, got, size, leaf) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            discard();
-            return Err(failure(e));
-        }
-    };
-    if want != got {
-        discard();
-        return Err(Failure::new(1, format!("the received clip's SHA-256 {got} is not the deposited {want}; nothing kept")));
-    }
-    if let (Some(t), Some(o)) = (&tmp, out) {
-        std::fs::rename(t, o).map_err(|e| Failure::new(2, format!("{}: {e}", o.display())))?;
-    }
-    Ok(FetchOutput { item, sha256: got, size, access_leaf: leaf, out: out.map(Path::to_path_buf) })
+    super::sealing::fetch(s, item, request, out).await
 }
 
 /// `hold`, `release`, `extend`.

@@ -173,12 +173,12 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         listen,
         advertise,
         data_dir: "data".into(),
-        kek_file: "../kek.key".into(),
         ca: "../certs/ca.pem".into(),
         cert: "tls.pem".into(),
         key: "tls.key".into(),
         checkpoint_key: "checkpoint.key".into(),
         session_key: Some("session.key".into()),
+        share_key: Some("share.key".into()),
         max_clock_skew_secs: None,
         clock_offset_secs: None,
         bootstrap,
@@ -220,7 +220,6 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
         dev_retention_secs: a.dev_retention_secs,
     };
     let ca = DevCa::create(&a.dir.join("certs"), &cf.cluster_name)?;
-    write_secret(&a.dir.join("kek.key"), crate::crypto::Kek::generate_hex()?.as_bytes())?;
     let peers: Vec<PeerConfig> =
         (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();

@@ -11,6 +11,7 @@ pub mod init;
 mod local;
 pub mod ops;
 mod registry;
+pub mod sealing;
 mod up;
 
 use std::path::PathBuf;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::io::IsTerminal;
 
 use super::{emit, Failure};
-use crate::client::{read_json, BoxError, Http, HttpError};
+use crate::client::{read_json, Http, HttpError};
 use crate::config::Profile;
 use crate::wire::{AddMember, ClusterStatus, DepositReceipt, ItemDetail, ItemList, ItemView};
 
@@ -176,6 +176,34 @@ impl Session {
         Err(last.unwrap_or(HttpError::Unreachable { url: "login".into(), detail: "no endpoint".into() }))
     }
 
+    /// The profile's endpoints, one per node.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// `method path` on the one node at `base` (no leader following), logged in.
+    pub async fn call_at<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, HttpError> {
+        let url = format!("{base}{path}");
+        for renewed in [false, true] {
+            let mut req = crate::client::json_request(method.clone(), &url, body)?;
+            let bearer = hyper::header::HeaderValue::from_str(&format!("Bearer {}", self.token().await?))
+                .map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: e.to_string() })?;
+            req.headers_mut().insert(hyper::header::AUTHORIZATION, bearer);
+            match self.http.json::<T>(req, timeout).await {
+                Err(HttpError::Problem(p)) if p.kind.ends_with(":unauthenticated") && !renewed => *self.token.lock().await = None,
+                other => return other,
+            }
+        }
+        Err(HttpError::BadAnswer { url, detail: "refused twice".into() })
+    }
+
     pub async fn call<B: Serialize + Sync, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -264,13 +292,38 @@ pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<Depo
     let meta = crate::evidence::DepositMeta { case: a.case.clone(), system: a.system.clone(), retention, note: a.note.clone() };
     meta.validate().map_err(|e| Failure::new(2, e))?;
     let size = tokio::fs::metadata(&a.file).await.map_err(|e| Failure::new(2, format!("{}: {e}", a.file.display())))?.len();
-    let query = serde_urlencoded::to_string(
-        [("case", Some(&a.case)), ("system", Some(&a.system)), ("retention", Some(&a.retention)), ("note", a.note.as_ref())]
-            .iter()
-            .filter_map(|(k, v)| v.map(|v| (*k, v)))
-            .collect::<Vec<_>>(),
-    )?;
-    let path = format!("/v1/items?{query}");
+    if size > crate::limits::MAX_CLIP_SIZE_BYTES {
+        return Err(Failure::new(2, format!("a clip may be at most {} bytes", crate::limits::MAX_CLIP_SIZE_BYTES)));
+    }
+    let (depositor, key) = super::access::me(s)?;
+    let mut attempts = 0;
+    let (plan, receipt) = loop {
+        attempts += 1;
+        match upload_once(s, &a.file, size, meta.clone(), &depositor, &key, progress).await {
+            Err(HttpError::Problem(p)) if p.kind.ends_with(":holders-changed") && attempts < 4 => continue,
+            other => break other?,
+        }
+    };
+    if receipt.item != plan.item() {
+        return Err(Failure::new(1, format!("the vault acknowledged item {}, not the deposited {}", receipt.item, plan.item())));
+    }
+    Ok(receipt)
+}
+
+/// One sealed upload to the current holder set.
+async fn upload_once(
+    s: &Session,
+    file: &std::path::Path,
+    size: u64,
+    meta: crate::evidence::DepositMeta,
+    depositor: &str,
+    key: &std::sync::Arc<crate::crypto::SigningKey>,
+    progress: bool,
+) -> Result<(std::sync::Arc<super::sealing::DepositPlan>, DepositReceipt), HttpError> {
+    // Sealed here, to the voters' share keys: the vault receives ciphertext only (docs/KEYS.md §4.1).
+    let view: crate::wire::HoldersView = s.call::<(), _>(Method::GET, "/v1/holders", None, CALL_TIMEOUT).await?;
+    let local = |f: Failure| HttpError::BadAnswer { url: "/v1/holders".into(), detail: f.message };
+    let plan = std::sync::Arc::new(super::sealing::DepositPlan::new(&view, size, meta, depositor.to_string()).map_err(local)?);
     let bar = if progress && std::io::stderr().is_terminal() {
         let pb = ProgressBar::new(size);
         pb.set_style(
@@ -281,11 +334,10 @@ pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<Depo
     } else {
         None
     };
-    let file = a.file.clone();
+    let file = file.to_path_buf();
     let receipt: DepositReceipt = s
-        .send(&path, DEPOSIT_TIMEOUT, |url| {
-            let file = file.clone();
-            let bar = bar.clone();
+        .send("/v1/items", DEPOSIT_TIMEOUT, |url| {
+            let (file, bar, plan, key) = (file.clone(), bar.clone(), plan.clone(), key.clone());
             async move {
                 if let Some(b) = &bar {
                     b.set_position(0);
@@ -293,17 +345,14 @@ pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<Depo
                 let f = tokio::fs::File::open(&file)
                     .await
                     .map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: format!("{}: {e}", file.display()) })?;
-                let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).map(move |r| {
-                    if let (Ok(b), Some(bar)) = (&r, &bar) {
-                        bar.inc(b.len() as u64);
-                    }
-                    r.map(Frame::data).map_err(|e| Box::new(e) as BoxError)
-                });
+                let (sealed, chunk_size) = (plan.sealed_bytes(), plan.chunk_size());
+                let stream = super::sealing::upload_stream(plan, key, f, bar).map(|r| r.map(Frame::data));
                 let body = BodyExt::boxed(StreamBody::new(stream));
                 Request::builder()
                     .method(Method::POST)
                     .uri(&url)
-                    .header("content-length", size)
+                    .header(crate::node::SEALED_BYTES_HEADER, sealed)
+                    .header(crate::node::CHUNK_SIZE_HEADER, chunk_size)
                     .header("content-type", "application/octet-stream")
                     .body(body)
                     .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
@@ -313,7 +362,7 @@ pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<Depo
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(receipt)
+    Ok((plan, receipt))
 }
 
 fn line(i: &ItemView) -> String {

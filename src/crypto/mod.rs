@@ -1,6 +1,9 @@
-//! The one importer of `ring`: hashing, randomness, chunk sealing and key
-//! wrapping. Knows nothing of items, Raft, disks or the network; callers hand
-//! it bytes and context, it hands back bytes.
+//! The one importer of `ring`: hashing, randomness, signatures and chunk
+//! sealing; and, in `shares`, of `blahaj` and `hpke` (threshold key custody).
+//! Knows nothing of items, Raft, disks or the network; callers hand it bytes
+//! and context, it hands back bytes.
+
+pub mod shares;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -11,12 +14,9 @@ pub type Digest = [u8; 32];
 /// Context strings: every sealed or hashed structure names what it is, so a
 /// value made for one purpose never verifies as another (domain separation).
 const CHUNK_AD_CONTEXT: &[u8] = b"custody/chunk/v1\0";
-const WRAP_AD_CONTEXT: &[u8] = b"custody/wrapped-data-key/v1\0";
 
 /// Length of the random per-item nonce prefix; the chunk index fills the rest.
 pub const NONCE_PREFIX_BYTES: usize = 4;
-/// Bytes of a wrapped data key: nonce, 32 key bytes, tag.
-pub const WRAPPED_KEY_BYTES: usize = 12 + 32 + 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -130,13 +130,20 @@ pub fn verify_ed25519_remembered(public_key: &[u8; 32], message: &[u8], signatur
     ok
 }
 
-/// A fresh per-item data key. The raw bytes exist only long enough to be
-/// wrapped under the KEK; they are never written anywhere unwrapped.
+/// A per-item data key. The depositing client draws it and splits it over the
+/// holders; the fetching client rebuilds it from their shares (docs/KEYS.md §4).
+/// No node ever holds one.
 pub struct DataKey([u8; 32]);
 
 impl DataKey {
     pub fn generate() -> Result<Self, CryptoError> {
         Ok(DataKey(random_bytes::<32>()?))
+    }
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        DataKey(bytes)
+    }
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 }
 
@@ -147,59 +154,6 @@ impl Drop for DataKey {
         self.0.iter_mut().for_each(|b| *b = 0);
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
-}
-
-/// The cluster's key-encryption key, loaded from the key file at node start.
-pub struct Kek(LessSafeKey);
-
-impl Kek {
-    /// Parses the key file's contents: 64 hex digits (surrounding white space ignored).
-    pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
-        let bytes = hex::decode(text.trim()).map_err(|e| CryptoError::BadKey(format!("KEK file is not hex: {e}")))?;
-        if bytes.len() != 32 {
-            return Err(CryptoError::BadKey(format!("KEK must be 32 bytes, found {}", bytes.len())));
-        }
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CryptoError::BadKey("KEK rejected".into()))?;
-        Ok(Kek(LessSafeKey::new(key)))
-    }
-
-    /// A new random KEK as the hex text of a key file.
-    pub fn generate_hex() -> Result<String, CryptoError> {
-        Ok(hex::encode(random_bytes::<32>()?))
-    }
-
-    /// Wraps `key` for `item`: `nonce ‖ AES-256-GCM(KEK, key, ad = context ‖ item)`.
-    pub fn wrap(&self, key: &DataKey, item: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let nonce_bytes = random_bytes::<12>()?;
-        let mut buf = key.0.to_vec();
-        self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(wrap_ad(item)), &mut buf)
-            .map_err(|_| CryptoError::Seal)?;
-        let mut out = nonce_bytes.to_vec();
-        out.extend_from_slice(&buf);
-        debug_assert_eq!(out.len(), WRAPPED_KEY_BYTES);
-        Ok(out)
-    }
-
-    /// Unwraps a data key made by [`Kek::wrap`] for the same item.
-    pub fn unwrap(&self, wrapped: &[u8], item: &[u8]) -> Result<DataKey, CryptoError> {
-        if wrapped.len() != WRAPPED_KEY_BYTES {
-            return Err(CryptoError::Open);
-        }
-        let (nonce, sealed) = wrapped.split_at(12);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
-        let mut buf = sealed.to_vec();
-        let plain = self.0.open_in_place(nonce, Aad::from(wrap_ad(item)), &mut buf).map_err(|_| CryptoError::Open)?;
-        let mut key = [0u8; 32];
-        key.copy_from_slice(plain); // length checked above: 48 - 16 = 32
-        Ok(DataKey(key))
-    }
-}
-
-fn wrap_ad(item: &[u8]) -> Vec<u8> {
-    let mut ad = WRAP_AD_CONTEXT.to_vec();
-    ad.extend_from_slice(item);
-    ad
 }
 
 /// Seals and opens the chunks of one item. The nonce is the item's random
@@ -307,24 +261,6 @@ mod tests {
         flipped[0] ^= 1;
         assert!(c.open(0, &mut flipped).is_err());
         c.open(0, &mut sealed).unwrap();
-    }
-
-    #[test]
-    fn wrapped_key_bound_to_item() {
-        let kek = Kek::from_hex(&Kek::generate_hex().unwrap()).unwrap();
-        let key = DataKey::generate().unwrap();
-        let wrapped = kek.wrap(&key, b"item-a").unwrap();
-        assert_eq!(kek.unwrap(&wrapped, b"item-a").unwrap().0, key.0);
-        assert!(kek.unwrap(&wrapped, b"item-b").is_err());
-        let other = Kek::from_hex(&Kek::generate_hex().unwrap()).unwrap();
-        assert!(other.unwrap(&wrapped, b"item-a").is_err());
-    }
-
-    #[test]
-    fn kek_file_validation() {
-        assert!(Kek::from_hex("zz").is_err());
-        assert!(Kek::from_hex(&"00".repeat(31)).is_err());
-        assert!(Kek::from_hex(&format!("{}\n", "ab".repeat(32))).is_ok());
     }
 
     #[test]

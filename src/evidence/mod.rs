@@ -48,7 +48,7 @@ pub struct BadId {
     len: usize,
 }
 
-fn parse_hex<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N], BadId> {
+pub fn parse_hex<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N], BadId> {
     let err = || BadId { what, len: N * 2 };
     if s.len() != N * 2 || s.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(err());
@@ -207,11 +207,56 @@ pub struct Manifest {
     pub chunks: Vec<ChunkRef>,
     /// Hex of the per-item nonce prefix.
     pub nonce_prefix: String,
-    /// Hex of the data key wrapped under the cluster KEK.
-    pub wrapped_key: String,
+    /// The voters the data key is split over, in the order of their ids; x = 1..n.
+    pub holders: Vec<Holder>,
+    /// Shares needed to rebuild the data key: a majority of the holders.
+    pub threshold: u8,
+    /// Hex SHA-256 commitment to the data key (`crypto::shares::key_commitment`).
+    pub key_commitment: String,
     pub meta: DepositMeta,
     /// Name of the user whose client certificate made the deposit.
     pub depositor: String,
+    /// Base64 Ed25519 signature by the depositor over [`Manifest::signing_bytes`].
+    pub signature: String,
+}
+
+/// One holder of an item's data key (docs/KEYS.md §4.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub node: u64,
+    /// The share's x-coordinate, 1..=n.
+    pub x: u8,
+    /// Hex of the holder's X25519 share public key the envelope is sealed to.
+    pub share_key: String,
+    /// Hex of the HPKE envelope holding the share; empty once the item is purged.
+    pub envelope: String,
+}
+
+/// Begins the bytes a depositor signs.
+pub const DEPOSIT_CONTEXT: &[u8] = b"custody/deposit/v1\n";
+/// Begins the bytes a fetcher signs.
+pub const ACCESS_CONTEXT: &[u8] = b"custody/access/v1\n";
+
+/// What a fetcher signs before any holder releases its share (docs/KEYS.md §4.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AccessStatement {
+    pub item: ItemId,
+    pub request: String,
+    pub fetcher: String,
+    /// Hex of the X25519 public key the holders seal their shares to.
+    pub fetch_key: String,
+}
+
+impl AccessStatement {
+    /// `ACCESS_CONTEXT` ‖ the statement as canonical JSON (RFC 8785).
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, String> {
+        if parse_hex::<32>(&self.fetch_key, "fetch key").is_err() {
+            return Err("a fetch key is 64 lowercase hex digits".into());
+        }
+        let v = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let body = crate::audit::to_canonical_bytes(&v).map_err(|e| format!("the statement has no canonical form: {e}"))?;
+        Ok([ACCESS_CONTEXT, &body].concat())
+    }
 }
 
 /// Number of chunks a clip of `size` bytes is cut into. An empty clip is one empty chunk,
@@ -247,18 +292,71 @@ impl Manifest {
         if parse_hex::<{ crate::crypto::NONCE_PREFIX_BYTES }>(&self.nonce_prefix, "nonce prefix").is_err() {
             return Err("bad nonce prefix".into());
         }
-        if parse_hex::<{ crate::crypto::WRAPPED_KEY_BYTES }>(&self.wrapped_key, "wrapped key").is_err() {
-            return Err("bad wrapped key".into());
+        if parse_hex::<32>(&self.key_commitment, "key commitment").is_err() {
+            return Err("the key commitment must be 64 lowercase hex digits".into());
+        }
+        let n = self.holders.len();
+        if n == 0 || n > crate::crypto::shares::MAX_HOLDERS as usize {
+            return Err(format!("an item has 1 to {} key holders", crate::crypto::shares::MAX_HOLDERS));
+        }
+        if self.threshold != crate::crypto::shares::threshold(n as u8) {
+            return Err(format!("the threshold of {n} holders is {}", crate::crypto::shares::threshold(n as u8)));
+        }
+        for (i, h) in self.holders.iter().enumerate() {
+            if h.x as usize != i + 1 {
+                return Err("holders take x = 1..n in order".into());
+            }
+            if i > 0 && self.holders[i - 1].node >= h.node {
+                return Err("holders are listed in increasing node id, each once".into());
+            }
+            if parse_hex::<32>(&h.share_key, "share key").is_err() {
+                return Err("a holder's share key is 64 lowercase hex digits".into());
+            }
+            if parse_hex::<{ crate::crypto::shares::SHARE_ENVELOPE_BYTES }>(&h.envelope, "envelope").is_err() {
+                return Err(format!("a holder's envelope is {} bytes, hex", crate::crypto::shares::SHARE_ENVELOPE_BYTES));
+            }
         }
         check_text("depositor", &self.depositor, true)?;
+        if self.signature.len() > limits::MAX_SIGNATURE_B64_BYTES {
+            return Err("the depositor's signature is too long".into());
+        }
         Ok(())
+    }
+
+    /// What the depositor signs, and what the deposit leaf records: every field
+    /// but the envelopes (which purge destroys; HPKE binds them to their holders),
+    /// with the chunk names by their digest.
+    pub fn statement(&self) -> serde_json::Value {
+        let mut names = Vec::with_capacity(self.chunks.len() * 32);
+        for c in &self.chunks {
+            names.extend_from_slice(c.name.digest());
+        }
+        let holders: Vec<serde_json::Value> =
+            self.holders.iter().map(|h| serde_json::json!({ "node": h.node, "x": h.x, "share_key": h.share_key })).collect();
+        let mut v = serde_json::json!({
+            "item": self.item, "sha256": self.sha256, "size": self.size, "chunk_size": self.chunk_size,
+            "chunks": self.chunks.len(), "chunks_sha256": hex::encode(crate::crypto::sha256(&names)),
+            "nonce_prefix": self.nonce_prefix, "holders": holders, "threshold": self.threshold,
+            "key_commitment": self.key_commitment, "case": self.meta.case, "system": self.meta.system,
+            "retention": self.meta.retention, "depositor": self.depositor,
+        });
+        if let Some(n) = &self.meta.note {
+            v["note"] = serde_json::json!(n);
+        }
+        v
+    }
+
+    /// `DEPOSIT_CONTEXT` ‖ the statement as canonical JSON (RFC 8785).
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, String> {
+        let body = crate::audit::to_canonical_bytes(&self.statement()).map_err(|e| format!("the deposit has no canonical form: {e}"))?;
+        Ok([DEPOSIT_CONTEXT, &body].concat())
     }
 
     pub fn nonce_prefix_bytes(&self) -> Result<[u8; crate::crypto::NONCE_PREFIX_BYTES], BadId> {
         parse_hex(&self.nonce_prefix, "nonce prefix")
     }
-    pub fn wrapped_key_bytes(&self) -> Result<Vec<u8>, BadId> {
-        parse_hex::<{ crate::crypto::WRAPPED_KEY_BYTES }>(&self.wrapped_key, "wrapped key").map(|a| a.to_vec())
+    pub fn key_commitment_bytes(&self) -> Result<[u8; 32], BadId> {
+        parse_hex(&self.key_commitment, "key commitment")
     }
 }
 

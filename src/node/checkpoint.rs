@@ -171,8 +171,8 @@ pub async fn checkpoint_loop(node: Arc<Node>) {
         }
         rounds += 1;
         // Every member's key when unregistered; every ~10 s all of them, to see a new one.
-        if let Err(e) = register_session_keys(&node, rounds % 15 == 1).await {
-            tracing::debug!(error = %e, "session key round");
+        if let Err(e) = register_member_keys(&node, rounds % 15 == 1).await {
+            tracing::debug!(error = %e, "member key round");
         }
         if let Err(e) = round(&node).await {
             tracing::debug!(error = %e, "checkpoint round");
@@ -180,35 +180,44 @@ pub async fn checkpoint_loop(node: Arc<Node>) {
     }
 }
 
-/// Registers every member's session-token public key, as the member itself
-/// reports it over a connection its node certificate authenticated.
-async fn register_session_keys(node: &Arc<Node>, all: bool) -> anyhow::Result<()> {
+/// Registers every member's session-token and share public keys, as the
+/// member itself reports them over a connection its node certificate
+/// authenticated.
+async fn register_member_keys(node: &Arc<Node>, all: bool) -> anyhow::Result<()> {
     use base64::Engine;
     node.ensure_configured().await?;
     for (id, addr, _) in node.members() {
-        let registered = query::session_key(&node.state, id)?;
-        if registered.is_some() && !all {
+        let session = query::session_key(&node.state, id)?;
+        let share = query::share_key(&node.state, id)?;
+        if session.is_some() && share.is_some() && !all {
             continue;
         }
-        let key = if id == node.id() {
-            node.session_public
+        let (session_key, share_key) = if id == node.id() {
+            (node.session_public, node.share_secret.public_key())
         } else {
             let addr = node.route(id, &addr);
-            let h: crate::wire::NodeHealth =
-                match node.http.call::<(), _>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2)).await {
-                    Ok(h) => h,
-                    Err(_) => continue,
-                };
-            let Some(k) = (h.id == id).then(|| base64::engine::general_purpose::STANDARD.decode(&h.session_key).ok()).flatten() else {
-                continue;
+            let h: crate::wire::NodeHealth = match node
+                .http
+                .call::<(), crate::wire::NodeHealth>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2))
+                .await
+            {
+                Ok(h) if h.id == id => h,
+                _ => continue,
             };
-            let Ok(k) = <[u8; 32]>::try_from(k) else { continue };
-            k
+            let session = base64::engine::general_purpose::STANDARD.decode(&h.session_key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok());
+            let share = crate::evidence::parse_hex::<32>(&h.share_key, "share key").ok();
+            let (Some(a), Some(b)) = (session, share) else { continue };
+            (a, b)
         };
-        if registered != Some(key) {
-            let key = base64::engine::general_purpose::STANDARD.encode(key);
+        if session != Some(session_key) {
+            let key = base64::engine::general_purpose::STANDARD.encode(session_key);
             node.raft.client_write(Command::RegisterSessionKey { node: id, key, time_ms: now_ms() }).await?;
             tracing::info!(member = id, "registered a member's session key");
+        }
+        if share != Some(share_key) {
+            let key = hex::encode(share_key);
+            node.raft.client_write(Command::RegisterShareKey { node: id, key, time_ms: now_ms() }).await?;
+            tracing::info!(member = id, "registered a member's share key");
         }
     }
     Ok(())

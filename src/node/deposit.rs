@@ -1,7 +1,8 @@
-//! The deposit path on the leader: stream in, cut into chunks, hash the
-//! plaintext, seal each chunk, name it by the hash of its ciphertext, write it
+//! The deposit path on the leader: stream in the chunks the client sealed
+//! (docs/KEYS.md §4.1), name each by the hash of its ciphertext, write it
 //! locally and stream it to the other members concurrently (bounded pipeline,
-//! backpressure from the slowest healthy peer). Only when a majority of voters
+//! backpressure from the slowest healthy peer). The leader never sees the
+//! plaintext or the data key. Only when a majority of voters
 //! durably holds every chunk is the seal entry proposed; its commit is the
 //! acknowledgement. A deposit that fails leaves no item; its chunks become
 //! orphans and are collected.
@@ -17,8 +18,8 @@ use tokio::sync::mpsc;
 
 use super::{now_ms, Node};
 use crate::client::{full, read_body};
-use crate::crypto::{self, ChunkCipher, DataKey, Hasher};
-use crate::evidence::{chunk_count, ChunkName, ChunkRef, ChunkStoreError, DepositMeta, ItemId, Manifest};
+use crate::crypto;
+use crate::evidence::{chunk_count, ChunkName, ChunkRef, ChunkStoreError, ItemId, Manifest};
 use crate::limits;
 use crate::vault::{Command, Outcome};
 
@@ -36,6 +37,8 @@ pub enum DepositError {
     Upload(String),
     #[error("only {held} of the {needed} voters needed hold every chunk durably ({detail}); nothing was committed")]
     NoQuorum { held: usize, needed: usize, detail: String },
+    #[error("the voters or their share keys changed while the clip was sealed for {0:?}: seal it again for the new ones")]
+    HoldersChanged(Vec<u64>),
     #[error("the vault refused the deposit: {0}")]
     Refused(String),
     #[error("internal error: {0}")]
@@ -113,9 +116,23 @@ async fn store_locally(node: Arc<Node>, item: ItemId, mut rx: mpsc::Receiver<Chu
     Ok(())
 }
 
-/// Runs a deposit on the leader. `body` yields the clip's bytes; `size` is the
-/// announced length, which binds the chunk count into every chunk's seal.
-pub async fn deposit<S, E>(node: &Arc<Node>, depositor: String, meta: DepositMeta, size: u64, mut body: S) -> Result<Deposited, DepositError>
+/// How a deposit arrives (docs/KEYS.md §4.1): the client's sealed chunks,
+/// `sealed_bytes` in all, each `chunk_size` + 16 bytes but the last, then its
+/// signed manifest as JSON; `total` bytes in all when the request says.
+pub struct Upload {
+    pub sealed_bytes: u64,
+    pub chunk_size: u64,
+    pub total: Option<u64>,
+}
+
+/// Largest manifest a deposit of `chunks` chunks may carry.
+fn max_manifest_bytes(chunks: u64) -> u64 {
+    64 * 1024 + chunks * 160
+}
+
+/// Runs a deposit on the leader. `body` yields the sealed chunks, then the
+/// manifest; nothing here sees the plaintext or the data key.
+pub async fn deposit<S, E>(node: &Arc<Node>, depositor: String, up: Upload, mut body: S) -> Result<Deposited, DepositError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     E: std::fmt::Display,
@@ -123,11 +140,28 @@ where
     if !node.is_leader() {
         return Err(DepositError::NotLeader(node.leader().map(|(_, a)| a)));
     }
-    meta.validate().map_err(DepositError::Invalid)?;
     node.ensure_configured().await.map_err(internal)?;
+    let chunk_size = up.chunk_size;
+    if !(limits::MIN_CHUNK_SIZE_BYTES..=limits::MAX_CHUNK_SIZE_BYTES).contains(&chunk_size) {
+        return Err(DepositError::Invalid(format!(
+            "chunks hold {} to {} bytes of the clip",
+            limits::MIN_CHUNK_SIZE_BYTES,
+            limits::MAX_CHUNK_SIZE_BYTES
+        )));
+    }
+    let piece = chunk_size + limits::GCM_TAG_BYTES;
+    let count = up.sealed_bytes.div_ceil(piece).max(1);
+    let size = up.sealed_bytes.checked_sub(count * limits::GCM_TAG_BYTES).filter(|s| chunk_count(*s, chunk_size) == count).ok_or_else(|| {
+        DepositError::Invalid(format!("{} sealed bytes are no whole number of sealed chunks of {chunk_size} bytes", up.sealed_bytes))
+    })?;
     if size > limits::MAX_CLIP_SIZE_BYTES {
         return Err(DepositError::Invalid(format!("a clip may be at most {} bytes", limits::MAX_CLIP_SIZE_BYTES)));
     }
+    let limit = up.sealed_bytes + max_manifest_bytes(count);
+    if up.total.is_some_and(|t| t <= up.sealed_bytes || t > limit) {
+        return Err(DepositError::Invalid(format!("the manifest after the chunks must be 1 to {} bytes", max_manifest_bytes(count))));
+    }
+    let expected = up.total.unwrap_or(limit);
     // Apply decides (the seal is refused for anyone else); this early look only
     // spares a court or an administrator from streaming a clip in for nothing.
     match crate::vault::registry::person(&node.state, &depositor) {
@@ -135,14 +169,10 @@ where
         Ok(_) => return Err(DepositError::Refused(format!("{depositor} is not a registered, unrevoked officer: only officers deposit"))),
         Err(e) => return Err(internal(e)),
     }
-    let chunk_size = node.cfg.chunk_size_bytes;
-    let count = chunk_count(size, chunk_size);
+    // The chunks are named as they arrive; which item they are for, the manifest
+    // says at the end. Until then they travel under a provisional id (which only
+    // keeps the orphan collector off them while they stream).
     let item = ItemId::from_bytes(crypto::random_bytes::<16>().map_err(internal)?);
-    let data_key = DataKey::generate().map_err(internal)?;
-    let nonce_prefix = crypto::random_bytes::<{ crypto::NONCE_PREFIX_BYTES }>().map_err(internal)?;
-    let cipher = Arc::new(ChunkCipher::new(&data_key, item.as_bytes(), nonce_prefix, count).map_err(internal)?);
-    let wrapped_key = node.kek.wrap(&data_key, item.as_bytes()).map_err(internal)?;
-    drop(data_key);
 
     // Where the chunks go: this node, and every other member. Only voters count toward the quorum.
     let members = node.members();
@@ -161,38 +191,38 @@ where
     }
 
     let mut chunks: Vec<ChunkRef> = Vec::with_capacity(count as usize);
-    let mut sealer = Sealer { cipher, hasher: Some(Hasher::new()), sealing: None, started: 0 };
-    let mut buf: Vec<u8> = Vec::with_capacity(chunk_size as usize + limits::GCM_TAG_BYTES as usize);
+    let mut namer = Namer { naming: None, started: 0 };
+    let mut buf: Vec<u8> = Vec::with_capacity(piece as usize);
+    let mut manifest_json: Vec<u8> = Vec::with_capacity(((expected - up.sealed_bytes) as usize).min(1 << 20));
     let mut received: u64 = 0;
 
     let result: Result<(), DepositError> = async {
-        loop {
-            let frame = match body.next().await {
-                None => break,
-                Some(Err(e)) => return Err(DepositError::Upload(e.to_string())),
-                Some(Ok(b)) => b,
-            };
+        while let Some(frame) = body.next().await {
+            let mut frame = frame.map_err(|e| DepositError::Upload(e.to_string()))?;
             received += frame.len() as u64;
-            if received > size {
-                return Err(DepositError::TooLong(size));
+            if received > expected {
+                return Err(DepositError::TooLong(expected));
             }
-            let mut frame = frame;
             while frame.has_remaining() {
-                let take = (chunk_size as usize - buf.len()).min(frame.len());
+                if namer.started * piece + buf.len() as u64 >= up.sealed_bytes {
+                    manifest_json.extend_from_slice(&frame);
+                    break;
+                }
+                let want = (piece - buf.len() as u64).min(up.sealed_bytes - namer.started * piece - buf.len() as u64);
+                let take = (want as usize).min(frame.len());
                 buf.extend_from_slice(&frame[..take]);
                 frame.advance(take);
-                if buf.len() == chunk_size as usize && sealer.started + 1 < count {
-                    let full = std::mem::replace(&mut buf, Vec::with_capacity(chunk_size as usize + 16));
-                    sealer.seal(full, &mut chunks, &mut senders).await?;
+                let done = namer.started * piece + buf.len() as u64;
+                if buf.len() as u64 == piece || done == up.sealed_bytes {
+                    let full = std::mem::replace(&mut buf, Vec::with_capacity(piece as usize));
+                    namer.name(full, &mut chunks, &mut senders).await?;
                 }
             }
         }
-        if received != size {
-            return Err(DepositError::Truncated { got: received, expected: size });
+        if up.total.is_some_and(|t| received != t) || received <= up.sealed_bytes {
+            return Err(DepositError::Truncated { got: received, expected: up.total.unwrap_or(up.sealed_bytes + 1) });
         }
-        let last = std::mem::take(&mut buf);
-        sealer.seal(last, &mut chunks, &mut senders).await?;
-        sealer.finish(&mut chunks, &mut senders).await?;
+        namer.finish(&mut chunks, &mut senders).await?;
         Ok(())
     }
     .await;
@@ -217,18 +247,24 @@ where
         if !failures.is_empty() {
             tracing::warn!(item = %item, failures = %failures.join("; "), "some members missed chunks; they will fetch them");
         }
-        let sha256 = hex::encode(sealer.hasher.take().ok_or_else(|| internal("hasher lost"))?.finish());
-        let manifest = Manifest {
-            item,
-            sha256,
-            size,
-            chunk_size,
-            chunks,
-            nonce_prefix: hex::encode(nonce_prefix),
-            wrapped_key: hex::encode(wrapped_key),
-            meta,
-            depositor,
-        };
+        let manifest: Manifest = serde_json::from_slice(&manifest_json).map_err(|e| DepositError::Invalid(format!("the manifest: {e}")))?;
+        if manifest.depositor != depositor {
+            return Err(DepositError::Refused(format!("the manifest names {} as depositor, but {depositor} is logged in", manifest.depositor)));
+        }
+        if manifest.chunks != chunks || manifest.size != size || manifest.chunk_size != chunk_size {
+            return Err(DepositError::Invalid("the manifest does not name the chunks that were sent".into()));
+        }
+        manifest.validate().map_err(DepositError::Invalid)?;
+        // Apply refuses a key split over anyone but the current voters; say so in a way the client can act on.
+        let holders: Vec<u64> = manifest.holders.iter().map(|h| h.node).collect();
+        if crate::vault::query::voters(&node.state).map_err(internal)? != holders {
+            return Err(DepositError::HoldersChanged(holders));
+        }
+        for h in &manifest.holders {
+            if crate::vault::query::share_key(&node.state, h.node).map_err(internal)?.map(hex::encode).as_deref() != Some(h.share_key.as_str()) {
+                return Err(DepositError::HoldersChanged(holders));
+            }
+        }
         let time_ms = now_ms();
         match node.raft.client_write(Command::Seal { manifest: manifest.clone(), time_ms }).await {
             Ok(resp) => match resp.data {
@@ -253,41 +289,32 @@ where
     outcome
 }
 
-type Sealed = Result<(Hasher, Vec<u8>, ChunkName), DepositError>;
+type Named = Result<(Vec<u8>, ChunkName), DepositError>;
 
-/// Seals chunks off the executor, one at a time and in order, while the next
-/// chunk is being received: receiving, sealing and writing overlap.
-struct Sealer {
-    cipher: Arc<ChunkCipher>,
-    /// The clip's hasher, away in the chunk being sealed meanwhile.
-    hasher: Option<Hasher>,
-    sealing: Option<tokio::task::JoinHandle<Sealed>>,
-    /// Chunks handed over so far (the one being sealed included).
+/// Names chunks (the SHA-256 of their sealed bytes) off the executor, one at a
+/// time and in order, while the next chunk is being received.
+struct Namer {
+    naming: Option<tokio::task::JoinHandle<Named>>,
+    /// Chunks handed over so far (the one being named included).
     started: u64,
 }
 
-impl Sealer {
-    /// Hands the chunk sealed before to the writers, then starts sealing `buf`.
-    async fn seal(&mut self, mut buf: Vec<u8>, chunks: &mut Vec<ChunkRef>, senders: &mut [Sender]) -> Result<(), DepositError> {
+impl Namer {
+    /// Hands the chunk named before to the writers, then starts naming `buf`.
+    async fn name(&mut self, buf: Vec<u8>, chunks: &mut Vec<ChunkRef>, senders: &mut [Sender]) -> Result<(), DepositError> {
         self.finish(chunks, senders).await?;
-        let index = self.started;
         self.started += 1;
-        let cipher = self.cipher.clone();
-        let mut h = self.hasher.take().ok_or_else(|| internal("hasher lost"))?;
-        self.sealing = Some(tokio::task::spawn_blocking(move || {
-            h.update(&buf);
-            cipher.seal(index, &mut buf).map_err(internal)?;
+        self.naming = Some(tokio::task::spawn_blocking(move || {
             let name = ChunkName::from_digest(crypto::sha256(&buf));
-            Ok((h, buf, name))
+            Ok((buf, name))
         }));
         Ok(())
     }
 
-    /// Waits for the chunk being sealed and hands it to every writer still healthy.
+    /// Waits for the chunk being named and hands it to every writer still healthy.
     async fn finish(&mut self, chunks: &mut Vec<ChunkRef>, senders: &mut [Sender]) -> Result<(), DepositError> {
-        let Some(task) = self.sealing.take() else { return Ok(()) };
-        let (h, buf, name) = task.await.map_err(internal)??;
-        self.hasher = Some(h);
+        let Some(task) = self.naming.take() else { return Ok(()) };
+        let (buf, name) = task.await.map_err(internal)??;
         chunks.push(ChunkRef { name, size: buf.len() as u64 });
         let bytes = Bytes::from(buf);
         for (_, slot) in senders.iter_mut() {

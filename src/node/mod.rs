@@ -11,7 +11,7 @@ mod inflight;
 pub mod proposer;
 pub mod scrub;
 
-pub use deposit::{deposit, DepositError};
+pub use deposit::{deposit, DepositError, Upload};
 pub use heal::fetch_from_peers as fetch_chunk_from_peers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 
 use crate::client::Http;
 use crate::config::NodeConfig;
-use crate::crypto::Kek;
 use crate::evidence::ChunkStore;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
@@ -36,6 +35,10 @@ use crate::vault::{query, ClusterConfig, Command};
 
 /// Header naming the deposit a chunk transfer belongs to.
 pub const DEPOSIT_HEADER: &str = "x-custody-deposit";
+/// A deposit's sealed chunk bytes, before its manifest (docs/KEYS.md §4.1).
+pub const SEALED_BYTES_HEADER: &str = "x-custody-sealed-bytes";
+/// A deposit's chunk size: plaintext bytes per sealed chunk.
+pub const CHUNK_SIZE_HEADER: &str = "x-custody-chunk-size";
 
 /// Marker file `cluster init` leaves in the first node's data directory: that
 /// node initialises the cluster once, then removes it. A node whose disk was
@@ -57,7 +60,6 @@ pub struct Node {
     pub db: Db,
     pub state: StateView,
     pub chunks: ChunkStore,
-    pub kek: Kek,
     pub http: Http,
     /// Chunks this node should hold but does not (kept by the healer).
     pub missing_chunks: AtomicU64,
@@ -73,6 +75,12 @@ pub struct Node {
     pub sessions: crate::auth::SessionKeys,
     /// Its public half, which the leader registers for every member.
     pub session_public: [u8; 32],
+    /// This node's share key (docs/KEYS.md §4): it opens this node's share of
+    /// each data key, and nothing else does.
+    pub share_secret: crate::crypto::shares::ShareSecretKey,
+    /// Only with the `serve-before-record` chaos mutation: accesses claimed but
+    /// not yet recorded (item, user, command).
+    pub late_records: std::sync::Mutex<Vec<(crate::evidence::ItemId, String, crate::vault::Command)>>,
     /// Chunks the last scrub could not repair from any replica (their items are damaged).
     pub damaged_chunks: std::sync::Mutex<Vec<String>>,
     /// Chunks this node held once and found gone, not yet repaired (kept by the
@@ -224,7 +232,7 @@ fn load_or_make_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
                 .open(path)
                 .with_context(|| format!("creating {}", path.display()))?;
             f.write_all(hex::encode(seed).as_bytes()).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", path.display()))?;
-            tracing::info!(path = %path.display(), "made this node's session key");
+            tracing::info!(path = %path.display(), "made this node's key file");
             Ok(seed)
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -233,8 +241,6 @@ fn load_or_make_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
 
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
-    let kek_text = std::fs::read_to_string(&cfg.kek_file).with_context(|| format!("reading the KEK file {}", cfg.kek_file.display()))?;
-    let kek = Kek::from_hex(&kek_text).context("loading the KEK")?;
     let signer = checkpoint::load_signer(&cfg)?;
     if cfg.clock_offset_secs != 0 {
         tracing::warn!(secs = cfg.clock_offset_secs, "TESTING: this node's clock is shifted by clock_offset_secs");
@@ -244,6 +250,7 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
     let session_seed = load_or_make_seed(&cfg.session_key)?;
     let session_public = crate::crypto::SigningKey::from_seed(&session_seed)?.public_key();
     let sessions = crate::auth::SessionKeys::new(cfg.id, &session_seed, &cfg.cluster_id);
+    let share_secret = crate::crypto::shares::ShareSecretKey::from_seed(&load_or_make_seed(&cfg.share_key)?);
     let files = crate::tls::TlsFiles { ca: &cfg.ca, cert: &cfg.cert, key: &cfg.key };
     let server_tls = crate::tls::server_config(&files)?;
     let http = Http::new(crate::tls::client_config(&files)?);
@@ -268,7 +275,6 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
         db,
         state,
         chunks,
-        kek,
         http,
         missing_chunks: AtomicU64::new(0),
         signer,
@@ -278,6 +284,8 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
         inflight: inflight::Inflight::default(),
         sessions,
         session_public,
+        share_secret,
+        late_records: Default::default(),
         damaged_chunks: std::sync::Mutex::new(Vec::new()),
         lost_chunks: std::sync::Mutex::new(Vec::new()),
         clock,

@@ -43,6 +43,36 @@ pub mod keys {
     pub fn item_log(item: &crate::evidence::ItemId, leaf: u64) -> Vec<u8> {
         [item_log_prefix(item), leaf.to_be_bytes().to_vec()].concat()
     }
+    /// The access recorded at an audit leaf, for the holders' release check.
+    pub fn access(leaf: u64) -> Vec<u8> {
+        [b"ac/".as_slice(), &leaf.to_be_bytes()].concat()
+    }
+}
+
+/// An access as the holders check it before releasing their shares (docs/KEYS.md §4.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    pub item: ItemId,
+    pub request: String,
+    pub by: String,
+    /// Hex of the X25519 key the fetcher signed for.
+    pub fetch_key: String,
+    pub at_ms: u64,
+}
+
+/// The access recorded at `leaf`, if that leaf is one.
+pub fn access_at(s: &dyn StateRead, leaf: u64) -> Result<Option<AccessRecord>, VaultError> {
+    let k = keys::access(leaf);
+    s.get(&k)?.map(|v| serde_json::from_slice(&v).map_err(|e| VaultError::Corrupt { key: hex::encode(&k), detail: e.to_string() })).transpose()
+}
+
+/// An access to record, as the fetcher signed it.
+pub struct Access<'a> {
+    pub request: &'a str,
+    pub item: &'a ItemId,
+    pub by: &'a str,
+    pub fetch_key: &'a str,
+    pub signature: &'a str,
 }
 
 pub fn request(s: &dyn StateRead, id: &str) -> Result<Option<RequestRecord>, VaultError> {
@@ -210,7 +240,8 @@ pub(super) fn grant_ended(tx: &dyn StateRead, rec: &RequestRecord, time_ms: u64)
 }
 
 /// The access record (art. 14(4)), committed before any byte is served.
-pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+pub(super) fn record_access(tx: &mut Tx<'_>, a: &Access<'_>, time_ms: u64) -> Result<Outcome, VaultError> {
+    let (id, item, by) = (a.request, a.item, a.by);
     let Some(mut rec) = request(tx, id)? else { return refuse(format!("no request {id}")) };
     if let Some(why) = grant_ended(tx, &rec, time_ms)? {
         return refuse(why);
@@ -227,9 +258,19 @@ pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, 
     if query::item(tx, item)?.is_some_and(|i| i.purged.is_some()) {
         return refuse("the item was purged after its retention: there is nothing to read");
     }
-    match signer_of(tx, by)? {
-        Some(s) if !s.revoked => {}
+    let key = match signer_of(tx, by)? {
+        Some(s) if !s.revoked => s.public_key,
         _ => return refuse(format!("{by} is not an unrevoked registered person")),
+    };
+    // The fetcher's own signature names the key the holders release to: a
+    // leader cannot record an access for someone else with a key it holds.
+    let statement =
+        crate::evidence::AccessStatement { item: *item, request: id.to_string(), fetcher: by.to_string(), fetch_key: a.fetch_key.to_string() };
+    let Ok(signed) = statement.signing_bytes() else { return refuse("the fetch key is not the hex of a 32-byte X25519 key") };
+    let signature_ok = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, a.signature)
+        .is_ok_and(|sig| crate::crypto::verify_ed25519(&key, &signed, &sig));
+    if !signature_ok {
+        return refuse(format!("the access statement is not signed by {by}'s registered key"));
     }
     let time = stamp(tx, time_ms)?;
     rec.fetches += 1;
@@ -237,8 +278,11 @@ pub(super) fn record_access(tx: &mut Tx<'_>, id: &str, item: &ItemId, by: &str, 
     let record = json!({
         "item": item, "request": id, "officers": r.participants, "purpose": r.purpose, "approval_doc": r.approval_doc,
         "action": r.action, "by": by, "emergency": r.emergency, "fetch": rec.fetches, "max_fetches": r.max_fetches,
+        "fetch_key": a.fetch_key, "signature": a.signature,
     });
     let leaf_index = append_for_item(tx, item, &audit::record("access", time, record))?;
     put(tx, &rec);
+    let access = AccessRecord { item: *item, request: id.to_string(), by: by.to_string(), fetch_key: a.fetch_key.to_string(), at_ms: time };
+    tx.put_json(keys::access(leaf_index), &access);
     Ok(Outcome::AccessRecorded { leaf_index })
 }

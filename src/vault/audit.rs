@@ -16,6 +16,7 @@ pub mod keys {
     pub const CHECKPOINT: &[u8] = b"a/checkpoint";
     pub const NODE_KEY_PREFIX: &[u8] = b"a/nodekey/";
     pub const SESSION_KEY_PREFIX: &[u8] = b"a/sessionkey/";
+    pub const SHARE_KEY_PREFIX: &[u8] = b"a/sharekey/";
 
     pub fn leaf(index: u64) -> Vec<u8> {
         [b"a/leaf/".as_slice(), &index.to_be_bytes()].concat()
@@ -28,6 +29,9 @@ pub mod keys {
     }
     pub fn session_key(node: u64) -> Vec<u8> {
         [SESSION_KEY_PREFIX, &node.to_be_bytes()].concat()
+    }
+    pub fn share_key(node: u64) -> Vec<u8> {
+        [SHARE_KEY_PREFIX, &node.to_be_bytes()].concat()
     }
 }
 

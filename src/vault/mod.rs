@@ -91,14 +91,18 @@ pub enum Command {
     /// Registers (or replaces) a member node's Ed25519 session-token public key
     /// (base64 of 32 bytes): tokens are accepted only with a member's registered key.
     RegisterSessionKey { node: u64, key: String, time_ms: u64 },
+    /// Registers (or replaces) a member node's X25519 share public key (hex of
+    /// 32 bytes): deposits seal that node's share of each data key to it.
+    RegisterShareKey { node: u64, key: String, time_ms: u64 },
     /// Publishes a checkpoint cosigned by a majority of voters.
     PublishCheckpoint { note: String, time_ms: u64 },
     /// Files an access request, signed by its first participant (`by`).
     FileRequest { request: crate::approval::AccessRequest, by: String, signature: String, time_ms: u64 },
     /// Adds `by`'s signature to a request, as participant or approver.
     Approve { request: String, by: String, signature: String, time_ms: u64 },
-    /// Records an access under a live grant, before any byte is served.
-    RecordAccess { request: String, item: ItemId, by: String, time_ms: u64 },
+    /// Records an access under a live grant, before any share is released:
+    /// `by` signed the access statement naming the key the shares go to.
+    RecordAccess { request: String, item: ItemId, by: String, fetch_key: String, signature: String, time_ms: u64 },
     /// Places a legal hold on an item.
     Hold { item: ItemId, by: String, reason: String, time_ms: u64 },
     /// Releases a legal hold.
@@ -125,6 +129,7 @@ impl Command {
             | Command::Seal { time_ms, .. }
             | Command::RegisterNodeKey { time_ms, .. }
             | Command::RegisterSessionKey { time_ms, .. }
+            | Command::RegisterShareKey { time_ms, .. }
             | Command::PublishCheckpoint { time_ms, .. }
             | Command::FileRequest { time_ms, .. }
             | Command::Approve { time_ms, .. }
@@ -176,7 +181,9 @@ impl Command {
                     return Err(format!("an initial registry holds at most {MAX_BATCH_COMMANDS} entries"));
                 }
             }
-            Command::RegisterNodeKey { node, key, .. } | Command::RegisterSessionKey { node, key, .. } => {
+            Command::RegisterNodeKey { node, key, .. }
+            | Command::RegisterSessionKey { node, key, .. }
+            | Command::RegisterShareKey { node, key, .. } => {
                 if *node > MAX_NODE_ID {
                     return Err(format!("node ids are at most {MAX_NODE_ID}"));
                 }
@@ -192,6 +199,7 @@ impl Command {
             | Command::Approve { signature, .. }
             | Command::ProposeRegistry { signature, .. }
             | Command::ApproveRegistry { signature, .. }
+            | Command::RecordAccess { signature, .. }
                 if signature.len() > MAX_SIGNATURE_B64_BYTES =>
             {
                 return Err("the signature is too long to be an Ed25519 signature".into())
@@ -480,10 +488,13 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
         Command::Seal { manifest, time_ms } => seal(tx, manifest, *time_ms),
         Command::RegisterNodeKey { node, key, time_ms } => register_node_key(tx, *node, key, *time_ms),
         Command::RegisterSessionKey { node, key, time_ms } => register_session_key(tx, *node, key, *time_ms),
+        Command::RegisterShareKey { node, key, time_ms } => register_share_key(tx, *node, key, *time_ms),
         Command::PublishCheckpoint { note, .. } => publish_checkpoint(tx, note),
         Command::FileRequest { request, by, signature, time_ms } => access::file(tx, request, by, signature, *time_ms),
         Command::Approve { request, by, signature, time_ms } => access::approve(tx, request, by, signature, *time_ms),
-        Command::RecordAccess { request, item, by, time_ms } => access::record_access(tx, request, item, by, *time_ms),
+        Command::RecordAccess { request, item, by, fetch_key, signature, time_ms } => {
+            access::record_access(tx, &access::Access { request, item, by, fetch_key, signature }, *time_ms)
+        }
         Command::Hold { item, by, reason, time_ms } => retention::hold(tx, item, by, reason, *time_ms),
         Command::Release { item, by, time_ms } => retention::release(tx, item, by, *time_ms),
         Command::Extend { item, retention: to, by, time_ms } => retention::extend(tx, item, *to, by, *time_ms),
@@ -582,6 +593,20 @@ fn register_session_key(tx: &mut Tx<'_>, node: u64, key: &str, time_ms: u64) -> 
     Ok(Outcome::Recorded { leaf_index: audit::append(tx, &r)? })
 }
 
+fn register_share_key(tx: &mut Tx<'_>, node: u64, key: &str, time_ms: u64) -> Result<Outcome, VaultError> {
+    let Ok(bytes) = crate::evidence::parse_hex::<32>(key, "share key") else {
+        return refuse("a share key is the hex of a 32-byte X25519 public key");
+    };
+    let k = audit::keys::share_key(node);
+    if tx.get(&k)?.as_deref() == Some(bytes.as_slice()) {
+        return Ok(Outcome::Done);
+    }
+    let time = stamp(tx, time_ms)?;
+    tx.put(k, bytes.to_vec());
+    let r = audit::record("registry", time, json!({ "subject": "share-key", "node": node, "key": key }));
+    Ok(Outcome::Recorded { leaf_index: audit::append(tx, &r)? })
+}
+
 fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError> {
     use crate::audit::{Checkpoint, Note};
     let Some(config) = tx.get_json::<ClusterConfig>(keys::CONFIG)? else {
@@ -643,9 +668,29 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
     if let Err(e) = manifest.validate() {
         return refuse(format!("invalid manifest: {e}"));
     }
-    match registry::person(tx, &manifest.depositor)? {
-        Some(p) if p.has(registry::Role::Officer) => {}
+    let depositor_key = match registry::person(tx, &manifest.depositor)? {
+        Some(p) if p.has(registry::Role::Officer) => registry::public_key_bytes(&p.public_key)
+            .map_err(|detail| VaultError::Corrupt { key: String::from_utf8_lossy(&registry::keys::person(&p.name)).into_owned(), detail })?,
         _ => return refuse(format!("{} is not a registered, unrevoked officer: only officers deposit", manifest.depositor)),
+    };
+    let signed = manifest.signing_bytes().map_err(|e| VaultError::Unrecordable(e.to_string()))?;
+    let signature_ok = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &manifest.signature)
+        .is_ok_and(|sig| crate::crypto::verify_ed25519(&depositor_key, &signed, &sig));
+    if !signature_ok {
+        return refuse(format!("the deposit is not signed by {}'s registered key", manifest.depositor));
+    }
+    // The data key is split over exactly the current voters, each share sealed to
+    // the key that voter registered: no one else's key can stand in for a holder's.
+    let voters = query::voters(tx)?;
+    let holders: Vec<u64> = manifest.holders.iter().map(|h| h.node).collect();
+    if holders != voters {
+        return refuse(format!("the data key must be split over the voters {voters:?}, not {holders:?}: the membership changed, deposit again"));
+    }
+    for h in &manifest.holders {
+        let registered = query::share_key(tx, h.node)?.map(hex::encode);
+        if registered.as_deref() != Some(h.share_key.as_str()) {
+            return refuse(format!("node {}'s share was sealed to a key it has not registered", h.node));
+        }
     }
     if registry::system(tx, &manifest.meta.system)?.is_none() {
         return refuse(format!("source system `{}` is not registered (art. 12): register it first", manifest.meta.system));
@@ -663,16 +708,10 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
     let period_ms = config.retention.period_secs(manifest.meta.retention).saturating_mul(1000);
     let retain_until_ms = time_ms.saturating_add(period_ms);
     let seq = item_count(tx)?;
-    let m = manifest;
-    let r = audit::record(
-        "deposit",
-        time_ms,
-        json!({
-            "item": m.item, "sha256": m.sha256, "size": m.size, "case": m.meta.case, "system": m.meta.system,
-            "depositor": m.depositor, "retention": m.meta.retention, "retain_until": audit::rfc3339(retain_until_ms),
-            "chunks": m.chunks.len(), "note": m.meta.note,
-        }),
-    );
+    let mut leaf = manifest.statement();
+    leaf["retain_until"] = json!(audit::rfc3339(retain_until_ms));
+    leaf["signature"] = json!(manifest.signature);
+    let r = audit::record("deposit", time_ms, leaf);
     let leaf_index = access::append_for_item(tx, &manifest.item, &r)?;
     let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq, leaf_index, hold: None, purged: None };
     tx.put_json(item_key, &record);
@@ -730,6 +769,15 @@ pub mod query {
             Some(v) => {
                 v.try_into().map(Some).map_err(|_| VaultError::Corrupt { key: hex::encode(&k), detail: "a session key is not 32 bytes".into() })
             }
+        }
+    }
+
+    /// The registered share public key (X25519) of node `id`.
+    pub fn share_key(s: &dyn StateRead, id: u64) -> Result<Option<[u8; 32]>, VaultError> {
+        let k = audit::keys::share_key(id);
+        match s.get(&k)? {
+            None => Ok(None),
+            Some(v) => v.try_into().map(Some).map_err(|_| VaultError::Corrupt { key: hex::encode(&k), detail: "a share key is not 32 bytes".into() }),
         }
     }
 

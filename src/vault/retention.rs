@@ -128,10 +128,13 @@ pub(super) fn purge(tx: &mut Tx<'_>, item: &ItemId, request: &str, by: &str, tim
     for c in &chunks {
         tx.delete(keys::chunk(c));
     }
-    rec.manifest.wrapped_key = String::new();
+    // Every holder's share goes from the state: once a majority of nodes applied
+    // this, fewer than the threshold of shares exist anywhere live.
+    for h in &mut rec.manifest.holders {
+        h.envelope = String::new();
+    }
     rec.purged = Some(Purged { at_ms: time, by: by.to_string(), request: request.to_string() });
-    let r =
-        json!({ "item": item, "request": request, "by": by, "officers": req.request.participants, "chunks": chunks.len(), "key_destroyed": true });
+    let r = json!({ "item": item, "request": request, "by": by, "officers": req.request.participants, "chunks": chunks.len(), "shares_destroyed": rec.manifest.holders.len() });
     let leaf_index = access::append_for_item(tx, item, &audit::record("purge", time, r))?;
     save(tx, &rec);
     Ok(Outcome::Purged { item: *item, leaf_index, chunks })

@@ -107,24 +107,19 @@ fn a_fetch_cut_off_after_the_headers_still_left_its_access_record() {
     let item = c.deposit("alice", &clip, "case-C")["item"].as_str().unwrap().to_string();
     let p = |u: &str| c.profile(u);
     let req = c.grant(&item, "view");
-    // Read only the response head, then hang up.
+    let leaf = crate::keys::record_access(&c, "bob", leader, &item, &req);
+    // Read only the head of the sealed stream, then hang up.
     let token = c.token("bob");
     let head = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tls = c.connect_as("bob", leader).await;
-        let r =
-            format!("POST /v1/items/{item}/fetch?request={req} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\n\r\n");
+        let r = format!("GET /v1/items/{item}/sealed?access={leaf} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\r\n");
         tls.write_all(r.as_bytes()).await.unwrap();
         let mut buf = vec![0u8; 512];
         let n = tls.read(&mut buf).await.unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     });
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let leaf: u64 = head
-        .lines()
-        .find_map(|l| l.strip_prefix("x-custody-access-leaf: "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the access leaf is named in the headers");
     // The record is committed: it is in the log, whatever happened to the bytes.
     let bpath = c.path().join("b.json");
     let bundle = crate::harness::wait_until("a bundle with the access record", Duration::from_secs(30), || {
@@ -133,6 +128,10 @@ fn a_fetch_cut_off_after_the_headers_still_left_its_access_record() {
         b["trail"].as_array()?.iter().any(|t| t["index"] == leaf).then_some(b)
     });
     assert!(bundle["trail"].as_array().unwrap().iter().any(|t| t["index"] == leaf));
+    // Without a recorded access by the asker, not even the sealed bytes go out.
+    let (status, body) =
+        crate::keys::request(&c, "alice", leader, "GET", &format!("/v1/items/{item}/sealed?access={leaf}"), &c.token("alice"), &Value::Null);
+    assert_eq!(status, 403, "{body}");
 }
 
 #[test]

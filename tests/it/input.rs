@@ -76,11 +76,13 @@ fn an_upload_cut_off_midway_leaves_no_item_and_no_chunks() {
     let mut c = Cluster::init(3, "orphan_grace_secs = 3");
     c.start_all(3);
     let leader = c.wait_leader(3);
-    // Announce 10 MiB, send 5 MiB, hang up.
+    // Announce 10 MiB of sealed chunks (three 4 MiB chunks) and a manifest, send 5 MiB, hang up.
     let mut req = format!(
-        "POST /v1/items?case=c&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n",
+        "POST /v1/items HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\nx-custody-sealed-bytes: {}\r\nx-custody-chunk-size: {}\r\ncontent-length: {}\r\n\r\n",
         c.token("alice"),
-        10 << 20
+        10 << 20,
+        4 << 20,
+        (10 << 20) + 1000
     )
     .into_bytes();
     req.extend(std::iter::repeat_n(b'v', 5 << 20));
@@ -124,21 +126,20 @@ fn a_slow_deposit_keeps_its_early_chunks_past_the_orphan_grace() {
     let mut c = Cluster::init(3, "orphan_grace_secs = 3");
     c.start_all(3);
     let leader = c.wait_leader(3);
-    let total = (12 << 20) + 5;
-    let head = format!(
-        "POST /v1/items?case=slow&system=cam-demo-1&retention=standard HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {total}\r\nconnection: close\r\n\r\n", c.token("alice")
-    );
+    // A real sealed deposit (12 MiB and 5 bytes: four chunks), made as the CLI makes it, sent slowly.
+    let clip = c.path().join("slow.mp4");
+    write_clip(&clip, (12 << 20) + 5, 3);
+    let (head, body) = sealed_upload(&c, &clip, leader);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = rt.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tls = c.connect_as("alice", leader).await;
         tls.write_all(head.as_bytes()).await.unwrap();
-        for part in 0..3u8 {
-            tls.write_all(&vec![b'a' + part; 4 << 20]).await.unwrap();
+        for part in body.chunks(4 << 20) {
+            tls.write_all(part).await.unwrap();
             tls.flush().await.unwrap();
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        tls.write_all(b"tail!").await.unwrap();
         let mut buf = Vec::new();
         let _ = tls.read_to_end(&mut buf).await;
         String::from_utf8_lossy(&buf).into_owned()
@@ -151,4 +152,37 @@ fn a_slow_deposit_keeps_its_early_chunks_past_the_orphan_grace() {
     let items = c.items(&c.profile("alice"));
     assert_eq!(items.len(), 1);
     assert!(c.holds_item(leader, &items[0]), "the leader holds every chunk");
+}
+
+/// The request head and body of alice's deposit of `clip`, sealed for the
+/// cluster's voters as her client seals it (docs/KEYS.md §4.1).
+fn sealed_upload(c: &Cluster, clip: &std::path::Path, node: u64) -> (String, Vec<u8>) {
+    use futures::StreamExt;
+    let token = c.token("alice");
+    let (status, view) = crate::keys::request(c, "alice", node, "GET", "/v1/holders", &token, &serde_json::Value::Null);
+    assert_eq!(status, 200, "{view}");
+    let view: custody::wire::HoldersView = serde_json::from_value(view).unwrap();
+    let size = std::fs::metadata(clip).unwrap().len();
+    let meta = custody::evidence::DepositMeta {
+        case: "slow".into(),
+        system: "cam-demo-1".into(),
+        retention: custody::evidence::Retention::Standard,
+        note: None,
+    };
+    let plan =
+        std::sync::Arc::new(custody::cli::sealing::DepositPlan::new(&view, size, meta, "alice".into()).unwrap_or_else(|f| panic!("{}", f.message)));
+    let key = std::sync::Arc::new(crate::keys::signing_key(c, "alice"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let body: Vec<u8> = rt.block_on(async {
+        let f = tokio::fs::File::open(clip).await.unwrap();
+        let parts: Vec<_> = custody::cli::sealing::upload_stream(plan.clone(), key, f, None).collect().await;
+        parts.into_iter().flat_map(|p| p.unwrap().to_vec()).collect()
+    });
+    let head = format!(
+        "POST /v1/items HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\nx-custody-sealed-bytes: {}\r\nx-custody-chunk-size: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        plan.sealed_bytes(),
+        plan.chunk_size(),
+        body.len()
+    );
+    (head, body)
 }

@@ -9,6 +9,7 @@ mod demo;
 mod harness;
 mod input;
 mod json;
+mod keys;
 mod purge;
 mod registry;
 mod scrub;

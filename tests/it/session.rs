@@ -65,9 +65,9 @@ fn every_resource_but_login_needs_a_valid_session_token() {
         let forged = custody::auth::SessionKeys::new(id, &[id as u8; 32], &cid).issue("alice", &alice_cert, now()).unwrap();
         assert_eq!(status("alice", &forged), "401", "a token signed by an unregistered key, kid node-{id}");
     }
-    let kek = seed_of(&c.path().join("kek.key"));
-    let with_kek = custody::auth::SessionKeys::new(1, &kek, &cid).issue("alice", &alice_cert, now()).unwrap();
-    assert_eq!(status("alice", &with_kek), "401", "the KEK file mints no tokens");
+    let share = seed_of(&c.node_dir(1).join("share.key"));
+    let with_share_key = custody::auth::SessionKeys::new(1, &share, &cid).issue("alice", &alice_cert, now()).unwrap();
+    assert_eq!(status("alice", &with_share_key), "401", "node 1's share key mints no tokens");
     let expired = keys.issue("alice", &alice_cert, now() - 2 * custody::auth::TOKEN_TTL_SECS).unwrap();
     assert_eq!(status("alice", &expired), "401", "an expired token");
     let other = Cluster::init(1, "");

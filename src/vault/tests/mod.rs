@@ -15,17 +15,46 @@ impl StateRead for MemState {
     }
 }
 
+/// The test cluster's voters; each registers its share key once the cluster is configured.
+const VOTERS: [u64; 3] = [1, 2, 3];
+
+/// Voter `node`'s share key, derived from its id.
+fn share_secret(node: u64) -> crate::crypto::shares::ShareSecretKey {
+    crate::crypto::shares::ShareSecretKey::from_seed(&crate::crypto::sha256(format!("node-{node}").as_bytes()))
+}
+
 impl MemState {
+    /// Applies `cmd`; a configure that succeeds is followed by what a real
+    /// cluster has by then: the membership of `VOTERS` and their share keys.
     fn run(&mut self, cmd: &Command) -> Outcome {
-        let mut tx = Tx::new(self);
-        let out = apply(&mut tx, cmd).unwrap();
-        let writes = tx.into_writes();
+        let out = self.run_one(cmd);
+        if matches!(cmd, Command::Configure { .. }) && out == Outcome::Configured {
+            let mut tx = Tx::new(self);
+            record_membership(&mut tx, &VOTERS, &[]).unwrap();
+            let writes = tx.into_writes();
+            self.write(writes);
+            for v in VOTERS {
+                let key = hex::encode(share_secret(v).public_key());
+                assert!(matches!(self.run_one(&Command::RegisterShareKey { node: v, key, time_ms: 0 }), Outcome::Recorded { .. }));
+            }
+        }
+        out
+    }
+
+    fn write(&mut self, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
         for (k, v) in writes {
             match v {
                 Some(v) => self.0.insert(k, v),
                 None => self.0.remove(&k),
             };
         }
+    }
+
+    fn run_one(&mut self, cmd: &Command) -> Outcome {
+        let mut tx = Tx::new(self);
+        let out = apply(&mut tx, cmd).unwrap();
+        let writes = tx.into_writes();
+        self.write(writes);
         out
     }
 }
@@ -184,7 +213,9 @@ fn a_deposit_must_name_a_registered_source_system() {
     s.run(&configure(100));
     let mut m = manifest(1, 10);
     m.meta.system = "cam-unfiled".into();
-    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { .. }));
+    sign_manifest(&mut m, "dora");
+    let out = s.run(&Command::Seal { manifest: m, time_ms: 1 });
+    assert!(matches!(&out, Outcome::Refused { reason } if reason.contains("not registered")), "{out:?}");
     assert!(matches!(s.run(&Command::Seal { manifest: manifest(1, 10), time_ms: 1 }), Outcome::Sealed { .. }));
 }
 
@@ -200,17 +231,36 @@ fn manifest(tag: u8, size: u64) -> Manifest {
             ChunkRef { name: ChunkName::from_digest(d), size: plain + GCM_TAG_BYTES }
         })
         .collect();
-    Manifest {
+    let mut m = Manifest {
         item: ItemId::from_bytes([tag; 16]),
         sha256: "ab".repeat(32),
         size,
         chunk_size: CHUNK_SIZE_BYTES,
         chunks,
         nonce_prefix: "00010203".into(),
-        wrapped_key: "cd".repeat(crate::crypto::WRAPPED_KEY_BYTES),
+        holders: VOTERS
+            .iter()
+            .zip(1u8..)
+            .map(|(&node, x)| crate::evidence::Holder {
+                node,
+                x,
+                share_key: hex::encode(share_secret(node).public_key()),
+                envelope: "ee".repeat(crate::crypto::shares::SHARE_ENVELOPE_BYTES),
+            })
+            .collect(),
+        threshold: 2,
+        key_commitment: "cd".repeat(32),
         meta: DepositMeta { case: "case-1".into(), system: "cam-1".into(), retention: Retention::Important, note: None },
         depositor: "dora".into(),
-    }
+        signature: String::new(),
+    };
+    sign_manifest(&mut m, "dora");
+    m
+}
+
+/// Signs `m` as `by` (the depositor's client does this).
+fn sign_manifest(m: &mut Manifest, by: &str) {
+    m.signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of(by).sign(&m.signing_bytes().unwrap()));
 }
 
 #[test]
@@ -228,8 +278,9 @@ fn seal_records_item_and_retention_from_stamped_time() {
     let m = manifest(1, 2 * CHUNK_SIZE_BYTES + 1);
     let out = s.run(&Command::Seal { manifest: m.clone(), time_ms: 1_000 });
     // important = 2 × dev period
-    // leaves 0-4: the cluster record and the initial registry (three people, one system); 5: the deposit
-    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 5 });
+    // leaves 0-4: the cluster record and the initial registry (three people, one system);
+    // 5-8: the membership and three share keys; 9: the deposit
+    assert_eq!(out, Outcome::Sealed { item: m.item, retain_until_ms: 1_000 + 200_000, seq: 0, leaf_index: 9 });
     let rec = query::item(&s, &m.item).unwrap().unwrap();
     assert_eq!(rec.manifest, m);
     assert_eq!(query::all_chunks(&s).unwrap().len(), 3);

@@ -65,7 +65,20 @@ fn grant(s: &mut MemState, req: &AccessRequest) {
 }
 
 fn access(s: &mut MemState, req: &AccessRequest, time_ms: u64) -> Outcome {
-    s.run(&Command::RecordAccess { request: req.id().unwrap(), item: req.item, by: "bob".into(), time_ms })
+    s.run(&record_access(&req.id().unwrap(), req.item, "bob", time_ms))
+}
+
+/// A fetch key for the tests' accesses.
+const FETCH_KEY: &str = "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f";
+
+/// An access to record, signed by `by` as their client signs it.
+fn record_access(request: &str, item: ItemId, by: &str, time_ms: u64) -> Command {
+    let statement = crate::evidence::AccessStatement { item, request: request.into(), fetcher: by.into(), fetch_key: FETCH_KEY.into() };
+    let signature = match statement.signing_bytes() {
+        Ok(b) => base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of(by).sign(&b)),
+        Err(_) => String::new(),
+    };
+    Command::RecordAccess { request: request.into(), item, by: by.into(), fetch_key: FETCH_KEY.into(), signature, time_ms }
 }
 
 fn refused_and_unchanged(s: &mut MemState, cmd: &Command) -> String {
@@ -141,6 +154,7 @@ fn only_officers_deposit() {
     for who in ["dave", "carol", "admin", "nobody"] {
         let mut m = manifest(2, 10);
         m.depositor = who.into();
+        sign_manifest(&mut m, who);
         refused_and_unchanged(&mut s, &Command::Seal { manifest: m, time_ms: NOW });
     }
     registry_change(&mut s, registry::RegistryChange::RevokePerson { name: "dora".into() }, NOW);
@@ -163,7 +177,7 @@ fn a_grant_serves_as_many_fetches_as_its_request_names() {
     let once = request(item, NOW + 1000, 1);
     grant(&mut s, &once);
     assert!(matches!(access(&mut s, &once, NOW + 1), Outcome::AccessRecorded { .. }));
-    let cmd = Command::RecordAccess { request: once.id().unwrap(), item, by: "bob".into(), time_ms: NOW + 2 };
+    let cmd = record_access(&once.id().unwrap(), item, "bob", NOW + 2);
     let why = refused_and_unchanged(&mut s, &cmd);
     assert!(why.contains("all used"), "{why}");
 
@@ -190,7 +204,7 @@ fn revoking_a_signer_ends_an_unused_grant() {
         grant(&mut s, &req);
         registry_change(&mut s, registry::RegistryChange::RevokePerson { name: signer.into() }, NOW);
         let by = if signer == "bob" { "alice" } else { "bob" };
-        let cmd = Command::RecordAccess { request: req.id().unwrap(), item, by: by.into(), time_ms: NOW + 1 };
+        let cmd = record_access(&req.id().unwrap(), item, by, NOW + 1);
         let why = refused_and_unchanged(&mut s, &cmd);
         assert!(why.contains("revoked"), "{signer}: {why}");
     }
@@ -220,7 +234,7 @@ fn arbitrary_command(item: ItemId) -> impl Strategy<Value = Command> {
         match kind {
             0 => Command::FileRequest { request, by, signature, time_ms },
             1 => Command::Approve { request: id, by, signature, time_ms },
-            2 => Command::RecordAccess { request: id, item, by, time_ms },
+            2 => record_access(&id, item, &by, time_ms),
             _ => Command::Hold { item, by, reason, time_ms },
         }
     })
@@ -275,4 +289,84 @@ fn corrupt_state_is_an_error_not_absent() {
     let req = request(item, NOW + 3_600_000, 1);
     let file = Command::FileRequest { request: req.clone(), by: "alice".into(), signature: sig("alice", &req), time_ms: NOW };
     assert!(apply(&mut Tx::new(&broken), &file).is_err(), "a corrupt registry entry read as unregistered");
+}
+
+/// Issue 14: the data key is split over exactly the voters, each share sealed to
+/// the key that voter registered, and the depositor signs all of it: a leader
+/// cannot slip in a key it holds, or make up a deposit.
+#[test]
+fn a_deposit_splits_its_key_over_the_voters_registered_keys_and_is_the_depositors() {
+    let (mut s, _) = world();
+    let mallory = crate::crypto::shares::ShareSecretKey::from_seed(&[9; 32]);
+    let mut swapped = manifest(2, 10);
+    swapped.holders[1].share_key = hex::encode(mallory.public_key());
+    sign_manifest(&mut swapped, "dora");
+    let why = refused_and_unchanged(&mut s, &Command::Seal { manifest: swapped, time_ms: NOW });
+    assert!(why.contains("has not registered"), "{why}");
+
+    let mut fewer = manifest(2, 10);
+    fewer.holders.pop();
+    sign_manifest(&mut fewer, "dora");
+    let why = refused_and_unchanged(&mut s, &Command::Seal { manifest: fewer, time_ms: NOW });
+    assert!(why.contains("voters"), "{why}");
+
+    let mut forged = manifest(2, 10);
+    sign_manifest(&mut forged, "leader");
+    forged.depositor = "dora".into();
+    let why = refused_and_unchanged(&mut s, &Command::Seal { manifest: forged, time_ms: NOW });
+    assert!(why.contains("not signed"), "{why}");
+
+    // What the depositor signed is what is sealed: a changed hash no longer verifies.
+    let mut altered = manifest(2, 10);
+    altered.sha256 = "00".repeat(32);
+    refused_and_unchanged(&mut s, &Command::Seal { manifest: altered, time_ms: NOW });
+    assert!(matches!(s.run(&Command::Seal { manifest: manifest(2, 10), time_ms: NOW }), Outcome::Sealed { .. }), "the control");
+}
+
+/// Issue 14: an access names the key its shares go to, under the fetcher's own
+/// signature, and the holders find it at its leaf.
+#[test]
+fn an_access_is_signed_by_its_fetcher_and_found_by_its_leaf() {
+    let (mut s, item) = world();
+    let req = request(item, NOW + 1000, 2);
+    grant(&mut s, &req);
+    let mut forged = record_access(&req.id().unwrap(), item, "bob", NOW + 1);
+    if let Command::RecordAccess { signature, .. } = &mut forged {
+        let statement = crate::evidence::AccessStatement { item, request: req.id().unwrap(), fetcher: "bob".into(), fetch_key: FETCH_KEY.into() };
+        *signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of("leader").sign(&statement.signing_bytes().unwrap()));
+    }
+    let why = refused_and_unchanged(&mut s, &forged);
+    assert!(why.contains("not signed"), "{why}");
+    let mut other_key = record_access(&req.id().unwrap(), item, "bob", NOW + 1);
+    if let Command::RecordAccess { fetch_key, .. } = &mut other_key {
+        *fetch_key = "1e".repeat(32);
+    }
+    refused_and_unchanged(&mut s, &other_key);
+
+    let Outcome::AccessRecorded { leaf_index } = access(&mut s, &req, NOW + 1) else { panic!("not recorded") };
+    let a = super::access::access_at(&s, leaf_index).unwrap().unwrap();
+    assert_eq!((a.item, a.by.as_str(), a.fetch_key.as_str()), (item, "bob", FETCH_KEY));
+    assert!(super::access::access_at(&s, leaf_index - 1).unwrap().is_none(), "only access leaves are accesses");
+}
+
+/// Issue 14: purge takes every holder's share out of the state.
+#[test]
+fn purge_destroys_every_share() {
+    let mut s = MemState::default();
+    s.run(&configure(1));
+    for (name, role) in [("alice", "officer"), ("bob", "officer"), ("carol", "approver")] {
+        registry_change(&mut s, registry::RegistryChange::AddPerson { person: person(name, role) }, 1);
+    }
+    let m = manifest(3, 10);
+    assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: 10 }), Outcome::Sealed { .. }));
+    let mut req = request(m.item, NOW + 1000, 1);
+    req.action = Action::Purge;
+    grant(&mut s, &req);
+    let out = s.run(&Command::Purge { item: m.item, request: req.id().unwrap(), by: "alice".into(), time_ms: NOW });
+    assert!(matches!(out, Outcome::Purged { .. }), "{out:?}");
+    let rec = query::item(&s, &m.item).unwrap().unwrap();
+    assert_eq!(rec.manifest.holders.len(), 3);
+    assert!(rec.manifest.holders.iter().all(|h| h.envelope.is_empty()), "a share outlived the purge");
+    let envelope = &m.holders[0].envelope;
+    assert!(!s.0.values().any(|v| String::from_utf8_lossy(v).contains(envelope.as_str())), "an envelope is still in the state");
 }

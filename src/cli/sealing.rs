@@ -1,0 +1,372 @@
+//! The client's half of threshold key custody (docs/KEYS.md §4). A deposit is
+//! sealed here: the data key is drawn here, split over the voters, each share
+//! sealed to its holder's key; the vault receives ciphertext only. A fetch
+//! rebuilds the key here from the shares the holders release once their own
+//! applied state shows the access, and opens the chunks here. No node ever
+//! sees a plaintext byte or a data key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
+use hyper::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::ops::Session;
+use super::Failure;
+use crate::client::{BoxError, HttpError};
+use crate::crypto::shares::{self, KeyShare, ShareSecretKey};
+use crate::crypto::{ChunkCipher, DataKey, Hasher, SigningKey};
+use crate::evidence::{chunk_count, AccessStatement, ChunkName, ChunkRef, DepositMeta, Holder, ItemId, Manifest};
+use crate::limits;
+use crate::wire::{AccessBody, AccessView, FetchOutput, HoldersView, ShareRelease, ShareRequest};
+
+/// How long one holder may take to release its share.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+fn bad(detail: impl Into<String>) -> Failure {
+    Failure::new(1, detail.into())
+}
+
+/// Everything fixed for one deposit before its bytes stream: the same on every
+/// attempt, so a retried upload seals to the same chunk names.
+pub struct DepositPlan {
+    cipher: ChunkCipher,
+    manifest: Manifest,
+    count: u64,
+}
+
+impl DepositPlan {
+    /// Draws the item id, the data key and the nonce prefix; splits the key
+    /// k-of-n over `view`'s voters and seals each share to its holder.
+    pub fn new(view: &HoldersView, size: u64, meta: DepositMeta, depositor: String) -> Result<Self, Failure> {
+        let n = u8::try_from(view.holders.len())
+            .ok()
+            .filter(|n| (1..=shares::MAX_HOLDERS).contains(n))
+            .ok_or_else(|| bad("the vault named no usable holder set"))?;
+        if view.threshold != shares::threshold(n) || view.holders.windows(2).any(|w| w[0].node >= w[1].node) {
+            return Err(bad("the vault's holder set is malformed"));
+        }
+        if !(limits::MIN_CHUNK_SIZE_BYTES..=limits::MAX_CHUNK_SIZE_BYTES).contains(&view.chunk_size) {
+            return Err(bad(format!("the vault asks for chunks of {} bytes", view.chunk_size)));
+        }
+        let item = ItemId::from_bytes(crate::crypto::random_bytes::<16>()?);
+        let key = DataKey::generate()?;
+        let nonce_prefix = crate::crypto::random_bytes::<{ crate::crypto::NONCE_PREFIX_BYTES }>()?;
+        let count = chunk_count(size, view.chunk_size);
+        let cipher = ChunkCipher::new(&key, item.as_bytes(), nonce_prefix, count)?;
+        let split = shares::split(key.bytes(), n)?;
+        let mut holders = Vec::with_capacity(split.len());
+        for (h, share) in view.holders.iter().zip(&split) {
+            let to = crate::evidence::parse_hex::<32>(&h.share_key, "share key").map_err(|e| bad(e.to_string()))?;
+            let aad = shares::share_aad(&view.cluster_id, item.as_bytes(), h.node, share.x);
+            let envelope = shares::seal(&to, shares::SHARE_INFO, &aad, &share.to_bytes())?;
+            holders.push(Holder { node: h.node, x: share.x, share_key: h.share_key.clone(), envelope: hex::encode(envelope) });
+        }
+        let manifest = Manifest {
+            item,
+            sha256: String::new(),
+            size,
+            chunk_size: view.chunk_size,
+            chunks: Vec::with_capacity(count as usize),
+            nonce_prefix: hex::encode(nonce_prefix),
+            holders,
+            threshold: view.threshold,
+            key_commitment: hex::encode(shares::key_commitment(item.as_bytes(), key.bytes())),
+            meta,
+            depositor,
+            signature: String::new(),
+        };
+        Ok(DepositPlan { cipher, manifest, count })
+    }
+
+    pub fn item(&self) -> ItemId {
+        self.manifest.item
+    }
+
+    /// Bytes of sealed chunks the upload carries before its manifest.
+    pub fn sealed_bytes(&self) -> u64 {
+        self.manifest.size + self.count * limits::GCM_TAG_BYTES
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.manifest.chunk_size
+    }
+}
+
+struct Upload {
+    plan: Arc<DepositPlan>,
+    key: Arc<SigningKey>,
+    file: tokio::fs::File,
+    index: u64,
+    hasher: Option<Hasher>,
+    chunks: Vec<ChunkRef>,
+    done: bool,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+/// The upload body: each chunk read, hashed and sealed in one pass, then the
+/// signed manifest (docs/KEYS.md §4.1).
+pub fn upload_stream(
+    plan: Arc<DepositPlan>,
+    key: Arc<SigningKey>,
+    file: tokio::fs::File,
+    progress: Option<indicatif::ProgressBar>,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send {
+    let state = Upload { plan, key, file, index: 0, hasher: Some(Hasher::new()), chunks: Vec::new(), done: false, progress };
+    futures::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let r = next_piece(&mut st).await;
+        if r.is_err() {
+            st.done = true;
+        }
+        Some((r, st))
+    })
+}
+
+async fn next_piece(st: &mut Upload) -> Result<Bytes, BoxError> {
+    let plan = st.plan.clone();
+    let m = &plan.manifest;
+    if st.index < plan.count {
+        let len = (m.size - st.index * m.chunk_size).min(m.chunk_size) as usize;
+        let mut buf = Vec::with_capacity(len + limits::GCM_TAG_BYTES as usize);
+        buf.resize(len, 0);
+        st.file.read_exact(&mut buf).await.map_err(|e| format!("reading the clip: {e}"))?;
+        let index = st.index;
+        let mut h = st.hasher.take().ok_or("hasher lost")?;
+        let p = plan.clone();
+        let (h, buf, name) = tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
+            h.update(&buf);
+            p.cipher.seal(index, &mut buf)?;
+            let name = ChunkName::from_digest(crate::crypto::sha256(&buf));
+            Ok((h, buf, name))
+        })
+        .await??;
+        st.hasher = Some(h);
+        st.chunks.push(ChunkRef { name, size: buf.len() as u64 });
+        st.index += 1;
+        if let Some(p) = &st.progress {
+            p.inc(len as u64);
+        }
+        return Ok(Bytes::from(buf));
+    }
+    let mut probe = [0u8; 1];
+    if st.file.read(&mut probe).await.map_err(|e| format!("reading the clip: {e}"))? != 0 {
+        return Err("the file grew while it was being deposited".into());
+    }
+    let mut manifest = m.clone();
+    manifest.sha256 = hex::encode(st.hasher.take().ok_or("hasher lost")?.finish());
+    manifest.chunks = std::mem::take(&mut st.chunks);
+    let bytes = manifest.signing_bytes()?;
+    manifest.signature = BASE64.encode(st.key.sign(&bytes));
+    st.done = true;
+    Ok(Bytes::from(serde_json::to_vec(&manifest)?))
+}
+
+/// Records the access, gathers a threshold of shares, rebuilds the data key,
+/// then streams the sealed chunks and opens them here, writing `out` (or only
+/// checking, when there is none).
+pub async fn fetch(s: &Session, item: ItemId, request: &str, out: Option<&Path>) -> Result<FetchOutput, Failure> {
+    let (fetcher, key) = super::access::me(s)?;
+    let fetch_secret = ShareSecretKey::generate()?;
+    let fetch_key = hex::encode(fetch_secret.public_key());
+    let statement = AccessStatement { item, request: request.to_string(), fetcher, fetch_key: fetch_key.clone() };
+    let signed = statement.signing_bytes().map_err(|e| Failure::new(2, e))?;
+    let body = AccessBody { request: request.to_string(), fetch_key: fetch_key.clone(), signature: BASE64.encode(key.sign(&signed)) };
+    let view: AccessView = s
+        .call(Method::POST, &format!("/v1/items/{item}/access"), Some(&body), std::time::Duration::from_secs(30))
+        .await
+        .map_err(super::access::failure)?;
+    if view.item != item {
+        return Err(bad(format!("the vault answered for item {}, not {item}", view.item)));
+    }
+    let data_key = gather(s, &view, &fetch_secret, &fetch_key).await?;
+    let prefix =
+        crate::evidence::parse_hex::<{ crate::crypto::NONCE_PREFIX_BYTES }>(&view.nonce_prefix, "nonce prefix").map_err(|e| bad(e.to_string()))?;
+    if view.chunks != chunk_count(view.size, view.chunk_size) {
+        return Err(bad("the vault's chunk count does not match the clip's size"));
+    }
+    let cipher = Arc::new(ChunkCipher::new(&data_key, item.as_bytes(), prefix, view.chunks)?);
+    drop(data_key);
+    open_chunks(s, &view, cipher, out).await
+}
+
+/// Asks every node for its share; stops once a threshold of them rebuilds a key
+/// that matches the item's commitment (a holder answering garbage is outvoted).
+async fn gather(s: &Session, view: &AccessView, fetch_secret: &ShareSecretKey, fetch_key: &str) -> Result<DataKey, Failure> {
+    let item = view.item;
+    let commitment = crate::evidence::parse_hex::<32>(&view.key_commitment, "key commitment").map_err(|e| bad(e.to_string()))?;
+    let ask = ShareRequest { access_leaf: view.access_leaf, fetch_key: fetch_key.to_string() };
+    let path = format!("/v1/items/{item}/share");
+    // Each holder where the vault says it is, and every node of the profile besides
+    // (a wrong address costs only time: every share is checked against the commitment).
+    let mut targets: Vec<String> = view.holders.iter().filter_map(|h| h.addr.clone()).collect();
+    targets.extend(s.endpoints().iter().cloned());
+    targets.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    targets.retain(|t| seen.insert(t.clone()));
+    let mut pending: FuturesUnordered<_> = targets
+        .iter()
+        .map(|base| {
+            let (ask, path) = (&ask, &path);
+            async move { (base.clone(), s.call_at::<_, ShareRelease>(base, Method::POST, path, Some(ask), RELEASE_TIMEOUT).await) }
+        })
+        .collect();
+    let mut got: Vec<KeyShare> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    while let Some((base, answer)) = pending.next().await {
+        let release = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("{base}: {e}"));
+                continue;
+            }
+        };
+        match open_release(view, fetch_secret, &release) {
+            Ok(share) if !got.iter().any(|g| g.x == share.x) => got.push(share),
+            Ok(_) => {}
+            Err(e) => errors.push(format!("{base}: {e}")),
+        }
+        if let Some(key) = rebuild(&got, view.threshold, item.as_bytes(), &commitment) {
+            return Ok(key);
+        }
+    }
+    Err(bad(format!(
+        "{} of the {} shares needed were released, or they do not rebuild the item's key: {}",
+        got.len(),
+        view.threshold,
+        if errors.is_empty() { "no holder answered".to_string() } else { errors.join("; ") }
+    )))
+}
+
+fn open_release(view: &AccessView, fetch_secret: &ShareSecretKey, r: &ShareRelease) -> Result<KeyShare, String> {
+    let h = view.holders.iter().find(|h| h.node == r.node && h.x == r.x).ok_or_else(|| format!("node {} is not holder x = {}", r.node, r.x))?;
+    let cluster_id = view.cluster_id.as_str();
+    let aad = [shares::share_aad(cluster_id, view.item.as_bytes(), h.node, h.x), view.access_leaf.to_be_bytes().to_vec()].concat();
+    let envelope = hex::decode(&r.envelope).map_err(|e| format!("the released share is not hex: {e}"))?;
+    let plain = fetch_secret.open(shares::RELEASE_INFO, &aad, &envelope).map_err(|e| format!("the released share does not open: {e}"))?;
+    let share = KeyShare::from_bytes(&plain).map_err(|e| e.to_string())?;
+    if share.x != h.x {
+        return Err(format!("node {} released the share of x = {}, not its own", r.node, share.x));
+    }
+    Ok(share)
+}
+
+/// The data key from some `k` of `got` whose commitment matches, if any does.
+fn rebuild(got: &[KeyShare], k: u8, item: &[u8; 16], commitment: &[u8; 32]) -> Option<DataKey> {
+    let k = k as usize;
+    if k == 0 || got.len() < k || got.len() > shares::MAX_HOLDERS as usize {
+        return None;
+    }
+    for mask in 0u32..(1 << got.len()) {
+        if mask.count_ones() as usize != k {
+            continue;
+        }
+        let subset: Vec<KeyShare> = got.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| s.clone()).collect();
+        if let Ok(key) = shares::recover(&subset, k as u8) {
+            if shares::key_commitment(item, &key) == *commitment {
+                return Some(DataKey::from_bytes(key));
+            }
+        }
+    }
+    None
+}
+
+/// Streams the sealed chunks from any node, opens and hashes them here, and
+/// keeps the clip only if its SHA-256 is the deposited one.
+async fn open_chunks(s: &Session, view: &AccessView, cipher: Arc<ChunkCipher>, out: Option<&Path>) -> Result<FetchOutput, Failure> {
+    let item = view.item;
+    let tmp = out.map(|o| o.with_extension("partial"));
+    let path = format!("/v1/items/{item}/sealed?access={}", view.access_leaf);
+    let (size, chunk_size, chunks) = (view.size, view.chunk_size, view.chunks);
+    let result = s
+        .send_with(
+            &path,
+            std::time::Duration::from_secs(24 * 3600),
+            |url| async move {
+                hyper::Request::builder()
+                    .method(Method::GET)
+                    .uri(&url)
+                    .body(crate::client::empty())
+                    .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
+            },
+            |url, resp| {
+                let (tmp, cipher) = (tmp.clone(), cipher.clone());
+                async move {
+                    let bad = |detail: String| HttpError::BadAnswer { url: url.clone(), detail };
+                    let mut f = match &tmp {
+                        Some(t) => Some(tokio::fs::File::create(t).await.map_err(|e| bad(format!("{}: {e}", t.display())))?),
+                        None => None,
+                    };
+                    let mut h = Some(Hasher::new());
+                    let mut written = 0u64;
+                    let mut index = 0u64;
+                    let mut buf: Vec<u8> = Vec::new();
+                    let mut body = http_body_util::BodyExt::into_data_stream(resp.into_body());
+                    loop {
+                        let want = if index < chunks { (size - index * chunk_size).min(chunk_size) + limits::GCM_TAG_BYTES } else { 0 };
+                        if index < chunks && buf.len() as u64 >= want {
+                            let rest = buf.split_off(want as usize);
+                            let mut piece = std::mem::replace(&mut buf, rest);
+                            let c = cipher.clone();
+                            let mut hasher = h.take().ok_or_else(|| bad("hasher lost".into()))?;
+                            let (hasher, piece) = tokio::task::spawn_blocking(move || {
+                                c.open(index, &mut piece).map(|_| {
+                                    hasher.update(&piece);
+                                    (hasher, piece)
+                                })
+                            })
+                            .await
+                            .map_err(|e| bad(e.to_string()))?
+                            .map_err(|_| bad(format!("sealed chunk {index} does not open with the rebuilt key")))?;
+                            h = Some(hasher);
+                            if let Some(f) = f.as_mut() {
+                                f.write_all(&piece).await.map_err(|e| bad(e.to_string()))?;
+                            }
+                            written += piece.len() as u64;
+                            index += 1;
+                            continue;
+                        }
+                        match body.next().await {
+                            Some(frame) => buf.extend_from_slice(&frame.map_err(|e| bad(format!("the transfer broke off: {e}")))?),
+                            None => break,
+                        }
+                    }
+                    if index != chunks || !buf.is_empty() {
+                        return Err(bad(format!("the vault sent {index} of {chunks} sealed chunks")));
+                    }
+                    if let Some(f) = f {
+                        f.sync_all().await.map_err(|e| bad(e.to_string()))?;
+                    }
+                    Ok((hex::encode(h.take().ok_or_else(|| bad("hasher lost".into()))?.finish()), written))
+                }
+            },
+        )
+        .await;
+    let discard = || {
+        if let Some(t) = &tmp {
+            let _ = std::fs::remove_file(t);
+        }
+    };
+    let (got, written) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            discard();
+            return Err(super::access::failure(e));
+        }
+    };
+    if got != view.sha256 || written != size {
+        discard();
+        return Err(Failure::new(1, format!("the opened clip's SHA-256 {got} is not the deposited {}; nothing kept", view.sha256)));
+    }
+    if let (Some(t), Some(o)) = (&tmp, out) {
+        std::fs::rename(t, o).map_err(|e| Failure::new(2, format!("{}: {e}", o.display())))?;
+    }
+    Ok(FetchOutput { item, sha256: got, size, access_leaf: view.access_leaf, out: out.map(Path::to_path_buf) })
+}

@@ -1,0 +1,201 @@
+//! Threshold key custody (docs/KEYS.md §4): no node's directory opens an item,
+//! a majority of holders' shares does, and each holder releases its share only
+//! for an access its own applied state records, by the user who asks.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::harness::{write_clip, Cluster};
+use custody::crypto::shares;
+
+/// The item record as node `id`'s database holds it (the node must be stopped).
+fn item_record(c: &Cluster, id: u64, item: &str) -> custody::vault::ItemRecord {
+    let db = custody::storage::Db::open(&c.node_dir(id).join("data/db")).unwrap();
+    let view = custody::raft::state_machine::StateView(db);
+    custody::vault::query::item(&view, &item.parse().unwrap()).unwrap().expect("the node holds the item record")
+}
+
+fn share_secret(c: &Cluster, id: u64) -> shares::ShareSecretKey {
+    let seed: [u8; 32] = hex::decode(std::fs::read_to_string(c.node_dir(id).join("share.key")).unwrap().trim()).unwrap().try_into().unwrap();
+    shares::ShareSecretKey::from_seed(&seed)
+}
+
+fn cluster_id(c: &Cluster) -> String {
+    std::fs::read_to_string(c.path().join("cluster.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string()))
+        .unwrap()
+}
+
+/// Every file under `dir`, read whole.
+fn all_bytes(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            all_bytes(&p, out);
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p.display().to_string(), b));
+        }
+    }
+}
+
+/// Issue 14: take one node's whole directory (its database, chunks, config and
+/// every key file). Its own share opens; one share is fewer than the
+/// threshold; the data key is nowhere in it. Two nodes' shares rebuild the key.
+#[test]
+fn one_nodes_directory_opens_no_item_and_a_majority_of_shares_does() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 3 << 20, 5);
+    let item = c.deposit("alice", &clip, "case-K")["item"].as_str().unwrap().to_string();
+    // Every node has the record before they stop.
+    crate::harness::wait_until("every node lists the item", Duration::from_secs(30), || {
+        (1..=3).all(|i| c.items(&c.node_profile("admin", i)).iter().any(|v| v["item"] == item)).then_some(())
+    });
+    for id in 1..=3 {
+        c.kill(id);
+    }
+    let cid = cluster_id(&c);
+    let mut opened = Vec::new();
+    for id in 1..=3u64 {
+        let rec = item_record(&c, id, &item);
+        let m = &rec.manifest;
+        assert_eq!((m.holders.len(), m.threshold), (3, 2));
+        let mine = m.holders.iter().find(|h| h.node == id).unwrap();
+        let aad = shares::share_aad(&cid, rec.manifest.item.as_bytes(), id, mine.x);
+        let share = share_secret(&c, id).open(shares::SHARE_INFO, &aad, &hex::decode(&mine.envelope).unwrap()).unwrap();
+        // No other holder's envelope opens with this node's key.
+        for other in m.holders.iter().filter(|h| h.node != id) {
+            let aad = shares::share_aad(&cid, rec.manifest.item.as_bytes(), other.node, other.x);
+            assert!(share_secret(&c, id).open(shares::SHARE_INFO, &aad, &hex::decode(&other.envelope).unwrap()).is_err());
+        }
+        let share = shares::KeyShare::from_bytes(&share).unwrap();
+        assert!(shares::recover(std::slice::from_ref(&share), 2).is_err(), "one share rebuilt a key");
+        opened.push((share, m.item, m.key_commitment_bytes().unwrap()));
+    }
+    let (item_id, commitment) = (opened[0].1, opened[0].2);
+    let key = shares::recover(&[opened[0].0.clone(), opened[2].0.clone()], 2).unwrap();
+    assert_eq!(shares::key_commitment(item_id.as_bytes(), &key), commitment, "two holders' shares rebuild the item's key");
+    // Nothing on any node's disk holds the data key: not the database, not a key file, not a log.
+    let mut files = Vec::new();
+    all_bytes(c.path(), &mut files);
+    assert!(files.len() > 10);
+    for (path, bytes) in &files {
+        assert!(!bytes.windows(32).any(|w| w == key), "{path} holds the item's data key");
+    }
+}
+
+/// A TLS request to node `id` as `user`; returns the status code and body.
+pub fn request(c: &Cluster, user: &str, id: u64, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = c.connect_as(user, id).await;
+        let body = serde_json::to_vec(body).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(&body).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tls.read_to_end(&mut buf).await;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let json = text.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b.trim()).ok()).unwrap_or(Value::Null);
+        (status, json)
+    })
+}
+
+/// `user`'s own signing key, from their profile.
+pub fn signing_key(c: &Cluster, user: &str) -> custody::crypto::SigningKey {
+    let profile = custody::config::Profile::load(&c.profile(user)).unwrap();
+    let seed: [u8; 32] = hex::decode(std::fs::read_to_string(profile.signing_key.unwrap()).unwrap().trim()).unwrap().try_into().unwrap();
+    custody::crypto::SigningKey::from_seed(&seed).unwrap()
+}
+
+/// Issue 14: a holder releases its share only once its own applied state
+/// records an access to this item by the user asking, with that fetch key.
+#[test]
+fn a_holder_releases_its_share_only_for_a_recorded_access_by_the_user_asking() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 1 << 20, 6);
+    let deposit = c.deposit("alice", &clip, "case-R");
+    let item = deposit["item"].as_str().unwrap().to_string();
+    let deposit_leaf = deposit["leaf_index"].as_u64().unwrap();
+    let req = c.grant(&item, "view");
+    let fetch_secret = shares::ShareSecretKey::generate().unwrap();
+    let fetch_key = hex::encode(fetch_secret.public_key());
+    let statement =
+        custody::evidence::AccessStatement { item: item.parse().unwrap(), request: req.clone(), fetcher: "bob".into(), fetch_key: fetch_key.clone() };
+    let signature = base64::engine::general_purpose::STANDARD.encode(signing_key(&c, "bob").sign(&statement.signing_bytes().unwrap()));
+    let bob = c.token("bob");
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let share = |user: &str, token: &str, leaf: u64, key: &str| {
+        request(&c, user, follower, "POST", &format!("/v1/items/{item}/share"), token, &json!({ "access_leaf": leaf, "fetch_key": key }))
+    };
+    // Before any access: the deposit's own leaf is no access, and nothing is released.
+    let (status, body) = share("bob", &bob, deposit_leaf, &fetch_key);
+    assert_eq!(status, 403, "{body}");
+    // Another key than bob signed is refused by apply.
+    let (status, body) = request(
+        &c,
+        "bob",
+        leader,
+        "POST",
+        &format!("/v1/items/{item}/access"),
+        &bob,
+        &json!({ "request": req, "fetch_key": "11".repeat(32), "signature": signature }),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, view) = request(
+        &c,
+        "bob",
+        leader,
+        "POST",
+        &format!("/v1/items/{item}/access"),
+        &bob,
+        &json!({ "request": req, "fetch_key": fetch_key, "signature": signature }),
+    );
+    assert_eq!(status, 200, "{view}");
+    let leaf = view["access_leaf"].as_u64().unwrap();
+    // Alice is a participant too, but this access is bob's: not released to her.
+    let (status, body) = share("alice", &c.token("alice"), leaf, &fetch_key);
+    assert_eq!(status, 403, "{body}");
+    // Nor to bob for another key than the one he signed for.
+    let (status, body) = share("bob", &bob, leaf, &"22".repeat(32));
+    assert_eq!(status, 403, "{body}");
+    // Bob, for his recorded access: the follower releases its share, sealed to his fetch key.
+    let (status, released) = share("bob", &bob, leaf, &fetch_key);
+    assert_eq!(status, 200, "{released}");
+    assert_eq!(released["node"], follower);
+    let x = released["x"].as_u64().unwrap() as u8;
+    let aad =
+        [shares::share_aad(&cluster_id(&c), &hex::decode(&item).unwrap().try_into().unwrap(), follower, x), leaf.to_be_bytes().to_vec()].concat();
+    let opened = fetch_secret.open(shares::RELEASE_INFO, &aad, &hex::decode(released["envelope"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(shares::KeyShare::from_bytes(&opened).unwrap().x, x);
+    // The access is in the log before any share left a node.
+    let out = c.cli_json(&c.profile("dave"), &["show", &item]);
+    assert!(out["trail"].as_array().unwrap().iter().any(|t| t["leaf_index"] == leaf && t["kind"] == "access"), "{out}");
+}
+
+/// Records `user`'s access to `item` under `req` through node `id`, as their
+/// client does; returns the access leaf.
+pub fn record_access(c: &Cluster, user: &str, id: u64, item: &str, req: &str) -> u64 {
+    let fetch_key = hex::encode(shares::ShareSecretKey::generate().unwrap().public_key());
+    let statement =
+        custody::evidence::AccessStatement { item: item.parse().unwrap(), request: req.into(), fetcher: user.into(), fetch_key: fetch_key.clone() };
+    let signature = base64::engine::general_purpose::STANDARD.encode(signing_key(c, user).sign(&statement.signing_bytes().unwrap()));
+    let body = json!({ "request": req, "fetch_key": fetch_key, "signature": signature });
+    let (status, view) = request(c, user, id, "POST", &format!("/v1/items/{item}/access"), &c.token(user), &body);
+    assert_eq!(status, 200, "{view}");
+    view["access_leaf"].as_u64().unwrap()
+}
