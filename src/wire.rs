@@ -91,7 +91,7 @@ pub struct TrailEntry {
     /// Index of the leaf in the audit log.
     pub leaf_index: u64,
     /// The record's kind (docs/AUDIT_FORMATS.md).
-    #[schemars(extend("enum" = ["deposit", "request", "approval", "grant", "access", "hold", "retention", "purge", "scrub"]))]
+    #[schemars(extend("enum" = ["deposit", "request", "approval", "grant", "access", "hold", "retention", "purge", "scrub", "reshare"]))]
     pub kind: String,
     /// RFC 3339 UTC, stamped by the leader.
     #[schemars(extend("format" = "date-time"))]

@@ -194,12 +194,8 @@ pub async fn share(
     let me = node.id();
     let h =
         rec.manifest.holders.iter().find(|h| h.node == me).ok_or_else(|| ApiError::not_found(format!("node {me} holds no share of item {item}")))?;
-    let envelope = hex::decode(&h.envelope).map_err(ApiError::internal)?;
     let aad = shares::share_aad(&node.cfg.cluster_id, item.as_bytes(), me, h.x);
-    let share = node
-        .share_secret
-        .open(shares::SHARE_INFO, &aad, &envelope)
-        .map_err(|e| ApiError::internal(format!("this node's share does not open: {e}")))?;
+    let share = crate::node::reshare::own_share(&node, &rec).map_err(ApiError::internal)?.to_bytes();
     let fetch_key = crate::evidence::parse_hex::<32>(&body.fetch_key, "fetch key").map_err(|e| ApiError::bad_request(e.to_string()))?;
     let release_aad = [aad.as_slice(), &body.access_leaf.to_be_bytes()].concat();
     let sealed = shares::seal(&fetch_key, shares::RELEASE_INFO, &release_aad, &share).map_err(ApiError::internal)?;

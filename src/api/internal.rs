@@ -204,6 +204,23 @@ pub async fn scrub(
 }
 
 /// A follower's scrub finding, recorded by the leader under the sender's node id.
+/// A member's re-share contribution, committed by the leader in that member's name.
+pub async fn reshare(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Json(c): Json<crate::node::reshare::Contribution>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let from = member_peer(&node, &peer)?;
+    if !node.is_leader() {
+        return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
+    }
+    let cmd = crate::vault::Command::Reshare { item: c.item, from, voters: c.voters, envelopes: c.envelopes, time_ms: crate::node::now_ms() };
+    match node.propose(cmd).await.map_err(super::v1::write_err)? {
+        crate::vault::Outcome::Refused { reason } => Err(ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", reason)),
+        _ => Ok(Json(serde_json::json!({ "recorded": true }))),
+    }
+}
+
 pub async fn scrub_finding(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,

@@ -36,6 +36,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(crate::node::checkpoint::COSIGN_PATH, post(internal::cosign))
         .route(crate::node::scrub::SCRUB_PATH, post(internal::scrub))
         .route(crate::node::scrub::FINDING_PATH, post(internal::scrub_finding))
+        .route(crate::node::reshare::RESHARE_PATH, post(internal::reshare))
         .layer(axum::extract::DefaultBodyLimit::max(internal::MAX_RAFT_RPC_BYTES))
         .merge(
             Router::new()

@@ -65,7 +65,7 @@ impl DepositPlan {
             let to = crate::evidence::parse_hex::<32>(&h.share_key, "share key").map_err(|e| bad(e.to_string()))?;
             let aad = shares::share_aad(&view.cluster_id, item.as_bytes(), h.node, share.x);
             let envelope = shares::seal(&to, shares::SHARE_INFO, &aad, &share.to_bytes())?;
-            holders.push(Holder { node: h.node, x: share.x, share_key: h.share_key.clone(), envelope: hex::encode(envelope) });
+            holders.push(Holder { node: h.node, x: share.x, share_key: h.share_key.clone(), envelope: hex::encode(envelope), parts: Vec::new() });
         }
         let manifest = Manifest {
             item,

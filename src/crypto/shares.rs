@@ -131,6 +131,11 @@ pub fn share_aad(cluster_id: &str, item: &[u8; 16], node: u64, x: u8) -> Vec<u8>
 
 /// SHA-256(`COMMITMENT_CONTEXT` ‖ item ‖ key): lets a fetcher tell the right
 /// key from one rebuilt out of a wrong share.
+/// The `aad` of a sub-share old holder `from_x` deals new holder `node` at `x` when re-sharing.
+pub fn reshare_aad(cluster_id: &str, item: &[u8; 16], node: u64, x: u8, from_x: u8) -> Vec<u8> {
+    [share_aad(cluster_id, item, node, x).as_slice(), &[from_x]].concat()
+}
+
 pub fn key_commitment(item: &[u8; 16], key: &[u8; 32]) -> [u8; 32] {
     super::sha256(&[COMMITMENT_CONTEXT, item, key].concat())
 }

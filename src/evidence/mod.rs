@@ -228,7 +228,20 @@ pub struct Holder {
     pub x: u8,
     /// Hex of the holder's X25519 share public key the envelope is sealed to.
     pub share_key: String,
-    /// Hex of the HPKE envelope holding the share; empty once the item is purged.
+    /// Hex of the HPKE envelope holding the share, sealed at deposit; empty once
+    /// the item is purged, or when the share came from re-sharing (`parts`).
+    pub envelope: String,
+    /// A share dealt by re-sharing (docs/KEYS.md §4.4): the sub-shares the old
+    /// holders dealt this holder, which it combines; empty for a deposit's holders.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<SubShare>,
+}
+
+/// A sub-share one old holder (at `from_x`) dealt a new holder when re-sharing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubShare {
+    pub from_x: u8,
+    /// Hex of the HPKE envelope (`custody/reshare/v1`) sealed to the new holder's share key.
     pub envelope: String,
 }
 
@@ -311,6 +324,9 @@ impl Manifest {
             }
             if parse_hex::<32>(&h.share_key, "share key").is_err() {
                 return Err("a holder's share key is 64 lowercase hex digits".into());
+            }
+            if !h.parts.is_empty() {
+                return Err("a deposit's holders hold their own envelopes, not re-shared parts".into());
             }
             if parse_hex::<{ crate::crypto::shares::SHARE_ENVELOPE_BYTES }>(&h.envelope, "envelope").is_err() {
                 return Err(format!("a holder's envelope is {} bytes, hex", crate::crypto::shares::SHARE_ENVELOPE_BYTES));

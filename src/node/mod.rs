@@ -9,6 +9,7 @@ mod heal;
 pub mod held;
 mod inflight;
 pub mod proposer;
+pub mod reshare;
 pub mod scrub;
 
 pub use deposit::{deposit, DepositError, Upload};
@@ -301,6 +302,7 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
     tokio::spawn(heal::heal_loop(node.clone(), events_rx));
     tokio::spawn(heal::orphan_loop(node.clone()));
     tokio::spawn(scrub::scrub_loop(node.clone()));
+    tokio::spawn(reshare::reshare_loop(node.clone()));
 
     shutdown_signal().await;
     tracing::info!(node = node.id(), "stopping");

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 pub mod access;
 pub mod audit;
 pub mod registry;
+pub mod reshare;
 pub mod retention;
 
 use serde_json::json;
@@ -111,6 +112,9 @@ pub enum Command {
     Extend { item: ItemId, retention: crate::evidence::Retention, by: String, time_ms: u64 },
     /// Destroys an item's key and chunks after retention, under a granted purge request.
     Purge { item: ItemId, request: String, by: String, time_ms: u64 },
+    /// Old holder `from` deals its share of an item's key anew over the current
+    /// `voters` (docs/KEYS.md §4.4): one sub-share envelope per voter, in order.
+    Reshare { item: ItemId, from: u64, voters: Vec<u64>, envelopes: Vec<String>, time_ms: u64 },
     /// What a node's scrubber found on its own disk: a chunk `corrupt` or `missing`, and whether it was repaired.
     RecordScrub { node: u64, chunk: ChunkName, found: String, repaired: bool, time_ms: u64 },
     /// Several small records proposed together, so one Raft entry and one
@@ -138,7 +142,8 @@ impl Command {
             | Command::Release { time_ms, .. }
             | Command::Extend { time_ms, .. }
             | Command::Purge { time_ms, .. }
-            | Command::RecordScrub { time_ms, .. } => Some(*time_ms),
+            | Command::RecordScrub { time_ms, .. }
+            | Command::Reshare { time_ms, .. } => Some(*time_ms),
             Command::Batch { .. } => None,
         }
     }
@@ -192,6 +197,17 @@ impl Command {
                 }
             }
             Command::RecordScrub { node, .. } if *node > MAX_NODE_ID => return Err(format!("node ids are at most {MAX_NODE_ID}")),
+            Command::Reshare { from, voters, envelopes, .. } => {
+                if *from > MAX_NODE_ID || voters.iter().any(|v| *v > MAX_NODE_ID) {
+                    return Err(format!("node ids are at most {MAX_NODE_ID}"));
+                }
+                if voters.is_empty() || voters.len() > crate::crypto::shares::MAX_HOLDERS as usize || envelopes.len() != voters.len() {
+                    return Err(format!("a re-share deals 1 to {} sub-shares, one per voter", crate::crypto::shares::MAX_HOLDERS));
+                }
+                if envelopes.iter().any(|e| e.len() != 2 * crate::crypto::shares::SHARE_ENVELOPE_BYTES) {
+                    return Err(format!("a sub-share envelope is {} bytes, hex", crate::crypto::shares::SHARE_ENVELOPE_BYTES));
+                }
+            }
             Command::PublishCheckpoint { note, .. } if note.len() > MAX_NOTE_BYTES => {
                 return Err(format!("a checkpoint note is at most {MAX_NOTE_BYTES} bytes"))
             }
@@ -236,6 +252,7 @@ impl Command {
                 | Command::Release { .. }
                 | Command::Extend { .. }
                 | Command::RecordScrub { .. }
+                | Command::Reshare { .. }
         )
     }
 }
@@ -499,6 +516,7 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
         Command::Release { item, by, time_ms } => retention::release(tx, item, by, *time_ms),
         Command::Extend { item, retention: to, by, time_ms } => retention::extend(tx, item, *to, by, *time_ms),
         Command::Purge { item, request, by, time_ms } => retention::purge(tx, item, request, by, *time_ms),
+        Command::Reshare { item, from, voters, envelopes, time_ms } => reshare::contribute(tx, item, *from, voters, envelopes, *time_ms),
         Command::Batch { commands } => {
             let mut outcomes = Vec::with_capacity(commands.len());
             for c in commands {

@@ -132,7 +132,9 @@ pub(super) fn purge(tx: &mut Tx<'_>, item: &ItemId, request: &str, by: &str, tim
     // this, fewer than the threshold of shares exist anywhere live.
     for h in &mut rec.manifest.holders {
         h.envelope = String::new();
+        h.parts.clear();
     }
+    tx.delete(super::reshare::keys::pending(item));
     rec.purged = Some(Purged { at_ms: time, by: by.to_string(), request: request.to_string() });
     let r = json!({ "item": item, "request": request, "by": by, "officers": req.request.participants, "chunks": chunks.len(), "shares_destroyed": rec.manifest.holders.len() });
     let leaf_index = access::append_for_item(tx, item, &audit::record("purge", time, r))?;

@@ -199,3 +199,34 @@ pub fn record_access(c: &Cluster, user: &str, id: u64, item: &str, req: &str) ->
     assert_eq!(status, 200, "{view}");
     view["access_leaf"].as_u64().unwrap()
 }
+
+/// Issue 14: a new voter gets a share of every earlier item by re-sharing (no
+/// one rebuilds the key), and with four voters (k = 3) the item stays readable
+/// without one of its old holders: the new voter's share is one of the three.
+#[test]
+fn a_new_voter_gets_shares_of_earlier_items_and_they_open_them() {
+    use std::process::Command;
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    let sha = write_clip(&clip, 2 << 20, 7);
+    let item = c.deposit("alice", &clip, "case-J")["item"].as_str().unwrap().to_string();
+    let req = c.grant(&item, "view");
+    let out = Command::new(crate::harness::BIN).args(["cluster", "new-node", "--dir"]).arg(c.path()).args(["--id", "4"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.start(4);
+    c.cli_json(&c.profile("admin"), &["cluster", "add-node", "--id", "4", "--addr", &c.addr(4)]);
+    crate::harness::wait_until("the item to be re-shared to the four voters", Duration::from_secs(60), || {
+        let v = c.cli_json(&c.profile("dave"), &["show", &item]);
+        v["trail"].as_array()?.iter().any(|t| t["kind"] == "reshare").then_some(())
+    });
+    // One old holder goes (not the leader, so no election is needed); three of four remain.
+    let gone = (1..=3).find(|i| *i != leader).unwrap();
+    c.kill(gone);
+    let out_path = c.path().join("fetched.mp4");
+    let v = c.cli_json(&c.profile("bob"), &["fetch", &item, "--request", &req, "--out", out_path.to_str().unwrap()]);
+    assert_eq!(v["sha256"], sha, "{v}");
+    let log = std::fs::read_to_string(c.node_dir(4).join("node.log")).unwrap();
+    assert!(log.contains("released this node's share"), "node 4's re-shared share was one of the three");
+}

@@ -246,6 +246,7 @@ fn manifest(tag: u8, size: u64) -> Manifest {
                 x,
                 share_key: hex::encode(share_secret(node).public_key()),
                 envelope: "ee".repeat(crate::crypto::shares::SHARE_ENVELOPE_BYTES),
+                parts: Vec::new(),
             })
             .collect(),
         threshold: 2,

@@ -370,3 +370,89 @@ fn purge_destroys_every_share() {
     let envelope = &m.holders[0].envelope;
     assert!(!s.0.values().any(|v| String::from_utf8_lossy(v).contains(envelope.as_str())), "an envelope is still in the state");
 }
+
+/// Issue 14: when a voter joins, a threshold of the old holders deal their
+/// shares anew (Desmedt–Jajodia); the new voters then hold the same key, any
+/// majority of them rebuilds it, fewer do not, and the old envelopes are gone.
+#[test]
+fn resharing_hands_the_same_key_to_the_new_voters() {
+    use crate::crypto::shares;
+    let (mut s, _) = world();
+    // A real deposit: a key split over voters 1..3, each share sealed to its voter.
+    let key = crate::crypto::random_bytes::<32>().unwrap();
+    let mut m = manifest(4, 10);
+    let split = shares::split(&key, 3).unwrap();
+    for (h, share) in m.holders.iter_mut().zip(&split) {
+        let aad = shares::share_aad("c1", m.item.as_bytes(), h.node, h.x);
+        h.envelope = hex::encode(shares::seal(&share_secret(h.node).public_key(), shares::SHARE_INFO, &aad, &share.to_bytes()).unwrap());
+    }
+    m.key_commitment = hex::encode(shares::key_commitment(m.item.as_bytes(), &key));
+    sign_manifest(&mut m, "dora");
+    assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: NOW }), Outcome::Sealed { .. }));
+    // Node 4 joins as a voter and registers its key.
+    let voters = vec![1, 2, 3, 4];
+    let mut tx = Tx::new(&s);
+    record_membership(&mut tx, &voters, &[]).unwrap();
+    let w = tx.into_writes();
+    s.write(w);
+    s.run(&Command::RegisterShareKey { node: 4, key: hex::encode(share_secret(4).public_key()), time_ms: NOW });
+    // Each old holder deals its share over the four voters.
+    let deal = |from: u64| {
+        let h = m.holders.iter().find(|h| h.node == from).unwrap();
+        let aad = shares::share_aad("c1", m.item.as_bytes(), from, h.x);
+        let mine =
+            shares::KeyShare::from_bytes(&share_secret(from).open(shares::SHARE_INFO, &aad, &hex::decode(&h.envelope).unwrap()).unwrap()).unwrap();
+        let envelopes = shares::reshare(&mine, 4)
+            .unwrap()
+            .iter()
+            .zip(&voters)
+            .map(|(sub, &v)| {
+                let aad = shares::reshare_aad("c1", m.item.as_bytes(), v, sub.x, h.x);
+                hex::encode(shares::seal(&share_secret(v).public_key(), shares::RESHARE_INFO, &aad, &sub.to_bytes()).unwrap())
+            })
+            .collect::<Vec<_>>();
+        Command::Reshare { item: m.item, from, voters: voters.clone(), envelopes, time_ms: NOW }
+    };
+    // Not yet for the old voter set, and not from a node that holds nothing.
+    let mut wrong = deal(1);
+    if let Command::Reshare { voters, .. } = &mut wrong {
+        *voters = vec![1, 2, 3];
+    }
+    refused_and_unchanged(&mut s, &wrong);
+    let mut stranger = deal(1);
+    if let Command::Reshare { from, .. } = &mut stranger {
+        *from = 4;
+    }
+    refused_and_unchanged(&mut s, &stranger);
+    assert_eq!(s.run(&deal(3)), Outcome::Done, "one dealer of the two needed");
+    assert_eq!(query::item(&s, &m.item).unwrap().unwrap().manifest.holders.len(), 3, "still the old holders");
+    assert!(matches!(s.run(&deal(1)), Outcome::Recorded { .. }), "the second dealer completes it");
+    let rec = query::item(&s, &m.item).unwrap().unwrap();
+    assert_eq!(rec.manifest.holders.iter().map(|h| h.node).collect::<Vec<_>>(), voters);
+    assert_eq!(rec.manifest.threshold, 3);
+    assert!(rec.manifest.holders.iter().all(|h| h.envelope.is_empty() && h.parts.len() == 2), "the old envelopes are gone");
+    assert!(super::reshare::pending(&s, &m.item).unwrap().is_none());
+    // Each new holder combines what was dealt to it; any three rebuild the key, two do not.
+    let new: Vec<shares::KeyShare> = rec
+        .manifest
+        .holders
+        .iter()
+        .map(|h| {
+            let parts: Vec<(u8, shares::KeyShare)> = h
+                .parts
+                .iter()
+                .map(|p| {
+                    let aad = shares::reshare_aad("c1", m.item.as_bytes(), h.node, h.x, p.from_x);
+                    let b = share_secret(h.node).open(shares::RESHARE_INFO, &aad, &hex::decode(&p.envelope).unwrap()).unwrap();
+                    (p.from_x, shares::KeyShare::from_bytes(&b).unwrap())
+                })
+                .collect();
+            shares::combine(&parts, 2, h.x).unwrap()
+        })
+        .collect();
+    assert_eq!(shares::recover(&new[1..4], 3).unwrap(), key, "nodes 2, 3 and 4");
+    assert_eq!(shares::recover(&[new[0].clone(), new[3].clone(), new[2].clone()], 3).unwrap(), key);
+    assert!(shares::recover(&new[..2], 3).is_err(), "two of four");
+    // Done is done: a late dealer changes nothing.
+    refused_and_unchanged(&mut s, &deal(2));
+}
