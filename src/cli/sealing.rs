@@ -208,7 +208,6 @@ async fn gather(s: &Session, view: &AccessView, fetch_secret: &ShareSecretKey, f
     // (a wrong address costs only time: every share is checked against the commitment).
     let mut targets: Vec<String> = view.holders.iter().filter_map(|h| h.addr.clone()).collect();
     targets.extend(s.endpoints().iter().cloned());
-    targets.dedup();
     let mut seen = std::collections::BTreeSet::new();
     targets.retain(|t| seen.insert(t.clone()));
     let mut pending: FuturesUnordered<_> = targets

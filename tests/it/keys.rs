@@ -203,8 +203,9 @@ pub fn record_access(c: &Cluster, user: &str, id: u64, item: &str, req: &str) ->
 /// Issue 14: a new voter gets a share of every earlier item by re-sharing (no
 /// one rebuilds the key), and with four voters (k = 3) the item stays readable
 /// without one of its old holders: the new voter's share is one of the three.
+/// Removing that holder re-shares the item again over the three voters left.
 #[test]
-fn a_new_voter_gets_shares_of_earlier_items_and_they_open_them() {
+fn a_voter_joins_and_a_holder_leaves_and_the_item_stays_readable() {
     use std::process::Command;
     let mut c = Cluster::init(3, "");
     c.start_all(3);
@@ -229,4 +230,14 @@ fn a_new_voter_gets_shares_of_earlier_items_and_they_open_them() {
     assert_eq!(v["sha256"], sha, "{v}");
     let log = std::fs::read_to_string(c.node_dir(4).join("node.log")).unwrap();
     assert!(log.contains("released this node's share"), "node 4's re-shared share was one of the three");
+    // The dead holder is removed: the item is re-shared again, over the three voters left
+    // (k = 2), and the removed node holds no share of it any more.
+    c.cli_json(&c.profile("admin"), &["cluster", "remove-node", "--id", &gone.to_string()]);
+    crate::harness::wait_until("the item to be re-shared to the three voters left", Duration::from_secs(60), || {
+        let v = c.cli_json(&c.profile("dave"), &["show", &item]);
+        (v["trail"].as_array()?.iter().filter(|t| t["kind"] == "reshare").count() >= 2).then_some(())
+    });
+    let req = c.grant(&item, "view");
+    let v = c.cli_json(&c.profile("bob"), &["fetch", &item, "--request", &req, "--out", out_path.to_str().unwrap()]);
+    assert_eq!(v["sha256"], sha, "{v}");
 }
