@@ -41,16 +41,10 @@ fn unauthenticated(detail: impl Into<String>) -> ApiError {
 /// A node that has not applied the cluster's configuration yet (new, or back with an empty
 /// disk) has an empty registry: it must not judge anyone by it. It sends the client elsewhere.
 fn require_caught_up(node: &Node) -> Result<(), ApiError> {
-    use std::sync::atomic::Ordering;
-    if node.caught_up.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    match crate::vault::query::config(&node.state).map_err(ApiError::internal)? {
-        Some(_) => {
-            node.caught_up.store(true, Ordering::Relaxed);
-            Ok(())
-        }
-        None => Err(ApiError::not_caught_up()),
+    match node.has_configuration() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::not_caught_up()),
+        Err(e) => Err(ApiError::internal(e)),
     }
 }
 

@@ -221,6 +221,30 @@ pub async fn add_member(
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
+    // Only a node whose keys an administrator bound joins, and only with those keys.
+    let bound = crate::vault::nodes::bound(&node.state, req.id).map_err(ApiError::internal)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "node-not-bound",
+            "Node not bound",
+            format!("node {} has no registered key binding: `custody cluster add-node` binds it before it adds it", req.id),
+        )
+    })?;
+    let addr = node.route(req.id, &req.addr);
+    let health: crate::wire::NodeHealth = node
+        .http
+        .call::<(), _>(hyper::Method::GET, &format!("{addr}/internal/health"), None, std::time::Duration::from_secs(5))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("node {} at {} does not answer: {e}", req.id, req.addr)))?;
+    let k = &bound.binding.keys;
+    if health.id != req.id || health.checkpoint_key != k.checkpoint_key || health.share_key != k.share_key || health.session_key != k.session_key {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "node-not-bound",
+            "Node not bound",
+            format!("the node at {} is not node {} with its bound keys: bind it again (`custody cluster add-node`)", req.addr, req.id),
+        ));
+    }
     tracing::info!(id = req.id, addr = %req.addr, %admin, "adding a learner");
     // Learner first: it catches up (log or snapshot, then chunks) without counting toward quorums.
     node.raft.add_learner(req.id, BasicNode { addr: req.addr.clone() }, true).await.map_err(write_err)?;
@@ -231,6 +255,16 @@ pub async fn add_member(
         tracing::info!(id = req.id, "promoted to voter");
     }
     cluster_status(State(node), Extension(peer)).await
+}
+
+/// `GET /v1/node/binding`: this node's own key binding (no session needed:
+/// it is public, and the administrator checks its proofs before signing it).
+pub async fn node_binding(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+) -> Result<Json<crate::vault::nodes::NodeBinding>, ApiError> {
+    user_of(&peer)?;
+    Ok(Json(node.binding.clone()))
 }
 
 pub async fn remove_member(

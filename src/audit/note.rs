@@ -310,6 +310,13 @@ impl Signer {
         VerifierKey { name: self.name.clone(), key_id: self.key_id, public_key: self.public_key }
     }
 
+    /// Signs other bytes with the same key: a statement that begins with its
+    /// own context string, which no note text can (it has no final newline),
+    /// such as a node's key binding (docs/KEYS.md §6).
+    pub fn sign_bytes(&self, statement: &[u8]) -> [u8; 64] {
+        self.key.sign(statement)
+    }
+
     /// Signs a note text (which must end in a newline), giving one signature line's worth.
     pub fn sign(&self, text: &str) -> Result<NoteSignature, NoteError> {
         check_text(text)?;

@@ -223,14 +223,17 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
     let peers: Vec<PeerConfig> =
         (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
+    let mut registry = crate::vault::InitialRegistry::default();
     for p in &peers {
         let config = write_node(&a.dir, &cf, &ca, p.id, peers.clone(), p.id == 1)?;
+        // The first members' keys go into the genesis, each with its own proofs (docs/KEYS.md §6).
+        let cfg = crate::config::NodeConfig::load(&config)?;
+        registry.nodes.push(crate::node::binding_from_files(&cfg)?);
         nodes.push(InitNode { id: p.id, addr: p.addr.clone(), config, bootstrap: p.id == 1 });
     }
     let mut written = Vec::new();
     let profiles = a.dir.join("profiles");
     fs::create_dir_all(&profiles)?;
-    let mut registry = crate::vault::InitialRegistry::default();
     for (i, (user, role)) in DEMO_USERS.iter().enumerate() {
         ca.issue_user(user, &profiles.join(format!("{user}.pem")), &profiles.join(format!("{user}.key")))?;
         let public_key = keygen(&profiles.join(format!("{user}.signing.key")))?;

@@ -23,6 +23,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(600);
 /// A deposit of a large clip may take long; the server bounds each hop.
 const DEPOSIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// How long `cluster add-node` waits for the new node to listen.
+const NODE_START_PATIENCE: Duration = Duration::from_secs(60);
 /// How long a call keeps looking for a leader (an election, a leader that just died) before it gives up.
 const LEADER_PATIENCE: Duration = Duration::from_secs(20);
 
@@ -244,7 +246,33 @@ pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Binds node `id`'s keys (docs/KEYS.md §6): fetches the binding the node at
+/// `addr` states, checks its certificate against the profile's CA and both of
+/// its proofs, and files it signed with the administrator's key.
+pub async fn bind_node(s: &Session, id: u64, addr: &str) -> Result<(), Failure> {
+    let url = format!("{}/v1/node/binding", addr.trim_end_matches('/'));
+    // A node just started may not listen yet (it opens its database first).
+    let deadline = tokio::time::Instant::now() + NODE_START_PATIENCE;
+    let binding: crate::vault::nodes::NodeBinding = loop {
+        match s.http.call::<(), _>(Method::GET, &url, None, CALL_TIMEOUT).await {
+            Ok(b) => break b,
+            Err(HttpError::Unreachable { .. }) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(300)).await,
+            Err(e) => return Err(Failure::new(1, format!("node {id} at {addr}: {e}"))),
+        }
+    };
+    if binding.keys.node != id {
+        return Err(Failure::new(1, format!("the node at {addr} is node {}, not {id}", binding.keys.node)));
+    }
+    let st: ClusterStatus = s.call::<(), _>(Method::GET, "/v1/cluster/status", None, CALL_TIMEOUT).await?;
+    let der = binding.keys.certificate_der().map_err(|e| Failure::new(1, e))?;
+    crate::tls::verify_node_certificate(&s.profile.ca, &der, id).map_err(|e| Failure::new(1, format!("node {id}'s binding: {e}")))?;
+    binding.check(&st.cluster_id).map_err(|e| Failure::new(1, format!("node {id}'s binding: {e}")))?;
+    super::registry::submit(s, crate::vault::registry::RegistryChange::BindNode { binding }).await?;
+    Ok(())
+}
+
 pub async fn add_node(s: &Session, a: super::AddNodeArgs, json: bool) -> Result<(), Failure> {
+    bind_node(s, a.id, &a.addr).await?;
     let body = AddMember { id: a.id, addr: a.addr, learner_only: a.learner_only };
     let st: ClusterStatus = s.call(Method::POST, "/v1/cluster/members", Some(&body), MEMBERSHIP_TIMEOUT).await?;
     emit(json, &serde_json::to_value(&st)?, || format!("node {} added; members: {:?}", body.id, st.members.iter().map(|m| m.id).collect::<Vec<_>>()));

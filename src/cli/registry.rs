@@ -113,6 +113,12 @@ fn print_status(json: bool, st: &ChangeStatus) -> Result<(), Failure> {
 
 /// Signs `change` with the profile's key and files it.
 async fn file(s: &Session, change: RegistryChange, json: bool) -> Result<(), Failure> {
+    let st = submit(s, change).await?;
+    print_status(json, &st)
+}
+
+/// Signs `change` with the profile's key, files it and returns its status.
+pub async fn submit(s: &Session, change: RegistryChange) -> Result<ChangeStatus, Failure> {
     change.validate().map_err(|e| Failure::new(2, e))?;
     let (_, key) = me(s)?;
     let proposal = Proposal {
@@ -122,8 +128,7 @@ async fn file(s: &Session, change: RegistryChange, json: bool) -> Result<(), Fai
     };
     let bytes = proposal.signing_bytes().map_err(|e| Failure::new(2, e))?;
     let body = FileChange { signature: BASE64.encode(key.sign(&bytes)), proposal };
-    let st: ChangeStatus = s.call(Method::POST, "/v1/registry/changes", Some(&body), TIMEOUT).await.map_err(failure)?;
-    print_status(json, &st)
+    s.call(Method::POST, "/v1/registry/changes", Some(&body), TIMEOUT).await.map_err(failure)
 }
 
 /// What a second administrator is asked to sign, as a person reads it.
@@ -143,6 +148,9 @@ pub fn describe(p: &PendingChange) -> String {
         }
         RegistryChange::ChangeKey { name, public_key } => format!("replace {name}'s key with {public_key}"),
         RegistryChange::AddSystem { system } => format!("add source system {} (filing {})", system.id, system.filing),
+        RegistryChange::BindNode { binding } => {
+            format!("bind node {}'s keys (checkpoint key {})", binding.keys.node, binding.keys.checkpoint_key)
+        }
     };
     let expires = crate::wire::try_rfc3339_ms(p.proposal.expires_at_ms).unwrap_or_default();
     format!("change:     {what}\nfiled by:   {}\nexpires:    {expires}\n", p.by)

@@ -96,6 +96,39 @@ pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key).verify(message, signature).is_ok()
 }
 
+/// The kinds of certificate key a node may sign its binding with (docs/KEYS.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertKeyKind {
+    /// ECDSA over P-256 with SHA-256, signature ASN.1 DER (what `cluster init` issues).
+    EcdsaP256,
+    Ed25519,
+}
+
+/// Signs `message` with a PKCS#8 private key of either [`CertKeyKind`]
+/// (the node's TLS key), returning the kind and the signature.
+pub fn sign_with_pkcs8(pkcs8: &[u8], message: &[u8]) -> Result<(CertKeyKind, Vec<u8>), CryptoError> {
+    use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    let rng = SystemRandom::new();
+    if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng) {
+        let sig = k.sign(&rng, message).map_err(|_| CryptoError::Random)?;
+        return Ok((CertKeyKind::EcdsaP256, sig.as_ref().to_vec()));
+    }
+    if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8) {
+        return Ok((CertKeyKind::Ed25519, k.sign(message).as_ref().to_vec()));
+    }
+    Err(CryptoError::BadKey("the TLS key is neither an ECDSA P-256 nor an Ed25519 PKCS#8 key".into()))
+}
+
+/// Verifies a signature made by [`sign_with_pkcs8`] under a certificate's raw
+/// public key (the SEC1 point for P-256, 32 bytes for Ed25519).
+pub fn verify_with_cert_key(kind: CertKeyKind, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let alg: &dyn ring::signature::VerificationAlgorithm = match kind {
+        CertKeyKind::EcdsaP256 => &ring::signature::ECDSA_P256_SHA256_ASN1,
+        CertKeyKind::Ed25519 => &ring::signature::ED25519,
+    };
+    ring::signature::UnparsedPublicKey::new(alg, public_key).verify(message, signature).is_ok()
+}
+
 /// [`verify_ed25519`], remembering signatures that verified.
 ///
 /// Apply checks an access request's signatures again at every approval (the

@@ -15,6 +15,7 @@ use super::{now_ms, Node};
 use crate::audit::{self, Checkpoint, Note, Signer};
 use crate::config::NodeConfig;
 use crate::raft::state_machine::StateView;
+use crate::vault::nodes::{NodeBinding, NodeKeys};
 use crate::vault::{audit as tree, query, Command};
 
 /// Path of the internal cosigning endpoint.
@@ -59,7 +60,7 @@ pub fn load_signer(cfg: &NodeConfig) -> anyhow::Result<Signer> {
 
 /// The signed-note key name of node `id`.
 pub fn signer_name(cluster_id: &str, id: u64) -> String {
-    format!("custody-{cluster_id}-node{id}")
+    crate::vault::nodes::checkpoint_key_name(cluster_id, id)
 }
 
 /// Checks the stored tree for leaves `[from, to)`: every leaf hashes to its
@@ -161,18 +162,13 @@ pub async fn verify_at_start(node: Arc<Node>) {
     }
 }
 
-/// On the leader: register node keys, gather cosignatures, publish checkpoints.
+/// On the leader: gather cosignatures, publish checkpoints. (Node keys are
+/// registered only by administrators' signed bindings, docs/KEYS.md §6.)
 pub async fn checkpoint_loop(node: Arc<Node>) {
-    let mut rounds = 0u64;
     loop {
         tokio::time::sleep(Duration::from_millis(700)).await;
         if !node.is_leader() {
             continue;
-        }
-        rounds += 1;
-        // Every member's key when unregistered; every ~10 s all of them, to see a new one.
-        if let Err(e) = register_member_keys(&node, rounds % 15 == 1).await {
-            tracing::debug!(error = %e, "member key round");
         }
         if let Err(e) = round(&node).await {
             tracing::debug!(error = %e, "checkpoint round");
@@ -180,73 +176,29 @@ pub async fn checkpoint_loop(node: Arc<Node>) {
     }
 }
 
-/// Registers every member's session-token and share public keys, as the
-/// member itself reports them over a connection its node certificate
-/// authenticated.
-async fn register_member_keys(node: &Arc<Node>, all: bool) -> anyhow::Result<()> {
+/// This node's own binding (docs/KEYS.md §6): its public keys, signed with its
+/// checkpoint key and its node certificate's key.
+pub fn own_binding(cfg: &NodeConfig, signer: &Signer, session_public: &[u8; 32], share_public: &[u8; 32]) -> anyhow::Result<NodeBinding> {
     use base64::Engine;
-    node.ensure_configured().await?;
-    for (id, addr, _) in node.members() {
-        let session = query::session_key(&node.state, id)?;
-        let share = query::share_key(&node.state, id)?;
-        if session.is_some() && share.is_some() && !all {
-            continue;
-        }
-        let (session_key, share_key) = if id == node.id() {
-            (node.session_public, node.share_secret.public_key())
-        } else {
-            let addr = node.route(id, &addr);
-            let h: crate::wire::NodeHealth = match node
-                .http
-                .call::<(), crate::wire::NodeHealth>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2))
-                .await
-            {
-                Ok(h) if h.id == id => h,
-                _ => continue,
-            };
-            let session = base64::engine::general_purpose::STANDARD.decode(&h.session_key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok());
-            let share = crate::evidence::parse_hex::<32>(&h.share_key, "share key").ok();
-            let (Some(a), Some(b)) = (session, share) else { continue };
-            (a, b)
-        };
-        if session != Some(session_key) {
-            let key = base64::engine::general_purpose::STANDARD.encode(session_key);
-            node.raft.client_write(Command::RegisterSessionKey { node: id, key, time_ms: now_ms() }).await?;
-            tracing::info!(member = id, "registered a member's session key");
-        }
-        if share != Some(share_key) {
-            let key = hex::encode(share_key);
-            node.raft.client_write(Command::RegisterShareKey { node: id, key, time_ms: now_ms() }).await?;
-            tracing::info!(member = id, "registered a member's share key");
-        }
-    }
-    Ok(())
+    let cert = crate::tls::load_certs(&cfg.cert)?.into_iter().next().ok_or_else(|| anyhow!("{} holds no certificate", cfg.cert.display()))?;
+    let keys = NodeKeys {
+        cluster_id: cfg.cluster_id.clone(),
+        node: cfg.id,
+        checkpoint_key: signer.verifier_key().to_string(),
+        session_key: base64::engine::general_purpose::STANDARD.encode(session_public),
+        share_key: hex::encode(share_public),
+        certificate: base64::engine::general_purpose::STANDARD.encode(cert.as_ref()),
+    };
+    let pkcs8 = crate::tls::pkcs8_of(&cfg.key)?;
+    let b = NodeBinding::sign(keys, signer, &pkcs8).map_err(|e| anyhow!("signing this node's key binding: {e}"))?;
+    b.check(&cfg.cluster_id).map_err(|e| anyhow!("this node's own key binding does not check out: {e}"))?;
+    Ok(b)
 }
 
 async fn round(node: &Arc<Node>) -> anyhow::Result<()> {
     node.ensure_configured().await?;
     let voters = query::voters(&node.state)?;
-    let registered: std::collections::BTreeMap<u64, String> = query::node_keys(&node.state)?.into_iter().collect();
     let members = node.members();
-    for v in &voters {
-        if registered.contains_key(v) {
-            continue;
-        }
-        let key = if *v == node.id() {
-            node.signer.verifier_key().to_string()
-        } else {
-            let Some((_, addr, _)) = members.iter().find(|m| m.0 == *v) else { continue };
-            let addr = &node.route(*v, addr);
-            let h: crate::wire::NodeHealth =
-                node.http.call::<(), _>(Method::GET, &format!("{addr}/internal/health"), None, Duration::from_secs(2)).await?;
-            // The key comes from the node itself, over a connection its certificate authenticated.
-            if h.id != *v {
-                continue;
-            }
-            h.checkpoint_key
-        };
-        node.raft.client_write(Command::RegisterNodeKey { node: *v, key, time_ms: now_ms() }).await?;
-    }
     let size = tree::size(&node.state)?;
     let published = match query::checkpoint(&node.state)? {
         Some(n) => Checkpoint::parse(&Note::parse(&n)?.text)?.size,

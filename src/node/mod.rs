@@ -74,8 +74,11 @@ pub struct Node {
     pub inflight: inflight::Inflight,
     /// This node's own session-token key (docs/KEYS.md §3): no other node has it.
     pub sessions: crate::auth::SessionKeys,
-    /// Its public half, which the leader registers for every member.
+    /// Its public half.
     pub session_public: [u8; 32],
+    /// This node's keys as it states them, with its proofs (docs/KEYS.md §6);
+    /// an administrator's signed change registers them.
+    pub binding: crate::vault::nodes::NodeBinding,
     /// This node's share key (docs/KEYS.md §4): it opens this node's share of
     /// each data key, and nothing else does.
     pub share_secret: crate::crypto::shares::ShareSecretKey,
@@ -240,6 +243,15 @@ fn load_or_make_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     }
 }
 
+/// The binding of the node whose config is `cfg`, from its key files (made
+/// when absent). `cluster init` writes the first members' into the genesis.
+pub fn binding_from_files(cfg: &NodeConfig) -> anyhow::Result<crate::vault::nodes::NodeBinding> {
+    let signer = checkpoint::load_signer(cfg)?;
+    let session = crate::crypto::SigningKey::from_seed(&load_or_make_seed(&cfg.session_key)?)?.public_key();
+    let share = crate::crypto::shares::ShareSecretKey::from_seed(&load_or_make_seed(&cfg.share_key)?).public_key();
+    checkpoint::own_binding(cfg, &signer, &session, &share)
+}
+
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
     let signer = checkpoint::load_signer(&cfg)?;
@@ -252,6 +264,7 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
     let session_public = crate::crypto::SigningKey::from_seed(&session_seed)?.public_key();
     let sessions = crate::auth::SessionKeys::new(cfg.id, &session_seed, &cfg.cluster_id);
     let share_secret = crate::crypto::shares::ShareSecretKey::from_seed(&load_or_make_seed(&cfg.share_key)?);
+    let binding = checkpoint::own_binding(&cfg, &signer, &session_public, &share_secret.public_key())?;
     let files = crate::tls::TlsFiles { ca: &cfg.ca, cert: &cfg.cert, key: &cfg.key };
     let server_tls = crate::tls::server_config(&files)?;
     let http = Http::new(crate::tls::client_config(&files)?);
@@ -285,6 +298,7 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
         inflight: inflight::Inflight::default(),
         sessions,
         session_public,
+        binding,
         share_secret,
         late_records: Default::default(),
         damaged_chunks: std::sync::Mutex::new(Vec::new()),
@@ -341,6 +355,20 @@ async fn bootstrap(node: &Node) -> anyhow::Result<()> {
 }
 
 impl Node {
+    /// Whether this node has applied the cluster's configuration (it then
+    /// never loses it: every snapshot carries it).
+    pub fn has_configuration(&self) -> Result<bool, crate::vault::VaultError> {
+        use std::sync::atomic::Ordering;
+        if self.caught_up.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let yes = query::config(&self.state)?.is_some();
+        if yes {
+            self.caught_up.store(true, Ordering::Relaxed);
+        }
+        Ok(yes)
+    }
+
     /// On the leader: makes sure the cluster's settings are in replicated
     /// state before the first command that needs them.
     pub async fn ensure_configured(&self) -> anyhow::Result<()> {
@@ -348,11 +376,17 @@ impl Node {
             return Ok(());
         }
         let config = ClusterConfig { cluster_id: self.cfg.cluster_id.clone(), retention: self.cfg.retention };
-        let registry = match &self.cfg.registry_file {
+        let mut registry: crate::vault::InitialRegistry = match &self.cfg.registry_file {
             Some(path) => serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
                 .with_context(|| format!("{} is not a registry file", path.display()))?,
             None => Default::default(),
         };
+        // The first leader's own keys are in the genesis even when the file
+        // lists none; other members are bound by an administrator
+        // (`custody cluster add-node`).
+        if !registry.nodes.iter().any(|b| b.keys.node == self.id()) {
+            registry.nodes.push(self.binding.clone());
+        }
         self.raft.client_write(Command::Configure { config, registry, time_ms: now_ms() }).await?;
         Ok(())
     }

@@ -55,7 +55,7 @@ pub fn own_share(node: &Node, rec: &ItemRecord) -> Result<KeyShare, String> {
 pub async fn reshare_loop(node: Arc<Node>) {
     loop {
         tokio::time::sleep(Duration::from_millis(EVERY_MS)).await;
-        if !node.caught_up.load(std::sync::atomic::Ordering::Relaxed) {
+        if !node.has_configuration().unwrap_or(false) {
             continue;
         }
         if let Err(e) = pass(&node).await {

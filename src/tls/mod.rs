@@ -164,3 +164,41 @@ pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, TlsError> {
         .ok_or_else(|| TlsError::Identity("certificate has no common name".into()))?;
     Ok(PeerIdentity::User(cn.to_string()))
 }
+
+/// The PKCS#8 bytes of a private key file (what a node signs its binding with).
+pub fn pkcs8_of(path: &Path) -> Result<Vec<u8>, TlsError> {
+    match load_key(path)? {
+        PrivateKeyDer::Pkcs8(k) => Ok(k.secret_pkcs8_der().to_vec()),
+        _ => Err(pem_err(path, "the key is not in PKCS#8 form (BEGIN PRIVATE KEY)")),
+    }
+}
+
+/// The kind and raw bytes of a certificate's public key.
+pub fn certificate_key(der: &[u8]) -> Result<(crate::crypto::CertKeyKind, Vec<u8>), TlsError> {
+    use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ED25519};
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Identity(e.to_string()))?;
+    let spki = cert.public_key();
+    let raw = spki.subject_public_key.data.to_vec();
+    let alg = &spki.algorithm;
+    if alg.algorithm == OID_SIG_ED25519 {
+        return Ok((crate::crypto::CertKeyKind::Ed25519, raw));
+    }
+    if alg.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY && alg.parameters.as_ref().and_then(|p| p.as_oid().ok()).is_some_and(|o| o == OID_EC_P256) {
+        return Ok((crate::crypto::CertKeyKind::EcdsaP256, raw));
+    }
+    Err(TlsError::Identity("the certificate's key is neither ECDSA P-256 nor Ed25519".into()))
+}
+
+/// Checks that `der` is a node certificate the CA in `ca` issued for node `id`,
+/// valid now (the chain, the validity period and the name `node-<id>.custody`).
+pub fn verify_node_certificate(ca: &Path, der: &[u8], id: u64) -> Result<(), TlsError> {
+    use rustls::client::danger::ServerCertVerifier;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(node_dns_name(id)).map_err(|e| TlsError::Config(e.to_string()))?;
+    verifier
+        .verify_server_cert(&CertificateDer::from(der.to_vec()), &[], &name, &[], rustls::pki_types::UnixTime::now())
+        .map_err(|e| TlsError::Identity(format!("not a certificate of node {id} from this cluster's CA: {e}")))?;
+    Ok(())
+}

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 pub mod access;
 pub mod audit;
+pub mod nodes;
 pub mod registry;
 pub mod reshare;
 pub mod retention;
@@ -54,6 +55,9 @@ pub struct InitialRegistry {
     pub people: Vec<registry::Person>,
     #[serde(default)]
     pub systems: Vec<registry::SourceSystem>,
+    /// The first members' key bindings (docs/KEYS.md §6), each with its proofs.
+    #[serde(default)]
+    pub nodes: Vec<nodes::NodeBinding>,
 }
 
 impl ClusterConfig {
@@ -87,14 +91,6 @@ pub enum Command {
     /// Commits a deposit: the leader proposes it only after a majority of voters
     /// durably hold every chunk the manifest names.
     Seal { manifest: Manifest, time_ms: u64 },
-    /// Registers a node's checkpoint verifier key (signed-note format), once.
-    RegisterNodeKey { node: u64, key: String, time_ms: u64 },
-    /// Registers (or replaces) a member node's Ed25519 session-token public key
-    /// (base64 of 32 bytes): tokens are accepted only with a member's registered key.
-    RegisterSessionKey { node: u64, key: String, time_ms: u64 },
-    /// Registers (or replaces) a member node's X25519 share public key (hex of
-    /// 32 bytes): deposits seal that node's share of each data key to it.
-    RegisterShareKey { node: u64, key: String, time_ms: u64 },
     /// Publishes a checkpoint cosigned by a majority of voters.
     PublishCheckpoint { note: String, time_ms: u64 },
     /// Files an access request, signed by its first participant (`by`).
@@ -131,9 +127,6 @@ impl Command {
             | Command::ProposeRegistry { time_ms, .. }
             | Command::ApproveRegistry { time_ms, .. }
             | Command::Seal { time_ms, .. }
-            | Command::RegisterNodeKey { time_ms, .. }
-            | Command::RegisterSessionKey { time_ms, .. }
-            | Command::RegisterShareKey { time_ms, .. }
             | Command::PublishCheckpoint { time_ms, .. }
             | Command::FileRequest { time_ms, .. }
             | Command::Approve { time_ms, .. }
@@ -182,18 +175,8 @@ impl Command {
                 if r.standard_secs == 0 || r.standard_secs > MAX_RETENTION_SECS || r.important_secs > MAX_RETENTION_SECS {
                     return Err(format!("retention periods are 1 to {MAX_RETENTION_SECS} seconds"));
                 }
-                if registry.people.len() + registry.systems.len() > MAX_BATCH_COMMANDS {
+                if registry.people.len() + registry.systems.len() + registry.nodes.len() > MAX_BATCH_COMMANDS {
                     return Err(format!("an initial registry holds at most {MAX_BATCH_COMMANDS} entries"));
-                }
-            }
-            Command::RegisterNodeKey { node, key, .. }
-            | Command::RegisterSessionKey { node, key, .. }
-            | Command::RegisterShareKey { node, key, .. } => {
-                if *node > MAX_NODE_ID {
-                    return Err(format!("node ids are at most {MAX_NODE_ID}"));
-                }
-                if key.len() > MAX_TEXT_BYTES {
-                    return Err("the verifier key is too long".into());
                 }
             }
             Command::RecordScrub { node, .. } if *node > MAX_NODE_ID => return Err(format!("node ids are at most {MAX_NODE_ID}")),
@@ -342,6 +325,7 @@ pub mod keys {
     /// The latest time a leader stamped: the time of records that carry none of their own.
     pub const CLOCK: &[u8] = b"v/clock";
     pub const VOTERS: &[u8] = b"v/voters";
+    pub const LEARNERS: &[u8] = b"v/learners";
     pub const ITEM_COUNT: &[u8] = b"v/item_count";
     pub const ITEM_PREFIX: &[u8] = b"item/";
     pub const CHUNK_PREFIX: &[u8] = b"chunk/";
@@ -487,7 +471,8 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
             audit::append(tx, &r)?;
             let people = initial.people.iter().map(|p| registry::RegistryChange::AddPerson { person: p.clone() });
             let systems = initial.systems.iter().map(|s| registry::RegistryChange::AddSystem { system: s.clone() });
-            for change in people.chain(systems) {
+            let bindings = initial.nodes.iter().map(|b| registry::RegistryChange::BindNode { binding: b.clone() });
+            for change in people.chain(systems).chain(bindings) {
                 // One bad entry refuses the whole configuration (and rolls it back).
                 if let Outcome::Refused { reason } = registry::initial(tx, &change, *time_ms)? {
                     return refuse(format!("initial registry: {reason}"));
@@ -503,9 +488,6 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
         Command::ProposeRegistry { proposal, by, signature, time_ms } => registry::propose(tx, proposal, by, signature, *time_ms),
         Command::ApproveRegistry { change, by, signature, time_ms } => registry::approve(tx, change, by, signature, *time_ms),
         Command::Seal { manifest, time_ms } => seal(tx, manifest, *time_ms),
-        Command::RegisterNodeKey { node, key, time_ms } => register_node_key(tx, *node, key, *time_ms),
-        Command::RegisterSessionKey { node, key, time_ms } => register_session_key(tx, *node, key, *time_ms),
-        Command::RegisterShareKey { node, key, time_ms } => register_share_key(tx, *node, key, *time_ms),
         Command::PublishCheckpoint { note, .. } => publish_checkpoint(tx, note),
         Command::FileRequest { request, by, signature, time_ms } => access::file(tx, request, by, signature, *time_ms),
         Command::Approve { request, by, signature, time_ms } => access::approve(tx, request, by, signature, *time_ms),
@@ -567,7 +549,13 @@ fn clock(s: &dyn StateRead) -> Result<u64, VaultError> {
 /// entry applies; it carries no time of its own, so the replicated clock is used).
 pub fn record_membership(tx: &mut Tx<'_>, voters: &[u64], learners: &[u64]) -> Result<u64, VaultError> {
     let time = clock(tx)?;
+    // A member that left: its keys stop counting (docs/KEYS.md §6).
+    let before: Vec<u64> = [tx.get_json::<Vec<u64>>(keys::VOTERS)?.unwrap_or_default(), tx.get_json(keys::LEARNERS)?.unwrap_or_default()].concat();
+    for gone in before.iter().filter(|id| !voters.contains(id) && !learners.contains(id)) {
+        nodes::retire(tx, *gone)?;
+    }
     tx.put_json(keys::VOTERS.to_vec(), &voters);
+    tx.put_json(keys::LEARNERS.to_vec(), &learners);
     // Node ids are integers in the record; one of 2^53 or more (which the API
     // refuses to add) is written as a decimal string, so the record always exists.
     let ids = |v: &[u64]| -> Vec<serde_json::Value> {
@@ -575,54 +563,6 @@ pub fn record_membership(tx: &mut Tx<'_>, voters: &[u64], learners: &[u64]) -> R
     };
     let r = audit::record("membership", time, json!({ "voters": ids(voters), "learners": ids(learners) }));
     audit::append(tx, &r)
-}
-
-fn register_node_key(tx: &mut Tx<'_>, node: u64, key: &str, time_ms: u64) -> Result<Outcome, VaultError> {
-    let parsed = match crate::audit::VerifierKey::parse(key) {
-        Ok(k) => k,
-        Err(e) => return refuse(format!("bad verifier key: {e}")),
-    };
-    let k = audit::keys::node_key(node);
-    if let Some(existing) = tx.get(&k)? {
-        if existing == key.as_bytes() {
-            return Ok(Outcome::Done);
-        }
-        return refuse(format!("node {node} already has a different checkpoint key"));
-    }
-    let time = stamp(tx, time_ms)?;
-    tx.put(k, key.as_bytes().to_vec());
-    let r = audit::record("registry", time, json!({ "subject": "node-key", "node": node, "key": parsed.to_string() }));
-    Ok(Outcome::Recorded { leaf_index: audit::append(tx, &r)? })
-}
-
-fn register_session_key(tx: &mut Tx<'_>, node: u64, key: &str, time_ms: u64) -> Result<Outcome, VaultError> {
-    use base64::Engine;
-    let Some(bytes) = base64::engine::general_purpose::STANDARD.decode(key).ok().filter(|b| b.len() == 32) else {
-        return refuse("a session key is the base64 of a 32-byte Ed25519 public key");
-    };
-    let k = audit::keys::session_key(node);
-    if tx.get(&k)?.as_deref() == Some(bytes.as_slice()) {
-        return Ok(Outcome::Done);
-    }
-    let time = stamp(tx, time_ms)?;
-    let key = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    tx.put(k, bytes);
-    let r = audit::record("registry", time, json!({ "subject": "session-key", "node": node, "key": key }));
-    Ok(Outcome::Recorded { leaf_index: audit::append(tx, &r)? })
-}
-
-fn register_share_key(tx: &mut Tx<'_>, node: u64, key: &str, time_ms: u64) -> Result<Outcome, VaultError> {
-    let Ok(bytes) = crate::evidence::parse_hex::<32>(key, "share key") else {
-        return refuse("a share key is the hex of a 32-byte X25519 public key");
-    };
-    let k = audit::keys::share_key(node);
-    if tx.get(&k)?.as_deref() == Some(bytes.as_slice()) {
-        return Ok(Outcome::Done);
-    }
-    let time = stamp(tx, time_ms)?;
-    tx.put(k, bytes.to_vec());
-    let r = audit::record("registry", time, json!({ "subject": "share-key", "node": node, "key": key }));
-    Ok(Outcome::Recorded { leaf_index: audit::append(tx, &r)? })
 }
 
 fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError> {

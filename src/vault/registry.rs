@@ -98,13 +98,18 @@ pub enum RegistryChange {
     AddSystem {
         system: SourceSystem,
     },
+    /// Registers (or replaces) the keys a node states for itself, with its
+    /// proofs (docs/KEYS.md §6); one administrator signs it.
+    BindNode {
+        binding: super::nodes::NodeBinding,
+    },
 }
 
 impl RegistryChange {
     /// Changes to people (their entries, roles, keys, administrators) need a
-    /// second administrator; filing a source system needs one.
+    /// second administrator; filing a source system or binding a node's keys needs one.
     pub fn needs_two(&self) -> bool {
-        !matches!(self, RegistryChange::AddSystem { .. })
+        !matches!(self, RegistryChange::AddSystem { .. } | RegistryChange::BindNode { .. })
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -123,15 +128,18 @@ impl RegistryChange {
                 public_key_bytes(public_key).map(|_| ())
             }
             RegistryChange::AddSystem { system } => system.validate(),
+            // Its proofs need the cluster id: `check_change` checks them.
+            RegistryChange::BindNode { .. } => Ok(()),
         }
     }
 
-    /// Who or what it is about: the person's name or the system's id.
-    pub fn subject(&self) -> &str {
+    /// Who or what it is about: the person's name, the system's id or `node-<id>`.
+    pub fn subject(&self) -> String {
         match self {
-            RegistryChange::AddPerson { person } => &person.name,
-            RegistryChange::RevokePerson { name } | RegistryChange::SetRoles { name, .. } | RegistryChange::ChangeKey { name, .. } => name,
-            RegistryChange::AddSystem { system } => &system.id,
+            RegistryChange::AddPerson { person } => person.name.clone(),
+            RegistryChange::RevokePerson { name } | RegistryChange::SetRoles { name, .. } | RegistryChange::ChangeKey { name, .. } => name.clone(),
+            RegistryChange::AddSystem { system } => system.id.clone(),
+            RegistryChange::BindNode { binding } => format!("node-{}", binding.keys.node),
         }
     }
 }
@@ -308,7 +316,7 @@ pub(super) fn propose(tx: &mut Tx<'_>, proposal: &Proposal, by: &str, signature:
         return refuse(format!("a proposal may stay open at most {} s", crate::limits::MAX_GRANT_SECS));
     }
     if !proposal.change.needs_two() {
-        return apply_change(tx, &proposal.change, &id, &[(by, signature)], time);
+        return apply_change(tx, &proposal.change, Some((&id, proposal)), &[(by, signature)], time);
     }
     // Checked now so that a change that could never apply is refused at once (it is checked again on approval).
     if let Err(why) = check_change(tx, &proposal.change)? {
@@ -341,7 +349,7 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
         return refuse("the proposal has expired");
     }
     tx.delete(keys::change(id));
-    apply_change(tx, &p.proposal.change, id, &[(&p.by, &p.signature), (by, signature)], time)
+    apply_change(tx, &p.proposal.change, Some((id, &p.proposal)), &[(&p.by, &p.signature), (by, signature)], time)
 }
 
 /// The initial registry, written with the cluster's configuration (`cluster init`).
@@ -349,7 +357,7 @@ pub(super) fn initial(tx: &mut Tx<'_>, change: &RegistryChange, time: u64) -> Re
     if let Err(why) = check_change(tx, change)? {
         return refuse(why);
     }
-    apply_change(tx, change, "", &[], time)
+    apply_change(tx, change, None, &[], time)
 }
 
 /// Unrevoked administrators, by name.
@@ -410,12 +418,25 @@ fn check_change(tx: &Tx<'_>, change: &RegistryChange) -> Result<Result<(), Strin
                 Ok(())
             }
         }
+        RegistryChange::BindNode { binding } => match tx.get_json::<super::ClusterConfig>(super::keys::CONFIG)? {
+            None => Err("the cluster is not configured yet".into()),
+            Some(c) => binding.check(&c.cluster_id).map_err(|e| format!("node binding: {e}")),
+        },
     })
 }
 
-/// Applies a checked change; `signers` are the administrators and their
-/// signatures (none for the initial registry, recorded as `by: cluster init`).
-fn apply_change(tx: &mut Tx<'_>, change: &RegistryChange, id: &str, signers: &[(&str, &str)], time: u64) -> Result<Outcome, VaultError> {
+/// Applies a checked change; `signed` is the change's id and proposal and
+/// `signers` the administrators and their signatures (none for the initial
+/// registry, recorded as `by: cluster init`). The record carries the proposal
+/// and signatures, so a court can check them (docs/AUDIT_FORMATS.md).
+fn apply_change(
+    tx: &mut Tx<'_>,
+    change: &RegistryChange,
+    signed: Option<(&str, &Proposal)>,
+    signers: &[(&str, &str)],
+    time: u64,
+) -> Result<Outcome, VaultError> {
+    let id = signed.map(|s| s.0).unwrap_or_default();
     if let Err(why) = check_change(tx, change)? {
         return refuse(why);
     }
@@ -454,7 +475,25 @@ fn apply_change(tx: &mut Tx<'_>, change: &RegistryChange, id: &str, signers: &[(
             tx.put(keys::system(&sys.id), serde_json::to_vec(sys).expect("registry records serialise"));
             json!({ "subject": "system", "action": "add", "by": by_field, "id": sys.id, "filing": sys.filing, "operator": sys.operator, "location": sys.location })
         }
+        RegistryChange::BindNode { binding } => match super::nodes::bind(tx, binding)? {
+            Some(mut r) => {
+                r["by"] = json!(by_field);
+                if signed.is_some() {
+                    // The signed proposal below carries the binding.
+                    r.as_object_mut().map(|m| m.remove("binding"));
+                }
+                r
+            }
+            // The same binding again: nothing changes, nothing is recorded.
+            None => {
+                let leaf_index = super::nodes::bound(tx, binding.keys.node)?.map(|b| b.leaf_index).unwrap_or_default();
+                return Ok(Outcome::RegistryStatus { change: id.to_string(), applied: true, leaf_index });
+            }
+        },
     };
+    if let Some((_, proposal)) = signed {
+        record["proposal"] = json!(proposal);
+    }
     if !signers.is_empty() {
         record["change"] = json!(id);
         record["signatures"] = json!(signers.iter().map(|(by, sig)| json!({ "by": by, "signature": sig })).collect::<Vec<_>>());

@@ -145,6 +145,7 @@ impl Bench {
         let addr = crate::config::NodeConfig::load(&cfg)?.advertise;
         let t = Instant::now();
         self.cluster.start(id)?;
+        crate::cli::ops::bind_node(&self.admin, id, &addr).await.map_err(fail)?;
         let body = AddMember { id, addr, learner_only: false };
         let _: ClusterStatus = self.admin.call(Method::POST, "/v1/cluster/members", Some(&body), Duration::from_secs(3600)).await?;
         self.wait_healthy(id as usize, timeout).await?;

@@ -15,8 +15,68 @@ impl StateRead for MemState {
     }
 }
 
-/// The test cluster's voters; each registers its share key once the cluster is configured.
+/// The test cluster's voters; their key bindings are in the genesis.
 const VOTERS: [u64; 3] = [1, 2, 3];
+
+/// Node `node`'s certificate (DER) and its key (PKCS#8), from a test CA;
+/// made once per test run, so every test sees the same.
+fn node_cert(node: u64) -> (Vec<u8>, Vec<u8>) {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CERTS: OnceLock<Mutex<HashMap<u64, (Vec<u8>, Vec<u8>)>>> = OnceLock::new();
+    let mut certs = CERTS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    certs
+        .entry(node)
+        .or_insert_with(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let ca = crate::pki::DevCa::create(&dir.path().join("ca"), "test").unwrap();
+            let (cert, key) = (dir.path().join("n.pem"), dir.path().join("n.key"));
+            ca.issue_node(node, &cert, &key).unwrap();
+            (crate::tls::load_certs(&cert).unwrap().remove(0).as_ref().to_vec(), crate::tls::pkcs8_of(&key).unwrap())
+        })
+        .clone()
+}
+
+/// Node `node`'s binding: its keys derived from its id, signed with them.
+fn binding(node: u64) -> nodes::NodeBinding {
+    binding_with_cert(node, node)
+}
+
+/// Node `node`'s binding carrying (and signed with) node `cert_of`'s
+/// certificate; made once (ECDSA signatures are randomised).
+fn binding_with_cert(node: u64, cert_of: u64) -> nodes::NodeBinding {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static MADE: OnceLock<Mutex<HashMap<(u64, u64), nodes::NodeBinding>>> = OnceLock::new();
+    let made = MADE.get_or_init(Default::default);
+    if let Some(b) = made.lock().unwrap_or_else(|p| p.into_inner()).get(&(node, cert_of)) {
+        return b.clone();
+    }
+    let b = make_binding(node, cert_of);
+    made.lock().unwrap_or_else(|p| p.into_inner()).entry((node, cert_of)).or_insert(b).clone()
+}
+
+fn make_binding(node: u64, cert_of: u64) -> nodes::NodeBinding {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (der, pkcs8) = node_cert(cert_of);
+    let signer = checkpoint_signer(node);
+    let keys = nodes::NodeKeys {
+        cluster_id: "c1".into(),
+        node,
+        checkpoint_key: signer.verifier_key().to_string(),
+        session_key: b64
+            .encode(crate::crypto::SigningKey::from_seed(&crate::crypto::sha256(format!("session-{node}").as_bytes())).unwrap().public_key()),
+        share_key: hex::encode(share_secret(node).public_key()),
+        certificate: b64.encode(der),
+    };
+    nodes::NodeBinding::sign(keys, &signer, &pkcs8).unwrap()
+}
+
+/// Node `node`'s checkpoint signer, derived from its id.
+fn checkpoint_signer(node: u64) -> crate::audit::Signer {
+    crate::audit::Signer::from_seed(&nodes::checkpoint_key_name("c1", node), &crate::crypto::sha256(format!("checkpoint-{node}").as_bytes())).unwrap()
+}
 
 /// Voter `node`'s share key, derived from its id.
 fn share_secret(node: u64) -> crate::crypto::shares::ShareSecretKey {
@@ -25,20 +85,21 @@ fn share_secret(node: u64) -> crate::crypto::shares::ShareSecretKey {
 
 impl MemState {
     /// Applies `cmd`; a configure that succeeds is followed by what a real
-    /// cluster has by then: the membership of `VOTERS` and their share keys.
+    /// cluster has by then: the membership of `VOTERS`.
     fn run(&mut self, cmd: &Command) -> Outcome {
         let out = self.run_one(cmd);
         if matches!(cmd, Command::Configure { .. }) && out == Outcome::Configured {
-            let mut tx = Tx::new(self);
-            record_membership(&mut tx, &VOTERS, &[]).unwrap();
-            let writes = tx.into_writes();
-            self.write(writes);
-            for v in VOTERS {
-                let key = hex::encode(share_secret(v).public_key());
-                assert!(matches!(self.run_one(&Command::RegisterShareKey { node: v, key, time_ms: 0 }), Outcome::Recorded { .. }));
-            }
+            self.members(&VOTERS, &[]);
         }
         out
+    }
+
+    /// A membership change applies.
+    fn members(&mut self, voters: &[u64], learners: &[u64]) {
+        let mut tx = Tx::new(self);
+        record_membership(&mut tx, voters, learners).unwrap();
+        let writes = tx.into_writes();
+        self.write(writes);
     }
 
     fn write(&mut self, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
@@ -63,6 +124,7 @@ fn configure(secs: u64) -> Command {
     let registry = InitialRegistry {
         people: vec![person("admin", "admin"), person("admin2", "admin"), person("dora", "officer")],
         systems: vec![registry::SourceSystem { id: "cam-1".into(), filing: "F-1".into(), operator: "op".into(), location: "road".into() }],
+        nodes: VOTERS.iter().map(|&v| binding(v)).collect(),
     };
     Command::Configure { config: ClusterConfig { cluster_id: "c1".into(), retention: RetentionPolicy::dev(secs) }, registry, time_ms: 0 }
 }

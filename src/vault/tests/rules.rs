@@ -391,11 +391,11 @@ fn resharing_hands_the_same_key_to_the_new_voters() {
     assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: NOW }), Outcome::Sealed { .. }));
     // Node 4 joins as a voter and registers its key.
     let voters = vec![1, 2, 3, 4];
-    let mut tx = Tx::new(&s);
-    record_membership(&mut tx, &voters, &[]).unwrap();
-    let w = tx.into_writes();
-    s.write(w);
-    s.run(&Command::RegisterShareKey { node: 4, key: hex::encode(share_secret(4).public_key()), time_ms: NOW });
+    assert!(matches!(
+        registry_change(&mut s, registry::RegistryChange::BindNode { binding: binding(4) }, NOW),
+        Outcome::RegistryStatus { applied: true, .. }
+    ));
+    s.members(&voters, &[]);
     // Each old holder deals its share over the four voters.
     let deal = |from: u64| {
         let h = m.holders.iter().find(|h| h.node == from).unwrap();
@@ -455,4 +455,64 @@ fn resharing_hands_the_same_key_to_the_new_voters() {
     assert!(shares::recover(&new[..2], 3).is_err(), "two of four");
     // Done is done: a late dealer changes nothing.
     refused_and_unchanged(&mut s, &deal(2));
+}
+
+/// docs/KEYS.md §6: a node's keys are registered only by an administrator's
+/// signed change that carries the node's own two proofs; a leader that makes
+/// one up, a non-administrator, a key the node does not hold or a
+/// certificate of another node are refused, and nothing changes.
+#[test]
+fn a_node_key_needs_an_administrators_signature_and_the_nodes_own_proofs() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    let bind = |b: nodes::NodeBinding| registry::RegistryChange::BindNode { binding: b };
+    // The genesis bound the first members, each with its own key.
+    let registered: Vec<u64> = query::node_keys(&s).unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(registered, VOTERS.to_vec());
+    let p = proposal(bind(binding(4)), NOW);
+    // Made up by a leader: no administrator signed it.
+    let forged = Command::ProposeRegistry { proposal: p.clone(), by: "admin".into(), signature: signed("admin2", &p), time_ms: NOW };
+    assert!(refused_and_unchanged(&mut s, &forged).contains("does not verify with admin's registered key"));
+    // Signed, but by someone who is not an administrator.
+    assert!(refused_and_unchanged(&mut s, &propose("dora", &p, NOW)).contains("not an administrator"));
+    // A checkpoint key the node does not hold: its proof does not verify.
+    let mut stolen = binding(4);
+    let name = nodes::checkpoint_key_name("c1", 4);
+    stolen.keys.checkpoint_key =
+        crate::audit::VerifierKey::from_public_key(&name, *checkpoint_signer(2).verifier_key().public_key()).unwrap().to_string();
+    assert!(refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(stolen), NOW), NOW)).contains("checkpoint proof does not verify"));
+    // Another node's share key slipped in: the proofs were over other bytes.
+    let mut foreign_key = binding(4);
+    foreign_key.keys.share_key = hex::encode(share_secret(1).public_key());
+    assert!(refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(foreign_key), NOW), NOW)).contains("proof does not verify"));
+    // Node 5's certificate (signed with its key) presented as node 4's.
+    let other = binding_with_cert(4, 5);
+    assert!(refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(other), NOW), NOW)).contains("not node 4's"));
+    assert!(query::node_keys(&s).unwrap().iter().all(|(id, _)| *id != 4));
+    // One administrator's signature over the node's own proofs: bound, and recorded.
+    let b = binding(4);
+    let out = s.run(&propose("admin", &proposal(bind(b.clone()), NOW), NOW));
+    let Outcome::RegistryStatus { applied: true, leaf_index, .. } = out else { panic!("{out:?}") };
+    assert_eq!(query::share_key(&s, 4).unwrap(), Some(share_secret(4).public_key()));
+    let leaf: serde_json::Value = serde_json::from_slice(&audit::leaf(&s, leaf_index).unwrap().unwrap()).unwrap();
+    assert_eq!((leaf["subject"].as_str(), leaf["action"].as_str(), leaf["node"].as_u64()), (Some("node"), Some("bind"), Some(4)));
+    assert_eq!(leaf["proposal"]["change"]["binding"], serde_json::to_value(&b).unwrap(), "the record carries what the administrator signed");
+}
+
+/// A member that leaves stops counting: its checkpoint key's range closes at
+/// the tree size it left at, and its session and share keys are forgotten.
+#[test]
+fn a_removed_nodes_keys_stop_at_the_size_it_left() {
+    let mut s = MemState::default();
+    s.run(&configure(100));
+    let before = audit::size(&s).unwrap();
+    s.members(&[1, 2], &[]);
+    let ranges = nodes::key_ranges(&s).unwrap();
+    let three: Vec<_> = ranges.iter().filter(|r| r.node == 3).collect();
+    assert_eq!(three.len(), 1);
+    assert_eq!(three[0].until_size, Some(before), "node 3's key signs no checkpoint past the size it left at");
+    assert!(ranges.iter().filter(|r| r.node != 3).all(|r| r.until_size.is_none()));
+    assert_eq!(query::share_key(&s, 3).unwrap(), None);
+    assert_eq!(query::session_key(&s, 3).unwrap(), None);
+    assert!(query::node_keys(&s).unwrap().iter().all(|(id, _)| *id != 3));
 }
