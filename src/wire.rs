@@ -273,7 +273,11 @@ pub struct CheckpointView {
 /// `GET /v1/cluster/keys`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct KeysView {
+    /// The current voters' and members' checkpoint verifier keys.
     pub keys: Vec<String>,
+    /// Every checkpoint key ever bound, with the sizes it may sign for
+    /// (what a court keeps: `cluster keys` prints one line per range).
+    pub ranges: Vec<crate::vault::nodes::KeyRange>,
 }
 
 /// `GET /v1/audit/consistency`.

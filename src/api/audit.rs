@@ -46,7 +46,8 @@ pub async fn checkpoint(State(node): State<Arc<Node>>, Extension(peer): Extensio
 pub async fn cluster_keys(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<KeysView>, ApiError> {
     user_of(&peer)?;
     let keys = query::node_keys(&node.state).map_err(ApiError::internal)?.into_iter().map(|(_, k)| k).collect();
-    Ok(Json(KeysView { keys }))
+    let ranges = crate::vault::nodes::key_ranges(&node.state).map_err(ApiError::internal)?;
+    Ok(Json(KeysView { keys, ranges }))
 }
 
 #[derive(Deserialize)]
@@ -120,6 +121,19 @@ pub async fn proof_bundle(
             approvals.push(serde_json::json!({ "request": rid, "signer": signer, "public_key": key, "signature": signature, "signed": signed }));
         }
     }
+    // The registry records that gave each signer their key and roles, so a court traces
+    // every signature to the genesis's administrators (docs/AUDIT_FORMATS.md).
+    let mut signers: std::collections::BTreeSet<String> = approvals.iter().filter_map(|a| a["signer"].as_str().map(str::to_string)).collect();
+    signers.insert(rec.manifest.depositor.clone());
+    let mut registry = Vec::new();
+    for name in &signers {
+        for index in crate::vault::registry::person_leaves(&node.state, name).map_err(ApiError::internal)?.into_iter().filter(|i| *i < cp.size) {
+            let leaf = tree::leaf(&node.state, index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("registry leaf missing"))?;
+            let proof = tree::inclusion_proof(&node.state, index, cp.size).map_err(ApiError::internal)?;
+            registry.push(LeafProof { index, leaf: BASE64.encode(&leaf), inclusion: proof.iter().map(|h| BASE64.encode(h)).collect() });
+        }
+    }
+    registry.sort_by_key(|r| r.index);
     let view = super::v1::view(&rec);
     let item = serde_json::json!({
         "item": view.item, "sha256": view.sha256, "size": view.size, "case": view.case, "system": view.system,
@@ -135,5 +149,6 @@ pub async fn proof_bundle(
         inclusion: inclusion.iter().map(|h| BASE64.encode(h)).collect(),
         trail,
         approvals,
+        registry,
     }))
 }

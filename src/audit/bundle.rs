@@ -13,7 +13,7 @@ use super::note::{verify_checkpoint_quorum, verify_note, Checkpoint, Note, Verif
 /// The `format` every bundle names.
 pub const BUNDLE_FORMAT: &str = "custody-proof-bundle";
 /// The bundle version this code writes and reads.
-pub const BUNDLE_VERSION: u32 = 1;
+pub const BUNDLE_VERSION: u32 = 2;
 
 /// A leaf of the audit log with (for trail records) its inclusion proof.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,10 @@ pub struct Bundle {
     pub trail: Vec<LeafProof>,
     /// Officers' public keys and signatures for each approval.
     pub approvals: Vec<Value>,
+    /// The registry records (with inclusion proofs) that gave each signer —
+    /// the depositor and every request and approval signer — their key and
+    /// their roles, from the genesis on (version 2).
+    pub registry: Vec<LeafProof>,
 }
 
 /// One named check and its verdict.
@@ -100,15 +104,83 @@ pub fn parse(bytes: &[u8]) -> Result<Bundle, BundleError> {
     Ok(b)
 }
 
-/// Parses a verifier key file: one key per line; blank lines and `#` comments skipped.
-pub fn parse_keys(text: &str) -> Result<Vec<VerifierKey>, BundleError> {
+/// A verifier key a court trusts, for the checkpoint sizes it may sign:
+/// `from_size ≤ size`, and `size ≤ until_size` when it has one (a key of a
+/// node that left or was rebound; docs/AUDIT_FORMATS.md, "Verifier keys").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedKey {
+    pub key: VerifierKey,
+    pub from_size: u64,
+    pub until_size: Option<u64>,
+}
+
+impl TrustedKey {
+    /// A key trusted for every size.
+    pub fn always(key: VerifierKey) -> Self {
+        TrustedKey { key, from_size: 0, until_size: None }
+    }
+
+    pub fn valid_at(&self, size: u64) -> bool {
+        self.from_size <= size && self.until_size.is_none_or(|u| size <= u)
+    }
+
+    /// One line of a key file: the key, then `from=N` and `until=N` when they bound it.
+    pub fn to_line(&self) -> String {
+        let mut line = self.key.to_string();
+        if self.from_size > 0 {
+            line.push_str(&format!(" from={}", self.from_size));
+        }
+        if let Some(u) = self.until_size {
+            line.push_str(&format!(" until={u}"));
+        }
+        line
+    }
+}
+
+/// The keys of `keys` that may sign a checkpoint of `size`.
+pub fn keys_at(keys: &[TrustedKey], size: u64) -> Vec<VerifierKey> {
+    keys.iter().filter(|k| k.valid_at(size)).map(|k| k.key.clone()).collect()
+}
+
+/// Verifies a checkpoint note against the trusted keys valid at its size:
+/// a strict majority of them must have signed it.
+pub fn verify_checkpoint(note: &str, keys: &[TrustedKey]) -> Result<(Checkpoint, Vec<String>, usize), String> {
+    let size = Note::parse(note).and_then(|n| Checkpoint::parse(&n.text)).map_err(|e| e.to_string())?.size;
+    let valid = keys_at(keys, size);
+    if valid.is_empty() {
+        return Err(format!("no trusted key may sign a checkpoint of size {size}"));
+    }
+    strict_signatures(note, &valid)?;
+    let (cp, signers) = verify_checkpoint_quorum(note, &valid).map_err(|e| e.to_string())?;
+    Ok((cp, signers, valid.len()))
+}
+
+/// Parses a verifier key file: one key per line, optionally followed by
+/// `from=N` and `until=N` (the checkpoint sizes it may sign); blank lines and
+/// `#` comments skipped.
+pub fn parse_keys(text: &str) -> Result<Vec<TrustedKey>, BundleError> {
     let mut keys = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        keys.push(VerifierKey::parse(line).map_err(|e| BundleError::Key { line: i + 1, detail: e.to_string() })?);
+        let bad = |detail: String| BundleError::Key { line: i + 1, detail };
+        let mut words = line.split_whitespace();
+        let key = VerifierKey::parse(words.next().unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+        let mut k = TrustedKey::always(key);
+        for w in words {
+            let number = |v: &str| v.parse::<u64>().map_err(|_| bad(format!("`{w}`: a size is a whole number")));
+            match w.split_once('=') {
+                Some(("from", v)) => k.from_size = number(v)?,
+                Some(("until", v)) => k.until_size = Some(number(v)?),
+                _ => return Err(bad(format!("`{w}` is neither from=N nor until=N"))),
+            }
+        }
+        if k.until_size.is_some_and(|u| u < k.from_size) {
+            return Err(bad("until is below from".into()));
+        }
+        keys.push(k);
     }
     if keys.is_empty() {
         return Err(BundleError::NoKeys);
@@ -156,14 +228,20 @@ fn strict_signatures(note: &str, keys: &[VerifierKey]) -> Result<(), String> {
 /// Checks a bundle against the court's verifier keys and, if given, the
 /// clip's SHA-256 (hex). Every check is reported; the bundle is valid only if
 /// all of them hold.
-pub fn verify(b: &Bundle, keys: &[VerifierKey], clip_sha256: Option<&str>) -> Vec<Check> {
+pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let cp = match strict_signatures(&b.checkpoint, keys).and_then(|_| verify_checkpoint_quorum(&b.checkpoint, keys).map_err(|e| e.to_string())) {
-        Ok((cp, signers)) => {
+    let cp = match verify_checkpoint(&b.checkpoint, keys) {
+        Ok((cp, signers, valid)) => {
             let dev = if cp.origin.contains("/dev-retention-") { " — a DEV cluster with shortened retention" } else { "" };
             checks.push(check(
                 "checkpoint signatures",
-                Ok(format!("signed by {} of {} keys ({}); origin {}{dev}", signers.len(), keys.len(), signers.join(", "), cp.origin)),
+                Ok(format!(
+                    "signed by {} of the {valid} keys valid at size {} ({}); origin {}{dev}",
+                    signers.len(),
+                    cp.size,
+                    signers.join(", "),
+                    cp.origin
+                )),
             ));
             Some(cp)
         }
@@ -211,10 +289,28 @@ pub fn verify(b: &Bundle, keys: &[VerifierKey], clip_sha256: Option<&str>) -> Ve
             },
         ));
     }
+    // The registry records a signer's key is traced to: each must be in the tree.
+    let mut people: Vec<(u64, Value)> = Vec::new();
+    for (i, r) in b.registry.iter().enumerate() {
+        let res = match (&cp, decode_leaf(r)) {
+            (None, _) => untrusted(),
+            (_, Err(e)) => Err(e),
+            (Some(cp), Ok((bytes, v))) => {
+                if v.get("kind").and_then(Value::as_str) != Some("registry") || v.get("subject").and_then(Value::as_str) != Some("person") {
+                    Err("not a registry record about a person".into())
+                } else {
+                    inclusion(&bytes, r.index, &r.inclusion, cp).inspect(|_| people.push((r.index, v)))
+                }
+            }
+        };
+        checks.push(check(format!("registry[{i}] inclusion"), res));
+    }
+    people.sort_by_key(|(i, _)| *i);
+    checks.push(check("deposit signature", deposit.as_ref().map_err(Clone::clone).and_then(|(_, v)| deposit_signature(v, b.deposit.index, &people))));
     for (i, a) in b.approvals.iter().enumerate() {
         let signer = a.get("signer").and_then(Value::as_str).unwrap_or("?");
         let name = format!("approval signature {signer}");
-        checks.push(check(name, approval_signature(a, &item_id, &b.trail).map_err(|e| format!("approval {i}: {e}"))));
+        checks.push(check(name, approval_signature(a, &item_id, &b.trail, &people).map_err(|e| format!("approval {i}: {e}"))));
     }
     for (i, t) in b.trail.iter().enumerate() {
         let leaf = decode_leaf(t);
@@ -239,9 +335,66 @@ pub fn verify(b: &Bundle, keys: &[VerifierKey], clip_sha256: Option<&str>) -> Ve
 /// The context every request signature starts with (see `approval::SIGNING_CONTEXT`).
 const REQUEST_CONTEXT: &[u8] = b"custody/access-request/v1\n";
 
+/// What the included registry records say of person `name` just before leaf
+/// `before`: the key registered to them, the leaf that registered it, and
+/// their roles. Refused when no included record registers them then, or a
+/// later one (still before `before`) revoked them.
+fn registered(people: &[(u64, Value)], name: &str, before: u64) -> Result<(String, u64, Vec<String>), String> {
+    let mut key: Option<(String, u64)> = None;
+    let mut roles: Vec<String> = Vec::new();
+    for (index, v) in people.iter().filter(|(i, v)| *i < before && v.get("name").and_then(Value::as_str) == Some(name)) {
+        let action = v.get("action").and_then(Value::as_str).unwrap_or_default();
+        let field_roles =
+            || v.get("roles").and_then(Value::as_array).map(|r| r.iter().filter_map(Value::as_str).map(str::to_string).collect::<Vec<_>>());
+        match action {
+            "add" | "change-key" => {
+                let k = v.get("public_key").and_then(Value::as_str).ok_or_else(|| format!("registry leaf {index} names no key"))?;
+                key = Some((k.to_string(), *index));
+                if action == "add" {
+                    roles = field_roles().unwrap_or_default();
+                }
+            }
+            "set-roles" => roles = field_roles().unwrap_or_default(),
+            "revoke" => return Err(format!("{name} was revoked at leaf {index}, before leaf {before}")),
+            _ => {}
+        }
+    }
+    let (key, at) = key.ok_or_else(|| format!("no included registry record registers {name} before leaf {before}"))?;
+    Ok((key, at, roles))
+}
+
+/// The depositor's signature over the deposit statement (the deposit leaf
+/// without `v`, `kind`, `time`, `retain_until` and `signature`), under the key
+/// the registry gave them, as an officer, before the deposit.
+fn deposit_signature(leaf: &Value, index: u64, people: &[(u64, Value)]) -> Result<String, String> {
+    let depositor = leaf.get("depositor").and_then(Value::as_str).ok_or("the deposit names no depositor")?;
+    let signature = leaf.get("signature").and_then(Value::as_str).ok_or("the deposit carries no signature")?;
+    let (key, at, roles) = registered(people, depositor, index)?;
+    if !roles.iter().any(|r| r == "officer") {
+        return Err(format!("{depositor} was not an officer at leaf {index}"));
+    }
+    let mut statement = leaf.clone();
+    let obj = statement.as_object_mut().ok_or("the deposit leaf is not an object")?;
+    for f in ["v", "kind", "time", "retain_until", "signature"] {
+        obj.remove(f);
+    }
+    let body = super::to_canonical_bytes(&statement).map_err(|e| e.to_string())?;
+    let signed = [DEPOSIT_CONTEXT, &body].concat();
+    let key: [u8; 32] = BASE64.decode(&key).ok().and_then(|k| k.try_into().ok()).ok_or("the registered key is not 32 bytes of base64")?;
+    let sig = BASE64.decode(signature).map_err(|_| "the signature is not base64")?;
+    if !crate::crypto::verify_ed25519(&key, &signed, &sig) {
+        return Err(format!("the deposit statement's signature does not verify with {depositor}'s key registered at leaf {at}"));
+    }
+    Ok(format!("{depositor} (an officer) signed the deposit with the key registered at leaf {at}"))
+}
+
+/// The context every deposit statement starts with (see `evidence::DEPOSIT_CONTEXT`).
+const DEPOSIT_CONTEXT: &[u8] = b"custody/deposit/v1\n";
+
 /// An officer's or approver's signature: valid under the given key, over a
-/// request for this item, and the same signature an included trail record names.
-fn approval_signature(a: &Value, item: &str, trail: &[LeafProof]) -> Result<String, String> {
+/// request for this item, the same signature an included trail record names,
+/// and made with the key the registry gave the signer before that record.
+fn approval_signature(a: &Value, item: &str, trail: &[LeafProof], people: &[(u64, Value)]) -> Result<String, String> {
     let field = |f: &str| a.get(f).and_then(Value::as_str).ok_or_else(|| format!("no `{f}`"));
     let (signer, request) = (field("signer")?, field("request")?);
     let key: [u8; 32] = BASE64.decode(field("public_key")?).ok().and_then(|k| k.try_into().ok()).ok_or("the public key is not 32 bytes of base64")?;
@@ -255,7 +408,7 @@ fn approval_signature(a: &Value, item: &str, trail: &[LeafProof]) -> Result<Stri
     if !crate::crypto::verify_ed25519(&key, &signed, &signature) {
         return Err(format!("{signer}'s signature does not verify"));
     }
-    let named = trail.iter().filter_map(|t| decode_leaf(t).ok()).any(|(_, v)| {
+    let named = trail.iter().filter_map(|t| decode_leaf(t).ok().map(|(_, v)| (t.index, v))).find(|(_, v)| {
         let who = match v.get("kind").and_then(Value::as_str) {
             Some("approval") => v.get("signer"),
             Some("request") => v.get("by"),
@@ -265,8 +418,22 @@ fn approval_signature(a: &Value, item: &str, trail: &[LeafProof]) -> Result<Stri
             && who.and_then(Value::as_str) == Some(signer)
             && v.get("signature") == a.get("signature")
     });
-    if !named {
+    let Some((at, _)) = named else {
         return Err(format!("no included trail record names {signer}'s signature on request {request}"));
+    };
+    let (registered_key, key_leaf, roles) = registered(people, signer, at)?;
+    if registered_key != field("public_key")? {
+        return Err(format!("the key given for {signer} is not the one the registry gave them (leaf {key_leaf}) before leaf {at}"));
     }
-    Ok(format!("{signer} signed request {request} for this item"))
+    Ok(format!("{signer} ({}) signed request {request} for this item with the key registered at leaf {key_leaf}", roles.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The verifier keeps its own copies of the contexts (it must build alone); they are the vault's.
+    #[test]
+    fn the_verifiers_contexts_are_the_vaults() {
+        assert_eq!(super::DEPOSIT_CONTEXT, crate::evidence::DEPOSIT_CONTEXT);
+        assert_eq!(super::REQUEST_CONTEXT, crate::approval::SIGNING_CONTEXT);
+    }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::ops::Session;
 use super::{emit, Failure};
 use crate::audit::bundle::{self, Bundle};
-use crate::audit::{verify_checkpoint_quorum, verify_consistency, Checkpoint, Hash, VerifierKey};
+use crate::audit::{verify_consistency, Checkpoint, Hash, VerifierKey};
 use crate::wire::{CheckpointView, ConsistencyView, KeysView};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,7 +28,7 @@ pub async fn checkpoint(s: &Session, json: bool) -> Result<(), Failure> {
 
 pub async fn keys(s: &Session, json: bool) -> Result<(), Failure> {
     let v: KeysView = s.call::<(), _>(Method::GET, "/v1/cluster/keys", None, TIMEOUT).await?;
-    emit(json, &serde_json::to_value(&v)?, || v.keys.join("\n"));
+    emit(json, &serde_json::to_value(&v)?, || key_file(&v));
     Ok(())
 }
 
@@ -42,7 +42,16 @@ pub async fn proof(s: &Session, item: &str, out: &Path, json: bool) -> Result<()
     Ok(())
 }
 
-fn read_keys(path: &Path) -> Result<Vec<VerifierKey>, Failure> {
+/// The key file a court keeps: one line per checkpoint key and the sizes it may sign for.
+pub fn key_file(v: &KeysView) -> String {
+    v.ranges.iter().map(|r| range_key(r).map(|k| k.to_line()).unwrap_or_else(|e| format!("# {}: {e}", r.key))).collect::<Vec<_>>().join("\n")
+}
+
+fn range_key(r: &crate::vault::nodes::KeyRange) -> Result<bundle::TrustedKey, String> {
+    Ok(bundle::TrustedKey { key: VerifierKey::parse(&r.key).map_err(|e| e.to_string())?, from_size: r.from_size, until_size: r.until_size })
+}
+
+fn read_keys(path: &Path) -> Result<Vec<bundle::TrustedKey>, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     bundle::parse_keys(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
@@ -106,24 +115,23 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
         Err(e) => return Err(usage(format!("{}: {e}", state_path.display()))),
     };
     let key_texts: Vec<String> = match (keys, &old) {
-        (Some(p), _) => read_keys(p)?.iter().map(|k| k.to_string()).collect(),
+        (Some(p), _) => read_keys(p)?.iter().map(|k| k.to_line()).collect(),
         (None, Some(o)) => o.keys.clone(),
         (None, None) => {
             // Trust on first use, said out loud: pass --keys to pin keys obtained out of band.
             eprintln!("monitor: no --keys and no state yet: trusting the cluster's keys on first use");
-            s.call::<(), KeysView>(Method::GET, "/v1/cluster/keys", None, TIMEOUT).await?.keys
+            key_file(&s.call::<(), KeysView>(Method::GET, "/v1/cluster/keys", None, TIMEOUT).await?).lines().map(str::to_string).collect()
         }
     };
-    let keys: Vec<VerifierKey> =
-        key_texts.iter().map(|k| VerifierKey::parse(k)).collect::<Result<_, _>>().map_err(|e| usage(format!("bad key: {e}")))?;
+    let keys = bundle::parse_keys(&key_texts.join("\n")).map_err(|e| usage(format!("bad key: {e}")))?;
     let view: CheckpointView = s.call::<(), _>(Method::GET, "/v1/checkpoint", None, TIMEOUT).await?;
-    let (new_cp, _) =
-        verify_checkpoint_quorum(&view.note, &keys).map_err(|e| Failure::new(1, format!("the newest checkpoint does not verify: {e}")))?;
+    let (new_cp, ..) =
+        bundle::verify_checkpoint(&view.note, &keys).map_err(|e| Failure::new(1, format!("the newest checkpoint does not verify: {e}")))?;
     let verdict: Result<String, String> = match &old {
         None => Ok("first checkpoint kept".into()),
         Some(o) => {
-            let (old_cp, _) =
-                verify_checkpoint_quorum(&o.checkpoint, &keys).map_err(|e| usage(format!("the kept checkpoint does not verify: {e}")))?;
+            let (old_cp, ..) =
+                bundle::verify_checkpoint(&o.checkpoint, &keys).map_err(|e| usage(format!("the kept checkpoint does not verify: {e}")))?;
             if new_cp.origin != old_cp.origin {
                 Err(format!("the origin changed from `{}` to `{}`", old_cp.origin, new_cp.origin))
             } else if new_cp.size < old_cp.size {
@@ -161,7 +169,7 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
             .map_err(|e| usage(format!("{}: {e}", state_path.display())))?;
     }
     let report = crate::wire::MonitorOutput {
-        old_size: old.as_ref().and_then(|o| verify_checkpoint_quorum(&o.checkpoint, &keys).ok()).map(|(cp, _)| cp.size),
+        old_size: old.as_ref().and_then(|o| bundle::verify_checkpoint(&o.checkpoint, &keys).ok()).map(|(cp, ..)| cp.size),
         size: new_cp.size,
         root: root_of(&new_cp),
         consistent,

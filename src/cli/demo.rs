@@ -127,7 +127,8 @@ pub async fn run(a: DemoArgs, json: bool) -> Result<(), Failure> {
 }
 
 async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut LocalCluster) -> anyhow::Result<()> {
-    n.say("1. An administrator initialises a 3-node cluster: dev CA, node and user certificates, KEK, profiles.");
+    n.say("1. An administrator initialises a 3-node cluster: dev CA, node and user certificates, each node's own");
+    n.say("   keys bound in the genesis, profiles. No key in the cluster opens footage by itself.");
     let base_port = free_base_port(3)?;
     let r = init::init(&InitArgs { dir: dir.to_path_buf(), nodes: 3, base_port, dev_retention_secs: None })
         .map(|c| format!("{} node configs", c.nodes.len()));
@@ -146,7 +147,8 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
     if !n.step("elect a leader", r) {
         return Ok(());
     }
-    n.say("3. Officer alice deposits a clip. It is cut into chunks, each sealed with AES-256-GCM under a fresh data key,");
+    n.say("3. Officer alice deposits a clip. Her client cuts it into chunks sealed with AES-256-GCM under a fresh data");
+    n.say("   key, splits the key 2-of-3 and seals each share to one node's own key, and signs the deposit; the chunks are");
     n.say("   written and fsynced on a majority of nodes before the seal entry commits through Raft.");
     let clip = dir.join("sample-clip.mp4");
     let want_sha = write_sample(&clip, a.clip_mib)?;
@@ -203,7 +205,7 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
         approval_doc: "APPROVAL-2026-117".into(),
         with: vec!["bob".into()],
         emergency: false,
-        fetches: 1,
+        fetches: 2,
         valid_secs: crate::approval::DEFAULT_TTL_SECS,
     };
     let granted = async {
@@ -215,8 +217,10 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
         Ok::<_, Failure>((filed.request, early.is_err(), bob_st.status, carol_st.status))
     }
     .await;
+    let mut granted_request = None;
     match granted {
         Ok((req, refused_early, bob_status, carol_status)) => {
+            granted_request = Some(req.clone());
             n.step(
                 "no bytes without a grant",
                 if refused_early { Ok("a fetch before approval is refused".into()) } else { Err(anyhow::anyhow!("served before the grant")) },
@@ -246,13 +250,14 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
     n.say("6. A court asks for proof: the bundle carries the deposit record, its inclusion proof, and a");
     n.say("   checkpoint cosigned by a majority of nodes. It is checked offline with the nodes' verifier keys.");
     let dave = ops::session(Some(dir.join("profiles/dave.toml"))).map_err(|f| anyhow::anyhow!(f.message))?;
-    let r: anyhow::Result<(crate::audit::bundle::Bundle, Vec<crate::audit::VerifierKey>)> = async {
+    let r: anyhow::Result<(crate::audit::bundle::Bundle, Vec<crate::audit::bundle::TrustedKey>)> = async {
         let b: crate::audit::bundle::Bundle =
             dave.call::<(), _>(Method::GET, &format!("/v1/items/{}/proof", receipt.item), None, Duration::from_secs(30)).await?;
         let k: crate::wire::KeysView = dave.call::<(), _>(Method::GET, "/v1/cluster/keys", None, Duration::from_secs(10)).await?;
         std::fs::write(dir.join("bundle.json"), serde_json::to_string_pretty(&b)?)?;
-        std::fs::write(dir.join("keys.txt"), k.keys.join("\n"))?;
-        Ok((b, crate::audit::bundle::parse_keys(&k.keys.join("\n"))?))
+        let file = super::audit::key_file(&k);
+        std::fs::write(dir.join("keys.txt"), &file)?;
+        Ok((b, crate::audit::bundle::parse_keys(&file)?))
     }
     .await;
     match r {
@@ -306,7 +311,58 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
         Ok(v) => n.step("scrub finds and repairs an altered chunk", Err(anyhow::anyhow!("unexpected report {v}"))),
         Err(e) => n.step("scrub finds and repairs an altered chunk", Err(e)),
     };
+
+    n.say("8. A follower goes down. Each node holds one share of the clip's data key; the shares of the two");
+    n.say("   left, each released only after that node's own log shows the access, rebuild it.");
+    let Some(req) = granted_request else { return Ok(()) };
+    let st: ClusterStatus = admin.call::<(), _>(Method::GET, "/v1/cluster/status", None, Duration::from_secs(10)).await?;
+    let down = (1..=3).rev().find(|id| Some(*id) != st.leader).unwrap_or(3);
+    cluster.stop(down).await;
+    let out = dir.join("fetched-again.mp4");
+    match super::access::fetch_to(&bob, &receipt.item.to_string(), &req, &out).await {
+        Ok(v) => n.step(
+            "fetch with a majority of the holders' shares",
+            Ok(format!("node {down} down: {} bytes, SHA-256 matches, from the shares of the other two", v.size)),
+        ),
+        Err(f) => n.step("fetch with a majority of the holders' shares", Err(anyhow::anyhow!(f.message))),
+    };
+
+    n.say(&format!("9. Someone takes node {down}'s whole directory (database, chunks, config, every key file) and"));
+    n.say("   tries to open the clip with it alone.");
+    n.step(&format!("node {down}'s directory alone opens nothing"), one_directory_opens_nothing(dir, down, &receipt.item));
     Ok(())
+}
+
+/// Tries what a thief with node `id`'s directory could: read the item from
+/// its database, open its share with its share key, rebuild the data key.
+/// Succeeds (as a demo step) when the key cannot be rebuilt.
+fn one_directory_opens_nothing(dir: &Path, id: u64, item: &crate::evidence::ItemId) -> anyhow::Result<String> {
+    use crate::crypto::shares;
+    let node_dir = dir.join(format!("node{id}"));
+    let cfg = crate::config::NodeConfig::load(&node_dir.join("node.toml"))?;
+    let db = crate::storage::Db::open(&cfg.data_dir.join("db"))?;
+    let rec = crate::vault::query::item(&crate::raft::state_machine::StateView(db), item)?
+        .ok_or_else(|| anyhow::anyhow!("node {id} has no record of the item"))?;
+    let m = &rec.manifest;
+    let seed: [u8; 32] = hex::decode(std::fs::read_to_string(&cfg.share_key)?.trim())?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} is not a 32-byte seed", cfg.share_key.display()))?;
+    let secret = shares::ShareSecretKey::from_seed(&seed);
+    let mut opened = Vec::new();
+    for h in &m.holders {
+        let aad = shares::share_aad(&cfg.cluster_id, m.item.as_bytes(), h.node, h.x);
+        if let Ok(bytes) = secret.open(shares::SHARE_INFO, &aad, &hex::decode(&h.envelope)?) {
+            opened.push(shares::KeyShare::from_bytes(&bytes)?);
+        }
+    }
+    match shares::recover(&opened, m.threshold) {
+        Ok(key) if shares::key_commitment(m.item.as_bytes(), &key) == m.key_commitment_bytes()? => {
+            anyhow::bail!("node {id}'s directory alone rebuilt the data key")
+        }
+        Ok(_) | Err(_) => {
+            Ok(format!("its key opens {} of the {} shares needed; the data key cannot be rebuilt, the chunks stay sealed", opened.len(), m.threshold))
+        }
+    }
 }
 
 fn hex_name(name: &str) -> [u8; 32] {

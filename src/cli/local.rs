@@ -77,6 +77,18 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Stops node `id` with SIGTERM, then SIGKILL after a grace period.
+    pub async fn stop(&mut self, id: u64) {
+        if let Some(mut child) = self.children.remove(&id) {
+            if let Some(pid) = child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
     /// Stops every node with SIGTERM, then SIGKILL after a grace period.
     pub async fn stop_all(&mut self) {
         for child in self.children.values() {

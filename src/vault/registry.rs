@@ -210,6 +210,13 @@ pub mod keys {
     pub fn system(id: &str) -> Vec<u8> {
         [SYSTEM_PREFIX, id.as_bytes()].concat()
     }
+    /// Marks leaf `leaf` as a record about person `name` (for proof bundles).
+    pub fn person_leaf(name: &str, leaf: u64) -> Vec<u8> {
+        [b"r/personlog/".as_slice(), name.as_bytes(), b"\0", &leaf.to_be_bytes()].concat()
+    }
+    pub fn person_leaf_prefix(name: &str) -> Vec<u8> {
+        [b"r/personlog/".as_slice(), name.as_bytes(), b"\0"].concat()
+    }
 }
 
 /// A user name: what a client certificate's common name may be.
@@ -270,6 +277,20 @@ pub fn people(s: &dyn StateRead) -> Result<Vec<Person>, VaultError> {
 
 pub fn systems(s: &dyn StateRead) -> Result<Vec<SourceSystem>, VaultError> {
     s.scan_prefix(keys::SYSTEM_PREFIX)?.iter().map(|(k, v)| decode(k, v)).collect()
+}
+
+/// The leaves that recorded person `name`'s entry, key, roles or revocation, in order.
+pub fn person_leaves(s: &dyn StateRead, name: &str) -> Result<Vec<u64>, VaultError> {
+    let prefix = keys::person_leaf_prefix(name);
+    s.scan_prefix(&prefix)?
+        .into_iter()
+        .map(|(k, _)| {
+            k[prefix.len()..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| VaultError::Corrupt { key: hex::encode(&k), detail: "not a leaf index".into() })
+        })
+        .collect()
 }
 
 pub fn pending(s: &dyn StateRead, id: &str) -> Result<Option<PendingChange>, VaultError> {
@@ -499,5 +520,11 @@ fn apply_change(
         record["signatures"] = json!(signers.iter().map(|(by, sig)| json!({ "by": by, "signature": sig })).collect::<Vec<_>>());
     }
     let leaf_index = audit::append(tx, &audit::record("registry", time, record))?;
+    if matches!(
+        change,
+        RegistryChange::AddPerson { .. } | RegistryChange::RevokePerson { .. } | RegistryChange::SetRoles { .. } | RegistryChange::ChangeKey { .. }
+    ) {
+        tx.put(keys::person_leaf(&change.subject(), leaf_index), Vec::new());
+    }
     Ok(Outcome::RegistryStatus { change: id.to_string(), applied: true, leaf_index })
 }

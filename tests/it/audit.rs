@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::harness::{wait_until, write_clip, Cluster, BIN};
 
-fn rejected(b: &Bundle, keys: &[custody::audit::VerifierKey], clip: Option<&str>) -> bool {
+fn rejected(b: &Bundle, keys: &[bundle::TrustedKey], clip: Option<&str>) -> bool {
     !bundle::verify(b, keys, clip).iter().all(|c| c.ok)
 }
 
@@ -25,12 +25,16 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
     let clip = c.path().join("clip.mp4");
     let sha = write_clip(&clip, 5_000_000, 7);
     let item = c.deposit("alice", &clip, "case-V")["item"].as_str().unwrap().to_string();
+    // A granted request, so the bundle carries officers' and an approver's signatures.
+    c.grant(&item, "view");
     let p = c.profile("dave");
     let bpath = c.path().join("bundle.json");
     c.cli_json(&p, &["proof", &item, "--out", bpath.to_str().unwrap()]);
     let keys_out = c.cli_json(&p, &["cluster", "keys"]);
     let kpath = c.path().join("keys.txt");
-    let key_lines: Vec<String> = keys_out["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    // What a court keeps: each key with the sizes it may sign for (here, from its binding on).
+    let key_lines: Vec<String> =
+        keys_out["ranges"].as_array().unwrap().iter().map(|r| format!("{} from={}", r["key"].as_str().unwrap(), r["from_size"])).collect();
     assert_eq!(key_lines.len(), 3, "one verifier key per node");
     std::fs::write(&kpath, key_lines.join("\n")).unwrap();
 
@@ -64,6 +68,22 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
     let good: Bundle = bundle::parse(&std::fs::read(&bpath).unwrap()).unwrap();
     let keys = bundle::parse_keys(&key_lines.join("\n")).unwrap();
     assert!(!rejected(&good, &keys, Some(&sha)), "the untouched bundle verifies");
+    // Every signer is traced to the registry records that gave them their key: the depositor's
+    // signature and each approval are checked against those, and without them they fail.
+    let names: Vec<String> = bundle::verify(&good, &keys, None).into_iter().map(|c| c.name).collect();
+    assert!(names.iter().any(|n| n == "deposit signature") && names.iter().filter(|n| n.starts_with("approval signature")).count() >= 3, "{names:?}");
+    assert!(good.registry.len() >= 3, "alice's, bob's and carol's records");
+    let mut b = good.clone();
+    b.registry.clear();
+    let failed: Vec<String> = bundle::verify(&b, &keys, None).into_iter().filter(|c| !c.ok).map(|c| c.name).collect();
+    assert!(failed.iter().any(|n| n == "deposit signature") && failed.iter().any(|n| n.starts_with("approval signature")), "{failed:?}");
+    // A record about someone else cannot stand in for the depositor's.
+    let mut b = good.clone();
+    b.registry.retain(|r| {
+        let v: Value = serde_json::from_slice(&BASE64.decode(&r.leaf).unwrap()).unwrap();
+        v["name"] != "alice"
+    });
+    assert!(rejected(&b, &keys, None), "a deposit traced to no registry record of its depositor accepted");
     let leaf = BASE64.decode(&good.deposit.leaf).unwrap();
     for i in 0..leaf.len() {
         let mut l = leaf.clone();
@@ -129,6 +149,21 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
     let mut b = good.clone();
     b.checkpoint = one_sig;
     assert!(rejected(&b, &keys, None), "one signature of three accepted");
+    // Keys of nodes that left before this size do not count: with every
+    // signer's key retired just below it, no majority of the keys valid at
+    // this size signed.
+    let size = Checkpoint::parse(&Note::parse(&good.checkpoint).unwrap().text).unwrap().size;
+    let signed_by: Vec<String> = Note::parse(&good.checkpoint).unwrap().signatures.iter().map(|s| s.name.clone()).collect();
+    let mut retired = keys.clone();
+    for k in retired.iter_mut().filter(|k| signed_by.contains(&k.key.name().to_string())) {
+        k.until_size = Some(size - 1);
+    }
+    assert!(rejected(&good, &retired, None), "a checkpoint signed only by keys retired before its size accepted");
+    // The same keys, valid through this size, count.
+    for k in &mut retired {
+        k.until_size = Some(size);
+    }
+    assert!(!rejected(&good, &retired, None));
 }
 
 fn signers(c: &Cluster) -> Vec<Signer> {

@@ -15,7 +15,13 @@ fn custody_demo_passes_every_step() {
     assert!(failed.is_empty(), "failed demo steps: {failed:?}");
     assert!(out.status.success());
     let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    for n in ["deposit a clip", "verify the bundle and the clip offline", "scrub finds and repairs an altered chunk"] {
+    for n in [
+        "deposit a clip",
+        "verify the bundle and the clip offline",
+        "scrub finds and repairs an altered chunk",
+        "fetch with a majority of the holders' shares",
+    ] {
         assert!(names.contains(&n), "{names:?}");
     }
+    assert!(names.iter().any(|n| n.ends_with("directory alone opens nothing")), "{names:?}");
 }
