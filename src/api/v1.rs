@@ -125,14 +125,13 @@ pub async fn holders(State(node): State<Arc<Node>>) -> Result<Json<wire::Holders
     let mut holders = Vec::with_capacity(voters.len());
     for v in &voters {
         let Some(k) = crate::vault::query::share_key(&node.state, *v).map_err(ApiError::internal)? else {
-            // Nothing was done and a moment fixes it (the leader registers keys within a second or
-            // two of a voter joining): the same answer as a node that has not caught up, which
-            // clients retry.
+            // Only an administrator's binding gives a voter its keys (docs/KEYS.md §7): a voter
+            // without one (a cluster put together by hand) needs `cluster add-node`.
             return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-caught-up",
-                "Not caught up",
-                format!("voter {v} has not registered its share key yet: try again shortly"),
+                StatusCode::CONFLICT,
+                "node-not-bound",
+                "Node not bound",
+                format!("voter {v} has no bound share key: an administrator binds it with `custody cluster add-node --id {v} --addr URL`"),
             ));
         };
         holders.push(wire::HolderKey { node: *v, share_key: hex::encode(k) });

@@ -9,7 +9,7 @@ use super::{StateRead, Tx, VaultError};
 use crate::audit::{self, Hash, MerkleError, NodeStore};
 
 /// Version of the leaf record format (field `v`).
-pub const RECORD_VERSION: u64 = 1;
+pub const RECORD_VERSION: u64 = 2;
 
 pub mod keys {
     pub const SIZE: &[u8] = b"a/size";

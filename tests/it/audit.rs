@@ -167,11 +167,7 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
 }
 
 fn signers(c: &Cluster) -> Vec<Signer> {
-    let cluster_id = std::fs::read_to_string(c.path().join("cluster.toml"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string()))
-        .unwrap();
+    let cluster_id = c.cluster_id();
     (1..=3)
         .map(|id| {
             let seed: [u8; 32] =

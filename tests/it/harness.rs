@@ -91,6 +91,14 @@ impl Cluster {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+    /// The cluster id `cluster init` chose (from `cluster.toml`).
+    pub fn cluster_id(&self) -> String {
+        std::fs::read_to_string(self.path().join("cluster.toml"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string()))
+            .unwrap()
+    }
     pub fn node_dir(&self, id: u64) -> PathBuf {
         self.path().join(format!("node{id}"))
     }

@@ -23,14 +23,6 @@ fn share_secret(c: &Cluster, id: u64) -> shares::ShareSecretKey {
     shares::ShareSecretKey::from_seed(&seed)
 }
 
-fn cluster_id(c: &Cluster) -> String {
-    std::fs::read_to_string(c.path().join("cluster.toml"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string()))
-        .unwrap()
-}
-
 /// Every file under `dir`, read whole.
 fn all_bytes(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -61,7 +53,7 @@ fn one_nodes_directory_opens_no_item_and_a_majority_of_shares_does() {
     for id in 1..=3 {
         c.kill(id);
     }
-    let cid = cluster_id(&c);
+    let cid = c.cluster_id();
     let mut opened = Vec::new();
     for id in 1..=3u64 {
         let rec = item_record(&c, id, &item);
@@ -179,7 +171,7 @@ fn a_holder_releases_its_share_only_for_a_recorded_access_by_the_user_asking() {
     assert_eq!(released["node"], follower);
     let x = released["x"].as_u64().unwrap() as u8;
     let aad =
-        [shares::share_aad(&cluster_id(&c), &hex::decode(&item).unwrap().try_into().unwrap(), follower, x), leaf.to_be_bytes().to_vec()].concat();
+        [shares::share_aad(&c.cluster_id(), &hex::decode(&item).unwrap().try_into().unwrap(), follower, x), leaf.to_be_bytes().to_vec()].concat();
     let opened = fetch_secret.open(shares::RELEASE_INFO, &aad, &hex::decode(released["envelope"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(shares::KeyShare::from_bytes(&opened).unwrap().x, x);
     // The access is in the log before any share left a node.

@@ -15,21 +15,13 @@ fn cert_sha(path: &std::path::Path) -> [u8; 32] {
     custody::crypto::sha256(der.as_ref())
 }
 
-fn cluster_id(c: &Cluster) -> String {
-    std::fs::read_to_string(c.path().join("cluster.toml"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("cluster_id = ").map(|v| v.trim_matches('"').to_string()))
-        .unwrap()
-}
-
 fn seed_of(path: &std::path::Path) -> [u8; 32] {
     hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap().try_into().unwrap()
 }
 
 /// Node `id`'s own token key, as its directory holds it.
 fn session_keys(c: &Cluster, id: u64) -> custody::auth::SessionKeys {
-    custody::auth::SessionKeys::new(id, &seed_of(&c.node_dir(id).join("session.key")), &cluster_id(c))
+    custody::auth::SessionKeys::new(id, &seed_of(&c.node_dir(id).join("session.key")), &c.cluster_id())
 }
 
 fn now() -> u64 {
@@ -60,7 +52,7 @@ fn every_resource_but_login_needs_a_valid_session_token() {
     let from_two = session_keys(&c, 2).issue("alice", &alice_cert, now()).unwrap();
     assert_eq!(status("alice", &from_two), "200", "node 1 accepts a token node 2 signed with its own key");
     // No cluster-wide secret: a key no member registered mints nothing, whatever node it names.
-    let cid = cluster_id(&c);
+    let cid = c.cluster_id();
     for id in [1, 2, 3, 4] {
         let forged = custody::auth::SessionKeys::new(id, &[id as u8; 32], &cid).issue("alice", &alice_cert, now()).unwrap();
         assert_eq!(status("alice", &forged), "401", "a token signed by an unregistered key, kid node-{id}");
