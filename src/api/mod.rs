@@ -73,7 +73,7 @@ pub fn router(node: Arc<Node>) -> Router {
         // Every /v1 resource but login needs a valid session token.
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), session::require_session))
         .route("/v1/login", post(session::login))
-        // What this node states about its keys, for the administrator who binds it (docs/KEYS.md §6).
+        // What this node states about its keys, for the administrator who binds it (docs/KEYS.md §7).
         .route("/v1/node/binding", get(v1::node_binding));
     internal.merge(v1).fallback(problem::not_found).with_state(node)
 }

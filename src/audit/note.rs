@@ -312,7 +312,7 @@ impl Signer {
 
     /// Signs other bytes with the same key: a statement that begins with its
     /// own context string, which no note text can (it has no final newline),
-    /// such as a node's key binding (docs/KEYS.md §6).
+    /// such as a node's key binding (docs/KEYS.md §7).
     pub fn sign_bytes(&self, statement: &[u8]) -> [u8; 64] {
         self.key.sign(statement)
     }

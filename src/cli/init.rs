@@ -226,7 +226,7 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
     let mut registry = crate::vault::InitialRegistry::default();
     for p in &peers {
         let config = write_node(&a.dir, &cf, &ca, p.id, peers.clone(), p.id == 1)?;
-        // The first members' keys go into the genesis, each with its own proofs (docs/KEYS.md §6).
+        // The first members' keys go into the genesis, each with its own proofs (docs/KEYS.md §7).
         let cfg = crate::config::NodeConfig::load(&config)?;
         registry.nodes.push(crate::node::binding_from_files(&cfg)?);
         nodes.push(InitNode { id: p.id, addr: p.addr.clone(), config, bootstrap: p.id == 1 });

@@ -246,7 +246,7 @@ pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Binds node `id`'s keys (docs/KEYS.md §6): fetches the binding the node at
+/// Binds node `id`'s keys (docs/KEYS.md §7): fetches the binding the node at
 /// `addr` states, checks its certificate against the profile's CA and both of
 /// its proofs, and files it signed with the administrator's key.
 pub async fn bind_node(s: &Session, id: u64, addr: &str) -> Result<(), Failure> {

@@ -96,7 +96,7 @@ pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key).verify(message, signature).is_ok()
 }
 
-/// The kinds of certificate key a node may sign its binding with (docs/KEYS.md §6).
+/// The kinds of certificate key a node may sign its binding with (docs/KEYS.md §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CertKeyKind {
     /// ECDSA over P-256 with SHA-256, signature ASN.1 DER (what `cluster init` issues).

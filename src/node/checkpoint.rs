@@ -163,7 +163,7 @@ pub async fn verify_at_start(node: Arc<Node>) {
 }
 
 /// On the leader: gather cosignatures, publish checkpoints. (Node keys are
-/// registered only by administrators' signed bindings, docs/KEYS.md §6.)
+/// registered only by administrators' signed bindings, docs/KEYS.md §7.)
 pub async fn checkpoint_loop(node: Arc<Node>) {
     loop {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -176,7 +176,7 @@ pub async fn checkpoint_loop(node: Arc<Node>) {
     }
 }
 
-/// This node's own binding (docs/KEYS.md §6): its public keys, signed with its
+/// This node's own binding (docs/KEYS.md §7): its public keys, signed with its
 /// checkpoint key and its node certificate's key.
 pub fn own_binding(cfg: &NodeConfig, signer: &Signer, session_public: &[u8; 32], share_public: &[u8; 32]) -> anyhow::Result<NodeBinding> {
     use base64::Engine;

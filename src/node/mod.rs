@@ -76,7 +76,7 @@ pub struct Node {
     pub sessions: crate::auth::SessionKeys,
     /// Its public half.
     pub session_public: [u8; 32],
-    /// This node's keys as it states them, with its proofs (docs/KEYS.md §6);
+    /// This node's keys as it states them, with its proofs (docs/KEYS.md §7);
     /// an administrator's signed change registers them.
     pub binding: crate::vault::nodes::NodeBinding,
     /// This node's share key (docs/KEYS.md §4): it opens this node's share of

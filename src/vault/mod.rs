@@ -55,7 +55,7 @@ pub struct InitialRegistry {
     pub people: Vec<registry::Person>,
     #[serde(default)]
     pub systems: Vec<registry::SourceSystem>,
-    /// The first members' key bindings (docs/KEYS.md §6), each with its proofs.
+    /// The first members' key bindings (docs/KEYS.md §7), each with its proofs.
     #[serde(default)]
     pub nodes: Vec<nodes::NodeBinding>,
 }
@@ -549,7 +549,7 @@ fn clock(s: &dyn StateRead) -> Result<u64, VaultError> {
 /// entry applies; it carries no time of its own, so the replicated clock is used).
 pub fn record_membership(tx: &mut Tx<'_>, voters: &[u64], learners: &[u64]) -> Result<u64, VaultError> {
     let time = clock(tx)?;
-    // A member that left: its keys stop counting (docs/KEYS.md §6).
+    // A member that left: its keys stop counting (docs/KEYS.md §7).
     let before: Vec<u64> = [tx.get_json::<Vec<u64>>(keys::VOTERS)?.unwrap_or_default(), tx.get_json(keys::LEARNERS)?.unwrap_or_default()].concat();
     for gone in before.iter().filter(|id| !voters.contains(id) && !learners.contains(id)) {
         nodes::retire(tx, *gone)?;

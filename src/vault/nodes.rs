@@ -1,4 +1,4 @@
-//! Node bindings (docs/KEYS.md §6): which keys speak for which node. A node
+//! Node bindings (docs/KEYS.md §7): which keys speak for which node. A node
 //! states its own checkpoint, session and share public keys, signs the
 //! statement with its checkpoint key and with the key of its node
 //! certificate; an administrator's signed registry change (or, for the first

@@ -99,7 +99,7 @@ pub enum RegistryChange {
         system: SourceSystem,
     },
     /// Registers (or replaces) the keys a node states for itself, with its
-    /// proofs (docs/KEYS.md §6); one administrator signs it.
+    /// proofs (docs/KEYS.md §7); one administrator signs it.
     BindNode {
         binding: super::nodes::NodeBinding,
     },

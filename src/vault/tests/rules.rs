@@ -457,7 +457,7 @@ fn resharing_hands_the_same_key_to_the_new_voters() {
     refused_and_unchanged(&mut s, &deal(2));
 }
 
-/// docs/KEYS.md §6: a node's keys are registered only by an administrator's
+/// docs/KEYS.md §7: a node's keys are registered only by an administrator's
 /// signed change that carries the node's own two proofs; a leader that makes
 /// one up, a non-administrator, a key the node does not hold or a
 /// certificate of another node are refused, and nothing changes.
