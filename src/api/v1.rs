@@ -147,6 +147,12 @@ pub async fn holders(State(node): State<Arc<Node>>) -> Result<Json<wire::Holders
     }))
 }
 
+/// Node `id`'s own view of itself, asked over its node certificate's connection.
+async fn health_of(node: &Node, id: NodeId, addr: &str, timeout: Duration) -> Result<NodeHealth, crate::client::HttpError> {
+    let url = format!("{}/internal/health", node.route(id, addr));
+    node.http.call::<(), NodeHealth>(Method::GET, &url, None, timeout).await
+}
+
 pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<ClusterStatus>, ApiError> {
     user_of(&peer)?;
     let m = node.raft.metrics().borrow().clone();
@@ -158,8 +164,7 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Exte
             if id == node.id() {
                 return Some(super::internal::own_health(&node));
             }
-            let url = format!("{}/internal/health", node.route(id, &addr));
-            node.http.call::<(), NodeHealth>(Method::GET, &url, None, Duration::from_millis(1500)).await.ok()
+            health_of(&node, id, &addr, Duration::from_millis(1500)).await.ok()
         }
     });
     let healths = futures::future::join_all(lookups).await;
@@ -229,10 +234,7 @@ pub async fn add_member(
             format!("node {} has no registered key binding: `custody cluster add-node` binds it before it adds it", req.id),
         )
     })?;
-    let addr = node.route(req.id, &req.addr);
-    let health: crate::wire::NodeHealth = node
-        .http
-        .call::<(), _>(hyper::Method::GET, &format!("{addr}/internal/health"), None, std::time::Duration::from_secs(5))
+    let health = health_of(&node, req.id, &req.addr, Duration::from_secs(5))
         .await
         .map_err(|e| ApiError::unavailable(format!("node {} at {} does not answer: {e}", req.id, req.addr)))?;
     let k = &bound.binding.keys;

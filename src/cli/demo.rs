@@ -344,10 +344,7 @@ fn one_directory_opens_nothing(dir: &Path, id: u64, item: &crate::evidence::Item
     let rec = crate::vault::query::item(&crate::raft::state_machine::StateView(db), item)?
         .ok_or_else(|| anyhow::anyhow!("node {id} has no record of the item"))?;
     let m = &rec.manifest;
-    let seed: [u8; 32] = hex::decode(std::fs::read_to_string(&cfg.share_key)?.trim())?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("{} is not a 32-byte seed", cfg.share_key.display()))?;
-    let secret = shares::ShareSecretKey::from_seed(&seed);
+    let secret = shares::ShareSecretKey::from_seed(&crate::node::read_seed(&cfg.share_key)?);
     let mut opened = Vec::new();
     for h in &m.holders {
         let aad = shares::share_aad(&cfg.cluster_id, m.item.as_bytes(), h.node, h.x);

@@ -49,12 +49,7 @@ pub enum CosignError {
 
 /// This node's checkpoint signer, loaded from its key file.
 pub fn load_signer(cfg: &NodeConfig) -> anyhow::Result<Signer> {
-    let text =
-        std::fs::read_to_string(&cfg.checkpoint_key).with_context(|| format!("reading the checkpoint key {}", cfg.checkpoint_key.display()))?;
-    let seed: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| anyhow!("{} must hold 64 hex digits", cfg.checkpoint_key.display()))?;
+    let seed = super::read_seed(&cfg.checkpoint_key).context("the checkpoint key")?;
     Ok(Signer::from_seed(&signer_name(&cfg.cluster_id, cfg.id), &seed)?)
 }
 

@@ -220,13 +220,20 @@ fn check_identity(db: &Db, cfg: &NodeConfig, new_disk: bool) -> anyhow::Result<(
 
 /// A 32-byte seed kept as 64 hex digits: read, or made (mode 0600, fsynced)
 /// when the file is absent.
+/// Reads a node key file: a 32-byte seed as 64 hex digits.
+pub fn read_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    parse_seed(path, &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
+}
+
+fn parse_seed(path: &std::path::Path, text: &str) -> anyhow::Result<[u8; 32]> {
+    hex::decode(text.trim()).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| anyhow::anyhow!("{} must hold 64 hex digits", path.display()))
+}
+
 fn load_or_make_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            hex::decode(text.trim()).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| anyhow::anyhow!("{} must hold 64 hex digits", path.display()))
-        }
+        Ok(text) => parse_seed(path, &text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = crate::crypto::random_bytes::<32>()?;
             let mut f = std::fs::OpenOptions::new()

@@ -691,13 +691,14 @@ fn item_count(tx: &Tx<'_>) -> Result<u64, VaultError> {
     }
 }
 
+/// Decodes a stored JSON value; one that does not decode is corrupt state, never absent.
+fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, VaultError> {
+    serde_json::from_slice(v).map_err(|e| VaultError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), detail: e.to_string() })
+}
+
 /// Read-side queries over committed state.
 pub mod query {
     use super::*;
-
-    fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, VaultError> {
-        serde_json::from_slice(v).map_err(|e| VaultError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), detail: e.to_string() })
-    }
 
     pub fn config(s: &dyn StateRead) -> Result<Option<ClusterConfig>, VaultError> {
         s.get(keys::CONFIG)?.map(|v| decode(keys::CONFIG, &v)).transpose()

@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{audit, StateRead, Tx, VaultError};
+use super::{audit, decode, StateRead, Tx, VaultError};
 
 /// Begins the bytes a node signs to bind its keys.
 pub const BINDING_CONTEXT: &[u8] = b"custody/node-binding/v1\n";
@@ -155,10 +155,6 @@ pub mod keys {
     pub fn range(node: u64, leaf: u64) -> Vec<u8> {
         [RANGE_PREFIX, &node.to_be_bytes(), &leaf.to_be_bytes()].concat()
     }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, VaultError> {
-    serde_json::from_slice(v).map_err(|e| VaultError::Corrupt { key: hex::encode(k), detail: e.to_string() })
 }
 
 /// Node `id`'s current binding.

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{audit, refuse, stamp, Outcome, StateRead, Tx, VaultError};
+use super::{audit, decode, refuse, stamp, Outcome, StateRead, Tx, VaultError};
 use crate::evidence::check_text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -255,10 +255,6 @@ impl SourceSystem {
         check_text("operator", &self.operator, true)?;
         check_text("location", &self.location, true)
     }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, VaultError> {
-    serde_json::from_slice(v).map_err(|e| VaultError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), detail: e.to_string() })
 }
 
 pub fn person(s: &dyn StateRead, name: &str) -> Result<Option<Person>, VaultError> {

@@ -233,3 +233,27 @@ fn a_voter_joins_and_a_holder_leaves_and_the_item_stays_readable() {
     let v = c.cli_json(&c.profile("bob"), &["fetch", &item, "--request", &req, "--out", out_path.to_str().unwrap()]);
     assert_eq!(v["sha256"], sha, "{v}");
 }
+
+/// docs/KEYS.md §7: the leader adds no node whose keys an administrator did
+/// not bind, even when an administrator asks it directly (not through
+/// `cluster add-node`, which binds first); once bound, the same call adds it.
+#[test]
+fn the_leader_adds_no_node_whose_keys_are_not_bound() {
+    use std::process::Command;
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let out = Command::new(crate::harness::BIN).args(["cluster", "new-node", "--dir"]).arg(c.path()).args(["--id", "4"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.start(4);
+    let token = c.token("admin");
+    let body = json!({ "id": 4, "addr": c.addr(4), "learner_only": true });
+    let (status, v) = request(&c, "admin", leader, "POST", "/v1/cluster/members", &token, &body);
+    assert_eq!((status, v["type"].as_str()), (409, Some("urn:custody:node-not-bound")), "{v}");
+    let st = c.cli_json(&c.profile("admin"), &["cluster", "status"]);
+    assert!(st["members"].as_array().unwrap().iter().all(|m| m["id"] != 4), "an unbound node became a member: {st}");
+    // `cluster add-node` binds (the administrator signs the node's own binding), then adds.
+    c.cli_json(&c.profile("admin"), &["cluster", "add-node", "--id", "4", "--addr", &c.addr(4), "--learner-only"]);
+    let st = c.cli_json(&c.profile("admin"), &["cluster", "status"]);
+    assert!(st["members"].as_array().unwrap().iter().any(|m| m["id"] == 4), "{st}");
+}
