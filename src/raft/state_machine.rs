@@ -67,7 +67,12 @@ pub struct StateMachineStore {
     db: Db,
     snap_dir: PathBuf,
     events: mpsc::UnboundedSender<SmEvent>,
-    /// Serialises snapshot file bookkeeping between builder and installer.
+    /// Serialises every use of the snapshot files and records: a build (its
+    /// state dump, rename and record), an install (from the first delete of
+    /// the state to the last record) and opening the current snapshot. The
+    /// builder runs in its own task beside the state machine worker, so
+    /// without it a build could dump a half-installed state, or delete the
+    /// file a concurrent reader or install had just recorded as current.
     files: Arc<Mutex<()>>,
 }
 
@@ -202,6 +207,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             src.rewind().map_err(snapshot_err)?;
             let file = format!("{}.snap", sanitize(&meta.snapshot_id));
             let path = dir.join(&file);
+            let _guard = lock(&files)?;
             copy_verified(&mut src, &dir, &path)?;
             let rec = SnapshotRecord { meta, file };
             let mut b = Batch::default();
@@ -210,7 +216,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // mid-install finishes the install at the next start.
             db.write(b, Durability::Fsync).map_err(sm_write_err)?;
             load_snapshot_file(&db, &path, &rec)?;
-            let _guard = files.lock().map_err(|_| snapshot_err("snapshot lock poisoned"))?;
             remove_other_snapshots(&dir, &rec.file);
             Ok(())
         })
@@ -221,14 +226,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let Some(rec) = read_json::<SnapshotRecord>(&self.db, Cf::Meta, CURRENT_SNAPSHOT_KEY)? else {
-            return Ok(None);
-        };
-        let f = tokio::fs::File::open(self.snap_dir.join(&rec.file)).await.map_err(|e| {
-            // The record says a snapshot exists: its file missing is corruption, not "no snapshot".
-            snapshot_err(format!("snapshot file {} is unreadable: {e}", rec.file))
-        })?;
-        Ok(Some(Snapshot { meta: rec.meta, snapshot: Box::new(f) }))
+        let db = self.db.clone();
+        let dir = self.snap_dir.clone();
+        let files = self.files.clone();
+        let current = blocking(move || {
+            // The record is read and its file opened under the lock: a build
+            // finishing in between would otherwise delete the file the record
+            // names. An open file stays readable after it is unlinked.
+            let _guard = lock(&files)?;
+            let Some(rec) = read_json::<SnapshotRecord>(&db, Cf::Meta, CURRENT_SNAPSHOT_KEY)? else {
+                return Ok(None);
+            };
+            let f = File::open(dir.join(&rec.file)).map_err(|e| {
+                // The record says a snapshot exists: its file missing is corruption, not "no snapshot".
+                snapshot_err(format!("snapshot file {} is unreadable: {e}", rec.file))
+            })?;
+            Ok(Some((rec, f)))
+        })
+        .await?;
+        Ok(current.map(|(rec, f)| Snapshot { meta: rec.meta, snapshot: Box::new(tokio::fs::File::from_std(f)) }))
     }
 }
 
@@ -243,9 +259,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let db = self.db.clone();
         let dir = self.snap_dir.clone();
         let files = self.files.clone();
-        let rec = blocking(move || build_snapshot_file(&db, &dir, &files)).await?;
-        let f = tokio::fs::File::open(self.snap_dir.join(&rec.file)).await.map_err(snapshot_err)?;
-        Ok(Snapshot { meta: rec.meta, snapshot: Box::new(f) })
+        let (rec, f) = blocking(move || build_snapshot_file(&db, &dir, &files)).await?;
+        Ok(Snapshot { meta: rec.meta, snapshot: Box::new(tokio::fs::File::from_std(f)) })
     }
 }
 
@@ -258,7 +273,15 @@ fn sanitize(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(120).collect()
 }
 
-fn build_snapshot_file(db: &Db, dir: &Path, files: &Mutex<()>) -> Result<SnapshotRecord, StorageError> {
+fn lock(files: &Mutex<()>) -> Result<std::sync::MutexGuard<'_, ()>, StorageError> {
+    files.lock().map_err(|_| snapshot_err("snapshot lock poisoned"))
+}
+
+/// Writes a snapshot of the state and makes it current; returns it opened.
+fn build_snapshot_file(db: &Db, dir: &Path, files: &Mutex<()>) -> Result<(SnapshotRecord, File), StorageError> {
+    // Held from the dump on: an install replaces the state in several batches,
+    // and a dump taken between two of them would be a state no log produced.
+    let _guard = lock(files)?;
     let tmp = dir.join(format!("build-{}.tmp", random_hex()?));
     let mut w = SnapWriter::create(&tmp)?;
     let mut last: Option<LogId> = None;
@@ -278,15 +301,15 @@ fn build_snapshot_file(db: &Db, dir: &Path, files: &Mutex<()>) -> Result<Snapsho
         None => format!("empty-{}", random_hex()?),
     };
     let file = format!("{id}.snap");
-    let _guard = files.lock().map_err(|_| snapshot_err("snapshot lock poisoned"))?;
     fs::rename(&tmp, dir.join(&file)).map_err(snapshot_err)?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(snapshot_err)?;
+    let opened = File::open(dir.join(&file)).map_err(snapshot_err)?;
     let rec = SnapshotRecord { meta: SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id: id }, file };
     let mut b = Batch::default();
     b.put(Cf::Meta, CURRENT_SNAPSHOT_KEY, json(&rec)?);
     db.write(b, Durability::Fsync).map_err(sm_write_err)?;
     remove_other_snapshots(dir, &rec.file);
-    Ok(rec)
+    Ok((rec, opened))
 }
 
 fn remove_other_snapshots(dir: &Path, keep: &str) {

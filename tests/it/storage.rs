@@ -119,3 +119,32 @@ fn a_corrupt_or_truncated_snapshot_is_an_error_not_an_empty_state() {
         assert!(sc.get_current_snapshot().await.unwrap().is_some());
     });
 }
+
+/// The builder runs beside the state machine worker. A reader asking for the
+/// current snapshot while builds replace it must always get a readable file:
+/// the record it reads must never name a file a build has just deleted (this
+/// once stopped a leader's Raft core while it sent a new node its snapshot).
+#[test]
+fn the_current_snapshot_stays_readable_while_new_ones_are_built() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = open(dir.path());
+        sm.apply([membership_ent::<TypeConfig>(1, 1, 1, vec![[1u64].into_iter().collect()]), blank_ent::<TypeConfig>(1, 1, 2)]).await.unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        builder.build_snapshot().await.unwrap();
+        let builds = tokio::spawn(async move {
+            for _ in 0..150 {
+                builder.build_snapshot().await.unwrap();
+            }
+        });
+        let mut reads = 0u32;
+        while !builds.is_finished() {
+            let snap = sm.get_current_snapshot().await.unwrap_or_else(|e| panic!("read {reads}: {e}"));
+            assert!(snap.is_some(), "a built snapshot is current");
+            reads += 1;
+        }
+        builds.await.unwrap();
+        assert!(reads > 0);
+    });
+}
