@@ -179,17 +179,19 @@ pub async fn cosign(
     Extension(peer): Extension<PeerIdentity>,
     Json(req): Json<crate::node::checkpoint::CosignRequest>,
 ) -> Result<Json<crate::node::checkpoint::CosignResponse>, ApiError> {
-    let from = member_peer(&node, &peer)?;
-    // Only the leader gathers signatures.
-    if node.raft.metrics().borrow().current_leader != Some(from) {
-        return Err(ApiError::forbidden(format!("node {from} is not the leader")));
-    }
+    // Any member may ask: the leader gathering a checkpoint, or a follower
+    // checking a snapshot (docs/KEYS.md §7.3). A signature vouches only for
+    // this node's own tree.
+    member_peer(&node, &peer)?;
     let root: crate::audit::Hash =
         hex::decode(&req.root).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| ApiError::bad_request("root must be 64 hex digits"))?;
     match node.cosign(req.size, root).await {
         Ok(line) => Ok(Json(crate::node::checkpoint::CosignResponse { line })),
         Err(e @ crate::node::checkpoint::CosignError::Corrupt(_)) => {
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit-corrupt", "Refusing to sign", e.to_string()))
+        }
+        Err(e @ crate::node::checkpoint::CosignError::RootMismatch { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, crate::node::checkpoint::ROOT_MISMATCH, "Another root", e.to_string()))
         }
         Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "cannot-cosign", "Cannot cosign", e.to_string())),
     }
@@ -229,4 +231,21 @@ pub async fn scrub_finding(
     let from = member_peer(&node, &peer)?;
     crate::node::scrub::record(&node, from, f).await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "recorded": true })))
+}
+
+/// Which of the asked chunks this node's own applied state holds to be orphans
+/// (a member's orphan collector counts the answer as one vote).
+pub async fn orphans(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<PeerIdentity>,
+    Json(q): Json<crate::node::heal::OrphanQuestion>,
+) -> Result<Json<crate::node::heal::OrphanAnswer>, ApiError> {
+    member_peer(&node, &peer)?;
+    let grace = std::time::Duration::from_secs(node.cfg.orphan_grace_secs);
+    let n = node.clone();
+    let orphans = tokio::task::spawn_blocking(move || crate::node::heal::orphans_among(&n, &q.chunks, grace))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(crate::node::heal::OrphanAnswer { orphans }))
 }

@@ -37,6 +37,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(crate::node::scrub::SCRUB_PATH, post(internal::scrub))
         .route(crate::node::scrub::FINDING_PATH, post(internal::scrub_finding))
         .route(crate::node::reshare::RESHARE_PATH, post(internal::reshare))
+        .route(crate::node::heal::ORPHANS_PATH, post(internal::orphans))
         .layer(axum::extract::DefaultBodyLimit::max(internal::MAX_RAFT_RPC_BYTES))
         .merge(
             Router::new()

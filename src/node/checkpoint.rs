@@ -21,6 +21,10 @@ use crate::vault::{audit as tree, query, Command};
 /// Path of the internal cosigning endpoint.
 pub const COSIGN_PATH: &str = "/internal/cosign";
 
+/// The problem type of a cosign refusal because this node's own tree has
+/// another root at that size.
+pub const ROOT_MISMATCH: &str = "root-mismatch";
+
 #[derive(Serialize, Deserialize)]
 pub struct CosignRequest {
     pub size: u64,
@@ -132,7 +136,7 @@ impl Node {
         }
     }
 
-    fn checkpoint_text(&self, size: u64, root: audit::Hash) -> anyhow::Result<String> {
+    pub(crate) fn checkpoint_text(&self, size: u64, root: audit::Hash) -> anyhow::Result<String> {
         let config = query::config(&self.state)?.ok_or_else(|| anyhow!("cluster not configured"))?;
         Ok(Checkpoint { origin: config.origin(), size, root, extensions: Vec::new() }.to_text()?)
     }

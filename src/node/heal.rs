@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hyper::{Method, Request};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::Node;
@@ -174,6 +175,25 @@ pub async fn fetch_from_peers(node: &Arc<Node>, name: &ChunkName) -> anyhow::Res
     Err(last_err)
 }
 
+/// Path of the internal endpoint where a member says which chunks its own
+/// applied state holds to be orphans.
+pub const ORPHANS_PATH: &str = "/internal/orphans";
+/// Most chunk names one orphan question carries.
+const ORPHAN_QUESTION_MAX: usize = 4096;
+
+/// A member's question: which of these chunks are orphans to you?
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrphanQuestion {
+    pub chunks: Vec<ChunkName>,
+}
+
+/// The answer: the asked chunks the answering node holds to be orphans. A node
+/// that has not applied everything it logged names none.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrphanAnswer {
+    pub orphans: Vec<ChunkName>,
+}
+
 /// Collects chunk files that no committed manifest names, once they are older
 /// than the grace period and this node has applied everything it has logged.
 pub async fn orphan_loop(node: Arc<Node>) {
@@ -181,38 +201,106 @@ pub async fn orphan_loop(node: Arc<Node>) {
     let every = Duration::from_secs(60).min(grace);
     loop {
         tokio::time::sleep(every).await;
-        let m = node.raft.metrics().borrow().clone();
-        let caught_up = m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index;
-        if !caught_up {
+        if !caught_up(&node) {
             continue;
         }
-        let n = node.clone();
-        let res = tokio::task::spawn_blocking(move || collect_orphans(&n, grace)).await;
-        match res {
-            Ok(Ok(0)) => {}
-            Ok(Ok(count)) => tracing::info!(count, "collected orphan chunks of deposits that never committed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "collecting orphan chunks"),
-            Err(e) => tracing::error!(error = %e, "orphan collector panicked"),
+        match collect_orphans(&node, grace).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "collected orphan chunks of deposits that never committed"),
+            Err(e) => tracing::error!(error = %e, "collecting orphan chunks"),
         }
     }
 }
 
-pub fn collect_orphans(node: &Node, grace: Duration) -> Result<usize, anyhow::Error> {
-    node.inflight.prune(grace);
-    let now = SystemTime::now();
-    let mut removed = 0;
-    for (name, modified) in node.chunks.list()? {
-        let old = now.duration_since(modified).map(|age| age >= grace).unwrap_or(false);
-        if old && !node.inflight.protects(&name, grace) && query::chunk_owner(&node.state, &name)?.is_none() {
-            match node.chunks.remove(&name) {
+/// Has this node, under a known leader, applied everything it has logged?
+fn caught_up(node: &Node) -> bool {
+    let m = node.raft.metrics().borrow().clone();
+    m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index
+}
+
+/// The chunks among `names` that this node's own applied state names no
+/// manifest for and that no active deposit is still sending; none if this
+/// node is not caught up.
+pub fn orphans_among(node: &Node, names: &[ChunkName], grace: Duration) -> anyhow::Result<Vec<ChunkName>> {
+    if !caught_up(node) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for name in names.iter().take(ORPHAN_QUESTION_MAX) {
+        if !node.inflight.protects(name, grace) && query::chunk_owner(&node.state, name)?.is_none() {
+            out.push(*name);
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the chunk files older than `grace` that a majority of the voters,
+/// each from its own applied state, holds to be orphans. This node's own word
+/// is one vote (if it votes): a state that lost an item's chunk index, from a
+/// forged snapshot or a damaged disk, deletes no footage on its own.
+pub async fn collect_orphans(node: &Arc<Node>, grace: Duration) -> anyhow::Result<usize> {
+    let n = node.clone();
+    let candidates = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<ChunkName>> {
+        n.inflight.prune(grace);
+        let now = SystemTime::now();
+        let old: Vec<ChunkName> = n
+            .chunks
+            .list()?
+            .into_iter()
+            .filter(|(_, modified)| now.duration_since(*modified).map(|age| age >= grace).unwrap_or(false))
+            .map(|(name, _)| name)
+            .collect();
+        orphans_among(&n, &old, grace)
+    })
+    .await??;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let members = node.members();
+    let voters = members.iter().filter(|m| m.2).count();
+    let mut votes: std::collections::BTreeMap<ChunkName, usize> = Default::default();
+    let own = usize::from(members.iter().any(|m| m.0 == node.id() && m.2));
+    for part in candidates.chunks(ORPHAN_QUESTION_MAX) {
+        for name in part {
+            votes.insert(*name, own);
+        }
+        for (peer, addr, voter) in node.routed_peers() {
+            if !voter {
+                continue;
+            }
+            let q = OrphanQuestion { chunks: part.to_vec() };
+            match node.http.call::<_, OrphanAnswer>(Method::POST, &format!("{addr}{ORPHANS_PATH}"), Some(&q), Duration::from_secs(10)).await {
+                Ok(a) => {
+                    for name in a.orphans {
+                        if let Some(v) = votes.get_mut(&name) {
+                            *v += 1;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(peer, error = %e, "orphan collection: a voter did not answer; its vote counts as keep"),
+            }
+        }
+    }
+    let agreed: Vec<ChunkName> = votes.into_iter().filter(|(_, v)| *v > voters / 2).map(|(name, _)| name).collect();
+    let kept = candidates.len() - agreed.len();
+    if kept > 0 {
+        tracing::warn!(kept, "orphan collection: kept chunks this node holds to be orphans that no majority of the voters does");
+    }
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        let mut removed = 0;
+        // Asked again: the answers took time, and a deposit may have committed meanwhile.
+        for name in orphans_among(&n, &agreed, grace)? {
+            match n.chunks.remove(&name) {
                 Ok(()) => {
-                    super::held::forget(&node.db, &name)?;
+                    super::held::forget(&n.db, &name)?;
                     removed += 1
                 }
                 Err(ChunkStoreError::Missing(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-    Ok(removed)
+        Ok(removed)
+    })
+    .await?
 }

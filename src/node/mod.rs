@@ -5,12 +5,13 @@
 pub mod checkpoint;
 pub mod clock;
 mod deposit;
-mod heal;
+pub mod heal;
 pub mod held;
 mod inflight;
 pub mod proposer;
 pub mod reshare;
 pub mod scrub;
+mod snapshot;
 
 pub use deposit::{deposit, DepositError, Upload};
 pub use heal::fetch_from_peers as fetch_chunk_from_peers;
@@ -283,7 +284,7 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let log_store = LogStore::new(db.clone());
-    let sm = StateMachineStore::open(db.clone(), &cfg.data_dir.join("snapshots"), events_tx)?;
+    let sm = StateMachineStore::open(db.clone(), &cfg.data_dir.join("snapshots"), events_tx, snapshot::Gate::new(&cfg, http.clone()))?;
     let state = sm.view();
     let raft_cfg = Arc::new(crate::raft::config(&cfg.cluster_name, cfg.snapshot_every_entries)?);
     let raft = Raft::new(cfg.id, raft_cfg, Network::new(http.clone(), Arc::new(cfg.routes.clone())), log_store, sm).await?;

@@ -5,9 +5,11 @@
 //! written while apply goes on to one file on the node's disk:
 //! `CUSTODY-SNAPSHOT/1\n`, then records `0x01 ‖ u32 key len ‖ key ‖ u32 value
 //! len ‖ value`, then `0x00 ‖ SHA-256 of every byte before`. Openraft streams
-//! the file in chunks; the receiver copies it to disk, checks it whole, and
-//! only then replaces its state. A corrupt snapshot is an error, never "no
-//! snapshot".
+//! the file in chunks; the receiver copies it to disk and into a staging
+//! database beside it, checks it whole, has its [`SnapshotGate`] check the
+//! staged state (docs/KEYS.md §7.3), and only then replaces its state. A
+//! corrupt snapshot is an error, never "no snapshot"; a refused one stops
+//! this node's Raft rather than replace its state.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
@@ -32,6 +34,12 @@ const INSTALLING_SNAPSHOT_KEY: &[u8] = b"snapshot/installing";
 const SNAPSHOT_MAGIC: &[u8] = b"CUSTODY-SNAPSHOT/1\n";
 /// Largest key or value a snapshot record may claim; guards allocation when reading.
 const MAX_SNAPSHOT_FIELD_BYTES: u32 = 64 * 1024 * 1024;
+
+/// Checks a received snapshot's state, staged apart from this node's own,
+/// before it replaces it. `Err` refuses the snapshot with the reason.
+pub trait SnapshotGate: Send + Sync + 'static {
+    fn check<'a>(&'a self, staged: &'a StateView, meta: &'a SnapshotMeta) -> futures::future::BoxFuture<'a, Result<(), String>>;
+}
 
 /// What the state machine tells the rest of the node after applying.
 #[derive(Debug)]
@@ -74,13 +82,15 @@ pub struct StateMachineStore {
     /// without it a build could dump a half-installed state, or delete the
     /// file a concurrent reader or install had just recorded as current.
     files: Arc<Mutex<()>>,
+    gate: Arc<dyn SnapshotGate>,
 }
 
 impl StateMachineStore {
     /// Opens the store; finishes a snapshot install a crash interrupted.
-    pub fn open(db: Db, snap_dir: &Path, events: mpsc::UnboundedSender<SmEvent>) -> Result<Self, StorageError> {
+    pub fn open(db: Db, snap_dir: &Path, events: mpsc::UnboundedSender<SmEvent>, gate: Arc<dyn SnapshotGate>) -> Result<Self, StorageError> {
         fs::create_dir_all(snap_dir).map_err(snapshot_err)?;
-        let store = StateMachineStore { db, snap_dir: snap_dir.to_path_buf(), events, files: Arc::new(Mutex::new(())) };
+        remove_staging(snap_dir);
+        let store = StateMachineStore { db, snap_dir: snap_dir.to_path_buf(), events, files: Arc::new(Mutex::new(())), gate };
         if let Some(b) = store.db.get(Cf::Meta, INSTALLING_SNAPSHOT_KEY).map_err(sm_read_err)? {
             let rec: SnapshotRecord = serde_json::from_slice(&b).map_err(sm_read_err)?;
             tracing::warn!(snapshot = %rec.meta.snapshot_id, "finishing a snapshot install interrupted by a crash");
@@ -198,17 +208,30 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
         let mut src = snapshot.into_std().await;
+        let dir = self.snap_dir.clone();
+        let (tmp, staged) = blocking(move || {
+            src.rewind().map_err(snapshot_err)?;
+            copy_verified(&mut src, &dir)
+        })
+        .await?;
+        let verdict = self.gate.check(&StateView(staged.db().clone()), meta).await;
+        drop(staged);
+        if let Err(why) = verdict {
+            let _ = fs::remove_file(&tmp);
+            tracing::error!(snapshot = %meta.snapshot_id, reason = %why, "REFUSED THE LEADER'S SNAPSHOT: its state is not what the logged leaves and the voters say; this node keeps its own state and stops taking part");
+            return Err(snapshot_err(format!("refused snapshot {}: {why}", meta.snapshot_id)));
+        }
         let db = self.db.clone();
         let dir = self.snap_dir.clone();
         let files = self.files.clone();
         let owned_meta = meta.clone();
         blocking(move || {
             let meta = owned_meta;
-            src.rewind().map_err(snapshot_err)?;
             let file = format!("{}.snap", sanitize(&meta.snapshot_id));
             let path = dir.join(&file);
             let _guard = lock(&files)?;
-            copy_verified(&mut src, &dir, &path)?;
+            fs::rename(&tmp, &path).map_err(snapshot_err)?;
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(snapshot_err)?;
             let rec = SnapshotRecord { meta, file };
             let mut b = Batch::default();
             b.put(Cf::Meta, INSTALLING_SNAPSHOT_KEY, json(&rec)?);
@@ -410,23 +433,70 @@ impl<R: Read> SnapReader<R> {
     }
 }
 
-/// Copies a received snapshot to `path`, checking it is whole and intact.
-fn copy_verified(src: &mut File, dir: &Path, path: &Path) -> Result<(), StorageError> {
+/// A staging database holding a received snapshot's state for its check;
+/// removed when dropped.
+struct Staged {
+    db: Option<Db>,
+    dir: PathBuf,
+}
+
+impl Staged {
+    fn db(&self) -> &Db {
+        self.db.as_ref().expect("a staging database is open until dropped")
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // The database closes with its last handle, which is this one.
+        drop(self.db.take());
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+const STAGING_PREFIX: &str = "staging-";
+
+/// Removes staging databases a crash left behind.
+fn remove_staging(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Copies a received snapshot to a temporary file in `dir` and into a
+/// staging database, checking it is whole and intact; returns both.
+fn copy_verified(src: &mut File, dir: &Path) -> Result<(PathBuf, Staged), StorageError> {
     let tmp = dir.join(format!("recv-{}.tmp", random_hex()?));
+    let staging = dir.join(format!("{STAGING_PREFIX}{}", random_hex()?));
     let result = (|| {
+        let staged = Staged { db: Some(Db::open(&staging).map_err(snapshot_err)?), dir: staging.clone() };
         let mut w = SnapWriter::create(&tmp)?;
         let mut r = SnapReader::new(BufReader::new(&mut *src))?;
+        let mut b = Batch::default();
         while let Some((k, v)) = r.next()? {
             w.record(&k, &v)?;
+            b.put(Cf::State, k, v);
+            if b.len() >= crate::limits::SNAPSHOT_INSTALL_BATCH_RECORDS {
+                staged.db().write(std::mem::take(&mut b), Durability::Buffered).map_err(sm_write_err)?;
+            }
         }
+        // Only the whole, intact file counts: its digest is checked at its end.
+        staged.db().write(b, Durability::Buffered).map_err(sm_write_err)?;
         w.finish()?;
-        fs::rename(&tmp, path).map_err(snapshot_err)?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(snapshot_err)
+        Ok(staged)
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(staged) => Ok((tmp, staged)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_dir_all(&staging);
+            Err(e)
+        }
     }
-    result
 }
 
 /// Replaces the state column family with the snapshot's records.

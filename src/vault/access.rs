@@ -33,8 +33,9 @@ pub struct RequestRecord {
 }
 
 pub mod keys {
+    pub const REQUEST_PREFIX: &[u8] = b"q/";
     pub fn request(id: &str) -> Vec<u8> {
-        [b"q/".as_slice(), id.as_bytes()].concat()
+        [REQUEST_PREFIX, id.as_bytes()].concat()
     }
     /// One key per audit record about an item, for its trail.
     pub fn item_log_prefix(item: &crate::evidence::ItemId) -> Vec<u8> {
@@ -44,8 +45,9 @@ pub mod keys {
         [item_log_prefix(item), leaf.to_be_bytes().to_vec()].concat()
     }
     /// The access recorded at an audit leaf, for the holders' release check.
+    pub const ACCESS_PREFIX: &[u8] = b"ac/";
     pub fn access(leaf: u64) -> Vec<u8> {
-        [b"ac/".as_slice(), &leaf.to_be_bytes()].concat()
+        [ACCESS_PREFIX, &leaf.to_be_bytes()].concat()
     }
 }
 

@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod registry;
 pub mod reshare;
 pub mod retention;
+pub mod snapshot;
 
 use serde_json::json;
 

@@ -154,6 +154,45 @@ fn a_slow_deposit_keeps_its_early_chunks_past_the_orphan_grace() {
     assert!(c.holds_item(leader, &items[0]), "the leader holds every chunk");
 }
 
+#[test]
+fn orphan_collection_deletes_no_chunk_on_the_word_of_one_node() {
+    use custody::storage::{Batch, Cf, Db, Durability};
+    let mut c = Cluster::init(3, "orphan_grace_secs = 2");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, (5 << 20) + 7, 4);
+    c.deposit("alice", &clip, "t");
+    let item = c.items(&c.profile("alice")).remove(0);
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    wait_until("the victim to hold the item", Duration::from_secs(30), || c.holds_item(victim, &item).then_some(()));
+    c.kill(victim);
+    // The victim's state loses the item's chunk index, as a forged snapshot
+    // would leave it; and its disk gets a real orphan, a chunk nobody deposited.
+    let stray = b"never part of any deposit ".repeat(1000);
+    let stray_name = custody::evidence::ChunkName::from_digest(custody::crypto::sha256(&stray));
+    {
+        let db = Db::open(&c.node_dir(victim).join("data/db")).unwrap();
+        let index = db.scan_prefix(Cf::State, custody::vault::keys::CHUNK_PREFIX).unwrap();
+        assert!(!index.is_empty(), "the victim had a chunk index");
+        let mut b = Batch::default();
+        for (k, _) in index {
+            b.delete(Cf::State, k);
+        }
+        db.write(b, Durability::Fsync).unwrap();
+        let store = custody::evidence::ChunkStore::open(&c.node_dir(victim).join("data/chunks")).unwrap();
+        store.put(&stray_name, &stray).unwrap();
+    }
+    c.start(victim);
+    let stray_path = c.chunk_path(victim, &stray_name.to_string());
+    wait_until("the victim to collect the chunk that every voter holds to be an orphan", Duration::from_secs(60), || {
+        (!stray_path.exists()).then_some(())
+    });
+    assert!(c.holds_item(victim, &item), "a node deleted footage on its own state's word");
+    let log = std::fs::read_to_string(c.node_dir(victim).join("node.log")).unwrap();
+    assert!(log.contains("no majority of the voters does"), "the victim did not say what it kept");
+}
+
 /// The request head and body of alice's deposit of `clip`, sealed for the
 /// cluster's voters as her client seals it (docs/KEYS.md §4.1).
 fn sealed_upload(c: &Cluster, clip: &std::path::Path, node: u64) -> (String, Vec<u8>) {

@@ -257,3 +257,56 @@ fn the_leader_adds_no_node_whose_keys_are_not_bound() {
     let st = c.cli_json(&c.profile("admin"), &["cluster", "status"]);
     assert!(st["members"].as_array().unwrap().iter().any(|m| m["id"] == 4), "{st}");
 }
+
+/// Issue 14: a snapshot is not a back door (docs/KEYS.md §7.3). Every voter's
+/// state is given a person no registry record adds (as a compromised leader
+/// would forge one); the snapshot a leader then ships to a joining node is
+/// refused by it, loudly, and the forged person never reaches its state.
+#[test]
+fn a_joining_node_refuses_a_snapshot_whose_registry_its_leaves_do_not_record() {
+    use custody::storage::{Batch, Cf, Db, Durability};
+    let mut c = Cluster::init(3, "snapshot_every_entries = 3");
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 200_000, 1);
+    c.deposit("alice", &clip, "case-F");
+    for id in 1..=3 {
+        c.kill(id);
+    }
+    let person = |name: &str| custody::vault::registry::keys::person(name);
+    for id in 1..=3 {
+        let db = Db::open(&c.node_dir(id).join("data/db")).unwrap();
+        let carol = db.get(Cf::State, &person("carol")).unwrap().expect("carol is registered");
+        let mut mallory: Value = serde_json::from_slice(&carol).unwrap();
+        mallory["name"] = json!("mallory");
+        let mut b = Batch::default();
+        b.put(Cf::State, person("mallory"), serde_json::to_vec(&mallory).unwrap());
+        db.write(b, Durability::Fsync).unwrap();
+    }
+    c.start_all(3);
+    c.wait_leader(3);
+    // New entries, so that the next snapshot is a dump of the forged state.
+    for i in 2..6u8 {
+        let p = c.path().join(format!("c{i}.mp4"));
+        write_clip(&p, 100_000 + u64::from(i), i);
+        c.deposit("alice", &p, "case-F");
+    }
+    let out =
+        std::process::Command::new(crate::harness::BIN).args(["cluster", "new-node", "--dir"]).arg(c.path()).args(["--id", "4"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.append_node_config(4, "snapshot_every_entries = 3");
+    c.start(4);
+    // add-node cannot finish: the newcomer never catches up. Its answer is not the point.
+    let _ = c.cli(&c.profile("admin"), &["cluster", "add-node", "--id", "4", "--addr", &c.addr(4)]);
+    let log_path = c.node_dir(4).join("node.log");
+    crate::harness::wait_until("node 4 to refuse the snapshot", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log_path).ok().filter(|l| l.contains("REFUSED THE LEADER'S SNAPSHOT")).map(|_| ())
+    });
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("person mallory"), "the refusal names what was forged");
+    assert!(!log.contains("installed a snapshot from the leader"), "node 4 installed the forged snapshot");
+    c.kill(4);
+    let db = Db::open(&c.node_dir(4).join("data/db")).unwrap();
+    assert!(db.get(Cf::State, &person("mallory")).unwrap().is_none(), "the forged person reached node 4's state");
+}

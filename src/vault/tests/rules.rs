@@ -516,3 +516,78 @@ fn a_removed_nodes_keys_stop_at_the_size_it_left() {
     assert_eq!(query::session_key(&s, 3).unwrap(), None);
     assert!(query::node_keys(&s).unwrap().iter().all(|(id, _)| *id != 3));
 }
+
+/// Issue 14: a snapshot is not a back door. A state a real cluster made passes
+/// the check against its leaves; each forgery a leader could ship in a
+/// snapshot is refused: a person, a grant, an access or a key the tree does not
+/// record, a shortened retention, a lifted hold, and a chunk index entry
+/// without its item (which would have orphan collectors delete footage).
+#[test]
+fn a_snapshot_state_is_what_its_leaves_say() {
+    use super::snapshot::{check_against_leaves, SnapshotRefusal};
+    let (mut s, item) = world();
+    let req = request(item, NOW + 1000, 2);
+    grant(&mut s, &req);
+    assert!(matches!(access(&mut s, &req, NOW + 1), Outcome::AccessRecorded { .. }));
+    let hold = Command::Hold { item, reason: "appeal".into(), by: "carol".into(), time_ms: NOW + 2 };
+    assert!(matches!(s.run(&hold), Outcome::RetentionChanged { hold: true, .. }), "the hold was refused");
+    let mut pending = request(item, NOW + 1000, 5);
+    pending.purpose = "never approved".into();
+    assert!(matches!(file(&mut s, &pending, NOW), Outcome::RequestStatus { granted: false, .. }));
+    check_against_leaves(&s).expect("the state a cluster made checks out");
+
+    let forge = |f: &dyn Fn(&mut MemState)| {
+        let mut forged = MemState(s.0.clone());
+        f(&mut forged);
+        check_against_leaves(&forged).expect_err("a forged state was accepted")
+    };
+    let edit_json = |st: &mut MemState, key: Vec<u8>, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&st.0[&key]).unwrap();
+        f(&mut v);
+        st.0.insert(key, serde_json::to_vec(&v).unwrap());
+    };
+
+    // A person no registry record adds, with the leader's key.
+    let mut mallory = person("mallory", "approver");
+    mallory.public_key = person("leader", "approver").public_key;
+    let e = forge(&|st| {
+        st.0.insert(registry::keys::person("mallory"), serde_json::to_vec(&mallory).unwrap());
+    });
+    assert!(matches!(e, SnapshotRefusal::Person { .. }), "{e}");
+    // An officer made an approver without a record.
+    let e = forge(&|st| edit_json(st, registry::keys::person("alice"), &|v| v["roles"] = serde_json::json!(["officer", "approver"])));
+    assert!(matches!(e, SnapshotRefusal::Person { .. }), "{e}");
+    // A grant no approval made, and more fetches left than the tree shows.
+    let id = pending.id().unwrap();
+    let e = forge(&|st| {
+        edit_json(st, super::access::keys::request(&id), &|v| v["grant"] = serde_json::json!({ "approver": "carol", "at_ms": NOW, "leaf_index": 3 }))
+    });
+    assert!(matches!(e, SnapshotRefusal::Request { .. }), "{e}");
+    let e = forge(&|st| edit_json(st, super::access::keys::request(&req.id().unwrap()), &|v| v["fetches"] = serde_json::json!(0)));
+    assert!(matches!(e, SnapshotRefusal::Request { .. }), "{e}");
+    // An access a holder would release its share for, under another key.
+    let (ac, _) = s.scan_prefix(super::access::keys::ACCESS_PREFIX).unwrap().remove(0);
+    let e = forge(&|st| edit_json(st, ac.clone(), &|v| v["fetch_key"] = serde_json::json!("1e".repeat(32))));
+    assert!(matches!(e, SnapshotRefusal::Access { .. }), "{e}");
+    // Retention shortened, the hold lifted.
+    let e = forge(&|st| edit_json(st, keys::item(&item), &|v| v["retain_until_ms"] = serde_json::json!(NOW)));
+    assert!(matches!(e, SnapshotRefusal::Item { .. }), "{e}");
+    let e = forge(&|st| edit_json(st, keys::item(&item), &|v| v["hold"] = serde_json::Value::Null));
+    assert!(matches!(e, SnapshotRefusal::Item { .. }), "{e}");
+    // The item gone, its chunk index left: an orphan collector's bait.
+    let e = forge(&|st| {
+        st.0.remove(&keys::item(&item));
+    });
+    assert!(matches!(e, SnapshotRefusal::Item { .. }), "{e}");
+    // A chunk of the item taken out of the index.
+    let chunk = query::item(&s, &item).unwrap().unwrap().manifest.chunks[0].name;
+    let e = forge(&|st| {
+        st.0.remove(&keys::chunk(&chunk));
+    });
+    assert!(matches!(e, SnapshotRefusal::Item { .. }), "{e}");
+    // A share key swapped for the leader's own.
+    let e = forge(&|st| {
+        st.0.insert(super::audit::keys::share_key(2), share_secret(9).public_key().to_vec());
+    });
+    assert!(matches!(e, SnapshotRefusal::Node { .. }), "{e}");
+}
