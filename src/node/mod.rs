@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod clock;
 mod deposit;
+mod fetch;
 mod heal;
 pub mod held;
 mod inflight;
@@ -13,7 +14,7 @@ pub mod reshare;
 pub mod scrub;
 
 pub use deposit::{deposit, DepositError, Upload};
-pub use heal::fetch_from_peers as fetch_chunk_from_peers;
+pub use fetch::{record_access, release_share, sealed_chunks, AccessAsk, FetchError, Recorded, Released, Sealed};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
