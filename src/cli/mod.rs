@@ -253,7 +253,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Up(a) => up::run(a).await,
         Command::Node { config, new_disk } => {
             let cfg = crate::config::NodeConfig::load(&config)?;
-            crate::node::run(cfg, new_disk).await.map_err(Failure::from)
+            // The node serves the API it is handed: `node/` does not import `api/`.
+            crate::node::run(cfg, new_disk, crate::api::serve).await.map_err(Failure::from)
         }
         Command::Cluster(ClusterCmd::Init(a)) => {
             let done = init::init(&a)?;
