@@ -11,7 +11,6 @@ pub mod init;
 mod local;
 pub mod ops;
 mod registry;
-pub mod sealing;
 mod up;
 
 use std::path::PathBuf;
@@ -204,6 +203,17 @@ impl Failure {
     pub fn verdict(message: impl Into<String>) -> Self {
         Failure { code: 1, message: message.into(), reported: true }
     }
+}
+
+/// The exit status of the client half's failures (`crate::sealing`): a vault
+/// that refused or answered wrong is a negative verdict, anything else an
+/// operational error.
+pub(crate) fn sealing_failure(e: crate::sealing::SealingError) -> Failure {
+    let code = match e.kind {
+        crate::sealing::ErrorKind::Verdict => 1,
+        crate::sealing::ErrorKind::Operational => 2,
+    };
+    Failure::new(code, e.message)
 }
 
 impl<E: std::fmt::Display> From<E> for Failure {

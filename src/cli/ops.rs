@@ -221,6 +221,53 @@ impl Session {
     }
 }
 
+/// The client half of custody (`crate::sealing`) talks to the vault through the session.
+impl crate::sealing::Vault for Session {
+    fn endpoints(&self) -> &[String] {
+        Session::endpoints(self)
+    }
+
+    fn call<B: Serialize + Sync, T: DeserializeOwned + Send>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<T, HttpError>> + Send {
+        Session::call(self, method, path, body, timeout)
+    }
+
+    fn call_at<B: Serialize + Sync, T: DeserializeOwned + Send>(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<T, HttpError>> + Send {
+        Session::call_at(self, base, method, path, body, timeout)
+    }
+
+    fn get_stream(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<(String, hyper::Response<crate::client::Incoming>), HttpError>> + Send {
+        self.send_with(
+            path,
+            timeout,
+            |url| async move {
+                Request::builder()
+                    .method(Method::GET)
+                    .uri(&url)
+                    .body(crate::client::empty())
+                    .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
+            },
+            |url, resp| async move { Ok((url, resp)) },
+        )
+    }
+}
+
 pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
     let st: ClusterStatus = s.call::<(), _>(Method::GET, "/v1/cluster/status", None, CALL_TIMEOUT).await?;
     emit(json, &serde_json::to_value(&st)?, || {
@@ -347,11 +394,11 @@ async fn upload_once(
     depositor: &str,
     key: &std::sync::Arc<crate::crypto::SigningKey>,
     progress: bool,
-) -> Result<(std::sync::Arc<super::sealing::DepositPlan>, DepositReceipt), HttpError> {
+) -> Result<(std::sync::Arc<crate::sealing::DepositPlan>, DepositReceipt), HttpError> {
     // Sealed here, to the voters' share keys: the vault receives ciphertext only (docs/KEYS.md §4.1).
     let view: crate::wire::HoldersView = s.call::<(), _>(Method::GET, "/v1/holders", None, CALL_TIMEOUT).await?;
-    let local = |f: Failure| HttpError::BadAnswer { url: "/v1/holders".into(), detail: f.message };
-    let plan = std::sync::Arc::new(super::sealing::DepositPlan::new(&view, size, meta, depositor.to_string()).map_err(local)?);
+    let local = |e: crate::sealing::SealingError| HttpError::BadAnswer { url: "/v1/holders".into(), detail: e.message };
+    let plan = std::sync::Arc::new(crate::sealing::DepositPlan::new(&view, size, meta, depositor.to_string()).map_err(local)?);
     let bar = if progress && std::io::stderr().is_terminal() {
         let pb = ProgressBar::new(size);
         pb.set_style(
@@ -374,7 +421,7 @@ async fn upload_once(
                     .await
                     .map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: format!("{}: {e}", file.display()) })?;
                 let (sealed, chunk_size) = (plan.sealed_bytes(), plan.chunk_size());
-                let stream = super::sealing::upload_stream(plan, key, f, bar).map(|r| r.map(Frame::data));
+                let stream = crate::sealing::upload_stream(plan, key, f, bar).map(|r| r.map(Frame::data));
                 let body = BodyExt::boxed(StreamBody::new(stream));
                 Request::builder()
                     .method(Method::POST)
