@@ -20,6 +20,8 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,7 +32,7 @@ use crate::crypto::shares::{self, KeyShare, ShareSecretKey};
 use crate::crypto::{ChunkCipher, DataKey, Hasher, SigningKey};
 use crate::evidence::{chunk_count, AccessStatement, ChunkName, ChunkRef, DepositMeta, Holder, ItemId, Manifest};
 use crate::limits;
-use crate::wire::{AccessBody, AccessView, FetchOutput, HoldersView, ShareRelease, ShareRequest};
+use crate::wire::{AccessBody, AccessView, DepositReceipt, FetchOutput, HoldersView, ShareRelease, ShareRequest};
 
 /// How long one holder may take to release its share.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -61,6 +63,14 @@ pub trait Vault: Sync {
         body: Option<&B>,
         timeout: Duration,
     ) -> impl Future<Output = Result<T, HttpError>> + Send;
+
+    /// A request `make` builds for a node's URL (again for each node it goes
+    /// to), on whichever node answers, following the leader; a JSON answer.
+    fn send<T, F, Fut>(&self, path: &str, timeout: Duration, make: F) -> impl Future<Output = Result<T, HttpError>> + Send
+    where
+        T: DeserializeOwned + Send,
+        F: Fn(String) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<hyper::Request<crate::client::Body>, HttpError>> + Send;
 
     /// `GET path` on whichever node answers with a success: its URL and the
     /// answer, whose body is read as it streams.
@@ -107,6 +117,86 @@ fn http(e: HttpError) -> SealingError {
         Some(p) if p.kind.ends_with(":refused") => bad(format!("refused: {}", p.detail)),
         _ => operational(e),
     }
+}
+
+/// How long a call for the holders may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A deposit of a large clip may take long; the server bounds each hop.
+const DEPOSIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Attempts of a deposit in all, when the holders change while it is sealed.
+const DEPOSIT_ATTEMPTS: u32 = 4;
+
+/// Deposits `file` (`size` bytes, signed by `depositor` with `key`): sealed
+/// for the current voters and streamed to the leader; sealed again for the
+/// new ones when they changed meanwhile. The receipt must name the item sealed.
+/// `bar` draws a progress bar for each attempt, if the caller wants one.
+pub async fn deposit(
+    s: &impl Vault,
+    file: &Path,
+    size: u64,
+    meta: DepositMeta,
+    depositor: &str,
+    key: &Arc<SigningKey>,
+    bar: &(dyn Fn() -> Option<indicatif::ProgressBar> + Sync),
+) -> Result<DepositReceipt, SealingError> {
+    let mut attempts = 0;
+    let (plan, receipt) = loop {
+        attempts += 1;
+        match upload_once(s, file, size, meta.clone(), depositor, key, bar).await {
+            Err(HttpError::Problem(p)) if p.kind.ends_with(":holders-changed") && attempts < DEPOSIT_ATTEMPTS => continue,
+            other => break other.map_err(operational)?,
+        }
+    };
+    if receipt.item != plan.item() {
+        return Err(bad(format!("the vault acknowledged item {}, not the deposited {}", receipt.item, plan.item())));
+    }
+    Ok(receipt)
+}
+
+/// One sealed upload to the current holder set.
+async fn upload_once(
+    s: &impl Vault,
+    file: &Path,
+    size: u64,
+    meta: DepositMeta,
+    depositor: &str,
+    key: &Arc<SigningKey>,
+    bar: &(dyn Fn() -> Option<indicatif::ProgressBar> + Sync),
+) -> Result<(Arc<DepositPlan>, DepositReceipt), HttpError> {
+    // Sealed here, to the voters' share keys: the vault receives ciphertext only (docs/KEYS.md §4.1).
+    let view: HoldersView = s.call::<(), _>(Method::GET, "/v1/holders", None, CALL_TIMEOUT).await?;
+    let local = |e: SealingError| HttpError::BadAnswer { url: "/v1/holders".into(), detail: e.message };
+    let plan = Arc::new(DepositPlan::new(&view, size, meta, depositor.to_string()).map_err(local)?);
+    let bar = bar();
+    let file = file.to_path_buf();
+    let receipt: DepositReceipt = s
+        .send("/v1/items", DEPOSIT_TIMEOUT, |url| {
+            let (file, bar, plan, key) = (file.clone(), bar.clone(), plan.clone(), key.clone());
+            async move {
+                if let Some(b) = &bar {
+                    b.set_position(0);
+                }
+                let f = tokio::fs::File::open(&file)
+                    .await
+                    .map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: format!("{}: {e}", file.display()) })?;
+                let (sealed, chunk_size) = (plan.sealed_bytes(), plan.chunk_size());
+                let stream = upload_stream(plan, key, f, bar).map(|r| r.map(Frame::data));
+                let body = BodyExt::boxed(StreamBody::new(stream));
+                hyper::Request::builder()
+                    .method(Method::POST)
+                    .uri(&url)
+                    .header(crate::node::SEALED_BYTES_HEADER, sealed)
+                    .header(crate::node::CHUNK_SIZE_HEADER, chunk_size)
+                    .header("content-type", "application/octet-stream")
+                    .body(body)
+                    .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
+            }
+        })
+        .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok((plan, receipt))
 }
 
 /// Everything fixed for one deposit before its bytes stream: the same on every
