@@ -16,6 +16,7 @@ pub mod mutation;
 pub mod node;
 pub mod pki;
 pub mod raft;
+pub mod sealing;
 pub mod storage;
 pub mod tls;
 pub mod vault;

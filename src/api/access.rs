@@ -1,24 +1,25 @@
-//! Access requests, approvals, and the fetch: the access is recorded first;
-//! each holder releases its share only once its own applied state shows it;
-//! the chunks go out sealed (docs/KEYS.md §4.2).
+//! Access requests, approvals, retention, and the fetch's three routes. The
+//! fetch itself (the access recorded first; each holder releasing its share
+//! only once its own applied state shows it; the chunks going out sealed,
+//! docs/KEYS.md §4.2) lives in `node/fetch.rs`: these handlers parse the
+//! request, call it, and render its answer.
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{user_of, ApiError};
 use crate::approval::AccessRequest;
-use crate::evidence::{ChunkStoreError, ItemId};
-use crate::node::{now_ms, Node};
+use crate::evidence::ItemId;
+use crate::node::{self, now_ms, FetchError, Node};
 use crate::tls::PeerIdentity;
 use crate::vault::access::{self, RequestRecord};
-use crate::vault::{query, Command, Outcome};
+use crate::vault::{Command, Outcome};
 use crate::wire::{AccessBody, AccessView, HolderShare, ShareRelease, ShareRequest};
 
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
@@ -88,9 +89,8 @@ pub async fn approve(
     status(propose(&node, Command::Approve { request: id, by, signature: body.signature, time_ms: now_ms() }).await?)
 }
 
-/// Records the access through Raft (the fetcher's signed statement names the
-/// key the shares go to) and tells the fetcher how to open the item. No record,
-/// no share: the holders check it in their own applied state.
+/// `POST /v1/items/{id}/access`: records the access (`node::record_access`)
+/// and tells the fetcher how to open the item.
 pub async fn access(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
@@ -99,32 +99,13 @@ pub async fn access(
 ) -> Result<Json<AccessView>, ApiError> {
     let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    let rec = query::item(&node.state, &item).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {item}")))?;
-    let m = rec.manifest;
-    let record = Command::RecordAccess {
-        request: body.request.clone(),
-        item,
-        by: by.clone(),
-        fetch_key: body.fetch_key,
-        signature: body.signature,
-        time_ms: now_ms(),
-    };
-    let access_leaf = if crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord) {
-        // The deliberate bug: claim a leaf, record only after the last sealed byte.
-        let leaf = crate::vault::audit::size(&node.state).map_err(ApiError::internal)?;
-        node.late_records.lock().map_err(ApiError::internal)?.push((item, by.clone(), record));
-        leaf
-    } else {
-        match propose(&node, record).await? {
-            Outcome::AccessRecorded { leaf_index } => leaf_index,
-            other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
-        }
-    };
-    tracing::info!(%item, request = %body.request, %by, access_leaf, "access recorded; holders may release their shares");
+    let ask = node::AccessAsk { request: body.request, fetch_key: body.fetch_key, signature: body.signature };
+    let r = node::record_access(&node, by, item, ask).await.map_err(fetch_err)?;
+    let m = r.manifest;
     Ok(Json(AccessView {
-        cluster_id: node.cfg.cluster_id.clone(),
+        cluster_id: r.cluster_id,
         item,
-        access_leaf,
+        access_leaf: r.access_leaf,
         sha256: m.sha256,
         size: m.size,
         chunk_size: m.chunk_size,
@@ -132,75 +113,26 @@ pub async fn access(
         nonce_prefix: m.nonce_prefix,
         threshold: m.threshold,
         key_commitment: m.key_commitment,
-        holders: {
-            let members = node.members();
-            m.holders
-                .iter()
-                .map(|h| HolderShare { node: h.node, x: h.x, addr: members.iter().find(|(id, _, _)| *id == h.node).map(|(_, a, _)| a.clone()) })
-                .collect()
-        },
+        holders: m
+            .holders
+            .iter()
+            .map(|h| HolderShare { node: h.node, x: h.x, addr: r.addrs.iter().find(|(id, _)| *id == h.node).map(|(_, a)| a.clone()) })
+            .collect(),
     }))
 }
 
-/// How long a node waits for an access it is told of to reach its own applied state.
-const APPLY_WAIT_MS: u64 = 10_000;
-
-/// The access at `leaf`, once this node has applied it: by `user`, to `item`.
-async fn applied_access(node: &Node, leaf: u64, item: &ItemId, user: &str) -> Result<access::AccessRecord, ApiError> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(APPLY_WAIT_MS);
-    loop {
-        if let Some(a) = access::access_at(&node.state, leaf).map_err(ApiError::internal)? {
-            if a.item != *item || a.by != user {
-                return Err(refused(format!("the access at leaf {leaf} is not {user}'s access to item {item}")));
-            }
-            if now_ms() > a.at_ms.saturating_add(crate::limits::ACCESS_RELEASE_SECS * 1000) {
-                return Err(refused(format!(
-                    "the access at leaf {leaf} was recorded more than {} s ago: record a new one",
-                    crate::limits::ACCESS_RELEASE_SECS
-                )));
-            }
-            return Ok(a);
-        }
-        let applied = crate::vault::audit::size(&node.state).map_err(ApiError::internal)?;
-        if applied > leaf || tokio::time::Instant::now() >= deadline {
-            return Err(refused(format!("this node's applied log records no access at leaf {leaf}: nothing is released")));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-/// Releases this node's share of an item's data key, sealed to the fetch key,
-/// after checking in this node's own applied state that the access committed.
+/// `POST /v1/items/{id}/share`: this node's share, sealed to the fetch key,
+/// once its own applied state shows the access (`node::release_share`).
 pub async fn share(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
     Path(id): Path<String>,
     Json(body): Json<ShareRequest>,
 ) -> Result<Json<ShareRelease>, ApiError> {
-    use crate::crypto::shares;
     let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    let unchecked = crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord);
-    if !unchecked {
-        let a = applied_access(&node, body.access_leaf, &item, &by).await?;
-        if a.fetch_key != body.fetch_key {
-            return Err(refused(format!("the access at leaf {} names another fetch key", body.access_leaf)));
-        }
-    }
-    let rec = query::item(&node.state, &item).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {item}")))?;
-    if rec.purged.is_some() {
-        return Err(refused("the item was purged: its shares are destroyed".into()));
-    }
-    let me = node.id();
-    let h =
-        rec.manifest.holders.iter().find(|h| h.node == me).ok_or_else(|| ApiError::not_found(format!("node {me} holds no share of item {item}")))?;
-    let aad = shares::share_aad(&node.cfg.cluster_id, item.as_bytes(), me, h.x);
-    let share = crate::node::reshare::own_share(&node, &rec).map_err(ApiError::internal)?.to_bytes();
-    let fetch_key = crate::evidence::parse_hex::<32>(&body.fetch_key, "fetch key").map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let release_aad = [aad.as_slice(), &body.access_leaf.to_be_bytes()].concat();
-    let sealed = shares::seal(&fetch_key, shares::RELEASE_INFO, &release_aad, &share).map_err(ApiError::internal)?;
-    tracing::info!(%item, %by, access_leaf = body.access_leaf, "released this node's share");
-    Ok(Json(ShareRelease { node: me, x: h.x, envelope: hex::encode(sealed) }))
+    let r = node::release_share(&node, by, item, body.access_leaf, &body.fetch_key).await.map_err(fetch_err)?;
+    Ok(Json(ShareRelease { node: r.node, x: r.x, envelope: hex::encode(r.envelope) }))
 }
 
 #[derive(Deserialize)]
@@ -208,7 +140,8 @@ pub struct SealedQuery {
     access: u64,
 }
 
-/// Streams an item's sealed chunks (ciphertext only) for a recorded access.
+/// `GET /v1/items/{id}/sealed?access=LEAF`: streams an item's sealed chunks
+/// (ciphertext only) for a recorded access (`node::sealed_chunks`).
 pub async fn sealed(
     State(node): State<Arc<Node>>,
     Extension(peer): Extension<PeerIdentity>,
@@ -217,54 +150,25 @@ pub async fn sealed(
 ) -> Result<Response, ApiError> {
     let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    let late: Vec<Command> = if crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord) {
-        let mut pending = node.late_records.lock().map_err(ApiError::internal)?;
-        let (mine, rest): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(i, u, _)| *i == item && *u == by);
-        *pending = rest;
-        mine.into_iter().map(|(_, _, c)| c).collect()
-    } else {
-        applied_access(&node, q.access, &item, &by).await?;
-        Vec::new()
-    };
-    let rec = query::item(&node.state, &item).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {item}")))?;
-    if rec.purged.is_some() {
-        return Err(refused("the item was purged".into()));
-    }
-    let m = rec.manifest;
-    let length: u64 = m.chunks.iter().map(|c| c.size).sum();
-    let n = node.clone();
-    let stream = futures::stream::iter(m.chunks).then(move |c| {
-        let node = n.clone();
-        async move { read_chunk(&node, &c.name).await.map(Bytes::from) }
-    });
-    let late = futures::stream::iter(late).then(move |cmd| {
-        let node = node.clone();
-        async move { propose(&node, cmd).await.map(|_| Bytes::new()).map_err(|e| std::io::Error::other(format!("{e:?}"))) }
-    });
+    let s = node::sealed_chunks(&node, by, item, q.access).await.map_err(fetch_err)?;
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, length)
-        .body(Body::from_stream(stream.chain(late)))
+        .header(header::CONTENT_LENGTH, s.length)
+        .body(Body::from_stream(s.chunks))
         .map_err(ApiError::internal)
 }
 
-/// A chunk from this node's store, or from a peer if this node's copy is missing or corrupt.
-async fn read_chunk(node: &Arc<Node>, name: &crate::evidence::ChunkName) -> Result<Vec<u8>, std::io::Error> {
-    let store = node.chunks.clone();
-    let n = *name;
-    match tokio::task::spawn_blocking(move || store.get(&n)).await.map_err(std::io::Error::other)? {
-        Ok(b) => return Ok(b),
-        Err(ChunkStoreError::HashMismatch(_)) => {
-            tracing::error!(chunk = %name, "a stored chunk does not match its name; fetching a healthy copy");
-            let _ = node.chunks.remove(name);
-        }
-        Err(_) => {}
+/// The problem a step of the fetch answers with.
+fn fetch_err(e: FetchError) -> ApiError {
+    match e {
+        FetchError::NotLeader(l) => ApiError::not_leader(l),
+        FetchError::Write(e) => super::v1::write_err(e),
+        FetchError::Invalid(d) => ApiError::bad_request(d),
+        FetchError::NotFound(d) => ApiError::not_found(d),
+        FetchError::Refused(d) => refused(d),
+        FetchError::Internal(d) => ApiError::internal(d),
     }
-    crate::node::fetch_chunk_from_peers(node, name).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-    let store = node.chunks.clone();
-    let n = *name;
-    tokio::task::spawn_blocking(move || store.get(&n)).await.map_err(std::io::Error::other)?.map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -82,6 +82,8 @@ pub fn router(node: Arc<Node>) -> Router {
 /// Accepts connections until the task is aborted. A connection whose peer
 /// has no certificate from the cluster CA fails the handshake and never
 /// reaches a handler.
+/// The `node` command hands this to `node::run`, which starts it once the node
+/// is built and aborts it at shutdown (`node/` does not import `api/`).
 pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
     let app = router(node);
     loop {

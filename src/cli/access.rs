@@ -210,7 +210,8 @@ pub async fn fetch_checked(s: &Session, item: &str, request: &str) -> Result<Fet
 
 async fn fetch_into(s: &Session, item: &str, request: &str, out: Option<&Path>) -> Result<FetchOutput, Failure> {
     let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
-    super::sealing::fetch(s, item, request, out).await
+    let (fetcher, key) = me(s)?;
+    crate::sealing::fetch(s, &fetcher, &key, item, request, out).await.map_err(super::sealing_failure)
 }
 
 /// `hold`, `release`, `extend`.

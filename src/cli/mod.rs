@@ -11,7 +11,6 @@ pub mod init;
 mod local;
 pub mod ops;
 mod registry;
-pub mod sealing;
 mod up;
 
 use std::path::PathBuf;
@@ -206,6 +205,17 @@ impl Failure {
     }
 }
 
+/// The exit status of the client half's failures (`crate::sealing`): a vault
+/// that refused or answered wrong is a negative verdict, anything else an
+/// operational error.
+pub(crate) fn sealing_failure(e: crate::sealing::SealingError) -> Failure {
+    let code = match e.kind {
+        crate::sealing::ErrorKind::Verdict => 1,
+        crate::sealing::ErrorKind::Operational => 2,
+    };
+    Failure::new(code, e.message)
+}
+
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure::new(2, format!("{e:#}"))
@@ -253,7 +263,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Up(a) => up::run(a).await,
         Command::Node { config, new_disk } => {
             let cfg = crate::config::NodeConfig::load(&config)?;
-            crate::node::run(cfg, new_disk).await.map_err(Failure::from)
+            // The node serves the API it is handed: `node/` does not import `api/`.
+            crate::node::run(cfg, new_disk, crate::api::serve).await.map_err(Failure::from)
         }
         Command::Cluster(ClusterCmd::Init(a)) => {
             let done = init::init(&a)?;

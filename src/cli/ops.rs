@@ -4,9 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use futures::StreamExt;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
 use hyper::{Method, Request};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
@@ -21,8 +18,6 @@ use crate::wire::{AddMember, ClusterStatus, DepositReceipt, ItemDetail, ItemList
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Membership changes wait for a learner to catch up.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(600);
-/// A deposit of a large clip may take long; the server bounds each hop.
-const DEPOSIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// How long `cluster add-node` waits for the new node to listen.
 const NODE_START_PATIENCE: Duration = Duration::from_secs(60);
 /// How long a call keeps looking for a leader (an election, a leader that just died) before it gives up.
@@ -221,6 +216,62 @@ impl Session {
     }
 }
 
+/// The client half of custody (`crate::sealing`) talks to the vault through the session.
+impl crate::sealing::Vault for Session {
+    fn endpoints(&self) -> &[String] {
+        Session::endpoints(self)
+    }
+
+    fn call<B: Serialize + Sync, T: DeserializeOwned + Send>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<T, HttpError>> + Send {
+        Session::call(self, method, path, body, timeout)
+    }
+
+    fn call_at<B: Serialize + Sync, T: DeserializeOwned + Send>(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<T, HttpError>> + Send {
+        Session::call_at(self, base, method, path, body, timeout)
+    }
+
+    fn send<T, F, Fut>(&self, path: &str, timeout: Duration, make: F) -> impl std::future::Future<Output = Result<T, HttpError>> + Send
+    where
+        T: DeserializeOwned + Send,
+        F: Fn(String) -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = Result<Request<crate::client::Body>, HttpError>> + Send,
+    {
+        Session::send(self, path, timeout, make)
+    }
+
+    fn get_stream(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<(String, hyper::Response<crate::client::Incoming>), HttpError>> + Send {
+        self.send_with(
+            path,
+            timeout,
+            |url| async move {
+                Request::builder()
+                    .method(Method::GET)
+                    .uri(&url)
+                    .body(crate::client::empty())
+                    .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
+            },
+            |url, resp| async move { Ok((url, resp)) },
+        )
+    }
+}
+
 pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
     let st: ClusterStatus = s.call::<(), _>(Method::GET, "/v1/cluster/status", None, CALL_TIMEOUT).await?;
     emit(json, &serde_json::to_value(&st)?, || {
@@ -324,73 +375,19 @@ pub async fn upload(s: &Session, a: &DepositArgs, progress: bool) -> Result<Depo
         return Err(Failure::new(2, format!("a clip may be at most {} bytes", crate::limits::MAX_CLIP_SIZE_BYTES)));
     }
     let (depositor, key) = super::access::me(s)?;
-    let mut attempts = 0;
-    let (plan, receipt) = loop {
-        attempts += 1;
-        match upload_once(s, &a.file, size, meta.clone(), &depositor, &key, progress).await {
-            Err(HttpError::Problem(p)) if p.kind.ends_with(":holders-changed") && attempts < 4 => continue,
-            other => break other?,
+    // One bar per attempt, drawn only on a terminal.
+    let bar = || {
+        if !progress || !std::io::stderr().is_terminal() {
+            return None;
         }
-    };
-    if receipt.item != plan.item() {
-        return Err(Failure::new(1, format!("the vault acknowledged item {}, not the deposited {}", receipt.item, plan.item())));
-    }
-    Ok(receipt)
-}
-
-/// One sealed upload to the current holder set.
-async fn upload_once(
-    s: &Session,
-    file: &std::path::Path,
-    size: u64,
-    meta: crate::evidence::DepositMeta,
-    depositor: &str,
-    key: &std::sync::Arc<crate::crypto::SigningKey>,
-    progress: bool,
-) -> Result<(std::sync::Arc<super::sealing::DepositPlan>, DepositReceipt), HttpError> {
-    // Sealed here, to the voters' share keys: the vault receives ciphertext only (docs/KEYS.md §4.1).
-    let view: crate::wire::HoldersView = s.call::<(), _>(Method::GET, "/v1/holders", None, CALL_TIMEOUT).await?;
-    let local = |f: Failure| HttpError::BadAnswer { url: "/v1/holders".into(), detail: f.message };
-    let plan = std::sync::Arc::new(super::sealing::DepositPlan::new(&view, size, meta, depositor.to_string()).map_err(local)?);
-    let bar = if progress && std::io::stderr().is_terminal() {
         let pb = ProgressBar::new(size);
         pb.set_style(
             ProgressStyle::with_template("{spinner} depositing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Some(pb)
-    } else {
-        None
     };
-    let file = file.to_path_buf();
-    let receipt: DepositReceipt = s
-        .send("/v1/items", DEPOSIT_TIMEOUT, |url| {
-            let (file, bar, plan, key) = (file.clone(), bar.clone(), plan.clone(), key.clone());
-            async move {
-                if let Some(b) = &bar {
-                    b.set_position(0);
-                }
-                let f = tokio::fs::File::open(&file)
-                    .await
-                    .map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: format!("{}: {e}", file.display()) })?;
-                let (sealed, chunk_size) = (plan.sealed_bytes(), plan.chunk_size());
-                let stream = super::sealing::upload_stream(plan, key, f, bar).map(|r| r.map(Frame::data));
-                let body = BodyExt::boxed(StreamBody::new(stream));
-                Request::builder()
-                    .method(Method::POST)
-                    .uri(&url)
-                    .header(crate::node::SEALED_BYTES_HEADER, sealed)
-                    .header(crate::node::CHUNK_SIZE_HEADER, chunk_size)
-                    .header("content-type", "application/octet-stream")
-                    .body(body)
-                    .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
-            }
-        })
-        .await?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    Ok((plan, receipt))
+    crate::sealing::deposit(s, &a.file, size, meta, &depositor, &key, &bar).await.map_err(super::sealing_failure)
 }
 
 fn line(i: &ItemView) -> String {

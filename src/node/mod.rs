@@ -1,10 +1,12 @@
 //! A running vault node: opens its storage, starts Raft, serves the API over
-//! mutual TLS, and keeps itself whole (fetching chunks it lacks, collecting
-//! orphans). This is where the pieces meet; the rules live in `vault/`.
+//! mutual TLS (the server it is handed: `api/` imports `node/`, never the
+//! other way round), and keeps itself whole (fetching chunks it lacks,
+//! collecting orphans). This is where the pieces meet; the rules live in `vault/`.
 
 pub mod checkpoint;
 pub mod clock;
 mod deposit;
+mod fetch;
 pub mod heal;
 pub mod held;
 mod inflight;
@@ -14,7 +16,7 @@ pub mod scrub;
 mod snapshot;
 
 pub use deposit::{deposit, DepositError, Upload};
-pub use heal::fetch_from_peers as fetch_chunk_from_peers;
+pub use fetch::{record_access, release_share, sealed_chunks, AccessAsk, FetchError, Recorded, Released, Sealed};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -260,8 +262,15 @@ pub fn binding_from_files(cfg: &NodeConfig) -> anyhow::Result<crate::vault::node
     checkpoint::own_binding(cfg, &signer, &session, &share)
 }
 
-/// Runs a node until SIGINT or SIGTERM.
-pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
+/// Runs a node until SIGINT or SIGTERM. `serve` is the HTTPS API over this
+/// node (`api::serve`, which the `node` command hands in: `node/` does not know
+/// `api/`); it starts once the node is built and listening, before the
+/// bootstrap and the background loops, and stops before Raft does.
+pub async fn run<S, F>(cfg: NodeConfig, new_disk: bool, serve: S) -> anyhow::Result<()>
+where
+    S: FnOnce(Arc<Node>, tokio::net::TcpListener, crate::tls::Acceptor) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let signer = checkpoint::load_signer(&cfg)?;
     if cfg.clock_offset_secs != 0 {
         tracing::warn!(secs = cfg.clock_offset_secs, "TESTING: this node's clock is shifted by clock_offset_secs");
@@ -316,7 +325,7 @@ pub async fn run(cfg: NodeConfig, new_disk: bool) -> anyhow::Result<()> {
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 
-    let server = tokio::spawn(crate::api::serve(node.clone(), listener, crate::tls::Acceptor::new(server_tls)));
+    let server = tokio::spawn(serve(node.clone(), listener, crate::tls::Acceptor::new(server_tls)));
     bootstrap(&node).await?;
     tokio::spawn(configure_loop(node.clone()));
     tokio::spawn(checkpoint::verify_at_start(node.clone()));

@@ -208,13 +208,12 @@ fn sealed_upload(c: &Cluster, clip: &std::path::Path, node: u64) -> (String, Vec
         retention: custody::evidence::Retention::Standard,
         note: None,
     };
-    let plan =
-        std::sync::Arc::new(custody::cli::sealing::DepositPlan::new(&view, size, meta, "alice".into()).unwrap_or_else(|f| panic!("{}", f.message)));
+    let plan = std::sync::Arc::new(custody::sealing::DepositPlan::new(&view, size, meta, "alice".into()).unwrap_or_else(|f| panic!("{}", f.message)));
     let key = std::sync::Arc::new(crate::keys::signing_key(c, "alice"));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let body: Vec<u8> = rt.block_on(async {
         let f = tokio::fs::File::open(clip).await.unwrap();
-        let parts: Vec<_> = custody::cli::sealing::upload_stream(plan.clone(), key, f, None).collect().await;
+        let parts: Vec<_> = custody::sealing::upload_stream(plan.clone(), key, f, None).collect().await;
         parts.into_iter().flat_map(|p| p.unwrap().to_vec()).collect()
     });
     let head = format!(

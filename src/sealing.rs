@@ -4,32 +4,199 @@
 //! rebuilds the key here from the shares the holders release once their own
 //! applied state shows the access, and opens the chunks here. No node ever
 //! sees a plaintext byte or a data key.
+//!
+//! This is library code, not the CLI's: the CLI, `custody bench` and the tests
+//! use it. It knows the `/v1` routes a deposit and a fetch take, and talks to
+//! the vault through whatever [`Vault`] it is handed (the CLI's logged-in
+//! session); it knows no profile, prints nothing and picks no exit status.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::ops::Session;
-use super::Failure;
-use crate::client::{BoxError, HttpError};
+use crate::client::{BoxError, HttpError, Incoming};
 use crate::crypto::shares::{self, KeyShare, ShareSecretKey};
 use crate::crypto::{ChunkCipher, DataKey, Hasher, SigningKey};
 use crate::evidence::{chunk_count, AccessStatement, ChunkName, ChunkRef, DepositMeta, Holder, ItemId, Manifest};
 use crate::limits;
-use crate::wire::{AccessBody, AccessView, FetchOutput, HoldersView, ShareRelease, ShareRequest};
+use crate::wire::{AccessBody, AccessView, DepositReceipt, FetchOutput, HoldersView, ShareRelease, ShareRequest};
 
 /// How long one holder may take to release its share.
-const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn bad(detail: impl Into<String>) -> Failure {
-    Failure::new(1, detail.into())
+/// What the client half needs of its connection to the vault. The CLI's
+/// logged-in session (`cli::ops::Session`: the nodes of a profile, following
+/// the leader) is one.
+pub trait Vault: Sync {
+    /// The address of every node this client knows of.
+    fn endpoints(&self) -> &[String];
+
+    /// `method path` with a JSON body and a JSON answer, on whichever node
+    /// answers (following a `not-leader` answer to the leader).
+    fn call<B: Serialize + Sync, T: DeserializeOwned + Send>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<T, HttpError>> + Send;
+
+    /// `method path` on the one node at `base`.
+    fn call_at<B: Serialize + Sync, T: DeserializeOwned + Send>(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<T, HttpError>> + Send;
+
+    /// A request `make` builds for a node's URL (again for each node it goes
+    /// to), on whichever node answers, following the leader; a JSON answer.
+    fn send<T, F, Fut>(&self, path: &str, timeout: Duration, make: F) -> impl Future<Output = Result<T, HttpError>> + Send
+    where
+        T: DeserializeOwned + Send,
+        F: Fn(String) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<hyper::Request<crate::client::Body>, HttpError>> + Send;
+
+    /// `GET path` on whichever node answers with a success: its URL and the
+    /// answer, whose body is read as it streams.
+    fn get_stream(&self, path: &str, timeout: Duration) -> impl Future<Output = Result<(String, hyper::Response<Incoming>), HttpError>> + Send;
+}
+
+/// Why the client half of a deposit or a fetch failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SealingError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// Whose word a [`SealingError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The vault refused, or what it sent does not check out (a malformed
+    /// holder set, too few good shares, a clip that is not the deposited one):
+    /// a negative verdict.
+    Verdict,
+    /// Something on the way or on this machine: the network, a file, the
+    /// random source.
+    Operational,
+}
+
+fn bad(detail: impl Into<String>) -> SealingError {
+    SealingError { kind: ErrorKind::Verdict, message: detail.into() }
+}
+
+fn operational(e: impl std::fmt::Display) -> SealingError {
+    SealingError { kind: ErrorKind::Operational, message: format!("{e:#}") }
+}
+
+impl From<crate::crypto::CryptoError> for SealingError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        operational(e)
+    }
+}
+
+/// A vault's answer as an error: a refusal is a verdict, anything else operational.
+fn http(e: HttpError) -> SealingError {
+    match e.problem() {
+        Some(p) if p.kind.ends_with(":refused") => bad(format!("refused: {}", p.detail)),
+        _ => operational(e),
+    }
+}
+
+/// How long a call for the holders may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A deposit of a large clip may take long; the server bounds each hop.
+const DEPOSIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Attempts of a deposit in all, when the holders change while it is sealed.
+const DEPOSIT_ATTEMPTS: u32 = 4;
+
+/// Deposits `file` (`size` bytes, signed by `depositor` with `key`): sealed
+/// for the current voters and streamed to the leader; sealed again for the
+/// new ones when they changed meanwhile. The receipt must name the item sealed.
+/// `bar` draws a progress bar for each attempt, if the caller wants one.
+pub async fn deposit(
+    s: &impl Vault,
+    file: &Path,
+    size: u64,
+    meta: DepositMeta,
+    depositor: &str,
+    key: &Arc<SigningKey>,
+    bar: &(dyn Fn() -> Option<indicatif::ProgressBar> + Sync),
+) -> Result<DepositReceipt, SealingError> {
+    let mut attempts = 0;
+    let (plan, receipt) = loop {
+        attempts += 1;
+        match upload_once(s, file, size, meta.clone(), depositor, key, bar).await {
+            Err(HttpError::Problem(p)) if p.kind.ends_with(":holders-changed") && attempts < DEPOSIT_ATTEMPTS => continue,
+            other => break other.map_err(operational)?,
+        }
+    };
+    if receipt.item != plan.item() {
+        return Err(bad(format!("the vault acknowledged item {}, not the deposited {}", receipt.item, plan.item())));
+    }
+    Ok(receipt)
+}
+
+/// One sealed upload to the current holder set.
+async fn upload_once(
+    s: &impl Vault,
+    file: &Path,
+    size: u64,
+    meta: DepositMeta,
+    depositor: &str,
+    key: &Arc<SigningKey>,
+    bar: &(dyn Fn() -> Option<indicatif::ProgressBar> + Sync),
+) -> Result<(Arc<DepositPlan>, DepositReceipt), HttpError> {
+    // Sealed here, to the voters' share keys: the vault receives ciphertext only (docs/KEYS.md §4.1).
+    let view: HoldersView = s.call::<(), _>(Method::GET, "/v1/holders", None, CALL_TIMEOUT).await?;
+    let local = |e: SealingError| HttpError::BadAnswer { url: "/v1/holders".into(), detail: e.message };
+    let plan = Arc::new(DepositPlan::new(&view, size, meta, depositor.to_string()).map_err(local)?);
+    let bar = bar();
+    let file = file.to_path_buf();
+    let receipt: DepositReceipt = s
+        .send("/v1/items", DEPOSIT_TIMEOUT, |url| {
+            let (file, bar, plan, key) = (file.clone(), bar.clone(), plan.clone(), key.clone());
+            async move {
+                if let Some(b) = &bar {
+                    b.set_position(0);
+                }
+                let f = tokio::fs::File::open(&file)
+                    .await
+                    .map_err(|e| HttpError::BadAnswer { url: url.clone(), detail: format!("{}: {e}", file.display()) })?;
+                let (sealed, chunk_size) = (plan.sealed_bytes(), plan.chunk_size());
+                let stream = upload_stream(plan, key, f, bar).map(|r| r.map(Frame::data));
+                let body = BodyExt::boxed(StreamBody::new(stream));
+                hyper::Request::builder()
+                    .method(Method::POST)
+                    .uri(&url)
+                    .header(crate::node::SEALED_BYTES_HEADER, sealed)
+                    .header(crate::node::CHUNK_SIZE_HEADER, chunk_size)
+                    .header("content-type", "application/octet-stream")
+                    .body(body)
+                    .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
+            }
+        })
+        .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok((plan, receipt))
 }
 
 /// Everything fixed for one deposit before its bytes stream: the same on every
@@ -43,7 +210,7 @@ pub struct DepositPlan {
 impl DepositPlan {
     /// Draws the item id, the data key and the nonce prefix; splits the key
     /// k-of-n over `view`'s voters and seals each share to its holder.
-    pub fn new(view: &HoldersView, size: u64, meta: DepositMeta, depositor: String) -> Result<Self, Failure> {
+    pub fn new(view: &HoldersView, size: u64, meta: DepositMeta, depositor: String) -> Result<Self, SealingError> {
         let n = u8::try_from(view.holders.len())
             .ok()
             .filter(|n| (1..=shares::MAX_HOLDERS).contains(n))
@@ -171,18 +338,21 @@ async fn next_piece(st: &mut Upload) -> Result<Bytes, BoxError> {
 
 /// Records the access, gathers a threshold of shares, rebuilds the data key,
 /// then streams the sealed chunks and opens them here, writing `out` (or only
-/// checking, when there is none).
-pub async fn fetch(s: &Session, item: ItemId, request: &str, out: Option<&Path>) -> Result<FetchOutput, Failure> {
-    let (fetcher, key) = super::access::me(s)?;
+/// checking, when there is none). `fetcher` signs the access with `key`.
+pub async fn fetch(
+    s: &impl Vault,
+    fetcher: &str,
+    key: &SigningKey,
+    item: ItemId,
+    request: &str,
+    out: Option<&Path>,
+) -> Result<FetchOutput, SealingError> {
     let fetch_secret = ShareSecretKey::generate()?;
     let fetch_key = hex::encode(fetch_secret.public_key());
-    let statement = AccessStatement { item, request: request.to_string(), fetcher, fetch_key: fetch_key.clone() };
-    let signed = statement.signing_bytes().map_err(|e| Failure::new(2, e))?;
+    let statement = AccessStatement { item, request: request.to_string(), fetcher: fetcher.to_string(), fetch_key: fetch_key.clone() };
+    let signed = statement.signing_bytes().map_err(operational)?;
     let body = AccessBody { request: request.to_string(), fetch_key: fetch_key.clone(), signature: BASE64.encode(key.sign(&signed)) };
-    let view: AccessView = s
-        .call(Method::POST, &format!("/v1/items/{item}/access"), Some(&body), std::time::Duration::from_secs(30))
-        .await
-        .map_err(super::access::failure)?;
+    let view: AccessView = s.call(Method::POST, &format!("/v1/items/{item}/access"), Some(&body), Duration::from_secs(30)).await.map_err(http)?;
     if view.item != item {
         return Err(bad(format!("the vault answered for item {}, not {item}", view.item)));
     }
@@ -199,7 +369,7 @@ pub async fn fetch(s: &Session, item: ItemId, request: &str, out: Option<&Path>)
 
 /// Asks every node for its share; stops once a threshold of them rebuilds a key
 /// that matches the item's commitment (a holder answering garbage is outvoted).
-async fn gather(s: &Session, view: &AccessView, fetch_secret: &ShareSecretKey, fetch_key: &str) -> Result<DataKey, Failure> {
+async fn gather(s: &impl Vault, view: &AccessView, fetch_secret: &ShareSecretKey, fetch_key: &str) -> Result<DataKey, SealingError> {
     let item = view.item;
     let commitment = crate::evidence::parse_hex::<32>(&view.key_commitment, "key commitment").map_err(|e| bad(e.to_string()))?;
     let ask = ShareRequest { access_leaf: view.access_leaf, fetch_key: fetch_key.to_string() };
@@ -279,75 +449,61 @@ fn rebuild(got: &[KeyShare], k: u8, item: &[u8; 16], commitment: &[u8; 32]) -> O
 
 /// Streams the sealed chunks from any node, opens and hashes them here, and
 /// keeps the clip only if its SHA-256 is the deposited one.
-async fn open_chunks(s: &Session, view: &AccessView, cipher: Arc<ChunkCipher>, out: Option<&Path>) -> Result<FetchOutput, Failure> {
+async fn open_chunks(s: &impl Vault, view: &AccessView, cipher: Arc<ChunkCipher>, out: Option<&Path>) -> Result<FetchOutput, SealingError> {
     let item = view.item;
     let tmp = out.map(|o| o.with_extension("partial"));
     let path = format!("/v1/items/{item}/sealed?access={}", view.access_leaf);
     let (size, chunk_size, chunks) = (view.size, view.chunk_size, view.chunks);
-    let result = s
-        .send_with(
-            &path,
-            std::time::Duration::from_secs(24 * 3600),
-            |url| async move {
-                hyper::Request::builder()
-                    .method(Method::GET)
-                    .uri(&url)
-                    .body(crate::client::empty())
-                    .map_err(|e| HttpError::BadAnswer { url, detail: e.to_string() })
-            },
-            |url, resp| {
-                let (tmp, cipher) = (tmp.clone(), cipher.clone());
-                async move {
-                    let bad = |detail: String| HttpError::BadAnswer { url: url.clone(), detail };
-                    let mut f = match &tmp {
-                        Some(t) => Some(tokio::fs::File::create(t).await.map_err(|e| bad(format!("{}: {e}", t.display())))?),
-                        None => None,
-                    };
-                    let mut h = Some(Hasher::new());
-                    let mut written = 0u64;
-                    let mut index = 0u64;
-                    let mut buf: Vec<u8> = Vec::new();
-                    let mut body = http_body_util::BodyExt::into_data_stream(resp.into_body());
-                    loop {
-                        let want = if index < chunks { (size - index * chunk_size).min(chunk_size) + limits::GCM_TAG_BYTES } else { 0 };
-                        if index < chunks && buf.len() as u64 >= want {
-                            let rest = buf.split_off(want as usize);
-                            let mut piece = std::mem::replace(&mut buf, rest);
-                            let c = cipher.clone();
-                            let mut hasher = h.take().ok_or_else(|| bad("hasher lost".into()))?;
-                            let (hasher, piece) = tokio::task::spawn_blocking(move || {
-                                c.open(index, &mut piece).map(|_| {
-                                    hasher.update(&piece);
-                                    (hasher, piece)
-                                })
-                            })
-                            .await
-                            .map_err(|e| bad(e.to_string()))?
-                            .map_err(|_| bad(format!("sealed chunk {index} does not open with the rebuilt key")))?;
-                            h = Some(hasher);
-                            if let Some(f) = f.as_mut() {
-                                f.write_all(&piece).await.map_err(|e| bad(e.to_string()))?;
-                            }
-                            written += piece.len() as u64;
-                            index += 1;
-                            continue;
-                        }
-                        match body.next().await {
-                            Some(frame) => buf.extend_from_slice(&frame.map_err(|e| bad(format!("the transfer broke off: {e}")))?),
-                            None => break,
-                        }
-                    }
-                    if index != chunks || !buf.is_empty() {
-                        return Err(bad(format!("the vault sent {index} of {chunks} sealed chunks")));
-                    }
-                    if let Some(f) = f {
-                        f.sync_all().await.map_err(|e| bad(e.to_string()))?;
-                    }
-                    Ok((hex::encode(h.take().ok_or_else(|| bad("hasher lost".into()))?.finish()), written))
+    let result = async {
+        let (url, resp) = s.get_stream(&path, Duration::from_secs(24 * 3600)).await?;
+        let bad = |detail: String| HttpError::BadAnswer { url: url.clone(), detail };
+        let mut f = match &tmp {
+            Some(t) => Some(tokio::fs::File::create(t).await.map_err(|e| bad(format!("{}: {e}", t.display())))?),
+            None => None,
+        };
+        let mut h = Some(Hasher::new());
+        let mut written = 0u64;
+        let mut index = 0u64;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut body = http_body_util::BodyExt::into_data_stream(resp.into_body());
+        loop {
+            let want = if index < chunks { (size - index * chunk_size).min(chunk_size) + limits::GCM_TAG_BYTES } else { 0 };
+            if index < chunks && buf.len() as u64 >= want {
+                let rest = buf.split_off(want as usize);
+                let mut piece = std::mem::replace(&mut buf, rest);
+                let c = cipher.clone();
+                let mut hasher = h.take().ok_or_else(|| bad("hasher lost".into()))?;
+                let (hasher, piece) = tokio::task::spawn_blocking(move || {
+                    c.open(index, &mut piece).map(|_| {
+                        hasher.update(&piece);
+                        (hasher, piece)
+                    })
+                })
+                .await
+                .map_err(|e| bad(e.to_string()))?
+                .map_err(|_| bad(format!("sealed chunk {index} does not open with the rebuilt key")))?;
+                h = Some(hasher);
+                if let Some(f) = f.as_mut() {
+                    f.write_all(&piece).await.map_err(|e| bad(e.to_string()))?;
                 }
-            },
-        )
-        .await;
+                written += piece.len() as u64;
+                index += 1;
+                continue;
+            }
+            match body.next().await {
+                Some(frame) => buf.extend_from_slice(&frame.map_err(|e| bad(format!("the transfer broke off: {e}")))?),
+                None => break,
+            }
+        }
+        if index != chunks || !buf.is_empty() {
+            return Err(bad(format!("the vault sent {index} of {chunks} sealed chunks")));
+        }
+        if let Some(f) = f {
+            f.sync_all().await.map_err(|e| bad(e.to_string()))?;
+        }
+        Ok((hex::encode(h.take().ok_or_else(|| bad("hasher lost".into()))?.finish()), written))
+    }
+    .await;
     let discard = || {
         if let Some(t) = &tmp {
             let _ = std::fs::remove_file(t);
@@ -357,15 +513,15 @@ async fn open_chunks(s: &Session, view: &AccessView, cipher: Arc<ChunkCipher>, o
         Ok(x) => x,
         Err(e) => {
             discard();
-            return Err(super::access::failure(e));
+            return Err(http(e));
         }
     };
     if got != view.sha256 || written != size {
         discard();
-        return Err(Failure::new(1, format!("the opened clip's SHA-256 {got} is not the deposited {}; nothing kept", view.sha256)));
+        return Err(bad(format!("the opened clip's SHA-256 {got} is not the deposited {}; nothing kept", view.sha256)));
     }
     if let (Some(t), Some(o)) = (&tmp, out) {
-        std::fs::rename(t, o).map_err(|e| Failure::new(2, format!("{}: {e}", o.display())))?;
+        std::fs::rename(t, o).map_err(|e| operational(format!("{}: {e}", o.display())))?;
     }
     Ok(FetchOutput { item, sha256: got, size, access_leaf: view.access_leaf, out: out.map(Path::to_path_buf) })
 }
