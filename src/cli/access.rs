@@ -208,6 +208,13 @@ pub async fn fetch_checked(s: &Session, item: &str, request: &str) -> Result<Fet
     fetch_into(s, item, request, None).await
 }
 
+/// [`fetch_checked`], timing each step (`custody bench`).
+pub async fn fetch_checked_timed(s: &Session, item: &str, request: &str) -> Result<(FetchOutput, crate::sealing::FetchTimings), Failure> {
+    let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
+    let (fetcher, key) = me(s)?;
+    crate::sealing::fetch_timed(s, &fetcher, &key, item, request, None).await.map_err(super::sealing_failure)
+}
+
 async fn fetch_into(s: &Session, item: &str, request: &str, out: Option<&Path>) -> Result<FetchOutput, Failure> {
     let item: ItemId = item.parse().map_err(|e| Failure::new(2, format!("{e}")))?;
     let (fetcher, key) = me(s)?;

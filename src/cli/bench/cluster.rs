@@ -116,11 +116,16 @@ impl Bench {
     /// Fetches `item` as bob under `request`, checking its SHA-256 but keeping
     /// no copy (the client's own disk is not what is measured); returns the seconds it took.
     pub async fn fetch(&self, item: &str, request: &str) -> anyhow::Result<f64> {
+        Ok(self.fetch_timed(item, request).await?.0)
+    }
+
+    /// [`Bench::fetch`], with how long each of its steps took.
+    pub async fn fetch_timed(&self, item: &str, request: &str) -> anyhow::Result<(f64, crate::sealing::FetchTimings)> {
         let bob = session(&self.dir, "bob")?;
         bob.token().await?;
         let t = Instant::now();
-        access::fetch_checked(&bob, item, request).await.map_err(fail)?;
-        Ok(t.elapsed().as_secs_f64())
+        let (_, steps) = access::fetch_checked_timed(&bob, item, request).await.map_err(fail)?;
+        Ok((t.elapsed().as_secs_f64(), steps))
     }
 
     /// Starts every node's peak RSS afresh (`/proc/PID/clear_refs`), so the

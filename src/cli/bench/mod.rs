@@ -173,7 +173,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
     let result = cluster_figures(a, s, &mut b, p, &limits).await;
     p.phase("stopping the cluster");
     b.cluster.stop_all().await;
-    let (deposit, fetch, memory, records, recovery) = result?;
+    let ClusterFigures { deposit, fetch, key_release, memory, records, recovery } = result?;
 
     let bars = json!({
         "deposit": deposit["ratio_to_limit"].as_f64().unwrap_or(0.0) >= DEPOSIT_RATIO_BAR,
@@ -192,6 +192,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
         "machine": limits,
         "deposit": deposit,
         "fetch": fetch,
+        "key_release": key_release,
         "memory": memory,
         "small_records": records,
         "proofs": { "leaves": pf.leaves, "inclusion_us": pf.inclusion_us, "consistency_us": pf.consistency_us, "root_us": pf.root_us,
@@ -203,13 +204,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
     }))
 }
 
-async fn cluster_figures(
-    a: &BenchArgs,
-    s: &Sizes,
-    b: &mut cluster::Bench,
-    p: &Progress,
-    limits: &machine::Limits,
-) -> anyhow::Result<(Value, Value, Value, Value, Value)> {
+async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &Progress, limits: &machine::Limits) -> anyhow::Result<ClusterFigures> {
     p.phase(format!("deposit: a {} MiB clip", s.deposit_mib));
     let bytes = s.deposit_mib << 20;
     let (receipt, secs) = b.deposit(bytes, "deposit").await?;
@@ -224,11 +219,20 @@ async fn cluster_figures(
 
     p.phase("fetch: two officers and an approver, then the clip");
     let req = b.grant(&receipt.item.to_string()).await?;
-    let secs = b.fetch(&receipt.item.to_string(), &req).await?;
+    let (secs, steps) = b.fetch_timed(&receipt.item.to_string(), &req).await?;
     let fetch_mbps = bytes as f64 / 1e6 / secs;
     p.done(format!("fetch {} MiB: {:.1} MB/s", s.deposit_mib, fetch_mbps));
-    let fetch =
-        json!({ "clip_mib": s.deposit_mib, "seconds": secs, "mb_per_sec": fetch_mbps, "ratio_to_limit": fetch_mbps / limits.limit_mb_per_sec });
+    let fetch = json!({ "clip_mib": s.deposit_mib, "seconds": secs, "mb_per_sec": fetch_mbps, "ratio_to_limit": fetch_mbps / limits.limit_mb_per_sec,
+                        "record_ms": steps.record_ms, "release_ms": steps.release_ms, "open_ms": steps.open_ms });
+
+    p.phase(format!("key release: {KEY_RELEASES} fetches of a 1 MiB clip, one after another"));
+    let key_release = key_releases(b).await?;
+    p.done(format!(
+        "key release: median {:.1} ms (p90 {:.1} ms), after an access record of median {:.1} ms",
+        key_release["release_median_ms"].as_f64().unwrap_or(f64::NAN),
+        key_release["release_p90_ms"].as_f64().unwrap_or(f64::NAN),
+        key_release["record_median_ms"].as_f64().unwrap_or(f64::NAN)
+    ));
 
     p.phase(format!("small records: {} clients for {} s", a.clients, s.records_secs));
     b.wait_healthy(3, Duration::from_secs(120)).await?;
@@ -300,7 +304,46 @@ async fn cluster_figures(
         p.done(format!("recovery: node {id} caught up with {:.0} MiB in {:.1} s, peak RSS {:.0} MiB", held_mib, secs, rss));
         json!({ "evidence_mib": held_mib.round(), "join_secs": secs, "joined_peak_rss_mib": rss })
     };
-    Ok((deposit, fetch, memory, records, recovery))
+    Ok(ClusterFigures { deposit, fetch, key_release, memory, records, recovery })
+}
+
+/// Fetches timed one after another for the key-release figure.
+const KEY_RELEASES: usize = 20;
+
+/// The cost of one key release (docs/KEYS.md §4.2): a small clip fetched
+/// [`KEY_RELEASES`] times, each fetch a new access record and a new release of
+/// a threshold of shares to a new fetch key; medians and the 90th percentile.
+async fn key_releases(b: &cluster::Bench) -> anyhow::Result<Value> {
+    let (small, _) = b.deposit(1 << 20, "key-release").await?;
+    let req = b.grant(&small.item.to_string()).await?;
+    let mut record = Vec::with_capacity(KEY_RELEASES);
+    let mut release = Vec::with_capacity(KEY_RELEASES);
+    for _ in 0..KEY_RELEASES {
+        let (_, steps) = b.fetch_timed(&small.item.to_string(), &req).await?;
+        record.push(steps.record_ms);
+        release.push(steps.release_ms);
+    }
+    let at = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    Ok(json!({
+        "fetches": KEY_RELEASES,
+        "clip_mib": 1,
+        "record_median_ms": at(&mut record, 0.5),
+        "release_median_ms": at(&mut release, 0.5),
+        "release_p90_ms": at(&mut release, 0.9),
+    }))
+}
+
+/// The figures measured on the running cluster.
+struct ClusterFigures {
+    deposit: Value,
+    fetch: Value,
+    key_release: Value,
+    memory: Value,
+    records: Value,
+    recovery: Value,
 }
 
 fn table(r: &Value) -> String {
@@ -333,6 +376,16 @@ fn table(r: &Value) -> String {
     );
     let fe = &r["fetch"];
     row(format!("fetch of {} MiB", fe["clip_mib"]), format!("{:.1} MB/s", f(&fe["mb_per_sec"])), String::new(), "");
+    row("  of which the key release (shares from a majority)".into(), format!("{:.1} ms", f(&fe["release_ms"])), String::new(), "");
+    let kr = &r["key_release"];
+    row(
+        format!("key release, {} fetches of a 1 MiB clip: median", kr["fetches"]),
+        format!("{:.1} ms", f(&kr["release_median_ms"])),
+        String::new(),
+        "",
+    );
+    row("  90th percentile".into(), format!("{:.1} ms", f(&kr["release_p90_ms"])), String::new(), "");
+    row("  the access record before it: median".into(), format!("{:.1} ms", f(&kr["record_median_ms"])), String::new(), "");
     let me = &r["memory"];
     row(
         format!("peak RSS of a node, {} MiB in and out", me["clip_mib"]),
