@@ -45,8 +45,8 @@ impl Gate {
 }
 
 impl SnapshotGate for Gate {
-    fn check<'a>(&'a self, staged: &'a StateView, meta: &'a SnapshotMeta) -> futures::future::BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.check_snapshot(staged, meta))
+    fn check<'a>(&'a self, staged: &'a StateView, own: &'a StateView, meta: &'a SnapshotMeta) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.check_snapshot(staged, own, meta))
     }
 }
 
@@ -62,10 +62,16 @@ struct Local {
 }
 
 impl Gate {
-    async fn check_snapshot(&self, staged: &StateView, meta: &SnapshotMeta) -> Result<(), String> {
+    async fn check_snapshot(&self, staged: &StateView, own: &StateView, meta: &SnapshotMeta) -> Result<(), String> {
         let voters: Vec<NodeId> = meta.last_membership.membership().voter_ids().collect();
-        let (s, cluster, ca, v) = (staged.clone(), self.cluster_id.clone(), self.ca.clone(), voters.clone());
-        let Some(local) = tokio::task::spawn_blocking(move || local_checks(&s, &cluster, &ca, &v)).await.map_err(|e| e.to_string())?? else {
+        let (s, o, cluster, ca, v) = (staged.clone(), own.clone(), self.cluster_id.clone(), self.ca.clone(), voters.clone());
+        let Some(local) = tokio::task::spawn_blocking(move || {
+            extends_own_tree(&s, &o)?;
+            local_checks(&s, &cluster, &ca, &v)
+        })
+        .await
+        .map_err(|e| e.to_string())??
+        else {
             return Ok(()); // an empty state: nothing to vouch for
         };
         let need = voters.len() / 2 + 1;
@@ -132,6 +138,26 @@ enum Answer {
     NotNow(String),
 }
 
+/// The log is append-only: the snapshot's tree must hold this node's own tree
+/// as a prefix (the same root at this node's size), so no snapshot shortens or
+/// rewrites what this node has already applied, an empty one included.
+fn extends_own_tree(staged: &StateView, own: &StateView) -> Result<(), String> {
+    let own_size = tree::size(own).map_err(|e| e.to_string())?;
+    if own_size == 0 {
+        return Ok(());
+    }
+    let size = tree::size(staged).map_err(|e| e.to_string())?;
+    if size < own_size {
+        return Err(format!("the snapshot's audit tree has {size} records, fewer than the {own_size} this node already applied"));
+    }
+    let theirs = tree::root(staged, own_size).map_err(|e| e.to_string())?;
+    let mine = tree::root(own, own_size).map_err(|e| e.to_string())?;
+    if theirs != mine {
+        return Err(format!("the snapshot's audit tree at size {own_size} is not the tree this node applied (another root)"));
+    }
+    Ok(())
+}
+
 /// The checks that need only the staged state; `None` for an empty one.
 fn local_checks(s: &StateView, cluster_id: &str, ca: &std::path::Path, voters: &[NodeId]) -> Result<Option<Local>, String> {
     let size = tree::size(s).map_err(|e| e.to_string())?;
@@ -180,4 +206,47 @@ fn local_checks(s: &StateView, cluster_id: &str, ca: &std::path::Path, voters: &
         }
     };
     Ok(Some(Local { size, root, text, keys, published }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Batch, Cf, Db, Durability};
+    use crate::vault::Tx;
+
+    /// A RocksDB state whose audit tree holds `records`.
+    fn tree_of(records: &[&str]) -> (tempfile::TempDir, StateView) {
+        let dir = tempfile::tempdir().unwrap();
+        let view = StateView(Db::open(dir.path()).unwrap());
+        let mut tx = Tx::new(&view);
+        for r in records {
+            tree::append(&mut tx, &serde_json::json!({ "record": r })).unwrap();
+        }
+        let mut b = Batch::default();
+        for (k, v) in tx.into_writes() {
+            match v {
+                Some(v) => b.put(Cf::State, k, v),
+                None => b.delete(Cf::State, k),
+            }
+        }
+        view.0.write(b, Durability::Buffered).unwrap();
+        (dir, view)
+    }
+
+    /// Issue 14: a snapshot never shortens or rewrites the tree a node applied.
+    #[test]
+    fn a_snapshot_must_extend_the_tree_this_node_applied() {
+        let (_a, own) = tree_of(&["a", "b", "c"]);
+        let (_b, longer) = tree_of(&["a", "b", "c", "d"]);
+        extends_own_tree(&longer, &own).expect("a longer tree with this node's as its prefix");
+        let (_c, empty) = tree_of(&[]);
+        extends_own_tree(&longer, &empty).expect("a node with nothing applied takes any tree");
+        let e = extends_own_tree(&empty, &own).expect_err("an empty snapshot would wipe what this node applied");
+        assert!(e.contains("fewer"), "{e}");
+        let (_d, shorter) = tree_of(&["a", "b"]);
+        extends_own_tree(&shorter, &own).expect_err("a shorter tree");
+        let (_e, rewritten) = tree_of(&["a", "x", "c", "d"]);
+        let e = extends_own_tree(&rewritten, &own).expect_err("a tree that rewrote a record this node applied");
+        assert!(e.contains("another root"), "{e}");
+    }
 }

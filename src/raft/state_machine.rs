@@ -35,10 +35,11 @@ const SNAPSHOT_MAGIC: &[u8] = b"CUSTODY-SNAPSHOT/1\n";
 /// Largest key or value a snapshot record may claim; guards allocation when reading.
 const MAX_SNAPSHOT_FIELD_BYTES: u32 = 64 * 1024 * 1024;
 
-/// Checks a received snapshot's state, staged apart from this node's own,
-/// before it replaces it. `Err` refuses the snapshot with the reason.
+/// Checks a received snapshot's state, staged apart from this node's own
+/// (`own`, still in place), before it replaces it. `Err` refuses the snapshot
+/// with the reason.
 pub trait SnapshotGate: Send + Sync + 'static {
-    fn check<'a>(&'a self, staged: &'a StateView, meta: &'a SnapshotMeta) -> futures::future::BoxFuture<'a, Result<(), String>>;
+    fn check<'a>(&'a self, staged: &'a StateView, own: &'a StateView, meta: &'a SnapshotMeta) -> futures::future::BoxFuture<'a, Result<(), String>>;
 }
 
 /// What the state machine tells the rest of the node after applying.
@@ -214,7 +215,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             copy_verified(&mut src, &dir)
         })
         .await?;
-        let verdict = self.gate.check(&StateView(staged.db().clone()), meta).await;
+        let verdict = self.gate.check(&StateView(staged.db().clone()), &StateView(self.db.clone()), meta).await;
         drop(staged);
         if let Err(why) = verdict {
             let _ = fs::remove_file(&tmp);

@@ -29,6 +29,7 @@ impl custody::raft::state_machine::SnapshotGate for AnySnapshot {
     fn check<'a>(
         &'a self,
         _staged: &'a custody::raft::state_machine::StateView,
+        _own: &'a custody::raft::state_machine::StateView,
         _meta: &'a custody::raft::SnapshotMeta,
     ) -> futures::future::BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
