@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::{Extension, Json};
+use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::{user_of, ApiError};
+use super::ApiError;
 use crate::audit::bundle::{Bundle, LeafProof, BUNDLE_FORMAT, BUNDLE_VERSION};
 use crate::audit::{Checkpoint, Note};
+use crate::auth::Principal;
 use crate::evidence::ItemId;
 use crate::node::Node;
-use crate::tls::PeerIdentity;
 use crate::vault::{audit as tree, query};
 use crate::wire::{CheckpointView, ConsistencyView, KeysView};
 
@@ -30,8 +30,7 @@ fn latest(node: &Node) -> Result<Option<(String, Checkpoint)>, ApiError> {
     Ok(Some((note, cp)))
 }
 
-pub async fn checkpoint(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<CheckpointView>, ApiError> {
-    user_of(&peer)?;
+pub async fn checkpoint(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<CheckpointView>, ApiError> {
     let (note, cp) = latest(&node)?.ok_or_else(|| ApiError::unavailable("no checkpoint has been published yet"))?;
     let parsed = Note::parse(&note).map_err(ApiError::internal)?;
     Ok(Json(CheckpointView {
@@ -43,8 +42,7 @@ pub async fn checkpoint(State(node): State<Arc<Node>>, Extension(peer): Extensio
     }))
 }
 
-pub async fn cluster_keys(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<KeysView>, ApiError> {
-    user_of(&peer)?;
+pub async fn cluster_keys(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<KeysView>, ApiError> {
     let keys = query::node_keys(&node.state).map_err(ApiError::internal)?.into_iter().map(|(_, k)| k).collect();
     let ranges = crate::vault::nodes::key_ranges(&node.state).map_err(ApiError::internal)?;
     Ok(Json(KeysView { keys, ranges }))
@@ -58,10 +56,9 @@ pub struct ConsistencyQuery {
 
 pub async fn consistency(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    _who: Principal,
     Query(q): Query<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyView>, ApiError> {
-    user_of(&peer)?;
     let size = tree::size(&node.state).map_err(ApiError::internal)?;
     if q.old > q.new || q.new > size {
         return Err(ApiError::bad_request(format!("need old <= new <= {size}")));
@@ -70,12 +67,7 @@ pub async fn consistency(
     Ok(Json(ConsistencyView { old_size: q.old, new_size: q.new, proof: proof.iter().map(|h| BASE64.encode(h)).collect() }))
 }
 
-pub async fn proof_bundle(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<String>,
-) -> Result<Json<Bundle>, ApiError> {
-    user_of(&peer)?;
+pub async fn proof_bundle(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<Bundle>, ApiError> {
     let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
     // Wait briefly for a checkpoint that covers the deposit (they follow records within seconds).

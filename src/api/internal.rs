@@ -10,12 +10,12 @@ use axum::{Extension, Json};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
 
+use super::session::Caller;
 use super::ApiError;
 use crate::evidence::{ChunkName, ChunkStoreError, Put};
 use crate::limits;
 use crate::node::Node;
 use crate::raft::{NodeId, TypeConfig};
-use crate::tls::PeerIdentity;
 use crate::wire::{HealthWarning, NodeHealth};
 
 /// Largest Raft RPC body accepted (a batch of entries or a snapshot piece).
@@ -24,11 +24,11 @@ pub const MAX_RAFT_RPC_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_CHUNK_BODY_BYTES: usize = (limits::MAX_CHUNK_SIZE_BYTES + limits::GCM_TAG_BYTES) as usize;
 
 /// The calling node, if it is one this node accepts traffic from.
-fn member_peer(node: &Node, peer: &PeerIdentity) -> Result<NodeId, ApiError> {
-    match peer {
-        PeerIdentity::Node(id) if node.accepts_peer(*id) => Ok(*id),
-        PeerIdentity::Node(id) => Err(ApiError::forbidden(format!("node {id} is not a member of this cluster"))),
-        PeerIdentity::User(_) => Err(ApiError::forbidden("internal endpoints are for member nodes only")),
+fn member_peer(node: &Node, peer: &Caller) -> Result<NodeId, ApiError> {
+    match peer.node() {
+        Some(id) if node.accepts_peer(id) => Ok(id),
+        Some(id) => Err(ApiError::forbidden(format!("node {id} is not a member of this cluster"))),
+        None => Err(ApiError::forbidden("internal endpoints are for member nodes only")),
     }
 }
 
@@ -44,7 +44,7 @@ type RaftResult<T, E = openraft::error::Infallible> = Json<Result<T, RaftError<N
 
 pub async fn append(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(peer): Extension<Caller>,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Result<RaftResult<AppendEntriesResponse<NodeId>>, ApiError> {
     let from = member_peer(&node, &peer)?;
@@ -58,7 +58,7 @@ pub async fn append(
 
 pub async fn vote(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(peer): Extension<Caller>,
     Json(req): Json<VoteRequest<NodeId>>,
 ) -> Result<RaftResult<VoteResponse<NodeId>>, ApiError> {
     let from = member_peer(&node, &peer)?;
@@ -68,7 +68,7 @@ pub async fn vote(
 
 pub async fn snapshot(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(peer): Extension<Caller>,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Result<RaftResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError>, ApiError> {
     let from = member_peer(&node, &peer)?;
@@ -76,7 +76,7 @@ pub async fn snapshot(
     Ok(Json(node.raft.install_snapshot(req).await))
 }
 
-pub async fn health(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<NodeHealth>, ApiError> {
+pub async fn health(State(node): State<Arc<Node>>, Extension(peer): Extension<Caller>) -> Result<Json<NodeHealth>, ApiError> {
     member_peer(&node, &peer)?;
     Ok(Json(own_health(&node)))
 }
@@ -127,7 +127,7 @@ fn parse_name(s: &str) -> Result<ChunkName, ApiError> {
 
 pub async fn put_chunk(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(peer): Extension<Caller>,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
     body: Bytes,
@@ -159,7 +159,7 @@ pub async fn put_chunk(
     }
 }
 
-pub async fn get_chunk(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>, Path(name): Path<String>) -> Result<Bytes, ApiError> {
+pub async fn get_chunk(State(node): State<Arc<Node>>, Extension(peer): Extension<Caller>, Path(name): Path<String>) -> Result<Bytes, ApiError> {
     member_peer(&node, &peer)?;
     let name = parse_name(&name)?;
     let store = node.chunks.clone();
@@ -176,7 +176,7 @@ pub async fn get_chunk(State(node): State<Arc<Node>>, Extension(peer): Extension
 
 pub async fn cosign(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(peer): Extension<Caller>,
     Json(req): Json<crate::node::checkpoint::CosignRequest>,
 ) -> Result<Json<crate::node::checkpoint::CosignResponse>, ApiError> {
     // Any member may ask: the leader gathering a checkpoint, or a follower
@@ -197,10 +197,7 @@ pub async fn cosign(
     }
 }
 
-pub async fn scrub(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-) -> Result<Json<crate::node::scrub::ScrubReport>, ApiError> {
+pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<Caller>) -> Result<Json<crate::node::scrub::ScrubReport>, ApiError> {
     member_peer(&node, &peer)?;
     crate::node::scrub::scrub_once(&node, std::time::Duration::ZERO).await.map(Json).map_err(ApiError::internal)
 }
@@ -209,15 +206,14 @@ pub async fn scrub(
 /// A member's re-share contribution, committed by the leader in that member's name.
 pub async fn reshare(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(peer): Extension<Caller>,
     Json(c): Json<crate::node::reshare::Contribution>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let from = member_peer(&node, &peer)?;
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
-    let cmd = crate::vault::Command::Reshare { item: c.item, from, voters: c.voters, envelopes: c.envelopes, time_ms: crate::node::now_ms() };
-    match node.propose(cmd).await.map_err(super::v1::write_err)? {
+    match crate::node::reshare::commit_for(&node, from, c).await.map_err(super::v1::write_err)? {
         crate::vault::Outcome::Refused { reason } => Err(ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", reason)),
         _ => Ok(Json(serde_json::json!({ "recorded": true }))),
     }
@@ -225,7 +221,7 @@ pub async fn reshare(
 
 pub async fn scrub_finding(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(peer): Extension<Caller>,
     Json(f): Json<crate::node::scrub::Finding>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let from = member_peer(&node, &peer)?;
@@ -237,7 +233,7 @@ pub async fn scrub_finding(
 /// (a member's orphan collector counts the answer as one vote).
 pub async fn orphans(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(peer): Extension<Caller>,
     Json(q): Json<crate::node::heal::OrphanQuestion>,
 ) -> Result<Json<crate::node::heal::OrphanAnswer>, ApiError> {
     member_peer(&node, &peer)?;

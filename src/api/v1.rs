@@ -13,21 +13,20 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use serde::Deserialize;
 
-use super::{user_of, ApiError};
+use super::ApiError;
+use crate::auth::Principal;
 use crate::evidence::ItemId;
 use crate::node::{self, DepositError, Node};
 use crate::raft::NodeId;
-use crate::tls::PeerIdentity;
 use crate::vault::{query, ItemRecord};
 use crate::wire::{self, AddMember, ClusterStatus, DepositReceipt, ItemDetail, ItemList, ItemView, MemberView, NodeHealth, TrailEntry};
 
 pub async fn deposit(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<DepositReceipt>), ApiError> {
-    let user = user_of(&peer)?;
     let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let total = number(header::CONTENT_LENGTH.as_str());
     let sealed_bytes = number(node::SEALED_BYTES_HEADER)
@@ -35,10 +34,10 @@ pub async fn deposit(
     let chunk_size = number(node::CHUNK_SIZE_HEADER)
         .ok_or_else(|| ApiError::bad_request(format!("a deposit names its chunk size in {}", node::CHUNK_SIZE_HEADER)))?;
     let up = node::Upload { sealed_bytes, chunk_size, total };
-    let res = node::deposit(&node, user.clone(), up, body.into_data_stream()).await;
+    let res = node::deposit(&node, &who, up, body.into_data_stream()).await;
     match res {
         Ok(d) => {
-            tracing::info!(item = %d.manifest.item, size = d.manifest.size, depositor = %user, "deposit committed");
+            tracing::info!(item = %d.manifest.item, size = d.manifest.size, depositor = %who, "deposit committed");
             Ok((
                 StatusCode::CREATED,
                 Json(DepositReceipt {
@@ -52,7 +51,7 @@ pub async fn deposit(
             ))
         }
         Err(e) => {
-            tracing::warn!(error = %e, depositor = %user, "deposit failed");
+            tracing::warn!(error = %e, depositor = %who, "deposit failed");
             Err(match e {
                 DepositError::NotLeader(l) => ApiError::not_leader(l),
                 DepositError::Invalid(d) | DepositError::Refused(d) => ApiError::bad_request(d),
@@ -90,23 +89,13 @@ pub struct ListQuery {
     case: Option<String>,
 }
 
-pub async fn list_items(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<ItemList>, ApiError> {
-    user_of(&peer)?;
+pub async fn list_items(State(node): State<Arc<Node>>, _who: Principal, Query(q): Query<ListQuery>) -> Result<Json<ItemList>, ApiError> {
     let all = query::items(&node.state).map_err(ApiError::internal)?;
     let items = all.iter().filter(|r| q.case.as_ref().is_none_or(|c| &r.manifest.meta.case == c)).map(view).collect();
     Ok(Json(ItemList { items }))
 }
 
-pub async fn show_item(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<String>,
-) -> Result<Json<ItemDetail>, ApiError> {
-    user_of(&peer)?;
+pub async fn show_item(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<ItemDetail>, ApiError> {
     let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
     // The custody trail: every audit record about the item, in log order.
@@ -120,7 +109,7 @@ pub async fn show_item(
 }
 
 /// The voters and their share keys: whom a new deposit splits its data key over.
-pub async fn holders(State(node): State<Arc<Node>>) -> Result<Json<wire::HoldersView>, ApiError> {
+pub async fn holders(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<wire::HoldersView>, ApiError> {
     let voters = crate::vault::query::voters(&node.state).map_err(ApiError::internal)?;
     let mut holders = Vec::with_capacity(voters.len());
     for v in &voters {
@@ -153,8 +142,7 @@ async fn health_of(node: &Node, id: NodeId, addr: &str, timeout: Duration) -> Re
     node.http.call::<(), NodeHealth>(Method::GET, &url, None, timeout).await
 }
 
-pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<ClusterStatus>, ApiError> {
-    user_of(&peer)?;
+pub async fn cluster_status(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<ClusterStatus>, ApiError> {
     let m = node.raft.metrics().borrow().clone();
     let members = node.members();
     let lookups = members.iter().map(|(id, addr, _)| {
@@ -192,10 +180,9 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Exte
 }
 
 /// Membership changes are for registered, unrevoked administrators.
-fn require_admin(node: &Node, peer: &PeerIdentity) -> Result<String, ApiError> {
-    let user = user_of(peer)?;
-    match crate::vault::registry::person(&node.state, &user).map_err(ApiError::internal)? {
-        Some(p) if p.has(crate::vault::registry::Role::Admin) => Ok(user),
+fn require_admin(node: &Node, who: &Principal) -> Result<(), ApiError> {
+    match crate::vault::registry::person(&node.state, who.name()).map_err(ApiError::internal)? {
+        Some(p) if p.has(crate::vault::registry::Role::Admin) => Ok(()),
         _ => Err(ApiError::forbidden("membership changes need the admin role")),
     }
 }
@@ -210,12 +197,8 @@ pub(super) fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>
     }
 }
 
-pub async fn add_member(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Json(req): Json<AddMember>,
-) -> Result<Json<ClusterStatus>, ApiError> {
-    let admin = require_admin(&node, &peer)?;
+pub async fn add_member(State(node): State<Arc<Node>>, who: Principal, Json(req): Json<AddMember>) -> Result<Json<ClusterStatus>, ApiError> {
+    require_admin(&node, &who)?;
     if !req.addr.starts_with("https://") {
         return Err(ApiError::bad_request("addr must be https://host:port"));
     }
@@ -246,7 +229,7 @@ pub async fn add_member(
             format!("the node at {} is not node {} with its bound keys: bind it again (`custody cluster add-node`)", req.addr, req.id),
         ));
     }
-    tracing::info!(id = req.id, addr = %req.addr, %admin, "adding a learner");
+    tracing::info!(id = req.id, addr = %req.addr, admin = %who, "adding a learner");
     // Learner first: it catches up (log or snapshot, then chunks) without counting toward quorums.
     node.raft.add_learner(req.id, BasicNode { addr: req.addr.clone() }, true).await.map_err(write_err)?;
     if !req.learner_only {
@@ -255,25 +238,23 @@ pub async fn add_member(
         node.raft.change_membership(voters, true).await.map_err(write_err)?;
         tracing::info!(id = req.id, "promoted to voter");
     }
-    cluster_status(State(node), Extension(peer)).await
+    cluster_status(State(node), who).await
 }
 
 /// `GET /v1/node/binding`: this node's own key binding (no session needed:
 /// it is public, and the administrator checks its proofs before signing it).
+/// A person's certificate is still needed (as for every `/v1` route), but no
+/// session: a node not yet added has an empty registry and could judge none.
 pub async fn node_binding(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(caller): Extension<super::session::Caller>,
 ) -> Result<Json<crate::vault::nodes::NodeBinding>, ApiError> {
-    user_of(&peer)?;
+    caller.require_user()?;
     Ok(Json(node.binding.clone()))
 }
 
-pub async fn remove_member(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<NodeId>,
-) -> Result<Json<ClusterStatus>, ApiError> {
-    let admin = require_admin(&node, &peer)?;
+pub async fn remove_member(State(node): State<Arc<Node>>, who: Principal, Path(id): Path<NodeId>) -> Result<Json<ClusterStatus>, ApiError> {
+    require_admin(&node, &who)?;
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
@@ -285,12 +266,12 @@ pub async fn remove_member(
     if voters.is_empty() {
         return Err(ApiError::bad_request("cannot remove the last voter"));
     }
-    tracing::info!(id, %admin, "removing a member");
+    tracing::info!(id, admin = %who, "removing a member");
     node.raft.change_membership(voters, false).await.map_err(write_err)?;
-    cluster_status(State(node), Extension(peer)).await
+    cluster_status(State(node), who).await
 }
 
-pub async fn openapi() -> Json<serde_json::Value> {
+pub async fn openapi(_who: Principal) -> Json<serde_json::Value> {
     Json(openapi_document())
 }
 
@@ -409,8 +390,8 @@ pub fn openapi_document() -> serde_json::Value {
 }
 
 /// `POST /v1/scrub` (admin): every member scrubs its own disk now; the reports are summed.
-pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<crate::wire::ScrubSummary>, ApiError> {
-    require_admin(&node, &peer)?;
+pub async fn scrub(State(node): State<Arc<Node>>, who: Principal) -> Result<Json<crate::wire::ScrubSummary>, ApiError> {
+    require_admin(&node, &who)?;
     let runs = node.members().into_iter().map(|(id, addr, _)| {
         let node = node.clone();
         async move {

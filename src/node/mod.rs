@@ -126,9 +126,21 @@ impl Node {
     }
 
     /// Proposes a command and waits until it is committed and applied; small
-    /// records share entries with others proposed at the same time.
-    pub async fn propose(&self, cmd: Command) -> Result<crate::vault::Outcome, proposer::WriteError> {
+    /// records share entries with others proposed at the same time. Private to
+    /// `node/`: a command a person asks for goes through [`Node::propose_as`].
+    async fn propose(&self, cmd: Command) -> Result<crate::vault::Outcome, proposer::WriteError> {
         self.proposer.propose(&self.raft, cmd).await
+    }
+
+    /// Proposes the command `make` builds for `who`, the person the session
+    /// check authenticated: `make` is handed their name, which the command
+    /// records as the one who acts (its `by`). Apply decides whether they may.
+    pub async fn propose_as(
+        &self,
+        who: &crate::auth::Principal,
+        make: impl FnOnce(String) -> Command,
+    ) -> Result<crate::vault::Outcome, proposer::WriteError> {
+        self.propose(make(who.name().to_string())).await
     }
 
     pub fn is_leader(&self) -> bool {
