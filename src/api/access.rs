@@ -67,7 +67,7 @@ pub async fn file(State(node): State<Arc<Node>>, who: Principal, Json(body): Jso
 }
 
 pub async fn show(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<RequestRecord>, ApiError> {
-    access::request(&node.state, &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no request {id}")))
+    access::request(node.state(), &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no request {id}")))
 }
 
 pub async fn approve(

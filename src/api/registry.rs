@@ -63,9 +63,9 @@ impl std::fmt::Display for ChangeState {
 
 pub async fn list(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<RegistryView>, ApiError> {
     Ok(Json(RegistryView {
-        people: registry::people(&node.state).map_err(ApiError::internal)?,
-        systems: registry::systems(&node.state).map_err(ApiError::internal)?,
-        pending: registry::pending_changes(&node.state).map_err(ApiError::internal)?,
+        people: registry::people(node.state()).map_err(ApiError::internal)?,
+        systems: registry::systems(node.state()).map_err(ApiError::internal)?,
+        pending: registry::pending_changes(node.state()).map_err(ApiError::internal)?,
     }))
 }
 
@@ -94,7 +94,7 @@ pub async fn file(State(node): State<Arc<Node>>, who: Principal, Json(body): Jso
 }
 
 pub async fn show(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<PendingChange>, ApiError> {
-    registry::pending(&node.state, &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no pending change {id}")))
+    registry::pending(node.state(), &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no pending change {id}")))
 }
 
 pub async fn approve(
@@ -104,6 +104,6 @@ pub async fn approve(
     Json(body): Json<super::access::Signature>,
 ) -> Result<Json<ChangeStatus>, ApiError> {
     let subject =
-        registry::pending(&node.state, &id).map_err(ApiError::internal)?.map(|p| p.proposal.change.subject().to_string()).unwrap_or_default();
+        registry::pending(node.state(), &id).map_err(ApiError::internal)?.map(|p| p.proposal.change.subject().to_string()).unwrap_or_default();
     propose(&node, &who, subject, |by| Command::ApproveRegistry { change: id, by, signature: body.signature, time_ms: now_ms() }).await
 }

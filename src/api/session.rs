@@ -110,7 +110,7 @@ pub async fn login(State(node): State<Arc<Node>>, Extension(caller): Extension<C
     if now.abs_diff(l.time_ms) > LOGIN_SKEW_SECS * 1000 {
         return Err(unauthenticated("the login's time is too far from the node's clock"));
     }
-    let person = registry::person(&node.state, user)
+    let person = registry::person(node.state(), user)
         .map_err(ApiError::internal)?
         .filter(|p| !p.revoked)
         .ok_or_else(|| unauthenticated(format!("{user} is not a registered, unrevoked person")))?;
@@ -120,10 +120,10 @@ pub async fn login(State(node): State<Arc<Node>>, Extension(caller): Extension<C
         return Err(unauthenticated("the login signature does not verify with the registered key"));
     }
     // Tokens this node signs are good only once its key is registered: until then, elsewhere.
-    if crate::vault::query::session_key(&node.state, node.id()).map_err(ApiError::internal)? != Some(node.session_public) {
+    if !node.session_key_registered().map_err(ApiError::internal)? {
         return Err(ApiError::not_caught_up());
     }
-    let token = node.sessions.issue(user, cert, now / 1000).map_err(ApiError::internal)?;
+    let token = node.issue_session(user, cert, now / 1000).map_err(ApiError::internal)?;
     Ok(Json(Session { token, user: user.to_string(), expires_in: TOKEN_TTL_SECS }))
 }
 
@@ -139,11 +139,10 @@ pub async fn require_session(State(node): State<Arc<Node>>, mut req: Request, ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthenticated("a session token is required: log in first"))?;
-    let issuer_key = |id: u64| if node.is_member(id) { crate::vault::query::session_key(&node.state, id).ok().flatten() } else { None };
     // A node that knows no members yet cannot judge who issued a token: elsewhere.
     require_caught_up(&node)?;
-    let verified = node.sessions.verify(token, user, cert, issuer_key).map_err(|e| unauthenticated(e.to_string()))?;
-    match registry::person(&node.state, user).map_err(ApiError::internal)? {
+    let verified = node.verify_session(token, user, cert).map_err(|e| unauthenticated(e.to_string()))?;
+    match registry::person(node.state(), user).map_err(ApiError::internal)? {
         Some(p) if !p.revoked => {}
         _ => return Err(unauthenticated(format!("{user} is not a registered, unrevoked person"))),
     }
