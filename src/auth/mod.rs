@@ -77,13 +77,13 @@ impl VerifiedToken {
 ///
 /// Outside `auth/` a `Principal` cannot be written down from a name:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0451
 /// let p = custody::auth::Principal { name: "alice".to_string() };
 /// ```
 ///
 /// nor can the token it is made from:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0451
 /// let t = custody::auth::VerifiedToken { user: "alice".to_string(), issuer: 1 };
 /// ```
 ///

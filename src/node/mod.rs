@@ -60,7 +60,31 @@ const IDENTITY_KEY: &[u8] = b"node/identity";
 /// Shared state of a running node. Its fields are private to `node/`: `api/`
 /// and the rest ask through the methods below, so what a handler may do with a
 /// node is this interface, and an entry point that acts for a person takes a
-/// [`crate::auth::Principal`].
+/// [`crate::auth::Principal`], which only the session check makes.
+///
+/// A handler cannot reach past the interface into a field:
+///
+/// ```compile_fail,E0616
+/// fn sessions(node: &custody::node::Node) {
+///     let _ = &node.sessions;
+/// }
+/// ```
+///
+/// nor act for a name it holds instead of a `Principal`:
+///
+/// ```compile_fail,E0308
+/// async fn fetch(node: &custody::node::Node, item: custody::evidence::ItemId, ask: custody::node::AccessAsk) {
+///     let _ = custody::node::record_access(node, "alice".to_string(), item, ask).await;
+/// }
+/// ```
+///
+/// It acts for the one the session check authenticated:
+///
+/// ```
+/// async fn fetch(node: &custody::node::Node, who: &custody::auth::Principal, item: custody::evidence::ItemId, ask: custody::node::AccessAsk) {
+///     let _ = custody::node::record_access(node, who, item, ask).await;
+/// }
+/// ```
 pub struct Node {
     cfg: NodeConfig,
     raft: Raft,
