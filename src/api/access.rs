@@ -10,14 +10,14 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use axum::{Extension, Json};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{user_of, ApiError};
+use super::ApiError;
 use crate::approval::AccessRequest;
+use crate::auth::Principal;
 use crate::evidence::ItemId;
 use crate::node::{self, now_ms, FetchError, Node};
-use crate::tls::PeerIdentity;
 use crate::vault::access::{self, RequestRecord};
 use crate::vault::{Command, Outcome};
 use crate::wire::{AccessBody, AccessView, HolderShare, ShareRelease, ShareRequest};
@@ -41,11 +41,12 @@ fn refused(reason: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", reason)
 }
 
-async fn propose(node: &Node, cmd: Command) -> Result<Outcome, ApiError> {
+/// Proposes, on the leader, the command `make` builds for `who` (handed their name).
+async fn propose(node: &Node, who: &Principal, make: impl FnOnce(String) -> Command) -> Result<Outcome, ApiError> {
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
-    match node.propose(cmd).await.map_err(super::v1::write_err)? {
+    match node.propose_as(who, make).await.map_err(super::v1::write_err)? {
         Outcome::Refused { reason } => Err(refused(reason)),
         other => Ok(other),
     }
@@ -60,47 +61,35 @@ fn status(out: Outcome) -> Result<Json<RequestStatus>, ApiError> {
     }
 }
 
-pub async fn file(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Json(body): Json<FileRequest>,
-) -> Result<Json<RequestStatus>, ApiError> {
-    let by = user_of(&peer)?;
+pub async fn file(State(node): State<Arc<Node>>, who: Principal, Json(body): Json<FileRequest>) -> Result<Json<RequestStatus>, ApiError> {
     body.request.validate().map_err(ApiError::bad_request)?;
-    status(propose(&node, Command::FileRequest { request: body.request, by, signature: body.signature, time_ms: now_ms() }).await?)
+    status(propose(&node, &who, |by| Command::FileRequest { request: body.request, by, signature: body.signature, time_ms: now_ms() }).await?)
 }
 
-pub async fn show(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<String>,
-) -> Result<Json<RequestRecord>, ApiError> {
-    user_of(&peer)?;
-    access::request(&node.state, &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no request {id}")))
+pub async fn show(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<RequestRecord>, ApiError> {
+    access::request(node.state(), &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no request {id}")))
 }
 
 pub async fn approve(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     Path(id): Path<String>,
     Json(body): Json<Signature>,
 ) -> Result<Json<RequestStatus>, ApiError> {
-    let by = user_of(&peer)?;
-    status(propose(&node, Command::Approve { request: id, by, signature: body.signature, time_ms: now_ms() }).await?)
+    status(propose(&node, &who, |by| Command::Approve { request: id, by, signature: body.signature, time_ms: now_ms() }).await?)
 }
 
 /// `POST /v1/items/{id}/access`: records the access (`node::record_access`)
 /// and tells the fetcher how to open the item.
 pub async fn access(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     Path(id): Path<String>,
     Json(body): Json<AccessBody>,
 ) -> Result<Json<AccessView>, ApiError> {
-    let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     let ask = node::AccessAsk { request: body.request, fetch_key: body.fetch_key, signature: body.signature };
-    let r = node::record_access(&node, by, item, ask).await.map_err(fetch_err)?;
+    let r = node::record_access(&node, &who, item, ask).await.map_err(fetch_err)?;
     let m = r.manifest;
     Ok(Json(AccessView {
         cluster_id: r.cluster_id,
@@ -125,13 +114,12 @@ pub async fn access(
 /// once its own applied state shows the access (`node::release_share`).
 pub async fn share(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     Path(id): Path<String>,
     Json(body): Json<ShareRequest>,
 ) -> Result<Json<ShareRelease>, ApiError> {
-    let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    let r = node::release_share(&node, by, item, body.access_leaf, &body.fetch_key).await.map_err(fetch_err)?;
+    let r = node::release_share(&node, &who, item, body.access_leaf, &body.fetch_key).await.map_err(fetch_err)?;
     Ok(Json(ShareRelease { node: r.node, x: r.x, envelope: hex::encode(r.envelope) }))
 }
 
@@ -144,13 +132,12 @@ pub struct SealedQuery {
 /// (ciphertext only) for a recorded access (`node::sealed_chunks`).
 pub async fn sealed(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     Path(id): Path<String>,
     Query(q): Query<SealedQuery>,
 ) -> Result<Response, ApiError> {
-    let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    let s = node::sealed_chunks(&node, by, item, q.access).await.map_err(fetch_err)?;
+    let s = node::sealed_chunks(&node, &who, item, q.access).await.map_err(fetch_err)?;
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -183,13 +170,12 @@ pub struct ExtendBody {
 
 async fn retention_change(
     node: &Node,
-    peer: &PeerIdentity,
+    who: &Principal,
     id: &str,
     make: impl FnOnce(ItemId, String) -> Command,
 ) -> Result<Json<crate::wire::RetentionView>, ApiError> {
-    let by = user_of(peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    match propose(node, make(item, by)).await? {
+    match propose(node, who, |by| make(item, by)).await? {
         Outcome::RetentionChanged { item, retain_until_ms, hold, leaf_index } => {
             Ok(Json(crate::wire::RetentionView { item, retain_until: crate::wire::rfc3339_ms(retain_until_ms), hold, leaf_index }))
         }
@@ -199,29 +185,25 @@ async fn retention_change(
 
 pub async fn hold(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     Path(id): Path<String>,
     Json(b): Json<HoldBody>,
 ) -> Result<Json<crate::wire::RetentionView>, ApiError> {
-    retention_change(&node, &peer, &id, |item, by| Command::Hold { item, by, reason: b.reason, time_ms: now_ms() }).await
+    retention_change(&node, &who, &id, |item, by| Command::Hold { item, by, reason: b.reason, time_ms: now_ms() }).await
 }
 
-pub async fn release(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<String>,
-) -> Result<Json<crate::wire::RetentionView>, ApiError> {
-    retention_change(&node, &peer, &id, |item, by| Command::Release { item, by, time_ms: now_ms() }).await
+pub async fn release(State(node): State<Arc<Node>>, who: Principal, Path(id): Path<String>) -> Result<Json<crate::wire::RetentionView>, ApiError> {
+    retention_change(&node, &who, &id, |item, by| Command::Release { item, by, time_ms: now_ms() }).await
 }
 
 pub async fn extend(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     Path(id): Path<String>,
     Json(b): Json<ExtendBody>,
 ) -> Result<Json<crate::wire::RetentionView>, ApiError> {
     let retention = b.retention.parse().map_err(ApiError::bad_request)?;
-    retention_change(&node, &peer, &id, |item, by| Command::Extend { item, retention, by, time_ms: now_ms() }).await
+    retention_change(&node, &who, &id, |item, by| Command::Extend { item, retention, by, time_ms: now_ms() }).await
 }
 
 #[derive(Deserialize)]
@@ -232,13 +214,12 @@ pub struct PurgeQuery {
 /// `POST /v1/items/{id}/purge?request=…`: lawful destruction after retention.
 pub async fn purge(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     Path(id): Path<String>,
     Query(q): Query<PurgeQuery>,
 ) -> Result<Json<crate::wire::PurgeView>, ApiError> {
-    let by = user_of(&peer)?;
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    match propose(&node, Command::Purge { item, request: q.request, by, time_ms: now_ms() }).await? {
+    match propose(&node, &who, |by| Command::Purge { item, request: q.request, by, time_ms: now_ms() }).await? {
         Outcome::Purged { item, leaf_index, chunks } => Ok(Json(crate::wire::PurgeView { item, leaf_index, chunks_destroyed: chunks.len() as u64 })),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }

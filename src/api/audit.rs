@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::{Extension, Json};
+use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::{user_of, ApiError};
+use super::ApiError;
 use crate::audit::bundle::{Bundle, LeafProof, BUNDLE_FORMAT, BUNDLE_VERSION};
 use crate::audit::{Checkpoint, Note};
+use crate::auth::Principal;
 use crate::evidence::ItemId;
 use crate::node::Node;
-use crate::tls::PeerIdentity;
 use crate::vault::{audit as tree, query};
 use crate::wire::{CheckpointView, ConsistencyView, KeysView};
 
@@ -23,15 +23,14 @@ use crate::wire::{CheckpointView, ConsistencyView, KeysView};
 const PROOF_WAIT_SECS: u64 = 10;
 
 fn latest(node: &Node) -> Result<Option<(String, Checkpoint)>, ApiError> {
-    let Some(note) = query::checkpoint(&node.state).map_err(ApiError::internal)? else {
+    let Some(note) = query::checkpoint(node.state()).map_err(ApiError::internal)? else {
         return Ok(None);
     };
     let cp = Note::parse(&note).and_then(|n| Checkpoint::parse(&n.text)).map_err(ApiError::internal)?;
     Ok(Some((note, cp)))
 }
 
-pub async fn checkpoint(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<CheckpointView>, ApiError> {
-    user_of(&peer)?;
+pub async fn checkpoint(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<CheckpointView>, ApiError> {
     let (note, cp) = latest(&node)?.ok_or_else(|| ApiError::unavailable("no checkpoint has been published yet"))?;
     let parsed = Note::parse(&note).map_err(ApiError::internal)?;
     Ok(Json(CheckpointView {
@@ -43,10 +42,9 @@ pub async fn checkpoint(State(node): State<Arc<Node>>, Extension(peer): Extensio
     }))
 }
 
-pub async fn cluster_keys(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<KeysView>, ApiError> {
-    user_of(&peer)?;
-    let keys = query::node_keys(&node.state).map_err(ApiError::internal)?.into_iter().map(|(_, k)| k).collect();
-    let ranges = crate::vault::nodes::key_ranges(&node.state).map_err(ApiError::internal)?;
+pub async fn cluster_keys(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<KeysView>, ApiError> {
+    let keys = query::node_keys(node.state()).map_err(ApiError::internal)?.into_iter().map(|(_, k)| k).collect();
+    let ranges = crate::vault::nodes::key_ranges(node.state()).map_err(ApiError::internal)?;
     Ok(Json(KeysView { keys, ranges }))
 }
 
@@ -58,30 +56,24 @@ pub struct ConsistencyQuery {
 
 pub async fn consistency(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    _who: Principal,
     Query(q): Query<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyView>, ApiError> {
-    user_of(&peer)?;
-    let size = tree::size(&node.state).map_err(ApiError::internal)?;
+    let size = tree::size(node.state()).map_err(ApiError::internal)?;
     if q.old > q.new || q.new > size {
         return Err(ApiError::bad_request(format!("need old <= new <= {size}")));
     }
-    let proof = tree::consistency_proof(&node.state, q.old, q.new).map_err(ApiError::internal)?;
+    let proof = tree::consistency_proof(node.state(), q.old, q.new).map_err(ApiError::internal)?;
     Ok(Json(ConsistencyView { old_size: q.old, new_size: q.new, proof: proof.iter().map(|h| BASE64.encode(h)).collect() }))
 }
 
-pub async fn proof_bundle(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<String>,
-) -> Result<Json<Bundle>, ApiError> {
-    user_of(&peer)?;
+pub async fn proof_bundle(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<Bundle>, ApiError> {
     let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
+    let rec = query::item(node.state(), &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
     // Wait briefly for a checkpoint that covers the deposit (they follow records within seconds).
     let mut waited = 0;
     // Every record about the item: its deposit, requests, approvals, grants, accesses.
-    let log = crate::vault::access::item_log(&node.state, &id).map_err(ApiError::internal)?;
+    let log = crate::vault::access::item_log(node.state(), &id).map_err(ApiError::internal)?;
     let newest = log.iter().copied().max().unwrap_or(rec.leaf_index);
     let (note, cp) = loop {
         match latest(&node)? {
@@ -96,28 +88,28 @@ pub async fn proof_bundle(
             }
         }
     };
-    let leaf = tree::leaf(&node.state, rec.leaf_index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("deposit leaf missing"))?;
-    let inclusion = tree::inclusion_proof(&node.state, rec.leaf_index, cp.size).map_err(ApiError::internal)?;
+    let leaf = tree::leaf(node.state(), rec.leaf_index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("deposit leaf missing"))?;
+    let inclusion = tree::inclusion_proof(node.state(), rec.leaf_index, cp.size).map_err(ApiError::internal)?;
     let mut trail = Vec::new();
     let mut requests = Vec::new();
     for index in log.into_iter().filter(|i| *i != rec.leaf_index && *i < cp.size) {
-        let leaf = tree::leaf(&node.state, index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("trail leaf missing"))?;
+        let leaf = tree::leaf(node.state(), index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("trail leaf missing"))?;
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&leaf) {
             if v["kind"] == "request" {
                 requests.extend(v["request"].as_str().map(str::to_string));
             }
         }
-        let proof = tree::inclusion_proof(&node.state, index, cp.size).map_err(ApiError::internal)?;
+        let proof = tree::inclusion_proof(node.state(), index, cp.size).map_err(ApiError::internal)?;
         trail.push(LeafProof { index, leaf: BASE64.encode(&leaf), inclusion: proof.iter().map(|h| BASE64.encode(h)).collect() });
     }
     // Each signature on each request, with the signer's registered key and the signed bytes,
     // so a court checks them without the vault.
     let mut approvals = Vec::new();
     for rid in requests {
-        let Some(r) = crate::vault::access::request(&node.state, &rid).map_err(ApiError::internal)? else { continue };
+        let Some(r) = crate::vault::access::request(node.state(), &rid).map_err(ApiError::internal)? else { continue };
         let signed = BASE64.encode(r.request.signing_bytes().map_err(ApiError::internal)?);
         for (signer, signature) in &r.signatures {
-            let key = crate::vault::registry::person(&node.state, signer).map_err(ApiError::internal)?.map(|p| p.public_key).unwrap_or_default();
+            let key = crate::vault::registry::person(node.state(), signer).map_err(ApiError::internal)?.map(|p| p.public_key).unwrap_or_default();
             approvals.push(serde_json::json!({ "request": rid, "signer": signer, "public_key": key, "signature": signature, "signed": signed }));
         }
     }
@@ -127,9 +119,9 @@ pub async fn proof_bundle(
     signers.insert(rec.manifest.depositor.clone());
     let mut registry = Vec::new();
     for name in &signers {
-        for index in crate::vault::registry::person_leaves(&node.state, name).map_err(ApiError::internal)?.into_iter().filter(|i| *i < cp.size) {
-            let leaf = tree::leaf(&node.state, index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("registry leaf missing"))?;
-            let proof = tree::inclusion_proof(&node.state, index, cp.size).map_err(ApiError::internal)?;
+        for index in crate::vault::registry::person_leaves(node.state(), name).map_err(ApiError::internal)?.into_iter().filter(|i| *i < cp.size) {
+            let leaf = tree::leaf(node.state(), index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("registry leaf missing"))?;
+            let proof = tree::inclusion_proof(node.state(), index, cp.size).map_err(ApiError::internal)?;
             registry.push(LeafProof { index, leaf: BASE64.encode(&leaf), inclusion: proof.iter().map(|h| BASE64.encode(h)).collect() });
         }
     }

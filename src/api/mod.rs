@@ -1,7 +1,9 @@
 //! The one importer of `axum`: the HTTPS API every node serves over mutual
 //! TLS — `/v1/...` for people's tools, `/internal/...` for other nodes. Every
-//! handler learns who the caller is from the TLS layer ([`PeerIdentity`]);
-//! the rules themselves live in `vault/` and `node/`.
+//! request carries its connection's [`session::Caller`] (what the TLS handshake
+//! proved); a `/v1` handler acts for the [`crate::auth::Principal`] the session
+//! check made, an `/internal` one for the member node its certificate names.
+//! The rules themselves live in `vault/` and `node/`.
 
 pub mod access;
 mod audit;
@@ -21,7 +23,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::node::Node;
-use crate::tls::{Acceptor, PeerIdentity};
+use crate::tls::Acceptor;
 pub use problem::ApiError;
 
 /// How long a client may take to finish the TLS handshake.
@@ -71,7 +73,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/registry/changes/{id}", get(registry::show))
         .route("/v1/registry/changes/{id}/approvals", post(registry::approve))
         .route("/v1/openapi.json", get(v1::openapi))
-        // Every /v1 resource but login needs a valid session token.
+        // Every /v1 resource but login needs a valid session token. The check puts the
+        // request's Principal on it; each of these handlers takes one (those that only
+        // read, unused), so one moved out from under this layer answers 401, and one
+        // that acts for someone has no one to act for without it.
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), session::require_session))
         .route("/v1/login", post(session::login))
         // What this node states about its keys, for the administrator who binds it (docs/KEYS.md §7).
@@ -99,7 +104,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let (tls, peer, cert_sha256) = match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), acceptor.accept(tcp)).await {
+            let (tls, peer) = match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), acceptor.accept(tcp)).await {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
                     tracing::info!(%remote, error = %e, "refused a connection at the TLS handshake");
@@ -107,22 +112,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
                 }
                 Err(_) => return,
             };
-            let svc = TowerToHyperService::new(app.layer(Extension(peer)).layer(Extension(CertSha256(cert_sha256))));
+            let svc = TowerToHyperService::new(app.layer(Extension(session::Caller::new(peer))));
             if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await {
                 tracing::debug!(%remote, error = %e, "connection ended");
             }
         });
-    }
-}
-
-/// SHA-256 of the client certificate of the connection a request came over.
-#[derive(Clone, Copy, Debug)]
-pub struct CertSha256(pub [u8; 32]);
-
-/// The user a request comes from; nodes may not use the `/v1` API.
-fn user_of(peer: &PeerIdentity) -> Result<String, ApiError> {
-    match peer {
-        PeerIdentity::User(u) => Ok(u.clone()),
-        PeerIdentity::Node(_) => Err(ApiError::forbidden("node certificates cannot call the client API")),
     }
 }

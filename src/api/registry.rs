@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{user_of, ApiError};
+use super::ApiError;
+use crate::auth::Principal;
 use crate::node::{now_ms, Node};
-use crate::tls::PeerIdentity;
 use crate::vault::registry::{self, PendingChange, Person, Proposal, SourceSystem};
 use crate::vault::{Command, Outcome};
 
@@ -61,21 +61,21 @@ impl std::fmt::Display for ChangeState {
     }
 }
 
-pub async fn list(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<RegistryView>, ApiError> {
-    user_of(&peer)?;
+pub async fn list(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<RegistryView>, ApiError> {
     Ok(Json(RegistryView {
-        people: registry::people(&node.state).map_err(ApiError::internal)?,
-        systems: registry::systems(&node.state).map_err(ApiError::internal)?,
-        pending: registry::pending_changes(&node.state).map_err(ApiError::internal)?,
+        people: registry::people(node.state()).map_err(ApiError::internal)?,
+        systems: registry::systems(node.state()).map_err(ApiError::internal)?,
+        pending: registry::pending_changes(node.state()).map_err(ApiError::internal)?,
     }))
 }
 
-async fn propose(node: &Node, subject: String, cmd: Command) -> Result<Json<ChangeStatus>, ApiError> {
+/// Proposes, on the leader, the registry command `make` builds for `who` (handed their name).
+async fn propose(node: &Node, who: &Principal, subject: String, make: impl FnOnce(String) -> Command) -> Result<Json<ChangeStatus>, ApiError> {
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
     node.ensure_configured().await.map_err(ApiError::internal)?;
-    match node.propose(cmd).await.map_err(super::v1::write_err)? {
+    match node.propose_as(who, make).await.map_err(super::v1::write_err)? {
         Outcome::RegistryStatus { change, applied, leaf_index } => {
             tracing::info!(%change, %subject, applied, leaf_index, "registry change");
             let status = if applied { ChangeState::Applied } else { ChangeState::Pending };
@@ -87,34 +87,23 @@ async fn propose(node: &Node, subject: String, cmd: Command) -> Result<Json<Chan
 }
 
 /// Files a change as the calling user, who must have signed it; apply decides.
-pub async fn file(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Json(body): Json<FileChange>,
-) -> Result<Json<ChangeStatus>, ApiError> {
-    let by = user_of(&peer)?;
+pub async fn file(State(node): State<Arc<Node>>, who: Principal, Json(body): Json<FileChange>) -> Result<Json<ChangeStatus>, ApiError> {
     body.proposal.validate().map_err(ApiError::bad_request)?;
     let subject = body.proposal.change.subject().to_string();
-    propose(&node, subject, Command::ProposeRegistry { proposal: body.proposal, by, signature: body.signature, time_ms: now_ms() }).await
+    propose(&node, &who, subject, |by| Command::ProposeRegistry { proposal: body.proposal, by, signature: body.signature, time_ms: now_ms() }).await
 }
 
-pub async fn show(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<String>,
-) -> Result<Json<PendingChange>, ApiError> {
-    user_of(&peer)?;
-    registry::pending(&node.state, &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no pending change {id}")))
+pub async fn show(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<PendingChange>, ApiError> {
+    registry::pending(node.state(), &id).map_err(ApiError::internal)?.map(Json).ok_or_else(|| ApiError::not_found(format!("no pending change {id}")))
 }
 
 pub async fn approve(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     Path(id): Path<String>,
     Json(body): Json<super::access::Signature>,
 ) -> Result<Json<ChangeStatus>, ApiError> {
-    let by = user_of(&peer)?;
     let subject =
-        registry::pending(&node.state, &id).map_err(ApiError::internal)?.map(|p| p.proposal.change.subject().to_string()).unwrap_or_default();
-    propose(&node, subject, Command::ApproveRegistry { change: id, by, signature: body.signature, time_ms: now_ms() }).await
+        registry::pending(node.state(), &id).map_err(ApiError::internal)?.map(|p| p.proposal.change.subject().to_string()).unwrap_or_default();
+    propose(&node, &who, subject, |by| Command::ApproveRegistry { change: id, by, signature: body.signature, time_ms: now_ms() }).await
 }

@@ -13,21 +13,20 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use serde::Deserialize;
 
-use super::{user_of, ApiError};
+use super::ApiError;
+use crate::auth::Principal;
 use crate::evidence::ItemId;
 use crate::node::{self, DepositError, Node};
 use crate::raft::NodeId;
-use crate::tls::PeerIdentity;
 use crate::vault::{query, ItemRecord};
 use crate::wire::{self, AddMember, ClusterStatus, DepositReceipt, ItemDetail, ItemList, ItemView, MemberView, NodeHealth, TrailEntry};
 
 pub async fn deposit(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    who: Principal,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<DepositReceipt>), ApiError> {
-    let user = user_of(&peer)?;
     let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let total = number(header::CONTENT_LENGTH.as_str());
     let sealed_bytes = number(node::SEALED_BYTES_HEADER)
@@ -35,10 +34,10 @@ pub async fn deposit(
     let chunk_size = number(node::CHUNK_SIZE_HEADER)
         .ok_or_else(|| ApiError::bad_request(format!("a deposit names its chunk size in {}", node::CHUNK_SIZE_HEADER)))?;
     let up = node::Upload { sealed_bytes, chunk_size, total };
-    let res = node::deposit(&node, user.clone(), up, body.into_data_stream()).await;
+    let res = node::deposit(&node, &who, up, body.into_data_stream()).await;
     match res {
         Ok(d) => {
-            tracing::info!(item = %d.manifest.item, size = d.manifest.size, depositor = %user, "deposit committed");
+            tracing::info!(item = %d.manifest.item, size = d.manifest.size, depositor = %who, "deposit committed");
             Ok((
                 StatusCode::CREATED,
                 Json(DepositReceipt {
@@ -52,7 +51,7 @@ pub async fn deposit(
             ))
         }
         Err(e) => {
-            tracing::warn!(error = %e, depositor = %user, "deposit failed");
+            tracing::warn!(error = %e, depositor = %who, "deposit failed");
             Err(match e {
                 DepositError::NotLeader(l) => ApiError::not_leader(l),
                 DepositError::Invalid(d) | DepositError::Refused(d) => ApiError::bad_request(d),
@@ -90,29 +89,19 @@ pub struct ListQuery {
     case: Option<String>,
 }
 
-pub async fn list_items(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<ItemList>, ApiError> {
-    user_of(&peer)?;
-    let all = query::items(&node.state).map_err(ApiError::internal)?;
+pub async fn list_items(State(node): State<Arc<Node>>, _who: Principal, Query(q): Query<ListQuery>) -> Result<Json<ItemList>, ApiError> {
+    let all = query::items(node.state()).map_err(ApiError::internal)?;
     let items = all.iter().filter(|r| q.case.as_ref().is_none_or(|c| &r.manifest.meta.case == c)).map(view).collect();
     Ok(Json(ItemList { items }))
 }
 
-pub async fn show_item(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<String>,
-) -> Result<Json<ItemDetail>, ApiError> {
-    user_of(&peer)?;
+pub async fn show_item(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<ItemDetail>, ApiError> {
     let id: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    let rec = query::item(&node.state, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
+    let rec = query::item(node.state(), &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no item {id}")))?;
     // The custody trail: every audit record about the item, in log order.
     let mut trail = Vec::new();
-    for leaf in crate::vault::access::item_log(&node.state, &id).map_err(ApiError::internal)? {
-        let Some(bytes) = crate::vault::audit::leaf(&node.state, leaf).map_err(ApiError::internal)? else { continue };
+    for leaf in crate::vault::access::item_log(node.state(), &id).map_err(ApiError::internal)? {
+        let Some(bytes) = crate::vault::audit::leaf(node.state(), leaf).map_err(ApiError::internal)? else { continue };
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
         trail.push(TrailEntry::from_record(leaf, v).map_err(ApiError::internal)?);
     }
@@ -120,11 +109,11 @@ pub async fn show_item(
 }
 
 /// The voters and their share keys: whom a new deposit splits its data key over.
-pub async fn holders(State(node): State<Arc<Node>>) -> Result<Json<wire::HoldersView>, ApiError> {
-    let voters = crate::vault::query::voters(&node.state).map_err(ApiError::internal)?;
+pub async fn holders(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<wire::HoldersView>, ApiError> {
+    let voters = crate::vault::query::voters(node.state()).map_err(ApiError::internal)?;
     let mut holders = Vec::with_capacity(voters.len());
     for v in &voters {
-        let Some(k) = crate::vault::query::share_key(&node.state, *v).map_err(ApiError::internal)? else {
+        let Some(k) = crate::vault::query::share_key(node.state(), *v).map_err(ApiError::internal)? else {
             // Only an administrator's binding gives a voter its keys (docs/KEYS.md §7): a voter
             // without one (a cluster put together by hand) needs `cluster add-node`.
             return Err(ApiError::new(
@@ -140,8 +129,8 @@ pub async fn holders(State(node): State<Arc<Node>>) -> Result<Json<wire::Holders
         ApiError::unavailable(format!("{} voters: a data key is split over 1 to {}", holders.len(), crate::crypto::shares::MAX_HOLDERS))
     })?;
     Ok(Json(wire::HoldersView {
-        cluster_id: node.cfg.cluster_id.clone(),
-        chunk_size: node.cfg.chunk_size_bytes,
+        cluster_id: node.cluster_id().to_string(),
+        chunk_size: node.chunk_size_bytes(),
         threshold: crate::crypto::shares::threshold(n),
         holders,
     }))
@@ -149,20 +138,18 @@ pub async fn holders(State(node): State<Arc<Node>>) -> Result<Json<wire::Holders
 
 /// Node `id`'s own view of itself, asked over its node certificate's connection.
 async fn health_of(node: &Node, id: NodeId, addr: &str, timeout: Duration) -> Result<NodeHealth, crate::client::HttpError> {
-    let url = format!("{}/internal/health", node.route(id, addr));
-    node.http.call::<(), NodeHealth>(Method::GET, &url, None, timeout).await
+    node.call_member::<(), NodeHealth>(id, addr, Method::GET, "/internal/health", None, timeout).await
 }
 
-pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<ClusterStatus>, ApiError> {
-    user_of(&peer)?;
-    let m = node.raft.metrics().borrow().clone();
+pub async fn cluster_status(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<ClusterStatus>, ApiError> {
+    let m = node.raft().metrics().borrow().clone();
     let members = node.members();
     let lookups = members.iter().map(|(id, addr, _)| {
         let node = node.clone();
         let (id, addr) = (*id, addr.clone());
         async move {
             if id == node.id() {
-                return Some(super::internal::own_health(&node));
+                return Some(node.health());
             }
             health_of(&node, id, &addr, Duration::from_millis(1500)).await.ok()
         }
@@ -180,9 +167,9 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Exte
             health: h,
         })
         .collect();
-    let config = query::config(&node.state).map_err(ApiError::internal)?;
+    let config = query::config(node.state()).map_err(ApiError::internal)?;
     Ok(Json(ClusterStatus {
-        cluster_id: config.as_ref().map(|c| c.cluster_id.clone()).unwrap_or_else(|| node.cfg.cluster_id.clone()),
+        cluster_id: config.as_ref().map(|c| c.cluster_id.clone()).unwrap_or_else(|| node.cluster_id().to_string()),
         answered_by: node.id(),
         leader: m.current_leader,
         term: m.current_term,
@@ -192,10 +179,9 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, Extension(peer): Exte
 }
 
 /// Membership changes are for registered, unrevoked administrators.
-fn require_admin(node: &Node, peer: &PeerIdentity) -> Result<String, ApiError> {
-    let user = user_of(peer)?;
-    match crate::vault::registry::person(&node.state, &user).map_err(ApiError::internal)? {
-        Some(p) if p.has(crate::vault::registry::Role::Admin) => Ok(user),
+fn require_admin(node: &Node, who: &Principal) -> Result<(), ApiError> {
+    match crate::vault::registry::person(node.state(), who.name()).map_err(ApiError::internal)? {
+        Some(p) if p.has(crate::vault::registry::Role::Admin) => Ok(()),
         _ => Err(ApiError::forbidden("membership changes need the admin role")),
     }
 }
@@ -210,12 +196,8 @@ pub(super) fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>
     }
 }
 
-pub async fn add_member(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Json(req): Json<AddMember>,
-) -> Result<Json<ClusterStatus>, ApiError> {
-    let admin = require_admin(&node, &peer)?;
+pub async fn add_member(State(node): State<Arc<Node>>, who: Principal, Json(req): Json<AddMember>) -> Result<Json<ClusterStatus>, ApiError> {
+    require_admin(&node, &who)?;
     if !req.addr.starts_with("https://") {
         return Err(ApiError::bad_request("addr must be https://host:port"));
     }
@@ -226,7 +208,7 @@ pub async fn add_member(
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
     // Only a node whose keys an administrator bound joins, and only with those keys.
-    let bound = crate::vault::nodes::bound(&node.state, req.id).map_err(ApiError::internal)?.ok_or_else(|| {
+    let bound = crate::vault::nodes::bound(node.state(), req.id).map_err(ApiError::internal)?.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "node-not-bound",
@@ -246,34 +228,32 @@ pub async fn add_member(
             format!("the node at {} is not node {} with its bound keys: bind it again (`custody cluster add-node`)", req.addr, req.id),
         ));
     }
-    tracing::info!(id = req.id, addr = %req.addr, %admin, "adding a learner");
+    tracing::info!(id = req.id, addr = %req.addr, admin = %who, "adding a learner");
     // Learner first: it catches up (log or snapshot, then chunks) without counting toward quorums.
-    node.raft.add_learner(req.id, BasicNode { addr: req.addr.clone() }, true).await.map_err(write_err)?;
+    node.raft().add_learner(req.id, BasicNode { addr: req.addr.clone() }, true).await.map_err(write_err)?;
     if !req.learner_only {
         let mut voters: BTreeSet<NodeId> = node.members().into_iter().filter(|m| m.2).map(|m| m.0).collect();
         voters.insert(req.id);
-        node.raft.change_membership(voters, true).await.map_err(write_err)?;
+        node.raft().change_membership(voters, true).await.map_err(write_err)?;
         tracing::info!(id = req.id, "promoted to voter");
     }
-    cluster_status(State(node), Extension(peer)).await
+    cluster_status(State(node), who).await
 }
 
 /// `GET /v1/node/binding`: this node's own key binding (no session needed:
 /// it is public, and the administrator checks its proofs before signing it).
+/// A person's certificate is still needed (as for every `/v1` route), but no
+/// session: a node not yet added has an empty registry and could judge none.
 pub async fn node_binding(
     State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
+    Extension(caller): Extension<super::session::Caller>,
 ) -> Result<Json<crate::vault::nodes::NodeBinding>, ApiError> {
-    user_of(&peer)?;
-    Ok(Json(node.binding.clone()))
+    caller.require_user()?;
+    Ok(Json(node.binding().clone()))
 }
 
-pub async fn remove_member(
-    State(node): State<Arc<Node>>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<NodeId>,
-) -> Result<Json<ClusterStatus>, ApiError> {
-    let admin = require_admin(&node, &peer)?;
+pub async fn remove_member(State(node): State<Arc<Node>>, who: Principal, Path(id): Path<NodeId>) -> Result<Json<ClusterStatus>, ApiError> {
+    require_admin(&node, &who)?;
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
@@ -285,12 +265,12 @@ pub async fn remove_member(
     if voters.is_empty() {
         return Err(ApiError::bad_request("cannot remove the last voter"));
     }
-    tracing::info!(id, %admin, "removing a member");
-    node.raft.change_membership(voters, false).await.map_err(write_err)?;
-    cluster_status(State(node), Extension(peer)).await
+    tracing::info!(id, admin = %who, "removing a member");
+    node.raft().change_membership(voters, false).await.map_err(write_err)?;
+    cluster_status(State(node), who).await
 }
 
-pub async fn openapi() -> Json<serde_json::Value> {
+pub async fn openapi(_who: Principal) -> Json<serde_json::Value> {
     Json(openapi_document())
 }
 
@@ -409,8 +389,8 @@ pub fn openapi_document() -> serde_json::Value {
 }
 
 /// `POST /v1/scrub` (admin): every member scrubs its own disk now; the reports are summed.
-pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<PeerIdentity>) -> Result<Json<crate::wire::ScrubSummary>, ApiError> {
-    require_admin(&node, &peer)?;
+pub async fn scrub(State(node): State<Arc<Node>>, who: Principal) -> Result<Json<crate::wire::ScrubSummary>, ApiError> {
+    require_admin(&node, &who)?;
     let runs = node.members().into_iter().map(|(id, addr, _)| {
         let node = node.clone();
         async move {
@@ -419,11 +399,16 @@ pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<Pee
                     .await
                     .map_err(|e| crate::wire::NodeError { node: id, error: format!("{e:#}") });
             }
-            let url = format!("{}{}", node.route(id, &addr), crate::node::scrub::SCRUB_PATH);
-            node.http
-                .call::<(), crate::node::scrub::ScrubReport>(Method::POST, &url, None, Duration::from_secs(3600))
-                .await
-                .map_err(|e| crate::wire::NodeError { node: id, error: e.to_string() })
+            node.call_member::<(), crate::node::scrub::ScrubReport>(
+                id,
+                &addr,
+                Method::POST,
+                crate::node::scrub::SCRUB_PATH,
+                None,
+                Duration::from_secs(3600),
+            )
+            .await
+            .map_err(|e| crate::wire::NodeError { node: id, error: e.to_string() })
         }
     });
     let reports = futures::future::join_all(runs).await;

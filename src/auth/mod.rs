@@ -4,7 +4,9 @@
 //! `x5t#S256`). There is no cluster-wide session secret: each node signs the
 //! tokens it issues with its own Ed25519 key (header `kid` = `node-<id>`), and
 //! a token verifies only with the key registered for a current member
-//! (docs/KEYS.md §3). Knows nothing of HTTP routes or the registry's storage.
+//! (docs/KEYS.md §3). A verified token is the one way to a [`Principal`], the
+//! person a `/v1` request acts for. Knows nothing of HTTP routes or the
+//! registry's storage.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -59,6 +61,61 @@ impl VerifiedToken {
     /// The member node that issued it.
     pub fn issuer(&self) -> u64 {
         self.issuer
+    }
+}
+
+/// The authenticated person a `/v1` request acts for: the user of a session
+/// token that verified against this node's registered members' keys, over the
+/// client certificate it was issued for. It carries identity only: roles are
+/// not cached here, because the vault checks them in apply against the
+/// registry as it stands when the command commits.
+///
+/// Its field is private and its one constructor, [`Principal::of`], consumes a
+/// [`VerifiedToken`], which only [`SessionKeys::verify`] makes. So every entry
+/// point of `node/` that acts for a user takes a `Principal`, and a handler
+/// that skipped the session check has none to hand it: it does not compile.
+///
+/// Outside `auth/` a `Principal` cannot be written down from a name:
+///
+/// ```compile_fail,E0451
+/// let p = custody::auth::Principal { name: "alice".to_string() };
+/// ```
+///
+/// nor can the token it is made from:
+///
+/// ```compile_fail,E0451
+/// let t = custody::auth::VerifiedToken { user: "alice".to_string(), issuer: 1 };
+/// ```
+///
+/// It can only be received, and read:
+///
+/// ```
+/// fn acts_for(who: &custody::auth::Principal) -> &str {
+///     who.name()
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    name: String,
+}
+
+impl Principal {
+    /// The person a verified token names. The session check calls this once
+    /// the token verified over the request's client certificate and the person
+    /// is registered and unrevoked.
+    pub fn of(token: VerifiedToken) -> Principal {
+        Principal { name: token.user }
+    }
+
+    /// The person's registered name (what the vault's records call `by`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
     }
 }
 

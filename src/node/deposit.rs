@@ -17,6 +17,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::mpsc;
 
 use super::{now_ms, Node};
+use crate::auth::Principal;
 use crate::client::{full, read_body};
 use crate::crypto;
 use crate::evidence::{chunk_count, ChunkName, ChunkRef, ChunkStoreError, ItemId, Manifest};
@@ -130,13 +131,15 @@ fn max_manifest_bytes(chunks: u64) -> u64 {
     64 * 1024 + chunks * 160
 }
 
-/// Runs a deposit on the leader. `body` yields the sealed chunks, then the
-/// manifest; nothing here sees the plaintext or the data key.
-pub async fn deposit<S, E>(node: &Arc<Node>, depositor: String, up: Upload, mut body: S) -> Result<Deposited, DepositError>
+/// Runs a deposit on the leader for the logged-in `depositor`. `body` yields
+/// the sealed chunks, then the manifest; nothing here sees the plaintext or the
+/// data key.
+pub async fn deposit<S, E>(node: &Arc<Node>, depositor: &Principal, up: Upload, mut body: S) -> Result<Deposited, DepositError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     E: std::fmt::Display,
 {
+    let depositor = depositor.name();
     if !node.is_leader() {
         return Err(DepositError::NotLeader(node.leader().map(|(_, a)| a)));
     }
@@ -164,7 +167,7 @@ where
     let expected = up.total.unwrap_or(limit);
     // Apply decides (the seal is refused for anyone else); this early look only
     // spares a court or an administrator from streaming a clip in for nothing.
-    match crate::vault::registry::person(&node.state, &depositor) {
+    match crate::vault::registry::person(&node.state, depositor) {
         Ok(Some(p)) if p.has(crate::vault::registry::Role::Officer) => {}
         Ok(_) => return Err(DepositError::Refused(format!("{depositor} is not a registered, unrevoked officer: only officers deposit"))),
         Err(e) => return Err(internal(e)),

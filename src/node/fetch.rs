@@ -11,6 +11,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use super::{now_ms, proposer, Node};
+use crate::auth::Principal;
 use crate::crypto::shares;
 use crate::evidence::{ChunkName, ChunkStoreError, ItemId, Manifest};
 use crate::raft::NodeId;
@@ -77,12 +78,13 @@ pub struct Recorded {
 /// Records the access through Raft (the fetcher's signed statement names the
 /// key the shares go to) and tells the fetcher how to open the item. No record,
 /// no share: the holders check it in their own applied state.
-pub async fn record_access(node: &Node, by: String, item: ItemId, ask: AccessAsk) -> Result<Recorded, FetchError> {
+pub async fn record_access(node: &Node, who: &Principal, item: ItemId, ask: AccessAsk) -> Result<Recorded, FetchError> {
+    let by = who.name();
     let manifest = item_record(node, &item)?.manifest;
     let record = Command::RecordAccess {
         request: ask.request.clone(),
         item,
-        by: by.clone(),
+        by: by.to_string(),
         fetch_key: ask.fetch_key,
         signature: ask.signature,
         time_ms: now_ms(),
@@ -90,7 +92,7 @@ pub async fn record_access(node: &Node, by: String, item: ItemId, ask: AccessAsk
     let access_leaf = if crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord) {
         // The deliberate bug: claim a leaf, record only after the last sealed byte.
         let leaf = crate::vault::audit::size(&node.state).map_err(internal)?;
-        node.late_records.lock().map_err(internal)?.push((item, by.clone(), record));
+        node.late_records.lock().map_err(internal)?.push((item, by.to_string(), record));
         leaf
     } else {
         match propose(node, record).await? {
@@ -144,10 +146,11 @@ pub struct Released {
 
 /// Releases this node's share of an item's data key, sealed to the fetch key,
 /// after checking in this node's own applied state that the access committed.
-pub async fn release_share(node: &Node, by: String, item: ItemId, access_leaf: u64, fetch_key: &str) -> Result<Released, FetchError> {
+pub async fn release_share(node: &Node, who: &Principal, item: ItemId, access_leaf: u64, fetch_key: &str) -> Result<Released, FetchError> {
+    let by = who.name();
     let unchecked = crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord);
     if !unchecked {
-        let a = applied_access(node, access_leaf, &item, &by).await?;
+        let a = applied_access(node, access_leaf, &item, by).await?;
         if a.fetch_key != fetch_key {
             return Err(FetchError::Refused(format!("the access at leaf {access_leaf} names another fetch key")));
         }
@@ -176,14 +179,15 @@ pub struct Sealed {
 }
 
 /// An item's sealed chunks (ciphertext only) for a recorded access.
-pub async fn sealed_chunks(node: &Arc<Node>, by: String, item: ItemId, access_leaf: u64) -> Result<Sealed, FetchError> {
+pub async fn sealed_chunks(node: &Arc<Node>, who: &Principal, item: ItemId, access_leaf: u64) -> Result<Sealed, FetchError> {
+    let by = who.name();
     let late: Vec<Command> = if crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord) {
         let mut pending = node.late_records.lock().map_err(internal)?;
-        let (mine, rest): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(i, u, _)| *i == item && *u == by);
+        let (mine, rest): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(i, u, _)| *i == item && u == by);
         *pending = rest;
         mine.into_iter().map(|(_, _, c)| c).collect()
     } else {
-        applied_access(node, access_leaf, &item, &by).await?;
+        applied_access(node, access_leaf, &item, by).await?;
         Vec::new()
     };
     let rec = item_record(node, &item)?;

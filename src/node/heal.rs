@@ -218,6 +218,14 @@ fn caught_up(node: &Node) -> bool {
     m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index
 }
 
+/// A member's orphan question answered from this node's own applied state,
+/// with this node's grace for deposits still streaming.
+pub async fn answer_orphans(node: &Arc<Node>, names: Vec<ChunkName>) -> anyhow::Result<Vec<ChunkName>> {
+    let grace = Duration::from_secs(node.cfg.orphan_grace_secs);
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || orphans_among(&n, &names, grace)).await?
+}
+
 /// The chunks among `names` that this node's own applied state names no
 /// manifest for and that no active deposit is still sending; none if this
 /// node is not caught up.

@@ -4,11 +4,11 @@
 //! collecting orphans). This is where the pieces meet; the rules live in `vault/`.
 
 pub mod checkpoint;
-pub mod clock;
+mod clock;
 mod deposit;
 mod fetch;
 pub mod heal;
-pub mod held;
+mod held;
 mod inflight;
 pub mod proposer;
 pub mod reshare;
@@ -57,47 +57,74 @@ pub const BOOTSTRAP_MARKER: &str = "bootstrap-pending";
 pub const NEW_DISK_MARKER: &str = "new-disk";
 const IDENTITY_KEY: &[u8] = b"node/identity";
 
-/// Shared state of a running node.
+/// Shared state of a running node. Its fields are private to `node/`: `api/`
+/// and the rest ask through the methods below, so what a handler may do with a
+/// node is this interface, and an entry point that acts for a person takes a
+/// [`crate::auth::Principal`], which only the session check makes.
+///
+/// A handler cannot reach past the interface into a field:
+///
+/// ```compile_fail,E0616
+/// fn sessions(node: &custody::node::Node) {
+///     let _ = &node.sessions;
+/// }
+/// ```
+///
+/// nor act for a name it holds instead of a `Principal`:
+///
+/// ```compile_fail,E0308
+/// async fn fetch(node: &custody::node::Node, item: custody::evidence::ItemId, ask: custody::node::AccessAsk) {
+///     let _ = custody::node::record_access(node, "alice".to_string(), item, ask).await;
+/// }
+/// ```
+///
+/// It acts for the one the session check authenticated:
+///
+/// ```
+/// async fn fetch(node: &custody::node::Node, who: &custody::auth::Principal, item: custody::evidence::ItemId, ask: custody::node::AccessAsk) {
+///     let _ = custody::node::record_access(node, who, item, ask).await;
+/// }
+/// ```
 pub struct Node {
-    pub cfg: NodeConfig,
-    pub raft: Raft,
-    pub db: Db,
-    pub state: StateView,
-    pub chunks: ChunkStore,
-    pub http: Http,
+    cfg: NodeConfig,
+    raft: Raft,
+    db: Db,
+    state: StateView,
+    chunks: ChunkStore,
+    http: Http,
     /// Chunks this node should hold but does not (kept by the healer).
-    pub missing_chunks: AtomicU64,
+    missing_chunks: AtomicU64,
     /// This node's checkpoint signing key.
-    pub signer: crate::audit::Signer,
+    signer: crate::audit::Signer,
     /// Tree size up to which this node has checked its stored audit tree.
-    pub audit_verified: tokio::sync::Mutex<u64>,
+    audit_verified: tokio::sync::Mutex<u64>,
     /// Set when the stored tree failed a check: the node then never signs.
-    pub audit_broken: std::sync::Mutex<Option<String>>,
+    audit_broken: std::sync::Mutex<Option<String>>,
     /// Deposits streaming chunks here that have not committed yet.
-    pub inflight: inflight::Inflight,
+    inflight: inflight::Inflight,
     /// This node's own session-token key (docs/KEYS.md §3): no other node has it.
-    pub sessions: crate::auth::SessionKeys,
+    sessions: crate::auth::SessionKeys,
     /// Its public half.
-    pub session_public: [u8; 32],
+    session_public: [u8; 32],
     /// This node's keys as it states them, with its proofs (docs/KEYS.md §7);
     /// an administrator's signed change registers them.
-    pub binding: crate::vault::nodes::NodeBinding,
+    binding: crate::vault::nodes::NodeBinding,
     /// This node's share key (docs/KEYS.md §4): it opens this node's share of
     /// each data key, and nothing else does.
-    pub share_secret: crate::crypto::shares::ShareSecretKey,
+    share_secret: crate::crypto::shares::ShareSecretKey,
     /// Only with the `serve-before-record` chaos mutation: accesses claimed but
     /// not yet recorded (item, user, command).
-    pub late_records: std::sync::Mutex<Vec<(crate::evidence::ItemId, String, crate::vault::Command)>>,
+    late_records: std::sync::Mutex<Vec<(crate::evidence::ItemId, String, crate::vault::Command)>>,
     /// Chunks the last scrub could not repair from any replica (their items are damaged).
-    pub damaged_chunks: std::sync::Mutex<Vec<String>>,
+    damaged_chunks: std::sync::Mutex<Vec<String>>,
     /// Chunks this node held once and found gone, not yet repaired (kept by the
     /// healer; each is a recorded finding).
-    pub lost_chunks: std::sync::Mutex<Vec<String>>,
+    lost_chunks: std::sync::Mutex<Vec<String>>,
     /// Set once this node has applied the cluster's configuration, which it
     /// then never loses (every snapshot carries it): spares a read per call.
-    pub caught_up: std::sync::atomic::AtomicBool,
+    caught_up: std::sync::atomic::AtomicBool,
     /// Refuses entries stamped too far from this node's clock (docs/KEYS.md §6).
-    pub clock: clock::ClockGuard,
+    clock: clock::ClockGuard,
     /// Group commit for small records.
     proposer: proposer::Proposer,
 }
@@ -126,9 +153,21 @@ impl Node {
     }
 
     /// Proposes a command and waits until it is committed and applied; small
-    /// records share entries with others proposed at the same time.
-    pub async fn propose(&self, cmd: Command) -> Result<crate::vault::Outcome, proposer::WriteError> {
+    /// records share entries with others proposed at the same time. Private to
+    /// `node/`: a command a person asks for goes through [`Node::propose_as`].
+    async fn propose(&self, cmd: Command) -> Result<crate::vault::Outcome, proposer::WriteError> {
         self.proposer.propose(&self.raft, cmd).await
+    }
+
+    /// Proposes the command `make` builds for `who`, the person the session
+    /// check authenticated: `make` is handed their name, which the command
+    /// records as the one who acts (its `by`). Apply decides whether they may.
+    pub async fn propose_as(
+        &self,
+        who: &crate::auth::Principal,
+        make: impl FnOnce(String) -> Command,
+    ) -> Result<crate::vault::Outcome, proposer::WriteError> {
+        self.propose(make(who.name().to_string())).await
     }
 
     pub fn is_leader(&self) -> bool {
@@ -436,6 +475,147 @@ async fn configure_loop(node: Arc<Node>) {
     }
 }
 
-pub(crate) fn missing_chunks(node: &Node) -> u64 {
+fn missing_chunks(node: &Node) -> u64 {
     node.missing_chunks.load(Ordering::Relaxed)
+}
+
+/// What `api/` asks of a node beyond the pipelines (`deposit`, `fetch`): reads
+/// of its applied state, its sessions, Raft RPCs and membership, chunks other
+/// members send or ask for, and its own health.
+impl Node {
+    /// This node's applied state, for queries (`vault::query` and the like).
+    pub fn state(&self) -> &StateView {
+        &self.state
+    }
+
+    /// The Raft handle: RPCs from other members, membership changes, metrics.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The cluster id in this node's config (the replicated one governs once applied).
+    pub fn cluster_id(&self) -> &str {
+        &self.cfg.cluster_id
+    }
+
+    /// Plaintext bytes per chunk that a new deposit should use.
+    pub fn chunk_size_bytes(&self) -> u64 {
+        self.cfg.chunk_size_bytes
+    }
+
+    /// This node's own key binding, as it states it (docs/KEYS.md §7).
+    pub fn binding(&self) -> &crate::vault::nodes::NodeBinding {
+        &self.binding
+    }
+
+    /// Is this node's own session key the one registered for it? Tokens it
+    /// signs before then verify nowhere.
+    pub fn session_key_registered(&self) -> Result<bool, crate::vault::VaultError> {
+        Ok(query::session_key(&self.state, self.id())? == Some(self.session_public))
+    }
+
+    /// A session token for `user` over the certificate with SHA-256 `cert_sha256`,
+    /// signed with this node's own key.
+    pub fn issue_session(&self, user: &str, cert_sha256: &[u8; 32], now_secs: u64) -> Result<String, crate::auth::AuthError> {
+        self.sessions.issue(user, cert_sha256, now_secs)
+    }
+
+    /// Verifies a session token presented by `user` over the certificate with
+    /// SHA-256 `cert_sha256`: issued by a current member with the session key
+    /// registered for it (docs/KEYS.md §3).
+    pub fn verify_session(&self, token: &str, user: &str, cert_sha256: &[u8; 32]) -> Result<crate::auth::VerifiedToken, crate::auth::AuthError> {
+        let issuer_key = |id: NodeId| if self.is_member(id) { query::session_key(&self.state, id).ok().flatten() } else { None };
+        self.sessions.verify(token, user, cert_sha256, issuer_key)
+    }
+
+    /// Refuses entries not yet committed whose time is too far from this node's
+    /// clock (docs/KEYS.md §6); the reason, when refused.
+    pub fn check_entry_times(&self, req: &openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig>) -> Result<(), String> {
+        let committed = req.leader_commit.map(|l| l.index);
+        self.clock.check(&req.vote, &req.entries, committed, now_ms())
+    }
+
+    /// Stores a chunk a member sent (its bytes checked against its name) and
+    /// marks it held. `deposit` names the deposit still streaming it, which
+    /// keeps the orphan collector off it meanwhile.
+    pub async fn receive_chunk(
+        &self,
+        name: crate::evidence::ChunkName,
+        deposit: Option<crate::evidence::ItemId>,
+        body: bytes::Bytes,
+    ) -> Result<crate::evidence::Put, crate::evidence::ChunkStoreError> {
+        if let Some(item) = deposit {
+            self.inflight.touch(item, name);
+        }
+        let (store, db) = (self.chunks.clone(), self.db.clone());
+        tokio::task::spawn_blocking(move || {
+            let put = store.put(&name, &body)?;
+            held::mark(&db, &name).map_err(|e| crate::evidence::ChunkStoreError::Io(std::io::Error::other(e.to_string())))?;
+            Ok(put)
+        })
+        .await
+        .map_err(|e| crate::evidence::ChunkStoreError::Io(std::io::Error::other(e)))?
+    }
+
+    /// A chunk from this node's own store, checked against its name.
+    pub async fn stored_chunk(&self, name: crate::evidence::ChunkName) -> Result<Vec<u8>, crate::evidence::ChunkStoreError> {
+        let store = self.chunks.clone();
+        tokio::task::spawn_blocking(move || store.get(&name)).await.map_err(|e| crate::evidence::ChunkStoreError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Calls `path` on member `id` (advertised at `addr`, or at this node's
+    /// route to it) over this node's own certificate.
+    pub async fn call_member<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        id: NodeId,
+        addr: &str,
+        method: hyper::Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, crate::client::HttpError> {
+        let url = format!("{}{path}", self.route(id, addr));
+        self.http.call(method, &url, body, timeout).await
+    }
+
+    /// This node's view of itself: Raft's, its chunks', its audit tree's, its keys.
+    pub fn health(&self) -> crate::wire::NodeHealth {
+        use crate::wire::HealthWarning;
+        let m = self.raft.metrics().borrow().clone();
+        let missing = missing_chunks(self);
+        let mut warnings = Vec::new();
+        if missing > 0 {
+            warnings.push(HealthWarning::ChunksNotHeld { count: missing });
+        }
+        if let Ok(l) = self.lost_chunks.lock() {
+            if !l.is_empty() {
+                warnings.push(HealthWarning::ChunksLost { chunks: l.clone() });
+            }
+        }
+        if let Err(e) = &m.running_state {
+            warnings.push(HealthWarning::RaftStopped { error: e.to_string() });
+        }
+        if let Ok(d) = self.damaged_chunks.lock() {
+            if !d.is_empty() {
+                warnings.push(HealthWarning::ChunksDamaged { chunks: d.clone() });
+            }
+        }
+        if let Ok(Some(why)) = self.audit_broken.lock().map(|b| b.clone()) {
+            warnings.push(HealthWarning::AuditTreeInvalid { error: why });
+        }
+        crate::wire::NodeHealth {
+            id: self.id(),
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            missing_chunks: missing,
+            checkpoint_key: self.signer.verifier_key().to_string(),
+            session_key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.session_public),
+            share_key: hex::encode(self.share_secret.public_key()),
+            audit_size: crate::vault::audit::size(&self.state).unwrap_or(0),
+            warnings,
+        }
+    }
 }

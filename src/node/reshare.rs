@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::proposer::WriteError;
 use super::{now_ms, Node};
 use crate::crypto::shares::{self, KeyShare};
 use crate::evidence::ItemId;
-use crate::vault::{query, Command, ItemRecord};
+use crate::raft::NodeId;
+use crate::vault::{query, Command, ItemRecord, Outcome};
 
 pub const RESHARE_PATH: &str = "/internal/reshare";
 /// Pause between passes over the items.
@@ -123,12 +125,18 @@ async fn pass(node: &Arc<Node>) -> anyhow::Result<()> {
 pub async fn submit(node: &Arc<Node>, c: Contribution) -> anyhow::Result<()> {
     let from = node.id();
     if node.is_leader() {
-        let cmd = Command::Reshare { item: c.item, from, voters: c.voters, envelopes: c.envelopes, time_ms: now_ms() };
-        node.propose(cmd).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        commit_for(node, from, c).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
         return Ok(());
     }
     let (leader, addr) = node.leader().ok_or_else(|| anyhow::anyhow!("no leader to commit the re-share"))?;
     let addr = node.route(leader, &addr);
     let _: serde_json::Value = node.http.call(hyper::Method::POST, &format!("{addr}{RESHARE_PATH}"), Some(&c), Duration::from_secs(10)).await?;
     Ok(())
+}
+
+/// On the leader: commits member `from`'s contribution in its name (for a
+/// contribution another member sent, `from` is the node its certificate names).
+/// Apply checks it against that member's share of each item.
+pub async fn commit_for(node: &Node, from: NodeId, c: Contribution) -> Result<Outcome, WriteError> {
+    node.propose(Command::Reshare { item: c.item, from, voters: c.voters, envelopes: c.envelopes, time_ms: now_ms() }).await
 }

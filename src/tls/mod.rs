@@ -26,14 +26,38 @@ pub enum TlsError {
     Identity(String),
 }
 
-/// Who is at the other end of an authenticated connection, as named by a
-/// certificate the cluster CA issued. Only [`Acceptor::accept`] makes one.
+/// Whom a certificate names: a node or a person. This is a reading of a
+/// certificate, not a proof that anyone holds it (any module may parse one,
+/// e.g. the CLI its own profile's); what a connection proved is an
+/// [`AuthenticatedPeer`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerIdentity {
     /// A vault node: its certificate carries the DNS name `node-<id>.custody`.
     Node(u64),
     /// A person (or tool) with a client certificate: its subject common name.
     User(String),
+}
+
+/// The peer of a connection whose TLS 1.3 handshake completed: it presented a
+/// certificate the cluster CA issued and proved it holds its key. Its fields
+/// are private and only [`Acceptor::accept`] makes one, so whoever holds an
+/// `AuthenticatedPeer` holds what a handshake proved, not a name someone wrote.
+#[derive(Clone, Debug)]
+pub struct AuthenticatedPeer {
+    identity: PeerIdentity,
+    cert_sha256: [u8; 32],
+}
+
+impl AuthenticatedPeer {
+    /// Whom the certificate names.
+    pub fn identity(&self) -> &PeerIdentity {
+        &self.identity
+    }
+
+    /// The SHA-256 of the peer's certificate (what session tokens are bound to).
+    pub fn cert_sha256(&self) -> &[u8; 32] {
+        &self.cert_sha256
+    }
 }
 
 /// The DNS name a node's certificate carries.
@@ -133,14 +157,14 @@ impl Acceptor {
 
     /// Completes the handshake. A peer without a certificate chaining to the
     /// CA never gets here: rustls aborts the handshake.
-    /// Also returns the SHA-256 of the peer's certificate (what session tokens are bound to).
-    pub async fn accept(&self, tcp: TcpStream) -> Result<(ServerTlsStream<TcpStream>, PeerIdentity, [u8; 32]), TlsError> {
+    /// The one maker of an [`AuthenticatedPeer`].
+    pub async fn accept(&self, tcp: TcpStream) -> Result<(ServerTlsStream<TcpStream>, AuthenticatedPeer), TlsError> {
         let stream = self.0.accept(tcp).await.map_err(TlsError::Handshake)?;
         let cert =
             stream.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or_else(|| TlsError::Identity("no client certificate".into()))?;
-        let id = identity_of(cert.as_ref())?;
-        let sha = crate::crypto::sha256(cert.as_ref());
-        Ok((stream, id, sha))
+        let identity = identity_of(cert.as_ref())?;
+        let cert_sha256 = crate::crypto::sha256(cert.as_ref());
+        Ok((stream, AuthenticatedPeer { identity, cert_sha256 }))
     }
 }
 

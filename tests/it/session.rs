@@ -153,3 +153,61 @@ fn a_removed_nodes_tokens_stop_working() {
         });
     }
 }
+
+/// Every `/v1` route the API publishes refuses a caller without a session, and one
+/// whose token was issued over another certificate, before its handler runs: the
+/// handlers act for the `auth::Principal` only the session check makes (issue 14).
+/// A node's certificate may not use `/v1` at all. Login and a node's binding
+/// (asked of a node not yet added, which can judge no session) are the two doors.
+#[test]
+fn every_published_v1_route_but_login_refuses_without_a_session() {
+    let mut c = Cluster::init(1, "");
+    c.start_all(1);
+    c.wait_leader(1);
+    let ca = c.path().join("certs/ca.pem");
+    let p = c.path().join("profiles");
+    let as_user = |u: &str| config(&ca, Some((&p.join(format!("{u}.pem")), &p.join(format!("{u}.key")))));
+    let node_cert = (c.node_dir(1).join("tls.pem"), c.node_dir(1).join("tls.key"));
+    assert!(node_cert.0.exists(), "the node's certificate is at {}", node_cert.0.display());
+    let as_node = config(&ca, Some((&node_cert.0, &node_cert.1)));
+    let request = |method: &str, path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+        format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n")
+    };
+    let answer = |cfg, method: &str, path: &str, token: Option<&str>| raw_request(c.base_port, cfg, request(method, path, token)).unwrap();
+    let status_of = |res: &str| res.split(' ').nth(1).unwrap_or("").to_string();
+
+    let alice = c.token("alice");
+    let bob = c.token("bob");
+    let doc = custody::api::v1::openapi_document();
+    let mut routes = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            // Any well-formed id: the session is checked before the path is parsed.
+            routes.push((method.to_uppercase(), path.replace("{id}", "1")));
+        }
+    }
+    assert!(routes.len() >= 25, "the published routes: {routes:?}");
+    for (method, path) in &routes {
+        let res = answer(as_user("alice"), method, path, None);
+        assert_eq!(status_of(&res), "401", "{method} {path} without a token: {res}");
+        assert!(res.contains("unauthenticated"), "{method} {path}: the problem type: {res}");
+        let res = answer(as_user("alice"), method, path, Some(&bob));
+        assert_eq!(status_of(&res), "401", "{method} {path} with a token issued over another certificate: {res}");
+        let res = answer(as_node.clone(), method, path, Some(&alice));
+        assert_eq!(status_of(&res), "403", "{method} {path} over a node's certificate: {res}");
+    }
+    // The control: with her own token, alice gets past the session check (what the
+    // handler then answers is its own business, but never 401).
+    for (method, path) in &routes {
+        let res = answer(as_user("alice"), method, path, Some(&alice));
+        assert_ne!(status_of(&res), "401", "{method} {path} with a valid session: {res}");
+    }
+    // The two doors: a login answers without a token, and so does a node's binding.
+    let res = answer(as_user("alice"), "POST", "/v1/login", None);
+    assert_ne!(status_of(&res), "401", "a login needs no token: {res}");
+    let res = answer(as_user("alice"), "GET", "/v1/node/binding", None);
+    assert_eq!(status_of(&res), "200", "a node's binding needs no session: {res}");
+    let res = answer(as_node, "GET", "/v1/node/binding", None);
+    assert_eq!(status_of(&res), "403", "but a person's certificate: {res}");
+}
