@@ -12,6 +12,7 @@ mod local;
 pub mod ops;
 mod registry;
 mod up;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -140,6 +141,9 @@ pub enum Command {
         #[arg(long)]
         keys: Option<PathBuf>,
     },
+    /// A witness outside the vault's control (C2SP tlog-witness): cosigns checkpoints that extend the last one it cosigned.
+    #[command(subcommand)]
+    Witness(witness::WitnessCmd),
 }
 
 #[derive(Subcommand)]
@@ -225,7 +229,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Node { .. } => "info,openraft=warn",
+        Command::Node { .. } | Command::Witness(_) => "info,openraft=warn",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -331,6 +335,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Proof { item, out } => audit::proof(&ops::session(cli.profile)?, &item, &out, json).await,
         Command::Verify { bundle, file, keys } => audit::verify(&bundle, file.as_deref(), keys.as_deref(), json),
         Command::Monitor { state, keys } => audit::monitor(&ops::session(cli.profile)?, &state, keys.as_deref(), json).await,
+        Command::Witness(cmd) => witness::run(cmd, json).await,
     }
 }
 
