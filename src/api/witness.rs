@@ -65,7 +65,9 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Bytes) -> Res
     match result {
         Ok(line) => (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], line).into_response(),
         // tlog-witness: the body is the recorded size in decimal and a newline.
-        Err(AddError::Conflict { known, .. }) => (StatusCode::CONFLICT, [(header::CONTENT_TYPE, SIZE_CONTENT_TYPE)], format!("{known}\n")).into_response(),
+        Err(AddError::Conflict { known, .. }) => {
+            (StatusCode::CONFLICT, [(header::CONTENT_TYPE, SIZE_CONTENT_TYPE)], format!("{known}\n")).into_response()
+        }
         Err(e) => {
             let s = status(&e);
             if s == StatusCode::INTERNAL_SERVER_ERROR {

@@ -297,10 +297,7 @@ mod tests {
     fn the_signed_message_is_the_specs_example_byte_for_byte() {
         // tlog-cosignature, "Ed25519 signed message": two header lines, then the note text.
         let m = cosigned_message(SPEC_CHECKPOINT, 1_679_315_147);
-        assert_eq!(
-            m,
-            b"cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
-        );
+        assert_eq!(m, b"cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n");
         // Extension lines are part of the text, so of the message.
         let m = cosigned_message("o\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\next\n", 7);
         assert!(m.ends_with(b"=\next\n") && m.starts_with(b"cosignature/v1\ntime 7\no\n"));

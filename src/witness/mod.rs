@@ -26,7 +26,9 @@ use std::sync::Mutex;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-pub use cosignature::{cosigned_message, cosigner_key_id, verify_cosignature, verify_cosignatures, Cosignature, CosignatureError, Cosigner, CosignerKey};
+pub use cosignature::{
+    cosigned_message, cosigner_key_id, verify_cosignature, verify_cosignatures, Cosignature, CosignatureError, Cosigner, CosignerKey,
+};
 pub use state::{LogConfig, LogState, StateError, StateFile};
 
 use crate::audit::bundle::verify_checkpoint;
@@ -75,6 +77,40 @@ pub enum AddError {
     /// 500: no cosignature could be made (the clock read zero, say).
     #[error("cannot cosign: {0}")]
     Cosign(#[from] CosignatureError),
+}
+
+/// Parses a file of witness verifier keys a court trusts: one
+/// `<name>+<key id hex>+<base64(0x04 ‖ key)>` per line; blank lines and `#`
+/// comments skipped. A key listed twice is refused rather than counted twice.
+pub fn parse_witness_keys(text: &str) -> Result<Vec<CosignerKey>, String> {
+    let mut keys: Vec<CosignerKey> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let k = CosignerKey::parse(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        if keys.iter().any(|o| o.public_key() == k.public_key() || (o.name() == k.name() && o.key_id() == k.key_id())) {
+            return Err(format!("line {}: witness key {k} is listed twice", i + 1));
+        }
+        keys.push(k);
+    }
+    if keys.is_empty() {
+        return Err("no witness keys".into());
+    }
+    Ok(keys)
+}
+
+/// Whether at least `min` of the trusted witnesses cosigned a checkpoint
+/// note (each counts once; a trusted witness's line that does not verify
+/// fails the whole check). Returns the names that cosigned.
+pub fn check_witnesses(note: &str, keys: &[CosignerKey], min: usize) -> Result<Vec<String>, String> {
+    let found = verify_cosignatures(note, keys).map_err(|e| e.to_string())?;
+    let names: Vec<String> = found.iter().map(|(k, _)| k.name().to_owned()).collect();
+    if names.len() < min {
+        return Err(format!("cosigned by {} of the {} trusted witnesses; {min} needed", names.len(), keys.len()));
+    }
+    Ok(names)
 }
 
 /// An `add-checkpoint` body, parsed and shape-checked; nothing verified.
@@ -188,7 +224,10 @@ impl Witness {
     /// cosignature line appended (tlog-witness's monitoring GET).
     pub fn checkpoint_by_origin_hash(&self, origin_hash: &str) -> Option<String> {
         let st = self.lock();
-        st.logs.iter().find(|(o, _)| hex::encode(crate::crypto::sha256(o.as_bytes())) == origin_hash).map(|(_, l)| format!("{}{}", l.checkpoint, l.cosignature))
+        st.logs
+            .iter()
+            .find(|(o, _)| hex::encode(crate::crypto::sha256(o.as_bytes())) == origin_hash)
+            .map(|(_, l)| format!("{}{}", l.checkpoint, l.cosignature))
     }
 
     /// tlog-witness `add-checkpoint`: checks the request and, if every check
@@ -220,9 +259,8 @@ impl Witness {
         // claim of them) to the new checkpoint: the new tree must contain the
         // old one, so the witness never cosigns a rollback or a fork. Equal
         // sizes need equal roots and an empty proof; from 0, an empty proof.
-        verify_consistency(known_size, cp.size, &known_root, &cp.root, &req.proof).map_err(|e| {
-            AddError::Inconsistent(format!("from the cosigned tree of size {known_size} to size {}: {e}", cp.size))
-        })?;
+        verify_consistency(known_size, cp.size, &known_root, &cp.root, &req.proof)
+            .map_err(|e| AddError::Inconsistent(format!("from the cosigned tree of size {known_size} to size {}: {e}", cp.size)))?;
         // Exactly the text the log signed, extension lines included.
         let cosig = self.cosigner.cosign(&req.text, now_secs)?;
         let line = cosig.to_line();
@@ -376,6 +414,31 @@ mod tests {
         let seen = w.checkpoint_by_origin_hash(&h).unwrap();
         assert_eq!(verify_cosignatures(&seen, &[w.key().clone()]).unwrap().len(), 1);
         assert!(w.checkpoint_by_origin_hash(&"0".repeat(64)).is_none());
+    }
+
+    #[test]
+    fn witness_keys_and_the_minimum_count() {
+        let a = Cosigner::new(Signer::from_seed("w.test/a", &[1; 32]).unwrap()).unwrap();
+        let b = Cosigner::new(Signer::from_seed("w.test/b", &[2; 32]).unwrap()).unwrap();
+        let keys = parse_witness_keys(&format!("# court's witnesses\n{}\n\n{}\n", a.key(), b.key())).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(parse_witness_keys(&format!("{}\n{}\n", a.key(), a.key())).is_err());
+        assert!(parse_witness_keys("").is_err());
+        assert!(parse_witness_keys("junk").is_err());
+        let log = Signer::from_seed("log", &[3; 32]).unwrap();
+        let text = "custody.vault/c1\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        let note = sign_note(text, &[&log]).unwrap();
+        let one = format!("{note}{}", a.cosign(text, 9).unwrap().to_line());
+        assert_eq!(check_witnesses(&one, &keys, 1).unwrap(), ["w.test/a".to_owned()]);
+        assert!(check_witnesses(&one, &keys, 2).is_err());
+        // The same witness twice still counts once.
+        let twice = format!("{one}{}", a.cosign(text, 10).unwrap().to_line());
+        assert!(check_witnesses(&twice, &keys, 2).is_err());
+        let both = format!("{one}{}", b.cosign(text, 9).unwrap().to_line());
+        assert_eq!(check_witnesses(&both, &keys, 2).unwrap().len(), 2);
+        // A trusted witness's line over another text fails the check outright.
+        let bad = format!("{note}{}", a.cosign("custody.vault/c1\n4\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", 9).unwrap().to_line());
+        assert!(check_witnesses(&bad, &keys, 0).is_err());
     }
 
     #[test]

@@ -176,22 +176,23 @@ impl StateFile {
 pub fn load_state(dir: &Path) -> Result<StateFile, StateError> {
     let path = dir.join(STATE_FILE);
     let bad = |detail: String| StateError::BadState { path: path.clone(), detail };
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(bad("missing: run `custody witness init` to make a new witness; a witness that lost its state must not cosign again under the same key".into()))
-        }
-        Err(e) => return Err(io(&path)(e)),
-    };
+    let bytes =
+        match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(bad(
+                "missing: run `custody witness init` to make a new witness; a witness that lost its state must not cosign again under the same key"
+                    .into(),
+            )),
+            Err(e) => return Err(io(&path)(e)),
+        };
     let st: StateFile = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a witness state file: {e}")))?;
     if st.format != STATE_FORMAT || st.version != STATE_VERSION {
         return Err(bad(format!("format {:?} version {} is not {STATE_FORMAT:?} version {STATE_VERSION}", st.format, st.version)));
     }
     for (origin, log) in &st.logs {
         let root = log.root_hash().map_err(|e| bad(format!("{origin}: {e}")))?;
-        let cp = Note::parse(&log.checkpoint)
-            .and_then(|n| Checkpoint::parse(&n.text))
-            .map_err(|e| bad(format!("{origin}: stored checkpoint: {e}")))?;
+        let cp =
+            Note::parse(&log.checkpoint).and_then(|n| Checkpoint::parse(&n.text)).map_err(|e| bad(format!("{origin}: stored checkpoint: {e}")))?;
         if cp.origin != *origin || cp.size != log.size || cp.root != root {
             return Err(bad(format!("{origin}: the stored checkpoint does not match the stored size and root")));
         }
@@ -280,7 +281,8 @@ mod tests {
     #[test]
     fn logs_file_parses_and_refuses_what_it_cannot_mean() {
         let p = Path::new("logs");
-        let text = format!("# court copy\norigin custody.vault/c1\n{} from=3\n{}\n\n{} from=3 until=9\n", vkey("n1", 1), vkey("n2", 2), vkey("n3", 3));
+        let text =
+            format!("# court copy\norigin custody.vault/c1\n{} from=3\n{}\n\n{} from=3 until=9\n", vkey("n1", 1), vkey("n2", 2), vkey("n3", 3));
         let logs = parse_logs(p, &text).unwrap();
         let l = &logs["custody.vault/c1"];
         assert_eq!(l.keys.len(), 3);

@@ -261,13 +261,49 @@ fn a_witness_cosigns_a_clusters_checkpoints_in_sequence_and_never_a_fork() {
 
     // And the log goes on from there.
     write_clip(&clip, 10_000, 4);
-    c.deposit("alice", &clip, "case-W");
+    let item = c.deposit("alice", &clip, "case-W")["item"].as_str().unwrap().to_string();
     let (s3, note3) = checkpoint_above(&c, &p, s2);
     let proof23 = consistency(&c, leader, &token, s2, s3);
     let (status, _, line3) = add(w.port, s2, &proof23, &note3);
     assert_eq!(status, 200, "{line3}");
     verify_cosignature(&note3, &line3, &wkey).unwrap();
     assert_eq!(w.stored_size(&origin), Some(s3));
+
+    // A court's offline check: the bundle's checkpoint with the witness's line appended
+    // verifies with `--witness-keys`; without the line, or asking for two witnesses, it does not.
+    let bpath = c.path().join("bundle.json");
+    c.cli_json(&p, &["proof", &item, "--out", bpath.to_str().unwrap()]);
+    let mut bundle: Value = serde_json::from_slice(&std::fs::read(&bpath).unwrap()).unwrap();
+    let bnote = bundle["checkpoint"].as_str().unwrap().to_string();
+    let bsize = Checkpoint::parse(&Note::parse(&bnote).unwrap().text).unwrap().size;
+    let line = if bsize == s3 {
+        line3
+    } else {
+        let (status, _, line) = add(w.port, s3, &consistency(&c, leader, &token, s3, bsize), &bnote);
+        assert_eq!(status, 200, "{line}");
+        line
+    };
+    let kpath = c.path().join("keys.txt");
+    std::fs::write(&kpath, &key_lines).unwrap();
+    let wkpath = c.path().join("witness-keys.txt");
+    std::fs::write(&wkpath, format!("{wkey}\n")).unwrap();
+    let verify = |bundle: &Value, min: &str| {
+        std::fs::write(&bpath, serde_json::to_vec(bundle).unwrap()).unwrap();
+        let out = Command::new(BIN)
+            .args(["--json", "verify", bpath.to_str().unwrap(), "--keys", kpath.to_str().unwrap(), "--witness-keys", wkpath.to_str().unwrap()])
+            .args(["--min-witnesses", min])
+            .output()
+            .unwrap();
+        (out.status.code(), serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    };
+    let (code, v) = verify(&bundle, "1");
+    assert_eq!(code, Some(1), "no cosignature in the vault's bundle yet: {v}");
+    bundle["checkpoint"] = Value::String(format!("{bnote}{line}"));
+    let (code, v) = verify(&bundle, "1");
+    assert_eq!((code, &v["valid"]), (Some(0), &Value::Bool(true)), "{v}");
+    assert!(v["checks"].as_array().unwrap().iter().any(|c| c["name"] == "witness cosignatures" && c["ok"] == true), "{v}");
+    let (code, _) = verify(&bundle, "2");
+    assert_eq!(code, Some(1), "one witness is not two");
 }
 
 /// A witness refuses to start without its state rather than begin again from
@@ -282,7 +318,14 @@ fn a_witness_without_its_state_file_does_not_start() {
     let port = free_ports(1).to_string();
     // The logs file is still the template: no log to accept.
     let serve = |state: &Path| {
-        Command::new(BIN).args(["witness", "serve", "--key"]).arg(&key).arg("--state").arg(state).args(["--listen", &format!("127.0.0.1:{port}")]).output().unwrap()
+        Command::new(BIN)
+            .args(["witness", "serve", "--key"])
+            .arg(&key)
+            .arg("--state")
+            .arg(state)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .output()
+            .unwrap()
     };
     let out = serve(&state);
     assert_eq!(out.status.code(), Some(2));
