@@ -21,3 +21,4 @@ pub mod storage;
 pub mod tls;
 pub mod vault;
 pub mod wire;
+pub mod witness;

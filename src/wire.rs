@@ -470,6 +470,19 @@ pub struct MonitorOutput {
     pub detail: String,
 }
 
+/// `custody witness init --json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct WitnessInitOutput {
+    /// The witness's name (its key name in every cosignature line).
+    pub name: String,
+    /// Its cosignature verifier key, `<name>+<key id hex>+<base64(0x04 ‖ public key)>`, for those who check its cosignatures.
+    pub verifier_key: String,
+    /// The private key file written (mode 0600).
+    pub key_file: PathBuf,
+    /// The state directory made: `logs` to fill in, `state.json`.
+    pub state_dir: PathBuf,
+}
+
 /// `custody keygen --json`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct KeygenOutput {
@@ -531,6 +544,7 @@ pub const CLI_JSON: &[(&str, &str)] = &[
     ("login", "TokenOutput"),
     ("scrub", "ScrubSummary"),
     ("keygen", "KeygenOutput"),
+    ("witness init", "WitnessInitOutput"),
     ("request", "RequestStatus"),
     ("approve", "RequestStatus"),
     ("fetch", "FetchOutput"),
@@ -614,6 +628,7 @@ pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
         ProofWritten,
         MonitorOutput,
         KeygenOutput,
+        WitnessInitOutput,
         TokenOutput,
         NewNodeOutput,
         DemoOutput,

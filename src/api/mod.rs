@@ -12,6 +12,7 @@ mod problem;
 pub mod registry;
 pub mod session;
 pub mod v1;
+pub mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -72,13 +72,26 @@ fn file_sha256(path: &Path) -> Result<String, Failure> {
 }
 
 /// `custody verify`: offline, no network.
-pub fn verify(bundle_path: &Path, clip: Option<&Path>, keys: Option<&Path>, json: bool) -> Result<(), Failure> {
+pub fn verify(bundle_path: &Path, clip: Option<&Path>, keys: Option<&Path>, witnesses: Option<(&Path, usize)>, json: bool) -> Result<(), Failure> {
     let keys_path = keys.ok_or_else(|| usage("--keys FILE is required: the node verifier keys you trust (from `custody cluster keys`)"))?;
     let keys = read_keys(keys_path)?;
     let bytes = std::fs::read(bundle_path).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
     let b = bundle::parse(&bytes).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
     let clip_sha = clip.map(file_sha256).transpose()?;
-    let checks = bundle::verify(&b, &keys, clip_sha.as_deref());
+    let mut checks = bundle::verify(&b, &keys, clip_sha.as_deref());
+    if let Some((path, min)) = witnesses {
+        // Witnesses outside the vault's control (docs/AUDIT_FORMATS.md, "Witnesses"):
+        // their cosignature lines travel in the checkpoint note.
+        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        let wkeys = crate::witness::parse_witness_keys(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        let (ok, detail) = match crate::witness::check_witnesses(&b.checkpoint, &wkeys, min) {
+            Ok(names) => {
+                (true, format!("cosigned by {} ({} needed)", if names.is_empty() { "no witness".to_string() } else { names.join(", ") }, min))
+            }
+            Err(e) => (false, e),
+        };
+        checks.push(bundle::Check { name: "witness cosignatures".into(), ok, detail });
+    }
     let valid = checks.iter().all(|c| c.ok);
     let report = bundle::VerifyReport { valid, item: b.item.get("item").and_then(|i| i.as_str()).map(str::to_string), checks: checks.clone() };
     emit(json, &serde_json::to_value(&report)?, || {

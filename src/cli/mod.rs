@@ -12,6 +12,7 @@ mod local;
 pub mod ops;
 mod registry;
 mod up;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -131,6 +132,12 @@ pub enum Command {
         /// The node verifier keys you trust (from `custody cluster keys`).
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// Witness verifier keys you trust, one per line (from `custody witness init`).
+        #[arg(long)]
+        witness_keys: Option<PathBuf>,
+        /// How many of those witnesses must have cosigned the bundle's checkpoint.
+        #[arg(long, default_value_t = 0, requires = "witness_keys")]
+        min_witnesses: usize,
     },
     /// Check that the log only grew since the checkpoint kept in FILE; keep the new one.
     Monitor {
@@ -140,6 +147,9 @@ pub enum Command {
         #[arg(long)]
         keys: Option<PathBuf>,
     },
+    /// A witness outside the vault's control (C2SP tlog-witness): cosigns checkpoints that extend the last one it cosigned.
+    #[command(subcommand)]
+    Witness(witness::WitnessCmd),
 }
 
 #[derive(Subcommand)]
@@ -225,7 +235,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Node { .. } => "info,openraft=warn",
+        Command::Node { .. } | Command::Witness(_) => "info,openraft=warn",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -329,8 +339,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Fetch { item, request, out } => access::fetch(&ops::session(cli.profile)?, &item, &request, &out, json).await,
         Command::Registry(cmd) => registry::run(&ops::session(cli.profile)?, cmd, json).await,
         Command::Proof { item, out } => audit::proof(&ops::session(cli.profile)?, &item, &out, json).await,
-        Command::Verify { bundle, file, keys } => audit::verify(&bundle, file.as_deref(), keys.as_deref(), json),
+        Command::Verify { bundle, file, keys, witness_keys, min_witnesses } => {
+            audit::verify(&bundle, file.as_deref(), keys.as_deref(), witness_keys.as_deref().map(|p| (p, min_witnesses)), json)
+        }
         Command::Monitor { state, keys } => audit::monitor(&ops::session(cli.profile)?, &state, keys.as_deref(), json).await,
+        Command::Witness(cmd) => witness::run(cmd, json).await,
     }
 }
 

@@ -16,3 +16,4 @@ mod scrub;
 mod session;
 mod storage;
 mod tls;
+mod witness;
