@@ -271,6 +271,12 @@ fn a_joining_node_refuses_a_snapshot_whose_registry_its_leaves_do_not_record() {
     let clip = c.path().join("clip.mp4");
     write_clip(&clip, 200_000, 1);
     c.deposit("alice", &clip, "case-F");
+    // Every node has applied the same tree, the deposit and every registry change before it included.
+    crate::harness::wait_until("every node to apply the same tree", Duration::from_secs(30), || {
+        let st = c.status()?;
+        let sizes: Vec<u64> = st["members"].as_array()?.iter().filter_map(|m| m["health"]["audit_size"].as_u64()).collect();
+        (sizes.len() == 3 && sizes.iter().all(|s| *s == sizes[0] && *s > 0)).then_some(())
+    });
     for id in 1..=3 {
         c.kill(id);
     }
