@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::merkle::{leaf_hash, verify_inclusion, Hash};
 use super::note::{verify_checkpoint_quorum, verify_note, Checkpoint, Note, VerifierKey};
+use super::records::{Applied, Body, Deposit, PersonAction, Record, Registry};
 
 /// The `format` every bundle names.
 pub const BUNDLE_FORMAT: &str = "custody-proof-bundle";
@@ -198,11 +199,16 @@ fn decode_hashes(list: &[String]) -> Result<Vec<Hash>, String> {
         .collect()
 }
 
-fn decode_leaf(p: &LeafProof) -> Result<(Vec<u8>, Value), String> {
+/// A leaf's bytes and the record they are; a leaf that is not exactly a
+/// record's canonical encoding is an error naming its index.
+fn decode_leaf(p: &LeafProof) -> Result<(Vec<u8>, Record), String> {
     let bytes = BASE64.decode(&p.leaf).map_err(|e| format!("leaf {}: {e}", p.index))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("leaf {} is not JSON: {e}", p.index))?;
-    Ok((bytes, v))
+    let r = Record::from_leaf(&bytes).map_err(|e| format!("leaf {}: {e}", p.index))?;
+    Ok((bytes, r))
 }
+
+/// A person's registry record, as the verifier walks them.
+type PersonRecord = (u64, Applied<PersonAction>);
 
 fn inclusion(leaf: &[u8], index: u64, proof: &[String], cp: &Checkpoint) -> Result<String, String> {
     let hashes = decode_hashes(proof)?;
@@ -253,21 +259,19 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
     let untrusted = || Err::<String, String>("no trusted checkpoint to check against".into());
     let item_id = b.item.get("item").and_then(Value::as_str).unwrap_or_default().to_string();
     let deposit = decode_leaf(&b.deposit);
-    let record = deposit.as_ref().map_err(Clone::clone).and_then(|(_, v)| {
-        let same = |f: &str| v.get(f).is_some() && v.get(f) == b.item.get(f);
-        if v.get("kind").and_then(Value::as_str) != Some("deposit") {
-            return Err("the deposit leaf is not a deposit record".into());
-        }
-        for f in ["item", "sha256", "size"] {
-            if !same(f) {
+    let deposit_record = deposit.as_ref().map_err(Clone::clone).and_then(|(_, r)| match &r.body {
+        Body::Deposit(d) => Ok((r.time.clone(), d.clone())),
+        _ => Err("the deposit leaf is not a deposit record".to_string()),
+    });
+    let record = deposit_record.as_ref().map_err(Clone::clone).and_then(|(time, d)| {
+        let s = &d.statement;
+        let fields = [("item", Value::from(s.item.clone())), ("sha256", Value::from(s.sha256.clone())), ("size", Value::from(s.size))];
+        for (f, recorded) in fields {
+            if b.item.get(f) != Some(&recorded) {
                 return Err(format!("the deposit record's `{f}` differs from the bundle's item"));
             }
         }
-        Ok(format!(
-            "item {item_id} deposited {} by {}",
-            v.get("time").and_then(Value::as_str).unwrap_or("?"),
-            v.get("depositor").and_then(Value::as_str).unwrap_or("?")
-        ))
+        Ok(format!("item {item_id} deposited {time} by {}", s.depositor))
     });
     checks.push(check("deposit record", record));
     checks.push(check(
@@ -279,7 +283,7 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
         },
     ));
     if let Some(clip) = clip_sha256 {
-        let want = deposit.as_ref().ok().and_then(|(_, v)| v.get("sha256").and_then(Value::as_str).map(str::to_string));
+        let want = deposit_record.as_ref().ok().map(|(_, d)| d.statement.sha256.clone());
         checks.push(check(
             "clip sha256",
             match want {
@@ -290,23 +294,23 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
         ));
     }
     // The registry records a signer's key is traced to: each must be in the tree.
-    let mut people: Vec<(u64, Value)> = Vec::new();
+    let mut people: Vec<PersonRecord> = Vec::new();
     for (i, r) in b.registry.iter().enumerate() {
         let res = match (&cp, decode_leaf(r)) {
             (None, _) => untrusted(),
             (_, Err(e)) => Err(e),
-            (Some(cp), Ok((bytes, v))) => {
-                if v.get("kind").and_then(Value::as_str) != Some("registry") || v.get("subject").and_then(Value::as_str) != Some("person") {
-                    Err("not a registry record about a person".into())
-                } else {
-                    inclusion(&bytes, r.index, &r.inclusion, cp).inspect(|_| people.push((r.index, v)))
-                }
-            }
+            (Some(cp), Ok((bytes, record))) => match record.body {
+                Body::Registry(Registry::Person(p)) => inclusion(&bytes, r.index, &r.inclusion, cp).inspect(|_| people.push((r.index, p))),
+                _ => Err("not a registry record about a person".into()),
+            },
         };
         checks.push(check(format!("registry[{i}] inclusion"), res));
     }
     people.sort_by_key(|(i, _)| *i);
-    checks.push(check("deposit signature", deposit.as_ref().map_err(Clone::clone).and_then(|(_, v)| deposit_signature(v, b.deposit.index, &people))));
+    checks.push(check(
+        "deposit signature",
+        deposit_record.as_ref().map_err(Clone::clone).and_then(|(_, d)| deposit_signature(d, b.deposit.index, &people)),
+    ));
     for (i, a) in b.approvals.iter().enumerate() {
         let signer = a.get("signer").and_then(Value::as_str).unwrap_or("?");
         let name = format!("approval signature {signer}");
@@ -314,13 +318,13 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
     }
     for (i, t) in b.trail.iter().enumerate() {
         let leaf = decode_leaf(t);
-        let kind = leaf.as_ref().ok().and_then(|(_, v)| v.get("kind").and_then(Value::as_str).map(str::to_string)).unwrap_or_else(|| "record".into());
+        let kind = leaf.as_ref().map(|(_, r)| r.kind()).unwrap_or("record");
         let name = format!("trail[{i}] {kind} inclusion");
         let res = match (&cp, leaf) {
             (None, _) => untrusted(),
             (_, Err(e)) => Err(e),
-            (Some(cp), Ok((bytes, v))) => {
-                if v.get("item").and_then(Value::as_str) != Some(item_id.as_str()) {
+            (Some(cp), Ok((bytes, r))) => {
+                if r.item() != Some(item_id.as_str()) {
                     Err("the record is about another item".into())
                 } else {
                     inclusion(&bytes, t.index, &t.inclusion, cp)
@@ -339,24 +343,18 @@ const REQUEST_CONTEXT: &[u8] = b"custody/access-request/v1\n";
 /// `before`: the key registered to them, the leaf that registered it, and
 /// their roles. Refused when no included record registers them then, or a
 /// later one (still before `before`) revoked them.
-fn registered(people: &[(u64, Value)], name: &str, before: u64) -> Result<(String, u64, Vec<String>), String> {
+fn registered(people: &[PersonRecord], name: &str, before: u64) -> Result<(String, u64, Vec<String>), String> {
     let mut key: Option<(String, u64)> = None;
     let mut roles: Vec<String> = Vec::new();
-    for (index, v) in people.iter().filter(|(i, v)| *i < before && v.get("name").and_then(Value::as_str) == Some(name)) {
-        let action = v.get("action").and_then(Value::as_str).unwrap_or_default();
-        let field_roles =
-            || v.get("roles").and_then(Value::as_array).map(|r| r.iter().filter_map(Value::as_str).map(str::to_string).collect::<Vec<_>>());
-        match action {
-            "add" | "change-key" => {
-                let k = v.get("public_key").and_then(Value::as_str).ok_or_else(|| format!("registry leaf {index} names no key"))?;
-                key = Some((k.to_string(), *index));
-                if action == "add" {
-                    roles = field_roles().unwrap_or_default();
-                }
+    for (index, p) in people.iter().filter(|(i, p)| *i < before && p.action.name() == name) {
+        match &p.action {
+            PersonAction::Add { public_key, roles: given, .. } => {
+                key = Some((public_key.clone(), *index));
+                roles = given.clone();
             }
-            "set-roles" => roles = field_roles().unwrap_or_default(),
-            "revoke" => return Err(format!("{name} was revoked at leaf {index}, before leaf {before}")),
-            _ => {}
+            PersonAction::ChangeKey { public_key, .. } => key = Some((public_key.clone(), *index)),
+            PersonAction::SetRoles { roles: given, .. } => roles = given.clone(),
+            PersonAction::Revoke { .. } => return Err(format!("{name} was revoked at leaf {index}, before leaf {before}")),
         }
     }
     let (key, at) = key.ok_or_else(|| format!("no included registry record registers {name} before leaf {before}"))?;
@@ -366,22 +364,19 @@ fn registered(people: &[(u64, Value)], name: &str, before: u64) -> Result<(Strin
 /// The depositor's signature over the deposit statement (the deposit leaf
 /// without `v`, `kind`, `time`, `retain_until` and `signature`), under the key
 /// the registry gave them, as an officer, before the deposit.
-fn deposit_signature(leaf: &Value, index: u64, people: &[(u64, Value)]) -> Result<String, String> {
-    let depositor = leaf.get("depositor").and_then(Value::as_str).ok_or("the deposit names no depositor")?;
-    let signature = leaf.get("signature").and_then(Value::as_str).ok_or("the deposit carries no signature")?;
+fn deposit_signature(leaf: &Deposit, index: u64, people: &[PersonRecord]) -> Result<String, String> {
+    let depositor = &leaf.statement.depositor;
     let (key, at, roles) = registered(people, depositor, index)?;
     if !roles.iter().any(|r| r == "officer") {
         return Err(format!("{depositor} was not an officer at leaf {index}"));
     }
-    let mut statement = leaf.clone();
-    let obj = statement.as_object_mut().ok_or("the deposit leaf is not an object")?;
-    for f in ["v", "kind", "time", "retain_until", "signature"] {
-        obj.remove(f);
-    }
-    let body = super::to_canonical_bytes(&statement).map_err(|e| e.to_string())?;
+    // The statement is the record less `v`, `kind`, `time`, `retain_until` and
+    // `signature`; the leaf was read only if it is exactly the record's encoding,
+    // so nothing else is in the leaf that the statement would leave out.
+    let body = leaf.statement.canonical_bytes().map_err(|e| e.to_string())?;
     let signed = [DEPOSIT_CONTEXT, &body].concat();
     let key: [u8; 32] = BASE64.decode(&key).ok().and_then(|k| k.try_into().ok()).ok_or("the registered key is not 32 bytes of base64")?;
-    let sig = BASE64.decode(signature).map_err(|_| "the signature is not base64")?;
+    let sig = BASE64.decode(&leaf.signature).map_err(|_| "the signature is not base64")?;
     if !crate::crypto::verify_ed25519(&key, &signed, &sig) {
         return Err(format!("the deposit statement's signature does not verify with {depositor}'s key registered at leaf {at}"));
     }
@@ -394,7 +389,7 @@ const DEPOSIT_CONTEXT: &[u8] = b"custody/deposit/v1\n";
 /// An officer's or approver's signature: valid under the given key, over a
 /// request for this item, the same signature an included trail record names,
 /// and made with the key the registry gave the signer before that record.
-fn approval_signature(a: &Value, item: &str, trail: &[LeafProof], people: &[(u64, Value)]) -> Result<String, String> {
+fn approval_signature(a: &Value, item: &str, trail: &[LeafProof], people: &[PersonRecord]) -> Result<String, String> {
     let field = |f: &str| a.get(f).and_then(Value::as_str).ok_or_else(|| format!("no `{f}`"));
     let (signer, request) = (field("signer")?, field("request")?);
     let key: [u8; 32] = BASE64.decode(field("public_key")?).ok().and_then(|k| k.try_into().ok()).ok_or("the public key is not 32 bytes of base64")?;
@@ -408,15 +403,14 @@ fn approval_signature(a: &Value, item: &str, trail: &[LeafProof], people: &[(u64
     if !crate::crypto::verify_ed25519(&key, &signed, &signature) {
         return Err(format!("{signer}'s signature does not verify"));
     }
-    let named = trail.iter().filter_map(|t| decode_leaf(t).ok().map(|(_, v)| (t.index, v))).find(|(_, v)| {
-        let who = match v.get("kind").and_then(Value::as_str) {
-            Some("approval") => v.get("signer"),
-            Some("request") => v.get("by"),
-            _ => None,
+    // Trail leaves that do not decode fail their own inclusion check (above).
+    let named = trail.iter().filter_map(|t| decode_leaf(t).ok().map(|(_, r)| (t.index, r))).find(|(_, r)| {
+        let (who, recorded) = match &r.body {
+            Body::Approval(x) => (&x.signer, &x.signature),
+            Body::Request(x) => (&x.by, &x.signature),
+            _ => return false,
         };
-        v.get("request").and_then(Value::as_str) == Some(request)
-            && who.and_then(Value::as_str) == Some(signer)
-            && v.get("signature") == a.get("signature")
+        r.request() == Some(request) && who == signer && a.get("signature").and_then(Value::as_str) == Some(recorded.as_str())
     });
     let Some((at, _)) = named else {
         return Err(format!("no included trail record names {signer}'s signature on request {request}"));

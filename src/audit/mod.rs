@@ -1,7 +1,8 @@
 //! The audit log's pure core: the RFC 6962/9162 Merkle tree with its
 //! inclusion and consistency proofs ([`merkle`]), C2SP signed notes and
 //! `tlog-checkpoint` checkpoints with majority cosigning ([`note`]), and the
-//! RFC 8785 canonical JSON that leaf records are hashed as ([`jcs`]).
+//! RFC 8785 canonical JSON that leaf records are hashed as ([`jcs`]), and the
+//! leaf records themselves, one type per kind ([`records`]).
 //!
 //! This module owns the bytes a court relies on: leaf and node hashing,
 //! proof order, checkpoint and signature-line text. It is pure computation:
@@ -13,6 +14,7 @@ pub mod bundle;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod records;
 
 pub use jcs::{canonicalize, to_canonical_bytes, to_canonical_string, JcsError};
 pub use merkle::{

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+use crate::audit::records::{DepositStatement, ListedHolder};
 use crate::limits;
 
 /// An item's identifier: 16 random bytes, written as 32 lowercase hex digits.
@@ -237,6 +238,13 @@ pub struct Holder {
     pub parts: Vec<SubShare>,
 }
 
+impl Holder {
+    /// The holder as deposit and re-share records list it (no envelopes).
+    pub fn listed(&self) -> ListedHolder {
+        ListedHolder { node: self.node, x: self.x, share_key: self.share_key.clone() }
+    }
+}
+
 /// A sub-share one old holder (at `from_x`) dealt a new holder when re-sharing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubShare {
@@ -342,29 +350,33 @@ impl Manifest {
     /// What the depositor signs, and what the deposit leaf records: every field
     /// but the envelopes (which purge destroys; HPKE binds them to their holders),
     /// with the chunk names by their digest.
-    pub fn statement(&self) -> serde_json::Value {
+    pub fn statement(&self) -> DepositStatement {
         let mut names = Vec::with_capacity(self.chunks.len() * 32);
         for c in &self.chunks {
             names.extend_from_slice(c.name.digest());
         }
-        let holders: Vec<serde_json::Value> =
-            self.holders.iter().map(|h| serde_json::json!({ "node": h.node, "x": h.x, "share_key": h.share_key })).collect();
-        let mut v = serde_json::json!({
-            "item": self.item, "sha256": self.sha256, "size": self.size, "chunk_size": self.chunk_size,
-            "chunks": self.chunks.len(), "chunks_sha256": hex::encode(crate::crypto::sha256(&names)),
-            "nonce_prefix": self.nonce_prefix, "holders": holders, "threshold": self.threshold,
-            "key_commitment": self.key_commitment, "case": self.meta.case, "system": self.meta.system,
-            "retention": self.meta.retention, "depositor": self.depositor,
-        });
-        if let Some(n) = &self.meta.note {
-            v["note"] = serde_json::json!(n);
+        DepositStatement {
+            item: self.item.to_string(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+            chunk_size: self.chunk_size,
+            chunks: self.chunks.len() as u64,
+            chunks_sha256: hex::encode(crate::crypto::sha256(&names)),
+            nonce_prefix: self.nonce_prefix.clone(),
+            holders: self.holders.iter().map(Holder::listed).collect(),
+            threshold: self.threshold,
+            key_commitment: self.key_commitment.clone(),
+            case: self.meta.case.clone(),
+            system: self.meta.system.clone(),
+            retention: self.meta.retention.to_string(),
+            depositor: self.depositor.clone(),
+            note: self.meta.note.clone(),
         }
-        v
     }
 
     /// `DEPOSIT_CONTEXT` ‖ the statement as canonical JSON (RFC 8785).
     pub fn signing_bytes(&self) -> Result<Vec<u8>, String> {
-        let body = crate::audit::to_canonical_bytes(&self.statement()).map_err(|e| format!("the deposit has no canonical form: {e}"))?;
+        let body = self.statement().canonical_bytes().map_err(|e| format!("the deposit has no canonical form: {e}"))?;
         Ok([DEPOSIT_CONTEXT, &body].concat())
     }
 

@@ -3,11 +3,11 @@
 //! can form a grant the rules do not allow.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::registry::{self, Role};
 use super::{audit, query, refuse, stamp, Outcome, StateRead, Tx, VaultError};
 use crate::approval::{self, AccessRequest, Action, Signatures, Standing};
+use crate::audit::records::{self, Body, Record};
 use crate::evidence::ItemId;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -91,7 +91,7 @@ pub fn item_log(s: &dyn StateRead, item: &ItemId) -> Result<Vec<u64>, VaultError
 }
 
 /// Appends a record about `item` and indexes it in the item's trail.
-pub(super) fn append_for_item(tx: &mut Tx<'_>, item: &ItemId, record: &serde_json::Value) -> Result<u64, VaultError> {
+pub(super) fn append_for_item(tx: &mut Tx<'_>, item: &ItemId, record: &Record) -> Result<u64, VaultError> {
     let leaf = audit::append(tx, record)?;
     tx.put(keys::item_log(item, leaf), Vec::new());
     Ok(leaf)
@@ -150,12 +150,20 @@ pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &s
         return refuse("the requester's signature does not verify with their registered key");
     }
     let time = stamp(tx, time_ms)?;
-    let record = json!({
-        "item": req.item, "request": id, "action": req.action, "officers": req.participants, "purpose": req.purpose,
-        "approval_doc": req.approval_doc, "emergency": req.emergency, "expires_at": audit::rfc3339(req.expires_at_ms), "by": by,
-        "signature": signature, "max_fetches": req.max_fetches,
+    let record = Body::Request(records::Request {
+        item: req.item.to_string(),
+        request: id.clone(),
+        action: req.action.to_string(),
+        officers: req.participants.clone(),
+        purpose: req.purpose.clone(),
+        approval_doc: req.approval_doc.clone(),
+        emergency: req.emergency,
+        expires_at: audit::rfc3339(req.expires_at_ms),
+        by: by.to_string(),
+        signature: signature.to_string(),
+        max_fetches: req.max_fetches,
     });
-    let leaf_index = append_for_item(tx, &req.item, &audit::record("request", time, record))?;
+    let leaf_index = append_for_item(tx, &req.item, &audit::record(time, record))?;
     let mut signatures = Signatures::new();
     signatures.insert(by.to_string(), signature.to_string());
     put(tx, &RequestRecord { id: id.clone(), request: req.clone(), signatures, filed_at_ms: time, leaf_index, grant: None, fetches: 0 });
@@ -193,9 +201,14 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
     let time = stamp(tx, time_ms)?;
     rec.signatures.insert(by.to_string(), signature.to_string());
     let item = rec.request.item;
-    let record =
-        json!({ "item": item, "request": id, "signer": by, "as": if participant { "participant" } else { "approver" }, "signature": signature });
-    let mut leaf_index = append_for_item(tx, &item, &audit::record("approval", time, record))?;
+    let record = Body::Approval(records::Approval {
+        item: item.to_string(),
+        request: id.to_string(),
+        signer: by.to_string(),
+        signed_as: if participant { records::SignedAs::Participant } else { records::SignedAs::Approver },
+        signature: signature.to_string(),
+    });
+    let mut leaf_index = append_for_item(tx, &item, &audit::record(time, record))?;
     // Everyone the rules may look up, read first: a corrupt entry is an error, not "unregistered".
     let mut signers = std::collections::BTreeMap::new();
     for n in rec.request.participants.iter().chain(rec.signatures.keys()) {
@@ -205,12 +218,19 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
     let granted = match standing {
         Ok(Standing::Granted(proof)) => {
             let r = &rec.request;
-            let record = json!({
-                "item": item, "request": id, "officers": r.participants, "approver": proof.approver(),
-                "action": r.action, "expires_at": audit::rfc3339(r.expires_at_ms), "purpose": r.purpose,
-                "approval_doc": r.approval_doc, "emergency": r.emergency, "max_fetches": r.max_fetches,
+            let record = Body::Grant(records::Grant {
+                item: item.to_string(),
+                request: id.to_string(),
+                officers: r.participants.clone(),
+                approver: proof.approver().to_string(),
+                action: r.action.to_string(),
+                expires_at: audit::rfc3339(r.expires_at_ms),
+                purpose: r.purpose.clone(),
+                approval_doc: r.approval_doc.clone(),
+                emergency: r.emergency,
+                max_fetches: r.max_fetches,
             });
-            leaf_index = append_for_item(tx, &item, &audit::record("grant", time, record))?;
+            leaf_index = append_for_item(tx, &item, &audit::record(time, record))?;
             rec.grant = Some(Grant { approver: proof.approver().to_string(), at_ms: time, leaf_index });
             true
         }
@@ -277,12 +297,21 @@ pub(super) fn record_access(tx: &mut Tx<'_>, a: &Access<'_>, time_ms: u64) -> Re
     let time = stamp(tx, time_ms)?;
     rec.fetches += 1;
     let r = &rec.request;
-    let record = json!({
-        "item": item, "request": id, "officers": r.participants, "purpose": r.purpose, "approval_doc": r.approval_doc,
-        "action": r.action, "by": by, "emergency": r.emergency, "fetch": rec.fetches, "max_fetches": r.max_fetches,
-        "fetch_key": a.fetch_key, "signature": a.signature,
+    let record = Body::Access(records::Access {
+        item: item.to_string(),
+        request: id.to_string(),
+        officers: r.participants.clone(),
+        purpose: r.purpose.clone(),
+        approval_doc: r.approval_doc.clone(),
+        action: r.action.to_string(),
+        by: by.to_string(),
+        emergency: r.emergency,
+        fetch: rec.fetches,
+        max_fetches: r.max_fetches,
+        fetch_key: a.fetch_key.to_string(),
+        signature: a.signature.to_string(),
     });
-    let leaf_index = append_for_item(tx, item, &audit::record("access", time, record))?;
+    let leaf_index = append_for_item(tx, item, &audit::record(time, record))?;
     put(tx, &rec);
     let access = AccessRecord { item: *item, request: id.to_string(), by: by.to_string(), fetch_key: a.fetch_key.to_string(), at_ms: time };
     tx.put_json(keys::access(leaf_index), &access);

@@ -3,13 +3,11 @@
 //! the same batch as the change itself. Tree nodes are stored by (level,
 //! index), so appends and proofs read O(log n) keys.
 
-use serde_json::{json, Map, Value};
-
 use super::{StateRead, Tx, VaultError};
+use crate::audit::records::{Body, Record};
 use crate::audit::{self, Hash, MerkleError, NodeStore};
 
-/// Version of the leaf record format (field `v`).
-pub const RECORD_VERSION: u64 = 2;
+pub use crate::audit::records::RECORD_VERSION;
 
 pub mod keys {
     pub const SIZE: &[u8] = b"a/size";
@@ -105,21 +103,14 @@ pub fn rfc3339(ms: u64) -> String {
     crate::wire::rfc3339_ms(ms)
 }
 
-/// Builds a record: `v`, `kind`, `time` and the given fields.
-pub fn record(kind: &str, time_ms: u64, fields: Value) -> Value {
-    let mut m = match fields {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    m.insert("v".into(), json!(RECORD_VERSION));
-    m.insert("kind".into(), json!(kind));
-    m.insert("time".into(), json!(rfc3339(time_ms)));
-    Value::Object(m)
+/// A record of the current version stamped `time_ms`.
+pub fn record(time_ms: u64, body: Body) -> Record {
+    Record::new(rfc3339(time_ms), body)
 }
 
 /// Appends a record to the tree in `tx`; returns its leaf index.
-pub fn append(tx: &mut Tx<'_>, record: &Value) -> Result<u64, VaultError> {
-    let bytes = audit::to_canonical_bytes(record).map_err(|e| VaultError::Unrecordable(e.to_string()))?;
+pub fn append(tx: &mut Tx<'_>, record: &Record) -> Result<u64, VaultError> {
+    let bytes = record.to_leaf().map_err(|e| VaultError::Unrecordable(e.to_string()))?;
     let index = read_u64(tx.get(keys::SIZE)?, keys::SIZE)?;
     let writes = audit::append_writes(&TxNodes(tx), index, &audit::leaf_hash(&bytes)).map_err(merkle_err)?;
     for ((level, i), h) in writes {

@@ -18,7 +18,7 @@ pub mod reshare;
 pub mod retention;
 pub mod snapshot;
 
-use serde_json::json;
+use crate::audit::records::{self, Body};
 
 use crate::evidence::{ChunkName, ItemId, Manifest, RetentionPolicy};
 
@@ -465,9 +465,14 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
             stamp(tx, *time_ms)?;
             tx.put_json(keys::CONFIG.to_vec(), config);
             let r = audit::record(
-                "cluster",
                 *time_ms,
-                json!({ "cluster_id": config.cluster_id, "origin": config.origin(), "standard_retention_secs": config.retention.standard_secs, "important_retention_secs": config.retention.important_secs, "dev": config.retention.is_dev() }),
+                Body::Cluster(records::Cluster {
+                    cluster_id: config.cluster_id.clone(),
+                    origin: config.origin(),
+                    standard_retention_secs: config.retention.standard_secs,
+                    important_retention_secs: config.retention.important_secs,
+                    dev: config.retention.is_dev(),
+                }),
             );
             audit::append(tx, &r)?;
             let people = initial.people.iter().map(|p| registry::RegistryChange::AddPerson { person: p.clone() });
@@ -508,9 +513,11 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
             Ok(Outcome::Batch { outcomes })
         }
         Command::RecordScrub { node, chunk, found, repaired, time_ms } => {
-            if found != "corrupt" && found != "missing" {
-                return refuse("a scrub finding is `corrupt` or `missing`");
-            }
+            let found = match found.as_str() {
+                "corrupt" => records::Finding::Corrupt,
+                "missing" => records::Finding::Missing,
+                _ => return refuse("a scrub finding is `corrupt` or `missing`"),
+            };
             let time = stamp(tx, *time_ms)?;
             let owner = match query::chunk_owner(tx, chunk)? {
                 None => None,
@@ -518,7 +525,10 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
                     Some(o.parse::<ItemId>().map_err(|e| VaultError::Corrupt { key: format!("chunk owner of {chunk}"), detail: e.to_string() })?)
                 }
             };
-            let r = audit::record("scrub", time, json!({ "node": node, "chunk": chunk, "item": owner, "found": found, "repaired": repaired }));
+            let r = audit::record(
+                time,
+                Body::Scrub(records::Scrub { node: *node, chunk: chunk.to_string(), item: owner.map(|o| o.to_string()), found, repaired: *repaired }),
+            );
             let leaf_index = match owner {
                 Some(item) => access::append_for_item(tx, &item, &r)?,
                 None => audit::append(tx, &r)?,
@@ -559,10 +569,8 @@ pub fn record_membership(tx: &mut Tx<'_>, voters: &[u64], learners: &[u64]) -> R
     tx.put_json(keys::LEARNERS.to_vec(), &learners);
     // Node ids are integers in the record; one of 2^53 or more (which the API
     // refuses to add) is written as a decimal string, so the record always exists.
-    let ids = |v: &[u64]| -> Vec<serde_json::Value> {
-        v.iter().map(|&id| if id <= crate::limits::MAX_NODE_ID { json!(id) } else { json!(id.to_string()) }).collect()
-    };
-    let r = audit::record("membership", time, json!({ "voters": ids(voters), "learners": ids(learners) }));
+    let ids = |v: &[u64]| v.iter().map(|&id| records::MemberId::of(id)).collect();
+    let r = audit::record(time, Body::Membership(records::Membership { voters: ids(voters), learners: ids(learners) }));
     audit::append(tx, &r)
 }
 
@@ -667,10 +675,14 @@ fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, V
     let period_ms = config.retention.period_secs(manifest.meta.retention).saturating_mul(1000);
     let retain_until_ms = time_ms.saturating_add(period_ms);
     let seq = item_count(tx)?;
-    let mut leaf = manifest.statement();
-    leaf["retain_until"] = json!(audit::rfc3339(retain_until_ms));
-    leaf["signature"] = json!(manifest.signature);
-    let r = audit::record("deposit", time_ms, leaf);
+    let r = audit::record(
+        time_ms,
+        Body::Deposit(records::Deposit {
+            statement: manifest.statement(),
+            retain_until: audit::rfc3339(retain_until_ms),
+            signature: manifest.signature.clone(),
+        }),
+    );
     let leaf_index = access::append_for_item(tx, &manifest.item, &r)?;
     let record = ItemRecord { manifest: manifest.clone(), deposited_at_ms: time_ms, retain_until_ms, seq, leaf_index, hold: None, purged: None };
     tx.put_json(item_key, &record);

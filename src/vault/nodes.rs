@@ -13,9 +13,9 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{audit, decode, StateRead, Tx, VaultError};
+use crate::audit::records::NodeAction;
 
 /// Begins the bytes a node signs to bind its keys.
 pub const BINDING_CONTEXT: &[u8] = b"custody/node-binding/v1\n";
@@ -182,8 +182,8 @@ fn close_range(tx: &mut Tx<'_>, id: u64) -> Result<(), VaultError> {
 }
 
 /// Registers a checked binding (the caller checked it and who signed it) and
-/// returns its record's fields; an identical current binding is `None`.
-pub(super) fn bind(tx: &mut Tx<'_>, b: &NodeBinding) -> Result<Option<serde_json::Value>, VaultError> {
+/// returns what its record says; an identical current binding is `None`.
+pub(super) fn bind(tx: &mut Tx<'_>, b: &NodeBinding) -> Result<Option<NodeAction>, VaultError> {
     let id = b.keys.node;
     if bound(tx, id)?.is_some_and(|cur| cur.binding == *b) {
         return Ok(None);
@@ -199,11 +199,15 @@ pub(super) fn bind(tx: &mut Tx<'_>, b: &NodeBinding) -> Result<Option<serde_json
     let range = KeyRange { node: id, key: k.checkpoint_key.clone(), from_size: leaf_index + 1, until_size: None, leaf_index };
     tx.put_json(keys::range(id, leaf_index), &range);
     let cert_sha256 = hex::encode(crate::crypto::sha256(&k.certificate_der().map_err(unrecordable)?));
-    Ok(Some(json!({
-        "subject": "node", "action": "bind", "node": id,
-        "checkpoint_key": k.checkpoint_key, "session_key": k.session_key, "share_key": k.share_key,
-        "certificate_sha256": cert_sha256, "binding": b,
-    })))
+    let binding = serde_json::to_value(b).map_err(|e| VaultError::Unrecordable(e.to_string()))?;
+    Ok(Some(NodeAction::Bind {
+        node: id,
+        checkpoint_key: k.checkpoint_key.clone(),
+        session_key: k.session_key.clone(),
+        share_key: k.share_key.clone(),
+        certificate_sha256: cert_sha256,
+        binding: Some(binding),
+    }))
 }
 
 /// A member left the cluster: its keys stop counting (its checkpoint key's

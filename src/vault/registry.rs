@@ -10,9 +10,9 @@ use std::str::FromStr;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{audit, decode, refuse, stamp, Outcome, StateRead, Tx, VaultError};
+use crate::audit::records::{self, Applied, Body, PersonAction, SystemAction};
 use crate::evidence::check_text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -339,8 +339,13 @@ pub(super) fn propose(tx: &mut Tx<'_>, proposal: &Proposal, by: &str, signature:
     if let Err(why) = check_change(tx, &proposal.change)? {
         return refuse(why);
     }
-    let r = json!({ "subject": "proposal", "change": id, "by": by, "signature": signature, "proposal": proposal });
-    let leaf_index = audit::append(tx, &audit::record("registry", time, r))?;
+    let r = records::Registry::Proposal(records::Filed {
+        change: id.clone(),
+        by: by.to_string(),
+        signature: signature.to_string(),
+        proposal: serde_json::to_value(proposal).map_err(|e| VaultError::Unrecordable(e.to_string()))?,
+    });
+    let leaf_index = audit::append(tx, &audit::record(time, Body::Registry(r)))?;
     let p =
         PendingChange { change: id.clone(), proposal: proposal.clone(), by: by.into(), signature: signature.into(), filed_at_ms: time, leaf_index };
     tx.put(keys::change(&id), serde_json::to_vec(&p).expect("registry records serialise"));
@@ -457,49 +462,66 @@ fn apply_change(
     if let Err(why) = check_change(tx, change)? {
         return refuse(why);
     }
-    let by_field = signers.first().map(|s| s.0).unwrap_or("cluster init");
-    let mut record = match change {
+    let by = signers.first().map(|s| s.0).unwrap_or("cluster init").to_string();
+    // What the administrators signed, for every change but the initial registry's.
+    let proposal = signed.map(|(_, p)| serde_json::to_value(p)).transpose().map_err(|e| VaultError::Unrecordable(e.to_string()))?;
+    let (change_id, signatures) = match signers {
+        [] => (None, None),
+        _ => (
+            Some(id.to_string()),
+            Some(signers.iter().map(|(by, sig)| records::AdminSignature { by: by.to_string(), signature: sig.to_string() }).collect()),
+        ),
+    };
+    let applied = Applied { by, action: (), change: change_id, proposal, signatures };
+    let roles_of = |roles: &BTreeSet<Role>| roles.iter().map(Role::to_string).collect::<Vec<_>>();
+    let record = match change {
         RegistryChange::AddPerson { person: p } => {
             let mut p = p.clone();
             p.revoked = false;
-            let roles: Vec<String> = p.roles.iter().map(Role::to_string).collect();
-            let r = json!({ "subject": "person", "action": "add", "by": by_field, "name": p.name, "badge": p.badge, "unit": p.unit, "roles": roles, "public_key": p.public_key });
+            let action = PersonAction::Add {
+                name: p.name.clone(),
+                badge: p.badge.clone(),
+                unit: p.unit.clone(),
+                roles: roles_of(&p.roles),
+                public_key: p.public_key.clone(),
+            };
             tx.put(keys::person(&p.name), serde_json::to_vec(&p).expect("registry records serialise"));
-            r
+            records::Registry::Person(applied.with(action))
         }
         RegistryChange::RevokePerson { name } | RegistryChange::SetRoles { name, .. } | RegistryChange::ChangeKey { name, .. } => {
             let Some(mut p) = person(tx, name)? else { return refuse(format!("{name} is not registered")) };
-            let r = match change {
+            let action = match change {
                 RegistryChange::RevokePerson { .. } => {
                     p.revoked = true;
-                    json!({ "subject": "person", "action": "revoke", "by": by_field, "name": name })
+                    PersonAction::Revoke { name: name.clone() }
                 }
                 RegistryChange::SetRoles { roles, .. } => {
                     p.roles = roles.clone();
-                    let roles: Vec<String> = roles.iter().map(Role::to_string).collect();
-                    json!({ "subject": "person", "action": "set-roles", "by": by_field, "name": name, "roles": roles })
+                    PersonAction::SetRoles { name: name.clone(), roles: roles_of(roles) }
                 }
                 RegistryChange::ChangeKey { public_key, .. } => {
                     p.public_key = public_key.clone();
-                    json!({ "subject": "person", "action": "change-key", "by": by_field, "name": name, "public_key": public_key })
+                    PersonAction::ChangeKey { name: name.clone(), public_key: public_key.clone() }
                 }
                 _ => return refuse("not a change to a person"),
             };
             tx.put(keys::person(name), serde_json::to_vec(&p).expect("registry records serialise"));
-            r
+            records::Registry::Person(applied.with(action))
         }
         RegistryChange::AddSystem { system: sys } => {
             tx.put(keys::system(&sys.id), serde_json::to_vec(sys).expect("registry records serialise"));
-            json!({ "subject": "system", "action": "add", "by": by_field, "id": sys.id, "filing": sys.filing, "operator": sys.operator, "location": sys.location })
+            let action =
+                SystemAction::Add { id: sys.id.clone(), filing: sys.filing.clone(), operator: sys.operator.clone(), location: sys.location.clone() };
+            records::Registry::System(applied.with(action))
         }
         RegistryChange::BindNode { binding } => match super::nodes::bind(tx, binding)? {
-            Some(mut r) => {
-                r["by"] = json!(by_field);
+            Some(mut action) => {
                 if signed.is_some() {
-                    // The signed proposal below carries the binding.
-                    r.as_object_mut().map(|m| m.remove("binding"));
+                    // The signed proposal carries the binding.
+                    let records::NodeAction::Bind { binding, .. } = &mut action;
+                    *binding = None;
                 }
-                r
+                records::Registry::Node(applied.with(action))
             }
             // The same binding again: nothing changes, nothing is recorded.
             None => {
@@ -508,14 +530,7 @@ fn apply_change(
             }
         },
     };
-    if let Some((_, proposal)) = signed {
-        record["proposal"] = json!(proposal);
-    }
-    if !signers.is_empty() {
-        record["change"] = json!(id);
-        record["signatures"] = json!(signers.iter().map(|(by, sig)| json!({ "by": by, "signature": sig })).collect::<Vec<_>>());
-    }
-    let leaf_index = audit::append(tx, &audit::record("registry", time, record))?;
+    let leaf_index = audit::append(tx, &audit::record(time, Body::Registry(record)))?;
     if matches!(
         change,
         RegistryChange::AddPerson { .. } | RegistryChange::RevokePerson { .. } | RegistryChange::SetRoles { .. } | RegistryChange::ChangeKey { .. }

@@ -6,9 +6,9 @@
 //! new holders included, sees more than their own share.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{access, audit, query, refuse, stamp, Outcome, StateRead, Tx, VaultError};
+use crate::audit::records::{self, Body};
 use crate::evidence::{Holder, ItemId, SubShare};
 
 pub mod keys {
@@ -102,13 +102,15 @@ pub(super) fn contribute(
     let time = stamp(tx, time_ms)?;
     let n = holders.len() as u8;
     rec.manifest.threshold = crate::crypto::shares::threshold(n);
-    let listed: Vec<serde_json::Value> = holders.iter().map(|h| json!({ "node": h.node, "x": h.x, "share_key": h.share_key })).collect();
+    let listed = holders.iter().map(Holder::listed).collect();
     rec.manifest.holders = holders;
-    let record = json!({
-        "item": item, "dealers": dealers.iter().map(|(x, _)| *x).collect::<Vec<_>>(), "holders": listed,
-        "threshold": rec.manifest.threshold,
+    let record = Body::Reshare(records::Reshare {
+        item: item.to_string(),
+        dealers: dealers.iter().map(|(x, _)| *x).collect(),
+        holders: listed,
+        threshold: rec.manifest.threshold,
     });
-    let leaf_index = access::append_for_item(tx, item, &audit::record("reshare", time, record))?;
+    let leaf_index = access::append_for_item(tx, item, &audit::record(time, record))?;
     tx.put_json(super::keys::item(item), &rec);
     tx.delete(keys::pending(item));
     Ok(Outcome::Recorded { leaf_index })

@@ -3,10 +3,10 @@
 //! later, never earlier.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::registry::{self, Role};
 use super::{access, audit, keys, query, refuse, stamp, ClusterConfig, ItemRecord, Outcome, Tx, VaultError};
+use crate::audit::records::{self, Body};
 use crate::evidence::{ItemId, Retention};
 
 /// How an item was lawfully destroyed after its retention.
@@ -50,8 +50,8 @@ pub(super) fn hold(tx: &mut Tx<'_>, item: &ItemId, by: &str, reason: &str, time_
     }
     let time = stamp(tx, time_ms)?;
     rec.hold = Some(Hold { reason: reason.to_string(), by: by.to_string(), since_ms: time });
-    let leaf =
-        access::append_for_item(tx, item, &audit::record("hold", time, json!({ "item": item, "action": "hold", "reason": reason, "by": by })))?;
+    let record = Body::Hold(records::Hold::Hold { item: item.to_string(), reason: reason.to_string(), by: by.to_string() });
+    let leaf = access::append_for_item(tx, item, &audit::record(time, record))?;
     save(tx, &rec);
     Ok(updated(&rec, leaf))
 }
@@ -67,7 +67,8 @@ pub(super) fn release(tx: &mut Tx<'_>, item: &ItemId, by: &str, time_ms: u64) ->
     }
     let time = stamp(tx, time_ms)?;
     rec.hold = None;
-    let leaf = access::append_for_item(tx, item, &audit::record("hold", time, json!({ "item": item, "action": "release", "by": by })))?;
+    let record = Body::Hold(records::Hold::Release { item: item.to_string(), by: by.to_string() });
+    let leaf = access::append_for_item(tx, item, &audit::record(time, record))?;
     save(tx, &rec);
     Ok(updated(&rec, leaf))
 }
@@ -89,8 +90,14 @@ pub(super) fn extend(tx: &mut Tx<'_>, item: &ItemId, to: Retention, by: &str, ti
     let from = rec.manifest.meta.retention;
     rec.manifest.meta.retention = to;
     rec.retain_until_ms = until;
-    let r = json!({ "item": item, "from": from, "to": to, "retain_until": audit::rfc3339(until), "by": by });
-    let leaf = access::append_for_item(tx, item, &audit::record("retention", time, r))?;
+    let r = Body::Retention(records::RetentionChange {
+        item: item.to_string(),
+        from: from.to_string(),
+        to: to.to_string(),
+        retain_until: audit::rfc3339(until),
+        by: by.to_string(),
+    });
+    let leaf = access::append_for_item(tx, item, &audit::record(time, r))?;
     save(tx, &rec);
     Ok(updated(&rec, leaf))
 }
@@ -136,8 +143,15 @@ pub(super) fn purge(tx: &mut Tx<'_>, item: &ItemId, request: &str, by: &str, tim
     }
     tx.delete(super::reshare::keys::pending(item));
     rec.purged = Some(Purged { at_ms: time, by: by.to_string(), request: request.to_string() });
-    let r = json!({ "item": item, "request": request, "by": by, "officers": req.request.participants, "chunks": chunks.len(), "shares_destroyed": rec.manifest.holders.len() });
-    let leaf_index = access::append_for_item(tx, item, &audit::record("purge", time, r))?;
+    let r = Body::Purge(records::Purge {
+        item: item.to_string(),
+        request: request.to_string(),
+        by: by.to_string(),
+        officers: req.request.participants.clone(),
+        chunks: chunks.len() as u64,
+        shares_destroyed: rec.manifest.holders.len() as u64,
+    });
+    let leaf_index = access::append_for_item(tx, item, &audit::record(time, r))?;
     save(tx, &rec);
     Ok(Outcome::Purged { item: *item, leaf_index, chunks })
 }

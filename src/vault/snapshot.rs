@@ -235,7 +235,7 @@ fn check_items(s: &dyn StateRead, leaves: &BTreeMap<String, Vec<(u64, Value)>>) 
         if *leaf != rec.leaf_index {
             return Err(refuse(format!("its deposit record is leaf {leaf}, not {}", rec.leaf_index)));
         }
-        let statement = rec.manifest.statement();
+        let statement = serde_json::to_value(rec.manifest.statement()).map_err(|e| refuse(e.to_string()))?;
         for f in FIXED_DEPOSIT_FIELDS {
             if statement.get(*f) != deposit.get(*f) {
                 return Err(refuse(format!("its `{f}` is not the one its deposit record carries")));

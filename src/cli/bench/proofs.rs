@@ -9,7 +9,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::audit::bundle::{self, Bundle, LeafProof};
-use crate::audit::{Checkpoint, Signer};
+use crate::audit::{records, Checkpoint, Signer};
 use crate::raft::state_machine::StateView;
 use crate::storage::{Batch, Cf, Db, Durability};
 use crate::vault::{audit as tree, Tx};
@@ -43,15 +43,47 @@ pub fn build_tree(db: &Db, n: u64, mut progress: impl FnMut(u64)) -> anyhow::Res
         let mut tx = Tx::new(&view);
         for j in i..(i + batch_leaves).min(n) {
             let item = format!("{:032x}", j / 4);
-            let r = if j % 4 == 0 {
-                let sha = hex::encode(crate::crypto::sha256(item.as_bytes()));
-                let fields = serde_json::json!({ "item": item, "sha256": sha, "size": 1u64 << 30, "case": "BENCH-1", "system": "cam-1",
-                    "depositor": "alice", "retention": "standard", "retain_until": "2027-01-01T00:00:00Z", "chunks": 256, "note": null });
-                tree::record("deposit", 1_700_000_000_000 + j, fields)
+            let sha = hex::encode(crate::crypto::sha256(item.as_bytes()));
+            let body = if j % 4 == 0 {
+                let holder = |node: u64| records::ListedHolder { node, x: node as u8, share_key: sha.clone() };
+                records::Body::Deposit(records::Deposit {
+                    statement: records::DepositStatement {
+                        item,
+                        sha256: sha.clone(),
+                        size: 1 << 30,
+                        chunk_size: crate::limits::CHUNK_SIZE_BYTES,
+                        chunks: 256,
+                        chunks_sha256: sha.clone(),
+                        nonce_prefix: "00010203".into(),
+                        holders: (1..=3).map(holder).collect(),
+                        threshold: 2,
+                        key_commitment: sha.clone(),
+                        case: "BENCH-1".into(),
+                        system: "cam-1".into(),
+                        retention: "standard".into(),
+                        depositor: "alice".into(),
+                        note: None,
+                    },
+                    retain_until: "2027-01-01T00:00:00Z".into(),
+                    signature: "A".repeat(88),
+                })
             } else {
-                let fields = serde_json::json!({ "item": item, "request": format!("{j:032x}"), "by": "bob", "action": "view" });
-                tree::record("access", 1_700_000_000_000 + j, fields)
+                records::Body::Access(records::Access {
+                    item,
+                    request: format!("{j:032x}"),
+                    officers: vec!["alice".into(), "bob".into()],
+                    purpose: "bench".into(),
+                    approval_doc: "DOC-1".into(),
+                    action: "view".into(),
+                    by: "bob".into(),
+                    emergency: false,
+                    fetch: 1,
+                    max_fetches: 1,
+                    fetch_key: sha.clone(),
+                    signature: "A".repeat(88),
+                })
             };
+            let r = tree::record(1_700_000_000_000 + j, body);
             tree::append(&mut tx, &r)?;
         }
         let mut b = Batch::default();

@@ -438,4 +438,5 @@ fn a_batch_refuses_what_must_travel_alone() {
     assert_eq!(s.0, before, "a refused batch member changed state");
 }
 
+mod golden;
 mod rules;
