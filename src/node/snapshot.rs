@@ -220,7 +220,14 @@ mod tests {
         let view = StateView(Db::open(dir.path()).unwrap());
         let mut tx = Tx::new(&view);
         for r in records {
-            tree::append(&mut tx, &serde_json::json!({ "record": r })).unwrap();
+            let body = crate::audit::records::Body::Scrub(crate::audit::records::Scrub {
+                node: 1,
+                chunk: (*r).to_string(),
+                item: None,
+                found: crate::audit::records::Finding::Missing,
+                repaired: false,
+            });
+            tree::append(&mut tx, &tree::record(1, body)).unwrap();
         }
         let mut b = Batch::default();
         for (k, v) in tx.into_writes() {

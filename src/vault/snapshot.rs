@@ -36,7 +36,7 @@ use super::{audit, decode, keys as vault_keys, ItemRecord, StateRead, VaultError
 pub enum SnapshotRefusal {
     #[error("the snapshot's state could not be read: {0}")]
     Read(#[from] VaultError),
-    #[error("leaf {leaf} is not canonical JSON: {detail}")]
+    #[error("leaf {leaf} is not a record in its canonical encoding: {detail}")]
     Leaf { leaf: u64, detail: String },
     #[error("person {name}: {detail}")]
     Person { name: String, detail: String },
@@ -68,6 +68,10 @@ pub fn check_against_leaves(s: &dyn StateRead) -> Result<(), SnapshotRefusal> {
     let mut l = Leaves::default();
     for leaf in 0..size {
         let bytes = audit::leaf(s, leaf)?.ok_or(SnapshotRefusal::Leaf { leaf, detail: "missing".into() })?;
+        // Every leaf must be one of the record types, in its one canonical
+        // encoding (`audit::records`): a leaf the log could not have written is
+        // refused before anything is read from it.
+        crate::audit::records::Record::from_leaf(&bytes).map_err(|e| SnapshotRefusal::Leaf { leaf, detail: e.to_string() })?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| SnapshotRefusal::Leaf { leaf, detail: e.to_string() })?;
         let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
         let field = |f: &str| v.get(f).and_then(Value::as_str).map(str::to_string);

@@ -585,6 +585,15 @@ fn a_snapshot_state_is_what_its_leaves_say() {
         st.0.remove(&keys::chunk(&chunk));
     });
     assert!(matches!(e, SnapshotRefusal::Item { .. }), "{e}");
+    // A leaf that is not a record in its canonical encoding (the tree check
+    // would catch a changed leaf too; this check does not lean on it).
+    let e = forge(&|st| {
+        let k = super::audit::keys::leaf(0);
+        let mut bytes = st.0[&k].clone();
+        bytes.push(b' ');
+        st.0.insert(k, bytes);
+    });
+    assert!(matches!(e, SnapshotRefusal::Leaf { leaf: 0, .. }), "{e}");
     // A share key swapped for the leader's own.
     let e = forge(&|st| {
         st.0.insert(super::audit::keys::share_key(2), share_secret(9).public_key().to_vec());
