@@ -81,6 +81,27 @@ pub struct RawNodeConfig {
     /// fault proxy). Only outgoing node-to-node traffic uses it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<PeerConfig>,
+    /// Witnesses outside the vault's control (C2SP tlog-witness) the leader
+    /// pushes each new checkpoint to; none is needed to run a cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<RawWitnessConfig>,
+}
+
+/// One `[[witnesses]]` entry of a node config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWitnessConfig {
+    /// Where the witness serves `POST /add-checkpoint` (http:// or https://).
+    pub url: String,
+    /// The witness's verifier key (`<name>+<key id>+<base64>`), printed by `custody witness init`.
+    pub key: String,
+}
+
+/// A configured witness, its key parsed.
+#[derive(Clone, Debug)]
+pub struct WitnessConfig {
+    pub url: String,
+    pub key: crate::witness::CosignerKey,
 }
 
 /// A validated node config with absolute paths.
@@ -109,6 +130,8 @@ pub struct NodeConfig {
     pub peers: Vec<PeerConfig>,
     /// Member id → address this node uses to reach it (see `RawNodeConfig::routes`).
     pub routes: std::collections::BTreeMap<u64, String>,
+    /// Witnesses the leader pushes checkpoints to.
+    pub witnesses: Vec<WitnessConfig>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -142,6 +165,17 @@ impl NodeConfig {
         check_url(&raw.advertise).map_err(perr)?;
         for p in raw.peers.iter().chain(&raw.routes) {
             check_url(&p.addr).map_err(perr)?;
+        }
+        let mut witnesses: Vec<WitnessConfig> = Vec::new();
+        for w in &raw.witnesses {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(perr(format!("witness url `{}` must start with http:// or https://", w.url)));
+            }
+            let key = crate::witness::CosignerKey::parse(&w.key).map_err(|e| perr(format!("witness {}: key: {e}", w.url)))?;
+            if witnesses.iter().any(|o| o.key.public_key() == key.public_key()) {
+                return Err(perr(format!("witness key {key} is listed twice")));
+            }
+            witnesses.push(WitnessConfig { url: w.url.trim_end_matches('/').to_string(), key });
         }
         let chunk_size_bytes = raw.chunk_size_bytes.unwrap_or(limits::CHUNK_SIZE_BYTES);
         if !(limits::MIN_CHUNK_SIZE_BYTES..=limits::MAX_CHUNK_SIZE_BYTES).contains(&chunk_size_bytes) {
@@ -178,6 +212,7 @@ impl NodeConfig {
             orphan_grace_secs: raw.orphan_grace_secs.unwrap_or(limits::ORPHAN_CHUNK_GRACE_SECS).max(1),
             peers: raw.peers,
             routes: raw.routes.into_iter().map(|r| (r.id, r.addr.trim_end_matches('/').to_string())).collect(),
+            witnesses,
         })
     }
 }

@@ -232,6 +232,33 @@ pub struct ClusterStatus {
     /// Set when the cluster runs with shortened dev retention periods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_retention_secs: Option<u64>,
+    /// The witnesses configured on the answering node, as it knows them.
+    /// Only the leader pushes checkpoints, so ask the leader for current figures.
+    #[serde(default)]
+    pub witnesses: Vec<WitnessStatus>,
+}
+
+/// One configured witness in `cluster status`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct WitnessStatus {
+    /// Where the witness serves `add-checkpoint`.
+    pub url: String,
+    /// The name in the witness's verifier key.
+    pub key_name: String,
+    /// The witness's verifier key, as configured.
+    pub key: String,
+    /// The size of the last checkpoint this node saw the witness cosign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_cosigned_size: Option<u64>,
+    /// When that cosignature came back (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_cosigned_at: Option<String>,
+    /// Why the last push failed, if it did (cleared by the next success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it failed (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<String>,
 }
 
 /// `POST /v1/cluster/members`.

@@ -175,6 +175,7 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, _who: Principal) -> R
         term: m.current_term,
         members,
         dev_retention_secs: config.map(|c| c.retention).filter(|r| r.is_dev()).map(|r| r.standard_secs),
+        witnesses: node.witness_status(),
     }))
 }
 

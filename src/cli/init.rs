@@ -189,6 +189,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         orphan_grace_secs: None,
         peers,
         routes: Vec::new(),
+        witnesses: Vec::new(),
     };
     let path = node_dir.join("node.toml");
     write_toml(&path, &raw)?;

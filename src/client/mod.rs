@@ -142,3 +142,59 @@ pub fn problem_from(url: &str, status: StatusCode, bytes: &[u8]) -> HttpError {
         },
     }
 }
+
+/// A plain-HTTP client for the one interface whose peers are not the
+/// cluster's: witnesses (`api/witness.rs` serves plain HTTP, since all it
+/// carries is public and signed). Not for anything that carries secrets or
+/// needs to know who answers.
+#[derive(Clone)]
+pub struct PlainHttp {
+    inner: Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+}
+
+impl Default for PlainHttp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PlainHttp {
+    pub fn new() -> Self {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        let inner = Client::builder(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(http);
+        PlainHttp { inner }
+    }
+
+    /// `POST url` with a `text/plain` body; answers the status and at most
+    /// `limit` bytes of body, all within `timeout`.
+    pub async fn post_text(&self, url: &str, body: String, limit: usize, timeout: Duration) -> Result<(StatusCode, Bytes), HttpError> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(full(body))
+            .map_err(|e| HttpError::BadAnswer { url: url.to_string(), detail: e.to_string() })?;
+        let work = async {
+            let resp = self.inner.request(req).await.map_err(|e| {
+                let mut detail = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    detail = format!("{detail}: {s}");
+                    src = s.source();
+                }
+                HttpError::Unreachable { url: url.to_string(), detail }
+            })?;
+            read_body(url, resp, limit).await
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Err(_) => Err(HttpError::Timeout { url: url.to_string(), secs: timeout.as_secs() }),
+            Ok(r) => r,
+        }
+    }
+}

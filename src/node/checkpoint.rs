@@ -228,7 +228,21 @@ async fn round(node: &Arc<Node>) -> anyhow::Result<()> {
         tracing::warn!(size, signed = lines.len(), voters = voters.len(), "not enough cosignatures for a checkpoint yet");
         return Ok(());
     }
-    let note = format!("{text}\n{}", lines.concat());
+    let mut note = format!("{text}\n{}", lines.concat());
+    // Witnesses see the majority-cosigned note and answer within a short
+    // deadline each; what verifies under their configured keys is appended.
+    // Their lines are unknown keys to the majority check in apply and to
+    // `custody verify` without `--witness-keys`.
+    if !node.witnesses.is_empty() {
+        let state = node.state.clone();
+        let proof = move |old: u64| tree::consistency_proof(&state, old, size).map_err(|e| e.to_string());
+        let extra = node.witnesses.push_all(&note, size, proof).await;
+        if note.len() + extra.len() <= crate::limits::MAX_NOTE_BYTES {
+            note.push_str(&extra);
+        } else {
+            tracing::warn!(size, "witness cosignatures would make the checkpoint note too long; published without them");
+        }
+    }
     node.raft.client_write(Command::PublishCheckpoint { note, time_ms: now_ms() }).await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod proposer;
 pub mod reshare;
 pub mod scrub;
 mod snapshot;
+mod witnesses;
 
 pub use deposit::{deposit, DepositError, Upload};
 pub use fetch::{record_access, release_share, sealed_chunks, AccessAsk, FetchError, Recorded, Released, Sealed};
@@ -100,6 +101,8 @@ pub struct Node {
     audit_verified: tokio::sync::Mutex<u64>,
     /// Set when the stored tree failed a check: the node then never signs.
     audit_broken: std::sync::Mutex<Option<String>>,
+    /// The witnesses the leader pushes checkpoints to, and what it knows of each.
+    witnesses: witnesses::Witnesses,
     /// Deposits streaming chunks here that have not committed yet.
     inflight: inflight::Inflight,
     /// This node's own session-token key (docs/KEYS.md §3): no other node has it.
@@ -339,6 +342,7 @@ where
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
     let proposer = proposer::Proposer::start(raft.clone());
+    let witness_list = cfg.witnesses.clone();
     let node = Arc::new(Node {
         cfg,
         raft,
@@ -350,6 +354,7 @@ where
         signer,
         audit_verified: tokio::sync::Mutex::new(0),
         audit_broken: std::sync::Mutex::new(None),
+        witnesses: witnesses::Witnesses::new(witness_list),
         caught_up: std::sync::atomic::AtomicBool::new(false),
         inflight: inflight::Inflight::default(),
         sessions,
@@ -579,6 +584,11 @@ impl Node {
     }
 
     /// This node's view of itself: Raft's, its chunks', its audit tree's, its keys.
+    /// The configured witnesses as this node knows them (`cluster status`).
+    pub fn witness_status(&self) -> Vec<crate::wire::WitnessStatus> {
+        self.witnesses.status()
+    }
+
     pub fn health(&self) -> crate::wire::NodeHealth {
         use crate::wire::HealthWarning;
         let m = self.raft.metrics().borrow().clone();

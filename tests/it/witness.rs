@@ -337,3 +337,116 @@ fn a_witness_without_its_state_file_does_not_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("state.json"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The witness as `cluster status` on node `via` shows it.
+fn witness_status(c: &Cluster, via: u64) -> Option<Value> {
+    let out = c.cli(&c.node_profile("admin", via), &["cluster", "status"]);
+    let st: Value = serde_json::from_slice(&out.stdout).ok()?;
+    crate::json::Schemas::new().output("cluster status", &st);
+    st["witnesses"].as_array()?.first().cloned()
+}
+
+#[test]
+fn the_leader_pushes_checkpoints_to_a_configured_witness_and_deposits_never_wait_for_it() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let p = c.profile("dave");
+
+    // The court's witness, trusting the cluster's keys as `cluster keys` prints them.
+    let wdir = c.path().join("witness");
+    let key = wdir.join("witness.key");
+    let state = wdir.join("state");
+    std::fs::create_dir_all(&wdir).unwrap();
+    let out = Command::new(BIN)
+        .args(["--json", "witness", "init", "--name", "witness.court.test/w2", "--key"])
+        .arg(&key)
+        .arg("--state")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vkey = init["verifier_key"].as_str().unwrap().to_string();
+    let wkey = CosignerKey::parse(&vkey).unwrap();
+    let (_, note1) = checkpoint_above(&c, &p, 0);
+    let origin = Note::parse(&note1).and_then(|n| Checkpoint::parse(&n.text)).unwrap().origin;
+    let keys = Command::new(BIN).arg("--profile").arg(&p).args(["cluster", "keys"]).output().unwrap();
+    assert!(keys.status.success());
+    let key_lines = String::from_utf8(keys.stdout).unwrap();
+    std::fs::write(state.join("logs"), format!("origin {origin}\n{key_lines}\n")).unwrap();
+    let mut w = WitnessProcess { key: key.clone(), state: state.clone(), port: free_ports(1), child: None };
+    w.start();
+
+    // Every node is configured with the witness and restarted.
+    for id in 1..=3 {
+        c.kill(id);
+        c.append_node_config(id, &format!("[[witnesses]]\nurl = \"http://127.0.0.1:{}\"\nkey = \"{vkey}\"\n", w.port));
+    }
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 10_000, 5);
+    let item = c.deposit("alice", &clip, "case-P")["item"].as_str().unwrap().to_string();
+    // The published checkpoint carries the witness's cosignature, and status shows its size.
+    let (size, note) = wait_until("a witness-cosigned checkpoint", Duration::from_secs(60), || {
+        let v = checkpoint_view(&c, &p)?;
+        let note = v["note"].as_str()?.to_string();
+        let size = v["size"].as_u64()?;
+        (size >= 2 && verify_cosignatures(&note, std::slice::from_ref(&wkey)).ok()?.len() == 1).then_some((size, note))
+    });
+    assert_eq!(w.stored_size(&origin), Some(size), "{note}");
+    let st = wait_until("status to show the witness's size", Duration::from_secs(30), || {
+        let s = witness_status(&c, leader)?;
+        (s["last_cosigned_size"].as_u64()? >= size).then_some(s)
+    });
+    assert_eq!(st["url"], format!("http://127.0.0.1:{}", w.port));
+    assert_eq!(st["key_name"], "witness.court.test/w2");
+    assert!(st["last_cosigned_at"].is_string() && st["last_error"].is_null(), "{st}");
+
+    // The vault's own bundle verifies with the witness's key and one witness required,
+    // and without any witness key as before.
+    let bpath = c.path().join("bundle.json");
+    let kpath = c.path().join("keys.txt");
+    std::fs::write(&kpath, &key_lines).unwrap();
+    let wkpath = c.path().join("witness-keys.txt");
+    std::fs::write(&wkpath, format!("{wkey}\n")).unwrap();
+    wait_until("a bundle whose checkpoint the witness cosigned", Duration::from_secs(60), || {
+        c.cli_json(&p, &["proof", &item, "--out", bpath.to_str().unwrap()]);
+        let out = Command::new(BIN)
+            .args(["--json", "verify", bpath.to_str().unwrap(), "--keys", kpath.to_str().unwrap(), "--witness-keys", wkpath.to_str().unwrap()])
+            .args(["--min-witnesses", "1"])
+            .output()
+            .unwrap();
+        out.status.success().then_some(())
+    });
+    let plain = Command::new(BIN).args(["verify", bpath.to_str().unwrap(), "--keys", kpath.to_str().unwrap()]).output().unwrap();
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stdout));
+
+    // The witness goes down: deposits still succeed promptly, checkpoints go on
+    // without its line, and status names the error.
+    w.kill();
+    let before = checkpoint_view(&c, &p).unwrap()["size"].as_u64().unwrap();
+    for i in 0..3 {
+        write_clip(&clip, 10_000, 10 + i);
+        let t = std::time::Instant::now();
+        c.deposit("alice", &clip, "case-P");
+        assert!(t.elapsed() < Duration::from_secs(10), "a deposit waited {:?} with the witness down", t.elapsed());
+    }
+    let (after, _) = checkpoint_above(&c, &p, before);
+    wait_until("status to show the witness's error", Duration::from_secs(30), || {
+        let s = witness_status(&c, leader)?;
+        (s["last_error"].is_string() && s["last_error_at"].is_string()).then_some(())
+    });
+
+    // Restarted, it catches up with the checkpoints it missed.
+    w.start();
+    write_clip(&clip, 10_000, 20);
+    c.deposit("alice", &clip, "case-P");
+    wait_until("the witness to catch up", Duration::from_secs(60), || {
+        let s = witness_status(&c, leader)?;
+        (s["last_cosigned_size"].as_u64()? > after && s["last_error"].is_null()).then_some(())
+    });
+    assert!(w.stored_size(&origin).unwrap() > after);
+}
