@@ -146,19 +146,7 @@ fn a_witness_cosigns_a_clusters_checkpoints_in_sequence_and_never_a_fork() {
 
     // The court's side: a key, a state directory, and the logs file filled in from
     // the checkpoint's origin line and `custody cluster keys` exactly as it prints them.
-    let wdir = c.path().join("witness");
-    let key = wdir.join("witness.key");
-    let state = wdir.join("state");
-    std::fs::create_dir_all(&wdir).unwrap();
-    let out = Command::new(BIN)
-        .args(["--json", "witness", "init", "--name", "witness.court.test/w1", "--key"])
-        .arg(&key)
-        .arg("--state")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (key, state, init) = init_witness(&c, "witness.court.test/w1");
     crate::json::Schemas::new().output("witness init", &init);
     let wkey = CosignerKey::parse(init["verifier_key"].as_str().unwrap()).unwrap();
     assert_eq!(wkey.name(), "witness.court.test/w1");
@@ -168,9 +156,7 @@ fn a_witness_cosigns_a_clusters_checkpoints_in_sequence_and_never_a_fork() {
 
     let (s1, note1) = checkpoint_above(&c, &p, 0);
     let origin = Note::parse(&note1).and_then(|n| Checkpoint::parse(&n.text)).unwrap().origin;
-    let keys = Command::new(BIN).arg("--profile").arg(&p).args(["cluster", "keys"]).output().unwrap();
-    assert!(keys.status.success());
-    let key_lines = String::from_utf8(keys.stdout).unwrap();
+    let key_lines = cluster_keys(&p);
     assert_eq!(key_lines.lines().filter(|l| l.contains("from=")).count(), 3, "{key_lines}");
     std::fs::write(state.join("logs"), format!("# from the vault's operators, checked out of band\norigin {origin}\n{key_lines}\n")).unwrap();
 
@@ -354,26 +340,12 @@ fn the_leader_pushes_checkpoints_to_a_configured_witness_and_deposits_never_wait
     let p = c.profile("dave");
 
     // The court's witness, trusting the cluster's keys as `cluster keys` prints them.
-    let wdir = c.path().join("witness");
-    let key = wdir.join("witness.key");
-    let state = wdir.join("state");
-    std::fs::create_dir_all(&wdir).unwrap();
-    let out = Command::new(BIN)
-        .args(["--json", "witness", "init", "--name", "witness.court.test/w2", "--key"])
-        .arg(&key)
-        .arg("--state")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (key, state, init) = init_witness(&c, "witness.court.test/w2");
     let vkey = init["verifier_key"].as_str().unwrap().to_string();
     let wkey = CosignerKey::parse(&vkey).unwrap();
     let (_, note1) = checkpoint_above(&c, &p, 0);
     let origin = Note::parse(&note1).and_then(|n| Checkpoint::parse(&n.text)).unwrap().origin;
-    let keys = Command::new(BIN).arg("--profile").arg(&p).args(["cluster", "keys"]).output().unwrap();
-    assert!(keys.status.success());
-    let key_lines = String::from_utf8(keys.stdout).unwrap();
+    let key_lines = cluster_keys(&p);
     std::fs::write(state.join("logs"), format!("origin {origin}\n{key_lines}\n")).unwrap();
     let mut w = WitnessProcess { key: key.clone(), state: state.clone(), port: free_ports(1), child: None };
     w.start();
@@ -449,4 +421,23 @@ fn the_leader_pushes_checkpoints_to_a_configured_witness_and_deposits_never_wait
         (s["last_cosigned_size"].as_u64()? > after && s["last_error"].is_null()).then_some(())
     });
     assert!(w.stored_size(&origin).unwrap() > after);
+}
+
+/// `custody witness init` for a witness named `name` in the cluster's
+/// directory: its key file, its state directory and what init printed.
+fn init_witness(c: &Cluster, name: &str) -> (std::path::PathBuf, std::path::PathBuf, Value) {
+    let wdir = c.path().join("witness");
+    let key = wdir.join("witness.key");
+    let state = wdir.join("state");
+    std::fs::create_dir_all(&wdir).unwrap();
+    let out = Command::new(BIN).args(["--json", "witness", "init", "--name", name, "--key"]).arg(&key).arg("--state").arg(&state).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (key, state, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// The key file a court keeps, as `custody cluster keys` prints it.
+fn cluster_keys(profile: &std::path::Path) -> String {
+    let keys = Command::new(BIN).arg("--profile").arg(profile).args(["cluster", "keys"]).output().unwrap();
+    assert!(keys.status.success());
+    String::from_utf8(keys.stdout).unwrap()
 }
