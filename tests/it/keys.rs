@@ -303,8 +303,16 @@ fn a_joining_node_refuses_a_snapshot_whose_registry_its_leaves_do_not_record() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     c.append_node_config(4, "snapshot_every_entries = 3");
     c.start(4);
-    // add-node cannot finish: the newcomer never catches up. Its answer is not the point.
-    let _ = c.cli(&c.profile("admin"), &["cluster", "add-node", "--id", "4", "--addr", &c.addr(4)]);
+    // add-node cannot finish: the newcomer never catches up, and add-node waits for
+    // it. It runs beside the test and is stopped at the end; its answer is not the point.
+    let mut add = std::process::Command::new(crate::harness::BIN)
+        .arg("--profile")
+        .arg(c.profile("admin"))
+        .args(["--json", "cluster", "add-node", "--id", "4", "--addr", &c.addr(4)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let log_path = c.node_dir(4).join("node.log");
     crate::harness::wait_until("node 4 to refuse the snapshot", Duration::from_secs(60), || {
         std::fs::read_to_string(&log_path).ok().filter(|l| l.contains("REFUSED THE LEADER'S SNAPSHOT")).map(|_| ())
@@ -312,6 +320,8 @@ fn a_joining_node_refuses_a_snapshot_whose_registry_its_leaves_do_not_record() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("person mallory"), "the refusal names what was forged");
     assert!(!log.contains("installed a snapshot from the leader"), "node 4 installed the forged snapshot");
+    let _ = add.kill();
+    let _ = add.wait();
     c.kill(4);
     let db = Db::open(&c.node_dir(4).join("data/db")).unwrap();
     assert!(db.get(Cf::State, &person("mallory")).unwrap().is_none(), "the forged person reached node 4's state");
