@@ -50,10 +50,12 @@ impl Narrator {
     }
 }
 
-/// A base port with `n` consecutive free ports on loopback.
+/// A base port with `n` consecutive free ports on loopback, below Linux's
+/// default ephemeral range (32768–60999): a port picked there can be taken
+/// by any outgoing connection between this check and the node's start.
 pub(super) fn free_base_port(n: u16) -> anyhow::Result<u16> {
     for _ in 0..200 {
-        let base = 20000 + (u16::from_be_bytes(crate::crypto::random_bytes::<2>()?) % 30000);
+        let base = 20000 + (u16::from_be_bytes(crate::crypto::random_bytes::<2>()?) % 12000);
         if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return Ok(base);
         }

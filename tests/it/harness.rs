@@ -11,10 +11,12 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_custody");
 
-/// `n` consecutive free ports on loopback.
+/// `n` consecutive free ports on loopback, below Linux's default ephemeral
+/// range (32768–60999), where any outgoing connection could take one of them
+/// between this check and the node's start.
 pub fn free_ports(n: u16) -> u16 {
     for _ in 0..500 {
-        let base = 20000 + (u16::from_be_bytes(custody::crypto::random_bytes::<2>().unwrap()) % 35000);
+        let base = 20000 + (u16::from_be_bytes(custody::crypto::random_bytes::<2>().unwrap()) % 12000);
         if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }

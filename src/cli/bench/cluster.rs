@@ -150,7 +150,11 @@ impl Bench {
         let addr = crate::config::NodeConfig::load(&cfg)?.advertise;
         let t = Instant::now();
         self.cluster.start(id)?;
-        crate::cli::ops::bind_node(&self.admin, id, &addr).await.map_err(fail)?;
+        if let Err(f) = crate::cli::ops::bind_node(&self.admin, id, &addr).await {
+            let log = std::fs::read_to_string(self.dir.join(format!("node{id}/node.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            anyhow::bail!("{}; the end of node {id}'s log:\n{}", f.message, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
         let body = AddMember { id, addr, learner_only: false };
         let _: ClusterStatus = self.admin.call(Method::POST, "/v1/cluster/members", Some(&body), Duration::from_secs(3600)).await?;
         self.wait_healthy(id as usize, timeout).await?;
