@@ -94,10 +94,10 @@ pub async fn proof_bundle(State(node): State<Arc<Node>>, _who: Principal, Path(i
     let mut requests = Vec::new();
     for index in log.into_iter().filter(|i| *i != rec.leaf_index && *i < cp.size) {
         let leaf = tree::leaf(node.state(), index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("trail leaf missing"))?;
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&leaf) {
-            if v["kind"] == "request" {
-                requests.extend(v["request"].as_str().map(str::to_string));
-            }
+        if let Ok(crate::audit::records::Record { body: crate::audit::records::Body::Request(r), .. }) =
+            crate::audit::records::Record::from_leaf(&leaf)
+        {
+            requests.push(r.request);
         }
         let proof = tree::inclusion_proof(node.state(), index, cp.size).map_err(ApiError::internal)?;
         trail.push(LeafProof { index, leaf: BASE64.encode(&leaf), inclusion: proof.iter().map(|h| BASE64.encode(h)).collect() });

@@ -21,9 +21,9 @@
 //! A leader that forges any of these in a snapshot is refused; the tree itself
 //! cannot be forged past the other voters, who vouch for its root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use crate::audit::records::{self, Applied, Body, Hold, NodeAction, PersonAction, Record, Registry};
 
 use super::access::RequestRecord;
 use super::access::{keys as access_keys, AccessRecord};
@@ -50,15 +50,21 @@ pub enum SnapshotRefusal {
     Request { request: String, detail: String },
 }
 
-/// The leaves that state derives from, grouped as the checks read them.
+/// The leaves that state derives from, typed and grouped as the checks read them.
 #[derive(Default)]
 struct Leaves {
-    people: BTreeMap<String, Vec<(u64, Value)>>,
-    accesses: BTreeMap<u64, Value>,
-    /// Every leaf about an item (deposit, retention, hold, purge), in order.
-    items: BTreeMap<String, Vec<(u64, Value)>>,
-    /// Every leaf about a request (request, approval, grant, access), in order.
-    requests: BTreeMap<String, Vec<(u64, Value)>>,
+    people: BTreeMap<String, Vec<(u64, PersonAction)>>,
+    accesses: BTreeMap<u64, records::Access>,
+    /// Every record about an item (deposit, retention, hold, purge), in order.
+    items: BTreeMap<String, Vec<(u64, Body)>>,
+    /// Every record about a request (request, approval, grant, access, purge), in order.
+    requests: BTreeMap<String, Vec<(u64, Body)>>,
+}
+
+/// Reads leaf `leaf` as a record; refused unless it is one in its canonical encoding.
+fn record_at(s: &dyn StateRead, leaf: u64) -> Result<Option<Record>, SnapshotRefusal> {
+    let Some(bytes) = audit::leaf(s, leaf)? else { return Ok(None) };
+    Record::from_leaf(&bytes).map(Some).map_err(|e| SnapshotRefusal::Leaf { leaf, detail: e.to_string() })
 }
 
 /// Checks the registry, the recorded accesses and the node bindings of
@@ -67,30 +73,27 @@ pub fn check_against_leaves(s: &dyn StateRead) -> Result<(), SnapshotRefusal> {
     let size = audit::size(s)?;
     let mut l = Leaves::default();
     for leaf in 0..size {
-        let bytes = audit::leaf(s, leaf)?.ok_or(SnapshotRefusal::Leaf { leaf, detail: "missing".into() })?;
         // Every leaf must be one of the record types, in its one canonical
         // encoding (`audit::records`): a leaf the log could not have written is
         // refused before anything is read from it.
-        crate::audit::records::Record::from_leaf(&bytes).map_err(|e| SnapshotRefusal::Leaf { leaf, detail: e.to_string() })?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| SnapshotRefusal::Leaf { leaf, detail: e.to_string() })?;
-        let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-        let field = |f: &str| v.get(f).and_then(Value::as_str).map(str::to_string);
-        match kind.as_str() {
-            "registry" if field("subject").as_deref() == Some("person") => {
-                l.people.entry(field("name").unwrap_or_default()).or_default().push((leaf, v));
+        let record = record_at(s, leaf)?.ok_or(SnapshotRefusal::Leaf { leaf, detail: "missing".into() })?;
+        let (item, request) = (record.item().map(str::to_string), record.request().map(str::to_string));
+        let by_item = |l: &mut Leaves, body: Body| l.items.entry(item.clone().unwrap_or_default()).or_default().push((leaf, body));
+        let by_request = |l: &mut Leaves, body: Body| l.requests.entry(request.clone().unwrap_or_default()).or_default().push((leaf, body));
+        match record.body {
+            Body::Registry(Registry::Person(Applied { action, .. })) => {
+                l.people.entry(action.name().to_string()).or_default().push((leaf, action));
             }
-            "deposit" | "retention" | "hold" | "purge" => {
-                if kind == "purge" {
-                    l.requests.entry(field("request").unwrap_or_default()).or_default().push((leaf, v.clone()));
-                }
-                l.items.entry(field("item").unwrap_or_default()).or_default().push((leaf, v));
+            body @ (Body::Deposit(_) | Body::Retention(_) | Body::Hold(_)) => by_item(&mut l, body),
+            body @ Body::Purge(_) => {
+                by_item(&mut l, body.clone());
+                by_request(&mut l, body);
             }
-            "request" | "approval" | "grant" | "access" => {
-                if kind == "access" {
-                    l.accesses.insert(leaf, v.clone());
-                }
-                l.requests.entry(field("request").unwrap_or_default()).or_default().push((leaf, v));
+            Body::Access(a) => {
+                l.accesses.insert(leaf, a.clone());
+                by_request(&mut l, Body::Access(a));
             }
+            body @ (Body::Request(_) | Body::Approval(_) | Body::Grant(_)) => by_request(&mut l, body),
             _ => {}
         }
     }
@@ -100,33 +103,29 @@ pub fn check_against_leaves(s: &dyn StateRead) -> Result<(), SnapshotRefusal> {
     check_requests(s, &l.requests)?;
     check_nodes(s)
 }
-
-fn check_people(s: &dyn StateRead, people: &BTreeMap<String, Vec<(u64, Value)>>) -> Result<(), SnapshotRefusal> {
+fn check_people(s: &dyn StateRead, people: &BTreeMap<String, Vec<(u64, PersonAction)>>) -> Result<(), SnapshotRefusal> {
     let refuse = |name: &str, detail: String| SnapshotRefusal::Person { name: name.to_string(), detail };
     for (name, records) in people {
         let mut replayed: Option<Person> = None;
-        for (leaf, v) in records {
-            let text = |field: &str| v.get(field).and_then(Value::as_str).map(str::to_string);
-            let roles = || -> Result<std::collections::BTreeSet<Role>, SnapshotRefusal> {
-                let list = v.get("roles").and_then(Value::as_array).ok_or_else(|| refuse(name, format!("leaf {leaf} lists no roles")))?;
-                list.iter().map(|r| r.as_str().unwrap_or_default().parse::<Role>().map_err(|e| refuse(name, format!("leaf {leaf}: {e}")))).collect()
+        for (leaf, action) in records {
+            let roles = |list: &[String]| -> Result<BTreeSet<Role>, SnapshotRefusal> {
+                list.iter().map(|r| r.parse::<Role>().map_err(|e| refuse(name, format!("leaf {leaf}: {e}")))).collect()
             };
-            let action = v.get("action").and_then(Value::as_str).unwrap_or_default();
             match (action, replayed.as_mut()) {
-                ("add", _) => {
+                (PersonAction::Add { badge, unit, roles: given, public_key, .. }, _) => {
                     replayed = Some(Person {
                         name: name.clone(),
-                        badge: text("badge").unwrap_or_default(),
-                        unit: text("unit").unwrap_or_default(),
-                        roles: roles()?,
-                        public_key: text("public_key").ok_or_else(|| refuse(name, format!("leaf {leaf} names no key")))?,
+                        badge: badge.clone(),
+                        unit: unit.clone(),
+                        roles: roles(given)?,
+                        public_key: public_key.clone(),
                         revoked: false,
                     })
                 }
-                ("revoke", Some(p)) => p.revoked = true,
-                ("set-roles", Some(p)) => p.roles = roles()?,
-                ("change-key", Some(p)) => p.public_key = text("public_key").ok_or_else(|| refuse(name, format!("leaf {leaf} names no key")))?,
-                (other, _) => return Err(refuse(name, format!("leaf {leaf} records `{other}` for a person not added before"))),
+                (PersonAction::Revoke { .. }, Some(p)) => p.revoked = true,
+                (PersonAction::SetRoles { roles: given, .. }, Some(p)) => p.roles = roles(given)?,
+                (PersonAction::ChangeKey { public_key, .. }, Some(p)) => p.public_key = public_key.clone(),
+                (_, None) => return Err(refuse(name, format!("leaf {leaf} changes a person not added before"))),
             }
         }
         let k = registry_keys::person(name);
@@ -144,7 +143,7 @@ fn check_people(s: &dyn StateRead, people: &BTreeMap<String, Vec<(u64, Value)>>)
     Ok(())
 }
 
-fn check_accesses(s: &dyn StateRead, leaves: &BTreeMap<u64, Value>) -> Result<(), SnapshotRefusal> {
+fn check_accesses(s: &dyn StateRead, leaves: &BTreeMap<u64, records::Access>) -> Result<(), SnapshotRefusal> {
     for (k, v) in s.scan_prefix(access_keys::ACCESS_PREFIX)? {
         let a: AccessRecord = decode(&k, &v)?;
         let index: [u8; 8] = k[access_keys::ACCESS_PREFIX.len()..]
@@ -153,12 +152,29 @@ fn check_accesses(s: &dyn StateRead, leaves: &BTreeMap<u64, Value>) -> Result<()
         let leaf = u64::from_be_bytes(index);
         let refuse = |detail: &str| SnapshotRefusal::Access { leaf, detail: detail.to_string() };
         let l = leaves.get(&leaf).ok_or_else(|| refuse("that leaf is not an access record"))?;
-        let field = |f: &str| l.get(f).and_then(Value::as_str).unwrap_or_default();
-        if field("item") != a.item.to_string() || field("request") != a.request || field("by") != a.by || field("fetch_key") != a.fetch_key {
+        if l.item != a.item.to_string() || l.request != a.request || l.by != a.by || l.fetch_key != a.fetch_key {
             return Err(refuse("the access a holder would release its share for is not the one recorded in the tree"));
         }
     }
     Ok(())
+}
+
+/// The node bind record at `leaf`, with the binding it carries whole (an
+/// unsigned genesis record carries it itself, a signed one in its proposal).
+fn bind_record(s: &dyn StateRead, leaf: u64) -> Result<Option<(NodeAction, Option<nodes::NodeBinding>)>, SnapshotRefusal> {
+    let Some(Record { body: Body::Registry(Registry::Node(Applied { action, proposal, .. })), .. }) = record_at(s, leaf)? else {
+        return Ok(None);
+    };
+    let NodeAction::Bind { binding, .. } = &action;
+    let whole = match (binding, proposal) {
+        (Some(b), _) => serde_json::from_value(b.clone()).ok(),
+        (None, Some(p)) => serde_json::from_value::<super::registry::Proposal>(p).ok().and_then(|p| match p.change {
+            super::registry::RegistryChange::BindNode { binding } => Some(binding),
+            _ => None,
+        }),
+        (None, None) => None,
+    };
+    Ok(Some((action, whole)))
 }
 
 fn check_nodes(s: &dyn StateRead) -> Result<(), SnapshotRefusal> {
@@ -166,13 +182,8 @@ fn check_nodes(s: &dyn StateRead) -> Result<(), SnapshotRefusal> {
         let b: Bound = decode(&k, &v)?;
         let node = b.binding.keys.node;
         let refuse = |detail: String| SnapshotRefusal::Node { node, detail };
-        let leaf = audit::leaf(s, b.leaf_index)?.ok_or_else(|| refuse(format!("its bind record, leaf {}, is missing", b.leaf_index)))?;
-        let v: Value = serde_json::from_slice(&leaf).map_err(|e| refuse(e.to_string()))?;
-        // An unsigned (genesis) bind record carries the binding; a signed one
-        // carries it in its proposal.
-        let recorded = v.get("binding").or_else(|| v.pointer("/proposal/change/binding"));
-        let recorded: Option<nodes::NodeBinding> = recorded.and_then(|b| serde_json::from_value(b.clone()).ok());
-        if recorded.as_ref() != Some(&b.binding) {
+        let recorded = bind_record(s, b.leaf_index)?.ok_or_else(|| refuse(format!("its bind record, leaf {}, is missing", b.leaf_index)))?;
+        if recorded.1.as_ref() != Some(&b.binding) {
             return Err(refuse(format!("the bound keys are not the binding recorded at leaf {}", b.leaf_index)));
         }
         let keys = &b.binding.keys;
@@ -189,17 +200,11 @@ fn check_nodes(s: &dyn StateRead) -> Result<(), SnapshotRefusal> {
     }
     // Every checkpoint key's range begins at the bind record that bound that key.
     for r in nodes::key_ranges(s)? {
-        let refuse = |detail: String| SnapshotRefusal::Node { node: r.node, detail };
-        let leaf =
-            audit::leaf(s, r.leaf_index)?.ok_or_else(|| refuse(format!("the bind record of a key range, leaf {}, is missing", r.leaf_index)))?;
-        let v: Value = serde_json::from_slice(&leaf).map_err(|e| refuse(e.to_string()))?;
-        let bind = v.get("subject").and_then(Value::as_str) == Some("node") && v.get("action").and_then(Value::as_str) == Some("bind");
-        if !bind
-            || v.get("node").and_then(Value::as_u64) != Some(r.node)
-            || v.get("checkpoint_key").and_then(Value::as_str) != Some(r.key.as_str())
-            || r.from_size != r.leaf_index + 1
-        {
-            return Err(refuse(format!("a checkpoint key's range is not the key bound at leaf {}", r.leaf_index)));
+        let refuse =
+            || SnapshotRefusal::Node { node: r.node, detail: format!("a checkpoint key's range is not the key bound at leaf {}", r.leaf_index) };
+        let Some((NodeAction::Bind { node, checkpoint_key, .. }, _)) = bind_record(s, r.leaf_index)? else { return Err(refuse()) };
+        if node != r.node || checkpoint_key != r.key || r.from_size != r.leaf_index + 1 {
+            return Err(refuse());
         }
     }
     // A session or share key without a binding would let a forged key in beside the bound ones.
@@ -216,12 +221,7 @@ fn check_nodes(s: &dyn StateRead) -> Result<(), SnapshotRefusal> {
     Ok(())
 }
 
-/// The deposit statement's fields a later change never alters (holders change
-/// on re-sharing, the retention class on an extension).
-const FIXED_DEPOSIT_FIELDS: &[&str] =
-    &["item", "sha256", "size", "chunk_size", "chunks", "chunks_sha256", "nonce_prefix", "key_commitment", "case", "system", "depositor", "note"];
-
-fn check_items(s: &dyn StateRead, leaves: &BTreeMap<String, Vec<(u64, Value)>>) -> Result<(), SnapshotRefusal> {
+fn check_items(s: &dyn StateRead, leaves: &BTreeMap<String, Vec<(u64, Body)>>) -> Result<(), SnapshotRefusal> {
     let mut indexed: BTreeMap<Vec<u8>, String> = BTreeMap::new();
     for (k, v) in s.scan_prefix(vault_keys::CHUNK_PREFIX)? {
         indexed.insert(k, String::from_utf8_lossy(&v).into_owned());
@@ -233,35 +233,38 @@ fn check_items(s: &dyn StateRead, leaves: &BTreeMap<String, Vec<(u64, Value)>>) 
         let id = rec.manifest.item.to_string();
         let refuse = |detail: String| SnapshotRefusal::Item { item: id.clone(), detail };
         let records = leaves.get(&id).map(Vec::as_slice).unwrap_or_default();
-        let Some((leaf, deposit)) = records.first().filter(|(_, v)| v.get("kind").and_then(Value::as_str) == Some("deposit")) else {
+        let Some((leaf, Body::Deposit(deposit))) = records.first() else {
             return Err(refuse("no deposit record in the tree".into()));
         };
         if *leaf != rec.leaf_index {
             return Err(refuse(format!("its deposit record is leaf {leaf}, not {}", rec.leaf_index)));
         }
-        let statement = serde_json::to_value(rec.manifest.statement()).map_err(|e| refuse(e.to_string()))?;
-        for f in FIXED_DEPOSIT_FIELDS {
-            if statement.get(*f) != deposit.get(*f) {
-                return Err(refuse(format!("its `{f}` is not the one its deposit record carries")));
-            }
+        // What the depositor signed, but for what later records change: the
+        // holders and threshold on re-sharing, the retention class on an extension.
+        let mut stated = rec.manifest.statement();
+        stated.holders.clone_from(&deposit.statement.holders);
+        stated.threshold = deposit.statement.threshold;
+        stated.retention.clone_from(&deposit.statement.retention);
+        if stated != deposit.statement {
+            return Err(refuse("its deposit statement is not the one its deposit record carries".into()));
         }
-        if deposit.get("signature").and_then(Value::as_str) != Some(rec.manifest.signature.as_str()) {
+        if deposit.signature != rec.manifest.signature {
             return Err(refuse("its depositor's signature is not the one its deposit record carries".into()));
         }
         // Retention only grows, so the last record that set it is the one in force.
-        let until = records.iter().rev().find_map(|(_, v)| v.get("retain_until").and_then(Value::as_str)).unwrap_or_default();
-        if audit::rfc3339(rec.retain_until_ms) != until {
-            return Err(refuse(format!("it is kept until {}, the tree says {until}", audit::rfc3339(rec.retain_until_ms))));
-        }
-        let mut held = false;
-        let mut purged = false;
-        for (_, v) in records {
-            match (v.get("kind").and_then(Value::as_str), v.get("action").and_then(Value::as_str)) {
-                (Some("hold"), Some("hold")) => held = true,
-                (Some("hold"), Some("release")) => held = false,
-                (Some("purge"), _) => purged = true,
+        let mut until = deposit.retain_until.as_str();
+        let (mut held, mut purged) = (false, false);
+        for (_, body) in records {
+            match body {
+                Body::Retention(r) => until = r.retain_until.as_str(),
+                Body::Hold(Hold::Hold { .. }) => held = true,
+                Body::Hold(Hold::Release { .. }) => held = false,
+                Body::Purge(_) => purged = true,
                 _ => {}
             }
+        }
+        if audit::rfc3339(rec.retain_until_ms) != until {
+            return Err(refuse(format!("it is kept until {}, the tree says {until}", audit::rfc3339(rec.retain_until_ms))));
         }
         if rec.hold.is_some() != held {
             return Err(refuse(format!("its legal hold is {}, the tree says {}", rec.hold.is_some(), held)));
@@ -283,7 +286,7 @@ fn check_items(s: &dyn StateRead, leaves: &BTreeMap<String, Vec<(u64, Value)>>) 
         let chunk = String::from_utf8_lossy(&k[vault_keys::CHUNK_PREFIX.len()..]).into_owned();
         return Err(SnapshotRefusal::Item { item: owner, detail: format!("chunk {chunk} is indexed to it, but no item in the state holds it") });
     }
-    let deposits = leaves.values().filter(|r| r.first().is_some_and(|(_, v)| v.get("kind").and_then(Value::as_str) == Some("deposit"))).count();
+    let deposits = leaves.values().filter(|r| matches!(r.first(), Some((_, Body::Deposit(_))))).count();
     if deposits != items {
         return Err(SnapshotRefusal::Item {
             item: "*".into(),
@@ -293,50 +296,51 @@ fn check_items(s: &dyn StateRead, leaves: &BTreeMap<String, Vec<(u64, Value)>>) 
     Ok(())
 }
 
-fn check_requests(s: &dyn StateRead, leaves: &BTreeMap<String, Vec<(u64, Value)>>) -> Result<(), SnapshotRefusal> {
+fn check_requests(s: &dyn StateRead, leaves: &BTreeMap<String, Vec<(u64, Body)>>) -> Result<(), SnapshotRefusal> {
     for (k, v) in s.scan_prefix(super::access::keys::REQUEST_PREFIX)? {
         let rec: RequestRecord = decode(&k, &v)?;
         let refuse = |detail: String| SnapshotRefusal::Request { request: rec.id.clone(), detail };
         let records = leaves.get(&rec.id).map(Vec::as_slice).unwrap_or_default();
-        let of_kind = |kind: &'static str| records.iter().filter(move |(_, v)| v.get("kind").and_then(Value::as_str) == Some(kind));
-        let Some((leaf, filed)) = of_kind("request").next() else { return Err(refuse("no request record in the tree".into())) };
+        let Some((leaf, filed)) = records.iter().find_map(|(leaf, b)| match b {
+            Body::Request(r) => Some((leaf, r)),
+            _ => None,
+        }) else {
+            return Err(refuse("no request record in the tree".into()));
+        };
         if *leaf != rec.leaf_index {
             return Err(refuse(format!("its request record is leaf {leaf}, not {}", rec.leaf_index)));
         }
         let r = &rec.request;
-        let expect = [
-            ("item", serde_json::json!(r.item)),
-            ("action", serde_json::json!(r.action)),
-            ("officers", serde_json::json!(r.participants)),
-            ("purpose", serde_json::json!(r.purpose)),
-            ("approval_doc", serde_json::json!(r.approval_doc)),
-            ("emergency", serde_json::json!(r.emergency)),
-            ("expires_at", serde_json::json!(audit::rfc3339(r.expires_at_ms))),
-            ("max_fetches", serde_json::json!(r.max_fetches)),
+        let differs = [
+            ("item", filed.item != r.item.to_string()),
+            ("action", filed.action != r.action.to_string()),
+            ("officers", filed.officers != r.participants),
+            ("purpose", filed.purpose != r.purpose),
+            ("approval_doc", filed.approval_doc != r.approval_doc),
+            ("emergency", filed.emergency != r.emergency),
+            ("expires_at", filed.expires_at != audit::rfc3339(r.expires_at_ms)),
+            ("max_fetches", filed.max_fetches != r.max_fetches),
         ];
-        for (f, want) in expect {
-            if filed.get(f) != Some(&want) {
-                return Err(refuse(format!("its `{f}` is not the one its request record carries")));
-            }
+        if let Some((f, _)) = differs.iter().find(|(_, d)| *d) {
+            return Err(refuse(format!("its `{f}` is not the one its request record carries")));
         }
         for (signer, signature) in &rec.signatures {
-            let recorded = |(_, v): &&(u64, Value)| {
-                v.get("signature").and_then(Value::as_str) == Some(signature.as_str())
-                    && (v.get("by").and_then(Value::as_str) == Some(signer.as_str())
-                        || v.get("signer").and_then(Value::as_str) == Some(signer.as_str()))
-            };
-            if !of_kind("request").chain(of_kind("approval")).any(|x| recorded(&x)) {
+            let recorded = records.iter().any(|(_, b)| match b {
+                Body::Request(q) => &q.by == signer && &q.signature == signature,
+                Body::Approval(a) => &a.signer == signer && &a.signature == signature,
+                _ => false,
+            });
+            if !recorded {
                 return Err(refuse(format!("{signer}'s signature on it is in no request or approval record")));
             }
         }
         if let Some(g) = &rec.grant {
-            let granted =
-                of_kind("grant").any(|(leaf, v)| *leaf == g.leaf_index && v.get("approver").and_then(Value::as_str) == Some(g.approver.as_str()));
+            let granted = records.iter().any(|(leaf, b)| matches!(b, Body::Grant(x) if *leaf == g.leaf_index && x.approver == g.approver));
             if !granted {
                 return Err(refuse(format!("its grant by {} is not the grant record at leaf {}", g.approver, g.leaf_index)));
             }
         }
-        let fetches = of_kind("access").count();
+        let fetches = records.iter().filter(|(_, b)| matches!(b, Body::Access(_))).count();
         if rec.fetches as usize != fetches {
             return Err(refuse(format!("it counts {} fetches, the tree records {fetches}", rec.fetches)));
         }

@@ -574,6 +574,9 @@ fn a_snapshot_state_is_what_its_leaves_say() {
     assert!(matches!(e, SnapshotRefusal::Item { .. }), "{e}");
     let e = forge(&|st| edit_json(st, keys::item(&item), &|v| v["hold"] = serde_json::Value::Null));
     assert!(matches!(e, SnapshotRefusal::Item { .. }), "{e}");
+    // The item's case or depositor's signature changed under its deposit record.
+    let e = forge(&|st| edit_json(st, keys::item(&item), &|v| v["manifest"]["meta"]["case"] = serde_json::json!("OTHER-CASE")));
+    assert!(matches!(&e, SnapshotRefusal::Item { detail, .. } if detail.contains("statement")), "{e}");
     // The item gone, its chunk index left: an orphan collector's bait.
     let e = forge(&|st| {
         st.0.remove(&keys::item(&item));
