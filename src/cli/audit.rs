@@ -51,58 +51,11 @@ fn range_key(r: &crate::vault::nodes::KeyRange) -> Result<bundle::TrustedKey, St
     Ok(bundle::TrustedKey { key: VerifierKey::parse(&r.key).map_err(|e| e.to_string())?, from_size: r.from_size, until_size: r.until_size })
 }
 
-fn read_keys(path: &Path) -> Result<Vec<bundle::TrustedKey>, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    bundle::parse_keys(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
-}
-
-fn file_sha256(path: &Path) -> Result<String, Failure> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    let mut h = crate::crypto::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finish()))
-}
-
-/// `custody verify`: offline, no network.
-pub fn verify(bundle_path: &Path, clip: Option<&Path>, keys: Option<&Path>, witnesses: Option<(&Path, usize)>, json: bool) -> Result<(), Failure> {
-    let keys_path = keys.ok_or_else(|| usage("--keys FILE is required: the node verifier keys you trust (from `custody cluster keys`)"))?;
-    let keys = read_keys(keys_path)?;
-    let bytes = std::fs::read(bundle_path).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
-    let b = bundle::parse(&bytes).map_err(|e| usage(format!("{}: {e}", bundle_path.display())))?;
-    let clip_sha = clip.map(file_sha256).transpose()?;
-    let mut checks = bundle::verify(&b, &keys, clip_sha.as_deref());
-    if let Some((path, min)) = witnesses {
-        // Witnesses outside the vault's control (docs/AUDIT_FORMATS.md, "Witnesses"):
-        // their cosignature lines travel in the checkpoint note.
-        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-        let wkeys = crate::witness::parse_witness_keys(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-        let (ok, detail) = match crate::witness::check_witnesses(&b.checkpoint, &wkeys, min) {
-            Ok(names) => {
-                (true, format!("cosigned by {} ({} needed)", if names.is_empty() { "no witness".to_string() } else { names.join(", ") }, min))
-            }
-            Err(e) => (false, e),
-        };
-        checks.push(bundle::Check { name: "witness cosignatures".into(), ok, detail });
-    }
-    let valid = checks.iter().all(|c| c.ok);
-    let report = bundle::VerifyReport { valid, item: b.item.get("item").and_then(|i| i.as_str()).map(str::to_string), checks: checks.clone() };
-    emit(json, &serde_json::to_value(&report)?, || {
-        let mut out = String::new();
-        for c in &checks {
-            out.push_str(&format!("{} {}: {}\n", if c.ok { "✔" } else { "✘" }, c.name, c.detail));
-        }
-        out.push_str(if valid { "VALID: every check holds" } else { "INVALID: see the failed checks above" });
-        out
-    });
-    if valid {
+/// `custody verify`: offline, no network; the court's own verifier (`custody-verify`) runs the same code.
+pub fn verify(a: &custody_verify::run::VerifyArgs, json: bool) -> Result<(), Failure> {
+    let report = custody_verify::run::verify(a).map_err(|e| usage(e.0))?;
+    emit(json, &serde_json::to_value(&report)?, || custody_verify::run::report_text(&report));
+    if report.valid {
         Ok(())
     } else {
         Err(Failure::verdict("the bundle does not verify"))
@@ -128,7 +81,7 @@ pub async fn monitor(s: &Session, state_path: &Path, keys: Option<&Path>, json: 
         Err(e) => return Err(usage(format!("{}: {e}", state_path.display()))),
     };
     let key_texts: Vec<String> = match (keys, &old) {
-        (Some(p), _) => read_keys(p)?.iter().map(|k| k.to_line()).collect(),
+        (Some(p), _) => custody_verify::run::read_keys(p).map_err(|e| usage(e.0))?.iter().map(|k| k.to_line()).collect(),
         (None, Some(o)) => o.keys.clone(),
         (None, None) => {
             // Trust on first use, said out loud: pass --keys to pin keys obtained out of band.

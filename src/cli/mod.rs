@@ -124,21 +124,7 @@ pub enum Command {
         out: PathBuf,
     },
     /// Check a proof bundle offline (and the clip, if given).
-    Verify {
-        bundle: PathBuf,
-        /// The clip to check against the deposited SHA-256.
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// The node verifier keys you trust (from `custody cluster keys`).
-        #[arg(long)]
-        keys: Option<PathBuf>,
-        /// Witness verifier keys you trust, one per line (from `custody witness init`).
-        #[arg(long)]
-        witness_keys: Option<PathBuf>,
-        /// How many of those witnesses must have cosigned the bundle's checkpoint.
-        #[arg(long, default_value_t = 0, requires = "witness_keys")]
-        min_witnesses: usize,
-    },
+    Verify(custody_verify::run::VerifyArgs),
     /// Check that the log only grew since the checkpoint kept in FILE; keep the new one.
     Monitor {
         #[arg(long)]
@@ -339,9 +325,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Fetch { item, request, out } => access::fetch(&ops::session(cli.profile)?, &item, &request, &out, json).await,
         Command::Registry(cmd) => registry::run(&ops::session(cli.profile)?, cmd, json).await,
         Command::Proof { item, out } => audit::proof(&ops::session(cli.profile)?, &item, &out, json).await,
-        Command::Verify { bundle, file, keys, witness_keys, min_witnesses } => {
-            audit::verify(&bundle, file.as_deref(), keys.as_deref(), witness_keys.as_deref().map(|p| (p, min_witnesses)), json)
-        }
+        Command::Verify(a) => audit::verify(&a, json),
         Command::Monitor { state, keys } => audit::monitor(&ops::session(cli.profile)?, &state, keys.as_deref(), json).await,
         Command::Witness(cmd) => witness::run(cmd, json).await,
     }

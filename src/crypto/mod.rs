@@ -9,7 +9,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// A SHA-256 digest.
-pub type Digest = [u8; 32];
+pub use custody_verify::crypto::Digest;
 
 /// Context strings: every sealed or hashed structure names what it is, so a
 /// value made for one purpose never verifies as another (domain separation).
@@ -30,36 +30,15 @@ pub enum CryptoError {
     BadKey(String),
 }
 
-/// Incremental SHA-256.
-pub struct Hasher(ring::digest::Context);
+// SHA-256, Ed25519 signing and verification live in the verifier's crate
+// (its own home for `ring`, docs/KEYS.md §1): a court builds it without the
+// vault, and the vault uses the very same code.
+pub use custody_verify::crypto::{sha256, verify_ed25519, Hasher, SeedRejected, SigningKey};
 
-impl Default for Hasher {
-    fn default() -> Self {
-        Hasher(ring::digest::Context::new(&ring::digest::SHA256))
+impl From<SeedRejected> for CryptoError {
+    fn from(e: SeedRejected) -> Self {
+        CryptoError::BadKey(e.to_string())
     }
-}
-
-impl Hasher {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data)
-    }
-    pub fn finish(self) -> Digest {
-        to_digest(self.0.finish().as_ref())
-    }
-}
-
-fn to_digest(bytes: &[u8]) -> Digest {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(bytes); // SHA-256 output is always 32 bytes
-    out
-}
-
-/// SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> Digest {
-    to_digest(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
 }
 
 /// `N` bytes from the operating system's CSPRNG.
@@ -67,33 +46,6 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut out = [0u8; N];
     SystemRandom::new().fill(&mut out).map_err(|_| CryptoError::Random)?;
     Ok(out)
-}
-
-/// An Ed25519 signing key (RFC 8032), made from its 32-byte seed.
-pub struct SigningKey(ring::signature::Ed25519KeyPair);
-
-impl SigningKey {
-    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, CryptoError> {
-        ring::signature::Ed25519KeyPair::from_seed_unchecked(seed).map(SigningKey).map_err(|_| CryptoError::BadKey("Ed25519 seed rejected".into()))
-    }
-    pub fn public_key(&self) -> [u8; 32] {
-        use ring::signature::KeyPair;
-        let mut out = [0u8; 32];
-        // An Ed25519 public key is always 32 bytes.
-        out.copy_from_slice(self.0.public_key().as_ref());
-        out
-    }
-    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        let mut out = [0u8; 64];
-        // An Ed25519 signature is always 64 bytes.
-        out.copy_from_slice(self.0.sign(message).as_ref());
-        out
-    }
-}
-
-/// Is `signature` a valid Ed25519 signature of `message` under `public_key`?
-pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
-    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key).verify(message, signature).is_ok()
 }
 
 /// The kinds of certificate key a node may sign its binding with (docs/KEYS.md §7).

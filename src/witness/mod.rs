@@ -16,8 +16,9 @@
 //! not enough: a single compromised node must not be able to obtain a
 //! cosignature for a history the cluster never agreed on.
 
-pub mod cosignature;
 pub mod state;
+
+pub use custody_verify::cosignature;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 pub use cosignature::{
-    cosigned_message, cosigner_key_id, verify_cosignature, verify_cosignatures, Cosignature, CosignatureError, Cosigner, CosignerKey,
+    check_witnesses, cosigned_message, cosigner_key_id, parse_witness_keys, verify_cosignature, verify_cosignatures, Cosignature, CosignatureError,
+    Cosigner, CosignerKey,
 };
 pub use state::{LogConfig, LogState, StateError, StateFile};
 
@@ -77,40 +79,6 @@ pub enum AddError {
     /// 500: no cosignature could be made (the clock read zero, say).
     #[error("cannot cosign: {0}")]
     Cosign(#[from] CosignatureError),
-}
-
-/// Parses a file of witness verifier keys a court trusts: one
-/// `<name>+<key id hex>+<base64(0x04 ‖ key)>` per line; blank lines and `#`
-/// comments skipped. A key listed twice is refused rather than counted twice.
-pub fn parse_witness_keys(text: &str) -> Result<Vec<CosignerKey>, String> {
-    let mut keys: Vec<CosignerKey> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let k = CosignerKey::parse(line).map_err(|e| format!("line {}: {e}", i + 1))?;
-        if keys.iter().any(|o| o.public_key() == k.public_key() || (o.name() == k.name() && o.key_id() == k.key_id())) {
-            return Err(format!("line {}: witness key {k} is listed twice", i + 1));
-        }
-        keys.push(k);
-    }
-    if keys.is_empty() {
-        return Err("no witness keys".into());
-    }
-    Ok(keys)
-}
-
-/// Whether at least `min` of the trusted witnesses cosigned a checkpoint
-/// note (each counts once; a trusted witness's line that does not verify
-/// fails the whole check). Returns the names that cosigned.
-pub fn check_witnesses(note: &str, keys: &[CosignerKey], min: usize) -> Result<Vec<String>, String> {
-    let found = verify_cosignatures(note, keys).map_err(|e| e.to_string())?;
-    let names: Vec<String> = found.iter().map(|(k, _)| k.name().to_owned()).collect();
-    if names.len() < min {
-        return Err(format!("cosigned by {} of the {} trusted witnesses; {min} needed", names.len(), keys.len()));
-    }
-    Ok(names)
 }
 
 /// An `add-checkpoint` body, parsed and shape-checked; nothing verified.

@@ -48,6 +48,13 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
     for n in ["checkpoint signatures", "deposit record", "deposit inclusion", "clip sha256"] {
         assert!(names.contains(&n), "missing check {n}: {names:?}");
     }
+    // The court's own verifier, built without the vault (verify/), gives the very same report.
+    let court = Command::new(crate::harness::verify_bin())
+        .args([bpath.to_str().unwrap(), "--json", "--file", clip.to_str().unwrap(), "--keys", kpath.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(court.status.code(), Some(0), "{}", String::from_utf8_lossy(&court.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&court.stdout).unwrap(), v, "custody-verify and custody verify disagree");
     // Another clip: exit 1, and it says which check failed.
     let other = c.path().join("other.mp4");
     write_clip(&other, 5_000_000, 8);
@@ -58,6 +65,12 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["checks"].as_array().unwrap().iter().any(|c| c["name"] == "clip sha256" && c["ok"] == false));
+    let court = Command::new(crate::harness::verify_bin())
+        .args(["--json", bpath.to_str().unwrap(), "--file", other.to_str().unwrap(), "--keys", kpath.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(court.status.code(), Some(1));
+    assert_eq!(serde_json::from_slice::<Value>(&court.stdout).unwrap(), v);
     // Unusable input: exit 2.
     let junk = c.path().join("junk.json");
     std::fs::write(&junk, "{}").unwrap();

@@ -11,6 +11,14 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_custody");
 
+/// The court's verifier (`verify/`), which `cargo test` builds beside `custody`
+/// (for its own tests in verify/tests/).
+pub fn verify_bin() -> std::path::PathBuf {
+    let bin = std::path::Path::new(BIN).with_file_name("custody-verify");
+    assert!(bin.exists(), "{} is not built: run the tests with `cargo test` at the workspace root", bin.display());
+    bin
+}
+
 /// `n` consecutive free ports on loopback, below Linux's default ephemeral
 /// range (32768–60999), where any outgoing connection could take one of them
 /// between this check and the node's start.

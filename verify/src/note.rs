@@ -19,7 +19,7 @@ use crate::crypto::{verify_ed25519, Hasher, SigningKey};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::audit::merkle::Hash;
+use crate::merkle::Hash;
 
 /// The signature type byte of Ed25519 note signatures (C2SP signed-note).
 pub const ALG_ED25519: u8 = 0x01;
@@ -739,7 +739,7 @@ mod tests {
         Checkpoint {
             origin: "custody.example/cluster-1".to_owned(),
             size,
-            root: crate::audit::merkle::leaf_hash(&size.to_be_bytes()),
+            root: crate::merkle::leaf_hash(&size.to_be_bytes()),
             extensions: Vec::new(),
         }
     }

@@ -16,8 +16,8 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::audit::{Note, NoteSignature, Signer};
 use crate::crypto::{verify_ed25519, Hasher};
+use crate::{Note, NoteSignature, Signer};
 
 /// The signature type byte of Ed25519 `cosignature/v1` keys (C2SP tlog-cosignature).
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -97,7 +97,7 @@ impl CosignerKey {
     /// follows the signed-note rules (non-empty, no space, no `+`).
     pub fn from_public_key(name: &str, public_key: [u8; 32]) -> Result<Self, CosignatureError> {
         // The note module owns the key name rules; borrow its check.
-        crate::audit::VerifierKey::from_public_key(name, public_key).map_err(|_| CosignatureError::MalformedKey("invalid key name"))?;
+        crate::VerifierKey::from_public_key(name, public_key).map_err(|_| CosignatureError::MalformedKey("invalid key name"))?;
         Ok(Self { name: name.to_owned(), key_id: cosigner_key_id(name, &public_key), public_key })
     }
 
@@ -283,6 +283,40 @@ pub fn verify_cosignature(checkpoint: &str, line: &str, key: &CosignerKey) -> Re
         .ok_or_else(|| CosignatureError::Missing(key.to_string()))
 }
 
+/// Parses a file of witness verifier keys a court trusts: one
+/// `<name>+<key id hex>+<base64(0x04 ‖ key)>` per line; blank lines and `#`
+/// comments skipped. A key listed twice is refused rather than counted twice.
+pub fn parse_witness_keys(text: &str) -> Result<Vec<CosignerKey>, String> {
+    let mut keys: Vec<CosignerKey> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let k = CosignerKey::parse(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        if keys.iter().any(|o| o.public_key() == k.public_key() || (o.name() == k.name() && o.key_id() == k.key_id())) {
+            return Err(format!("line {}: witness key {k} is listed twice", i + 1));
+        }
+        keys.push(k);
+    }
+    if keys.is_empty() {
+        return Err("no witness keys".into());
+    }
+    Ok(keys)
+}
+
+/// Whether at least `min` of the trusted witnesses cosigned a checkpoint
+/// note (each counts once; a trusted witness's line that does not verify
+/// fails the whole check). Returns the names that cosigned.
+pub fn check_witnesses(note: &str, keys: &[CosignerKey], min: usize) -> Result<Vec<String>, String> {
+    let found = verify_cosignatures(note, keys).map_err(|e| e.to_string())?;
+    let names: Vec<String> = found.iter().map(|(k, _)| k.name().to_owned()).collect();
+    if names.len() < min {
+        return Err(format!("cosigned by {} of the {} trusted witnesses; {min} needed", names.len(), keys.len()));
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,8 +349,8 @@ mod tests {
         pre.extend_from_slice(k.public_key());
         assert_eq!(crate::crypto::sha256(&pre)[..4], k.key_id());
         // The same key with the note type byte 0x01 has another id and is no cosigner key.
-        assert_ne!(crate::audit::key_id(k.name(), k.public_key()), k.key_id());
-        let plain = crate::audit::VerifierKey::from_public_key(k.name(), *k.public_key()).unwrap().to_string();
+        assert_ne!(crate::key_id(k.name(), k.public_key()), k.key_id());
+        let plain = crate::VerifierKey::from_public_key(k.name(), *k.public_key()).unwrap().to_string();
         assert!(CosignerKey::parse(&plain).is_err());
         assert!(CosignerKey::parse("remora.n621.de+da77ade8+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2").is_err());
     }
@@ -346,7 +380,7 @@ mod tests {
         assert_eq!(verify_cosignature(SPEC_CHECKPOINT, &line, w.key()).unwrap(), 1_700_000_000);
         // On the full note with the log's signature too.
         let log = Signer::from_seed("example.com/behind-the-sofa", &[9; 32]).unwrap();
-        let note = crate::audit::sign_note(SPEC_CHECKPOINT, &[&log]).unwrap();
+        let note = crate::sign_note(SPEC_CHECKPOINT, &[&log]).unwrap();
         assert_eq!(verify_cosignature(&note, &line, w.key()).unwrap(), 1_700_000_000);
         let both = format!("{note}{line}");
         let got = verify_cosignatures(&both, &[w.key().clone()]).unwrap();
@@ -362,7 +396,7 @@ mod tests {
         later.timestamp += 1;
         assert!(matches!(verify_cosignature(SPEC_CHECKPOINT, &later.to_line(), w.key()), Err(CosignatureError::InvalidSignature(_))));
         // A plain note signature by the same key is no cosignature (another key id).
-        let plain = crate::audit::sign_note(SPEC_CHECKPOINT, &[&Signer::from_seed("witness.court.example/w1", &[5; 32]).unwrap()]).unwrap();
+        let plain = crate::sign_note(SPEC_CHECKPOINT, &[&Signer::from_seed("witness.court.example/w1", &[5; 32]).unwrap()]).unwrap();
         assert!(verify_cosignatures(&plain, &[w.key().clone()]).unwrap().is_empty());
         // Timestamps the spec forbids are neither made nor accepted.
         assert!(w.cosign(SPEC_CHECKPOINT, 0).is_err());
