@@ -14,6 +14,9 @@ pub enum Mutation {
     /// Stream a fetch's bytes first and record the access only after the
     /// last byte went out, so an aborted fetch leaves no record.
     ServeBeforeRecord,
+    /// Leave the item's last access record out of its proof bundles (issue 15:
+    /// the court's completeness check must see it).
+    BundleOmitsLastAccess,
 }
 
 impl Mutation {
@@ -21,6 +24,7 @@ impl Mutation {
         match self {
             Mutation::EarlyAck => "early-ack",
             Mutation::ServeBeforeRecord => "serve-before-record",
+            Mutation::BundleOmitsLastAccess => "bundle-omits-last-access",
         }
     }
 }

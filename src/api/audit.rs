@@ -102,6 +102,14 @@ pub async fn proof_bundle(State(node): State<Arc<Node>>, _who: Principal, Path(i
         let proof = tree::inclusion_proof(node.state(), index, cp.size).map_err(ApiError::internal)?;
         trail.push(LeafProof { index, leaf: BASE64.encode(&leaf), inclusion: proof.iter().map(|h| BASE64.encode(h)).collect() });
     }
+    if crate::mutation::on(crate::mutation::Mutation::BundleOmitsLastAccess) {
+        let is_access = |t: &LeafProof| {
+            BASE64.decode(&t.leaf).ok().and_then(|l| crate::audit::records::Record::from_leaf(&l).ok()).is_some_and(|r| r.kind() == "access")
+        };
+        if let Some(last) = trail.iter().rposition(is_access) {
+            trail.remove(last);
+        }
+    }
     // Each signature on each request, with the signer's registered key and the signed bytes,
     // so a court checks them without the vault.
     let mut approvals = Vec::new();
@@ -126,6 +134,8 @@ pub async fn proof_bundle(State(node): State<Arc<Node>>, _who: Principal, Path(i
         }
     }
     registry.sort_by_key(|r| r.index);
+    // The nodes' signed count of the item's records in this tree: none may be left out.
+    let head = node.item_head_note(&id, &cp).await.map_err(|e| ApiError::unavailable(format!("the item-head statement: {e}")))?;
     let view = super::v1::view(&rec);
     let item = serde_json::json!({
         "item": view.item, "sha256": view.sha256, "size": view.size, "case": view.case, "system": view.system,
@@ -142,5 +152,6 @@ pub async fn proof_bundle(State(node): State<Arc<Node>>, _who: Principal, Path(i
         trail,
         approvals,
         registry,
+        head,
     }))
 }

@@ -142,6 +142,26 @@ pub async fn cosign(
     }
 }
 
+/// A member building a proof bundle asks for this node's item-head statement
+/// (docs/AUDIT_FORMATS.md): signed only from this node's own state.
+pub async fn item_head(
+    State(node): State<Arc<Node>>,
+    Extension(peer): Extension<Caller>,
+    Json(req): Json<crate::node::heads::ItemHeadRequest>,
+) -> Result<Json<crate::node::heads::ItemHeadResponse>, ApiError> {
+    member_peer(&node, &peer)?;
+    match node.answer_item_head(&req).await {
+        Ok(r) => Ok(Json(r)),
+        Err(e @ crate::node::checkpoint::CosignError::Corrupt(_)) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit-corrupt", "Refusing to sign", e.to_string()))
+        }
+        Err(e @ crate::node::checkpoint::CosignError::RootMismatch { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, crate::node::checkpoint::ROOT_MISMATCH, "Another root", e.to_string()))
+        }
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "cannot-cosign", "Cannot cosign", e.to_string())),
+    }
+}
+
 pub async fn scrub(State(node): State<Arc<Node>>, Extension(peer): Extension<Caller>) -> Result<Json<crate::node::scrub::ScrubReport>, ApiError> {
     member_peer(&node, &peer)?;
     crate::node::scrub::scrub_once(&node, std::time::Duration::ZERO).await.map(Json).map_err(ApiError::internal)

@@ -37,6 +37,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(crate::raft::network::SNAPSHOT_PATH, post(internal::snapshot))
         .route("/internal/health", get(internal::health))
         .route(crate::node::checkpoint::COSIGN_PATH, post(internal::cosign))
+        .route(crate::node::heads::ITEM_HEAD_PATH, post(internal::item_head))
         .route(crate::node::scrub::SCRUB_PATH, post(internal::scrub))
         .route(crate::node::scrub::FINDING_PATH, post(internal::scrub_finding))
         .route(crate::node::reshare::RESHARE_PATH, post(internal::reshare))

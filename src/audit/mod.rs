@@ -13,7 +13,7 @@
 //! which `storage/` implements), the network, or the clock (times in records
 //! are stamped by the leader elsewhere and arrive here as data).
 
-pub use custody_verify::{bundle, jcs, merkle, note, records};
+pub use custody_verify::{bundle, heads, jcs, merkle, note, records};
 
 pub use jcs::{canonicalize, to_canonical_bytes, to_canonical_string, JcsError};
 pub use merkle::{

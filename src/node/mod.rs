@@ -7,6 +7,7 @@ pub mod checkpoint;
 mod clock;
 mod deposit;
 mod fetch;
+pub mod heads;
 pub mod heal;
 mod held;
 mod inflight;

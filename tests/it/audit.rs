@@ -284,3 +284,104 @@ fn a_node_whose_stored_tree_was_altered_stops_signing_and_the_others_publish() {
     let log = std::fs::read_to_string(c.node_dir(victim).join("node.log")).unwrap();
     assert!(log.contains("AUDIT TREE CHECK FAILED"), "the node says so loudly in its log");
 }
+
+/// A bundle whose trail holds every record about the item, with the item's
+/// first-recorded request, grant and access (fetched for real).
+fn bundle_with_an_access(c: &mut Cluster) -> (Bundle, Vec<bundle::TrustedKey>) {
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 300_000, 3);
+    let item = c.deposit("alice", &clip, "case-W")["item"].as_str().unwrap().to_string();
+    let req = c.grant(&item, "view");
+    let out = c.path().join("fetched.mp4");
+    c.cli_json(&c.profile("bob"), &["fetch", &item, "--request", &req, "--out", out.to_str().unwrap()]);
+    let keys = c.pin_keys();
+    let bpath = c.path().join("bundle.json");
+    let p = c.profile("dave");
+    let b = wait_until("a bundle whose checkpoint covers the access", Duration::from_secs(30), || {
+        c.cli_json(&p, &["proof", &item, "--out", bpath.to_str().unwrap()]);
+        let b: Bundle = bundle::parse(&std::fs::read(&bpath).unwrap()).unwrap();
+        b.trail.iter().any(|t| String::from_utf8(BASE64.decode(&t.leaf).unwrap()).unwrap().contains(r#""kind":"access""#)).then_some(b)
+    });
+    let trusted = bundle::parse_keys(&std::fs::read_to_string(&keys).unwrap()).unwrap();
+    (b, trusted)
+}
+
+fn failed(b: &Bundle, keys: &[bundle::TrustedKey]) -> Vec<String> {
+    bundle::verify(b, keys, None).into_iter().filter(|c| !c.ok).map(|c| c.name).collect()
+}
+
+#[test]
+fn a_bundle_that_leaves_out_any_record_of_the_item_is_rejected() {
+    let mut c = Cluster::init(3, "");
+    let (good, keys) = bundle_with_an_access(&mut c);
+    assert!(failed(&good, &keys).is_empty(), "{:?}", bundle::verify(&good, &keys, None));
+    let complete = bundle::verify(&good, &keys, None).into_iter().find(|c| c.name == "trail completeness").unwrap();
+    assert!(complete.ok && complete.detail.contains(&format!("all {} records", good.trail.len() + 1)), "{complete:?}");
+    // Any one trail record left out, the last access above all: not complete.
+    for i in 0..good.trail.len() {
+        let mut b = good.clone();
+        b.trail.remove(i);
+        assert!(failed(&b, &keys).contains(&"trail completeness".to_string()), "trail record {i} left out and accepted");
+    }
+    // A record repeated to make up the count.
+    let mut b = good.clone();
+    let last = b.trail.pop().unwrap();
+    b.trail.push(b.trail[0].clone());
+    assert!(failed(&b, &keys).contains(&"trail completeness".to_string()), "a repeated record made up for {}", last.index);
+    // The statement of one node alone, or none at all.
+    let mut b = good.clone();
+    let n = Note::parse(&good.head).unwrap();
+    b.head = Note { text: n.text.clone(), signatures: n.signatures[..1].to_vec() }.encode().unwrap();
+    assert!(failed(&b, &keys).contains(&"trail completeness".to_string()));
+    let mut b = good.clone();
+    b.head = String::new();
+    assert!(failed(&b, &keys).contains(&"trail completeness".to_string()));
+    // A statement that counts fewer records, signed by a majority of keys the court does not trust.
+    let mut b = good.clone();
+    b.trail.pop();
+    let mut text: Vec<String> = n.text.lines().map(str::to_string).collect();
+    text[5] = (good.trail.len()).to_string();
+    text[6] = b.trail.iter().map(|t| t.index).max().unwrap().to_string();
+    let forger = Signer::from_seed(&n.signatures[0].name, &[9; 32]).unwrap();
+    b.head = custody::audit::sign_note(&(text.join("\n") + "\n"), &[&forger]).unwrap();
+    assert!(failed(&b, &keys).contains(&"trail completeness".to_string()));
+    // The nodes' real signatures do not move to another count.
+    let mut b = good.clone();
+    b.trail.pop();
+    let mut forged = Note::parse(&good.head).unwrap();
+    forged.text = text.join("\n") + "\n";
+    b.head = forged.encode().unwrap();
+    assert!(failed(&b, &keys).contains(&"trail completeness".to_string()));
+}
+
+/// A vault with a deliberate bug that leaves the last access out of its
+/// bundles is caught by the court's check (run with
+/// `cargo test --features chaos-mutations --test it omits`).
+#[cfg(feature = "chaos-mutations")]
+#[test]
+fn a_vault_that_omits_the_last_access_from_bundles_is_caught() {
+    let mut c = Cluster::init(3, "");
+    for id in 1..=3 {
+        c.start_mutant(id, "bundle-omits-last-access");
+    }
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 300_000, 3);
+    let item = c.deposit("alice", &clip, "case-M")["item"].as_str().unwrap().to_string();
+    let req = c.grant(&item, "view");
+    let out = c.path().join("fetched.mp4");
+    c.cli_json(&c.profile("bob"), &["fetch", &item, "--request", &req, "--out", out.to_str().unwrap()]);
+    let keys = c.pin_keys();
+    let bpath = c.path().join("bundle.json");
+    // Once a checkpoint covers the access, the mutant's bundle lacks it, and verify says so.
+    let v = wait_until("a bundle whose statement counts the access", Duration::from_secs(30), || {
+        c.cli_json(&c.profile("dave"), &["proof", &item, "--out", bpath.to_str().unwrap()]);
+        let out = Command::new(BIN).args(["--json", "verify", bpath.to_str().unwrap(), "--keys", keys.to_str().unwrap()]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["valid"] == false).then_some(v)
+    });
+    let bad: Vec<&str> = v["checks"].as_array().unwrap().iter().filter(|c| c["ok"] == false).map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(bad, ["trail completeness"], "{v}");
+}

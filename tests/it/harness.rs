@@ -190,9 +190,24 @@ impl Cluster {
 
     /// Starts node `id` with extra arguments to `custody node`.
     pub fn start_with(&mut self, id: u64, extra: &[&str]) {
+        self.start_cmd(id, extra, None);
+    }
+
+    /// Starts node `id` with a deliberate bug switched on (a test binary built
+    /// with `--features chaos-mutations`; src/mutation.rs).
+    #[cfg(feature = "chaos-mutations")]
+    pub fn start_mutant(&mut self, id: u64, mutation: &str) {
+        self.start_cmd(id, &[], Some(mutation));
+    }
+
+    fn start_cmd(&mut self, id: u64, extra: &[&str], mutation: Option<&str>) {
         let dir = self.node_dir(id);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(m) = mutation {
+            cmd.env("CUSTODY_MUTATION", m);
+        }
+        let child = cmd
             .args(["node", "--config"])
             .arg(dir.join("node.toml"))
             .args(extra)

@@ -14,7 +14,7 @@ use super::records::{Applied, Body, Deposit, PersonAction, Record, Registry};
 /// The `format` every bundle names.
 pub const BUNDLE_FORMAT: &str = "custody-proof-bundle";
 /// The bundle version this code writes and reads.
-pub const BUNDLE_VERSION: u32 = 2;
+pub const BUNDLE_VERSION: u32 = 3;
 
 /// A leaf of the audit log with (for trail records) its inclusion proof.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,10 @@ pub struct Bundle {
     /// the depositor and every request and approval signer — their key and
     /// their roles, from the genesis on (version 2).
     pub registry: Vec<LeafProof>,
+    /// The item-head statement for the checkpoint (`heads`, version 3): how
+    /// many records about the item its leaves hold and the last one's index,
+    /// signed by a majority of the nodes, so that none can be left out.
+    pub head: String,
 }
 
 /// One named check and its verdict.
@@ -333,7 +337,48 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
         };
         checks.push(check(name, res));
     }
+    checks.push(check("trail completeness", completeness(b, cp.as_ref(), keys, &item_id)));
     checks
+}
+
+/// The bundle holds every record about the item among the checkpoint's
+/// leaves: as many distinct leaves (the deposit and the trail) as the
+/// item-head statement counts, the last at its head. (Each of them is checked
+/// above to be in the tree and about this item.)
+fn completeness(b: &Bundle, cp: Option<&Checkpoint>, keys: &[TrustedKey], item: &str) -> Result<String, String> {
+    let cp = cp.ok_or("no trusted checkpoint to check against")?;
+    let (h, signers, valid) = crate::heads::verify_item_head(&b.head, keys).map_err(|e| format!("the item-head statement: {e}"))?;
+    if (h.origin.as_str(), h.size, h.root) != (cp.origin.as_str(), cp.size, cp.root) {
+        return Err(format!("the item-head statement is for the tree of size {}, not the bundle's checkpoint", h.size));
+    }
+    if h.item != item {
+        return Err(format!("the item-head statement is about item {}, not {item}", h.item));
+    }
+    let mut indices: Vec<u64> = std::iter::once(b.deposit.index).chain(b.trail.iter().map(|t| t.index)).collect();
+    indices.sort_unstable();
+    if let Some(w) = indices.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("leaf {} appears twice", w[0]));
+    }
+    if indices.len() as u64 != h.records {
+        return Err(format!(
+            "the bundle carries {} records about the item; {} of the nodes state that the first {} leaves hold {}",
+            indices.len(),
+            signers.len(),
+            h.size,
+            h.records
+        ));
+    }
+    if indices.last() != Some(&h.head) {
+        return Err(format!("the item's last record is leaf {}, the bundle's last is leaf {}", h.head, indices.last().copied().unwrap_or_default()));
+    }
+    Ok(format!(
+        "all {} records about the item among the first {} leaves, the last at leaf {}, as {} of the {valid} keys valid there sign ({})",
+        h.records,
+        h.size,
+        h.head,
+        signers.len(),
+        signers.join(", ")
+    ))
 }
 
 /// The context every request signature starts with (see `approval::SIGNING_CONTEXT`).

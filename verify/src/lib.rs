@@ -10,6 +10,7 @@
 //! - [`jcs`]: RFC 8785 canonical JSON, the form every leaf is hashed in;
 //! - [`records`]: the leaf records, one type per kind, one encoding;
 //! - [`bundle`]: the proof bundle and its checks;
+//! - [`heads`]: the item-head statement that makes a bundle's trail complete;
 //! - [`cosignature`]: C2SP `tlog-cosignature` witness cosignatures;
 //! - [`crypto`]: SHA-256 and Ed25519 (the crate's one importer of `ring`);
 //! - [`run`]: the command both binaries run (files in, a report out).
@@ -19,6 +20,7 @@
 pub mod bundle;
 pub mod cosignature;
 pub mod crypto;
+pub mod heads;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
