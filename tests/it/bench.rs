@@ -27,6 +27,8 @@ fn bench_reports_every_figure_of_spec_section_4() {
         "key_release.release_median_ms",
         "key_release.release_p90_ms",
         "key_release.record_median_ms",
+        "court_bundle.bundle_bytes",
+        "court_bundle.verify_median_ms",
         "memory.peak_rss_mib",
         "small_records.per_sec",
         "proofs.inclusion_us",

@@ -26,7 +26,8 @@ pub struct Bench {
     next_node: u64,
 }
 
-fn session(dir: &Path, user: &str) -> anyhow::Result<Session> {
+/// A demo user's session in the bench's cluster directory.
+pub fn session(dir: &Path, user: &str) -> anyhow::Result<Session> {
     ops::session(Some(dir.join(format!("profiles/{user}.toml")))).map_err(|f| anyhow::anyhow!(f.message))
 }
 

@@ -173,7 +173,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
     let result = cluster_figures(a, s, &mut b, p, &limits).await;
     p.phase("stopping the cluster");
     b.cluster.stop_all().await;
-    let ClusterFigures { deposit, fetch, key_release, memory, records, recovery } = result?;
+    let ClusterFigures { deposit, fetch, key_release, court, memory, records, recovery } = result?;
 
     let bars = json!({
         "deposit": deposit["ratio_to_limit"].as_f64().unwrap_or(0.0) >= DEPOSIT_RATIO_BAR,
@@ -193,6 +193,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
         "deposit": deposit,
         "fetch": fetch,
         "key_release": key_release,
+        "court_bundle": court,
         "memory": memory,
         "small_records": records,
         "proofs": { "leaves": pf.leaves, "inclusion_us": pf.inclusion_us, "consistency_us": pf.consistency_us, "root_us": pf.root_us,
@@ -232,6 +233,15 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
         key_release["release_median_ms"].as_f64().unwrap_or(f64::NAN),
         key_release["release_p90_ms"].as_f64().unwrap_or(f64::NAN),
         key_release["record_median_ms"].as_f64().unwrap_or(f64::NAN)
+    ));
+
+    p.phase(format!("court: an item with {COURT_TRAIL} records after its deposit, its bundle and the offline check"));
+    let court = court_bundle(b).await?;
+    p.done(format!(
+        "court: a bundle of {} trail records is {} bytes; custody-verify checks it in {:.1} ms",
+        court["trail_records"],
+        court["bundle_bytes"],
+        court["verify_median_ms"].as_f64().unwrap_or(f64::NAN)
     ));
 
     p.phase(format!("small records: {} clients for {} s", a.clients, s.records_secs));
@@ -304,7 +314,60 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
         p.done(format!("recovery: node {id} caught up with {:.0} MiB in {:.1} s, peak RSS {:.0} MiB", held_mib, secs, rss));
         json!({ "evidence_mib": held_mib.round(), "join_secs": secs, "joined_peak_rss_mib": rss })
     };
-    Ok(ClusterFigures { deposit, fetch, key_release, memory, records, recovery })
+    Ok(ClusterFigures { deposit, fetch, key_release, court, memory, records, recovery })
+}
+
+/// Records after the deposit in the court-bundle figure (issue 15).
+const COURT_TRAIL: usize = 100;
+
+/// What a court's check costs on a busy item: a request, two approvals and
+/// the grant, then fetches until the item has [`COURT_TRAIL`] records after
+/// its deposit; the bundle's size and `custody_verify::run::verify` timed on
+/// the files, as a court runs it (median of 20).
+async fn court_bundle(b: &cluster::Bench) -> anyhow::Result<Value> {
+    use hyper::Method;
+    let (small, _) = b.deposit(64 << 10, "court").await?;
+    let item = small.item.to_string();
+    let req = b.grant(&item).await?;
+    for _ in 0..COURT_TRAIL - 4 {
+        b.fetch(&item, &req).await?;
+    }
+    let dave = cluster::session(&b.dir, "dave")?;
+    let dir = b.dir.join("court");
+    std::fs::create_dir_all(&dir)?;
+    let keys: crate::wire::KeysView = dave.call::<(), _>(Method::GET, "/v1/cluster/keys", None, Duration::from_secs(30)).await?;
+    std::fs::write(dir.join("keys.txt"), crate::cli::audit::key_file(&keys))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let bundle = loop {
+        let bundle: crate::audit::bundle::Bundle =
+            dave.call::<(), _>(Method::GET, &format!("/v1/items/{item}/proof"), None, Duration::from_secs(60)).await?;
+        if bundle.trail.len() >= COURT_TRAIL {
+            break bundle;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no checkpoint covered the item's {COURT_TRAIL} records within 60 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let text = serde_json::to_string_pretty(&bundle)? + "\n";
+    std::fs::write(dir.join("bundle.json"), &text)?;
+    let args = custody_verify::run::VerifyArgs {
+        bundle: dir.join("bundle.json"),
+        file: None,
+        keys: Some(dir.join("keys.txt")),
+        witness_keys: None,
+        min_witnesses: 0,
+    };
+    let mut times = Vec::new();
+    let mut valid = true;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let report = custody_verify::run::verify(&args).map_err(|e| anyhow::anyhow!(e.0))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        valid &= report.valid;
+    }
+    anyhow::ensure!(valid, "the court bundle did not verify");
+    times.sort_by(f64::total_cmp);
+    Ok(json!({ "trail_records": bundle.trail.len(), "bundle_bytes": text.len(), "verify_median_ms": times[times.len() / 2],
+               "verify_max_ms": times[times.len() - 1] }))
 }
 
 /// Fetches timed one after another for the key-release figure.
@@ -341,6 +404,7 @@ struct ClusterFigures {
     deposit: Value,
     fetch: Value,
     key_release: Value,
+    court: Value,
     memory: Value,
     records: Value,
     recovery: Value,
@@ -386,6 +450,9 @@ fn table(r: &Value) -> String {
     );
     row("  90th percentile".into(), format!("{:.1} ms", f(&kr["release_p90_ms"])), String::new(), "");
     row("  the access record before it: median".into(), format!("{:.1} ms", f(&kr["record_median_ms"])), String::new(), "");
+    let co = &r["court_bundle"];
+    row(format!("court: bundle of an item with {} records", co["trail_records"]), format!("{} B", co["bundle_bytes"]), String::new(), "");
+    row("  custody-verify on it (files in, report out)".into(), format!("{:.1} ms", f(&co["verify_median_ms"])), String::new(), "");
     let me = &r["memory"];
     row(
         format!("peak RSS of a node, {} MiB in and out", me["clip_mib"]),
