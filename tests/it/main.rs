@@ -13,6 +13,7 @@ mod keys;
 mod purge;
 mod registry;
 mod scrub;
+mod service;
 mod session;
 mod storage;
 mod tls;
