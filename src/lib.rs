@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod evidence;
 pub mod limits;
+pub mod metrics;
 pub mod mutation;
 pub mod node;
 pub mod pki;

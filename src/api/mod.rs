@@ -8,6 +8,7 @@
 pub mod access;
 mod audit;
 mod internal;
+mod ops;
 mod problem;
 pub mod registry;
 pub mod session;
@@ -82,7 +83,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), session::require_session))
         .route("/v1/login", post(session::login))
         // What this node states about its keys, for the administrator who binds it (docs/KEYS.md §7).
-        .route("/v1/node/binding", get(v1::node_binding));
+        .route("/v1/node/binding", get(v1::node_binding))
+        // For operators' tools: any certificate of the cluster's CA, no session (api/ops.rs).
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz));
     internal.merge(v1).fallback(problem::not_found).with_state(node)
 }
 

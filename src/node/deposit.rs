@@ -271,7 +271,10 @@ where
         let time_ms = now_ms();
         match node.raft.client_write(Command::Seal { manifest: manifest.clone(), time_ms }).await {
             Ok(resp) => match resp.data {
-                Outcome::Sealed { retain_until_ms, seq, leaf_index, .. } => Ok(Deposited { manifest, time_ms, retain_until_ms, seq, leaf_index }),
+                Outcome::Sealed { retain_until_ms, seq, leaf_index, .. } => {
+                    node.metrics.deposited(manifest.size);
+                    Ok(Deposited { manifest, time_ms, retain_until_ms, seq, leaf_index })
+                }
                 Outcome::Refused { reason } => Err(DepositError::Refused(reason)),
                 other => Err(internal(format!("unexpected outcome {other:?}"))),
             },

@@ -147,6 +147,12 @@ pub struct Released {
 /// Releases this node's share of an item's data key, sealed to the fetch key,
 /// after checking in this node's own applied state that the access committed.
 pub async fn release_share(node: &Node, who: &Principal, item: ItemId, access_leaf: u64, fetch_key: &str) -> Result<Released, FetchError> {
+    let released = release_checked(node, who, item, access_leaf, fetch_key).await;
+    node.metrics.key_release(released.is_ok());
+    released
+}
+
+async fn release_checked(node: &Node, who: &Principal, item: ItemId, access_leaf: u64, fetch_key: &str) -> Result<Released, FetchError> {
     let by = who.name();
     let unchecked = crate::mutation::on(crate::mutation::Mutation::ServeBeforeRecord);
     if !unchecked {
@@ -196,10 +202,15 @@ pub async fn sealed_chunks(node: &Arc<Node>, who: &Principal, item: ItemId, acce
     }
     let m = rec.manifest;
     let length: u64 = m.chunks.iter().map(|c| c.size).sum();
+    node.metrics.fetch_started();
     let n = node.clone();
     let stream = futures::stream::iter(m.chunks).then(move |c| {
         let node = n.clone();
-        async move { read_chunk(&node, &c.name).await.map(Bytes::from) }
+        async move {
+            let b = read_chunk(&node, &c.name).await?;
+            node.metrics.fetched(b.len());
+            Ok(Bytes::from(b))
+        }
     });
     let node = node.clone();
     let late = futures::stream::iter(late).then(move |cmd| {

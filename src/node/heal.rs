@@ -170,6 +170,7 @@ pub async fn fetch_from_peers(node: &Arc<Node>, name: &ChunkName) -> anyhow::Res
             Ok(())
         })
         .await??;
+        node.metrics.healed();
         return Ok(());
     }
     Err(last_err)

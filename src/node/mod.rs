@@ -131,6 +131,8 @@ pub struct Node {
     clock: clock::ClockGuard,
     /// Group commit for small records.
     proposer: proposer::Proposer,
+    /// What this node counts while it runs (`/metrics`).
+    metrics: crate::metrics::Metrics,
 }
 
 /// The current wall-clock time in unix milliseconds. Only the leader reads
@@ -367,6 +369,7 @@ where
         lost_chunks: std::sync::Mutex::new(Vec::new()),
         clock,
         proposer,
+        metrics: crate::metrics::Metrics::new(),
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 
@@ -588,6 +591,52 @@ impl Node {
     /// The configured witnesses as this node knows them (`cluster status`).
     pub fn witness_status(&self) -> Vec<crate::wire::WitnessStatus> {
         self.witnesses.status()
+    }
+
+    /// Why this node is not live (its Raft core stopped), if it is not.
+    pub fn not_live(&self) -> Option<String> {
+        self.raft.metrics().borrow().running_state.as_ref().err().map(|e| format!("Raft stopped: {e}"))
+    }
+
+    /// Why this node should not be sent clients now; empty when it is ready.
+    pub fn not_ready(&self) -> Vec<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let mut why: Vec<String> = self.not_live().into_iter().collect();
+        if !self.caught_up.load(std::sync::atomic::Ordering::Relaxed) && query::config(&self.state).ok().flatten().is_none() {
+            why.push("it has not applied the cluster's configuration yet".into());
+        }
+        if m.current_leader.is_none() {
+            why.push("it knows no leader".into());
+        }
+        if let Ok(Some(e)) = self.audit_broken.lock().map(|b| b.clone()) {
+            why.push(format!("its audit tree does not check out: {e}"));
+        }
+        why
+    }
+
+    /// This node's metrics as Prometheus text (`GET /metrics`), gauges read now.
+    pub fn metrics_text(&self) -> anyhow::Result<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let lag = match (&m.replication, m.last_log_index) {
+            (Some(r), Some(last)) => r.iter().map(|(id, at)| (*id, last.saturating_sub(at.map(|l| l.index).unwrap_or(0)))).collect(),
+            _ => Vec::new(),
+        };
+        let lost = self.lost_chunks.lock().map(|l| l.len()).unwrap_or(0) as u64;
+        let damaged = self.damaged_chunks.lock().map(|d| d.len()).unwrap_or(0) as u64;
+        let audit_ok = self.audit_broken.lock().map(|b| b.is_none()).unwrap_or(false);
+        Ok(self.metrics.render(&crate::metrics::Gauges {
+            records: crate::vault::audit::size(&self.state)?,
+            items: query::item_count(&self.state)?,
+            term: m.current_term,
+            last_log: m.last_log_index.unwrap_or(0),
+            applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            is_leader: m.current_leader == Some(self.id()),
+            lag,
+            chunks_missing: missing_chunks(self),
+            chunks_lost: lost,
+            chunks_damaged: damaged,
+            audit_tree_ok: audit_ok,
+        }))
     }
 
     pub fn health(&self) -> crate::wire::NodeHealth {

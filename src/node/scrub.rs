@@ -93,6 +93,7 @@ pub async fn scrub_once(node: &Arc<Node>, pause: Duration) -> anyhow::Result<Scr
     if let Err(why) = tree {
         node.mark_audit_broken(&why);
     }
+    node.metrics.scrub_run();
     Ok(r)
 }
 

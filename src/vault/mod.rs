@@ -717,6 +717,18 @@ pub mod query {
         s.get(keys::CONFIG)?.map(|v| decode(keys::CONFIG, &v)).transpose()
     }
 
+    /// How many items were ever deposited (purged ones included).
+    pub fn item_count(s: &dyn StateRead) -> Result<u64, VaultError> {
+        match s.get(keys::ITEM_COUNT)? {
+            None => Ok(0),
+            Some(b) => b
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| VaultError::Corrupt { key: "v/item_count".into(), detail: "not 8 bytes".into() }),
+        }
+    }
+
     /// The latest published (majority-cosigned) checkpoint note.
     pub fn checkpoint(s: &dyn StateRead) -> Result<Option<String>, VaultError> {
         Ok(s.get(audit::keys::CHECKPOINT)?.map(|b| String::from_utf8_lossy(&b).into_owned()))

@@ -10,6 +10,7 @@ mod harness;
 mod input;
 mod json;
 mod keys;
+mod ops;
 mod purge;
 mod registry;
 mod scrub;
