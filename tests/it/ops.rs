@@ -27,7 +27,10 @@ fn value(body: &str, name: &str) -> Option<f64> {
 #[test]
 fn metrics_health_and_readiness_tell_an_operator_what_each_node_sees() {
     let mut c = Cluster::init(3, "");
-    c.start_all(3);
+    // Node 1 logs for a log collector: one JSON object per line.
+    c.start_with(1, &["--log-format", "json"]);
+    c.start(2);
+    c.start(3);
     c.wait_leader(3);
     for id in 1..=3 {
         let (status, body) = wait_until("every node ready", Duration::from_secs(30), || {
@@ -63,6 +66,12 @@ fn metrics_health_and_readiness_tell_an_operator_what_each_node_sees() {
         assert_eq!(value(b, "custody_items"), Some(1.0));
         assert_eq!(value(b, "custody_audit_tree_ok"), Some(1.0));
         assert_eq!(value(b, "custody_sealed"), Some(0.0));
+    }
+    let log = std::fs::read_to_string(c.node_dir(1).join("node.log")).unwrap();
+    assert!(log.lines().count() > 3, "{log}");
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string() && v["fields"].is_object(), "{line}");
     }
     // Two nodes down: the third is live but not ready (no leader), and says why.
     let leader = c.wait_leader(3);
