@@ -47,6 +47,27 @@ pub const RPC_TIMEOUT_MS: u64 = 5_000;
 /// Timeout of one chunk transfer between nodes.
 pub const CHUNK_TRANSFER_TIMEOUT_MS: u64 = 60_000;
 
+/// Connections a node serves at once, all peers together (docs: README,
+/// "Limits at the edge"). One over it is answered 503 `too-many-connections`
+/// and closed.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections a node serves at once from one IP address.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 64;
+/// A client must send a whole request head within this time, counted from
+/// when the node starts waiting for it (an idle keep-alive connection
+/// included); else the connection is closed.
+pub const HEADER_READ_TIMEOUT_SECS: u64 = 20;
+/// A connection on which neither side moves a byte while the node waits to
+/// read a body or to write an answer for this long is closed (a stalled
+/// upload, a client that stopped reading a fetch).
+pub const CONNECTION_IDLE_TIMEOUT_SECS: u64 = 120;
+/// Clients drop pooled connections idle this long: well before a server's
+/// [`HEADER_READ_TIMEOUT_SECS`], so no request goes out on a connection the
+/// server is closing.
+pub const CLIENT_POOL_IDLE_SECS: u64 = 10;
+const _: () = assert!(CLIENT_POOL_IDLE_SECS * 2 <= HEADER_READ_TIMEOUT_SECS);
+const _: () = assert!(MAX_CONNECTIONS_PER_PEER <= MAX_CONNECTIONS);
+
 const _: () = assert!(MIN_CHUNK_SIZE_BYTES <= CHUNK_SIZE_BYTES && CHUNK_SIZE_BYTES <= MAX_CHUNK_SIZE_BYTES);
 const _: () = assert!(MAX_CLIP_SIZE_BYTES / MIN_CHUNK_SIZE_BYTES < u32::MAX as u64);
 const _: () = assert!(IMPORTANT_RETENTION_SECS > STANDARD_RETENTION_SECS);

@@ -7,6 +7,7 @@
 
 pub mod access;
 mod audit;
+mod edge;
 mod internal;
 mod ops;
 mod problem;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
@@ -97,7 +98,9 @@ pub fn router(node: Arc<Node>) -> Router {
 /// The `node` command hands this to `node::run`, which starts it once the node
 /// is built and aborts it at shutdown (`node/` does not import `api/`).
 pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
+    use crate::limits::{CONNECTION_IDLE_TIMEOUT_SECS, HEADER_READ_TIMEOUT_SECS};
     let app = router(node);
+    let gate = edge::Gate::new();
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -108,6 +111,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
             }
         };
         let _ = tcp.set_nodelay(true);
+        let admitted = gate.admit(remote.ip());
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
@@ -119,10 +123,36 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
                 }
                 Err(_) => return,
             };
+            let io = TokioIo::new(edge::IdleTimeout::new(tls, Duration::from_secs(CONNECTION_IDLE_TIMEOUT_SECS)));
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            server.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS));
+            let _admitted = match admitted {
+                Ok(a) => a,
+                Err(over) => {
+                    // Over a limit: one clear answer, then the connection closes.
+                    tracing::warn!(%remote, ?over, "too many connections: refusing this one");
+                    server.http1().keep_alive(false);
+                    let svc = TowerToHyperService::new(Router::new().fallback(move || edge_refusal(over)));
+                    let answer = server.serve_connection(io, svc);
+                    let _ = tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), answer).await;
+                    return;
+                }
+            };
             let svc = TowerToHyperService::new(app.layer(Extension(session::Caller::new(peer))));
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await {
+            if let Err(e) = server.serve_connection(io, svc).await {
                 tracing::debug!(%remote, error = %e, "connection ended");
             }
         });
     }
+}
+
+/// The answer on a connection over a limit of `edge`.
+async fn edge_refusal(over: edge::Over) -> ApiError {
+    let detail = match over {
+        edge::Over::Total => format!("this node serves {} connections at most; try again shortly", crate::limits::MAX_CONNECTIONS),
+        edge::Over::PerPeer => {
+            format!("this node serves {} connections at most from one address; close some and try again", crate::limits::MAX_CONNECTIONS_PER_PEER)
+        }
+    };
+    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "too-many-connections", "Too many connections", detail)
 }

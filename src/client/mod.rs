@@ -58,7 +58,7 @@ impl Http {
         let inner = Client::builder(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(crate::limits::CLIENT_POOL_IDLE_SECS))
             .build(crate::tls::https_connector(tls));
         Http { inner }
     }
@@ -166,7 +166,7 @@ impl PlainHttp {
         let inner = Client::builder(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(crate::limits::CLIENT_POOL_IDLE_SECS))
             .build(http);
         PlainHttp { inner }
     }

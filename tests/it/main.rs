@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod cluster;
 mod demo;
+mod edge;
 mod harness;
 mod input;
 mod json;
