@@ -57,9 +57,9 @@ pub const MAX_CONNECTIONS_PER_PEER: usize = 64;
 /// when the node starts waiting for it (an idle keep-alive connection
 /// included); else the connection is closed.
 pub const HEADER_READ_TIMEOUT_SECS: u64 = 20;
-/// A connection on which neither side moves a byte while the node waits to
-/// read a body or to write an answer for this long is closed (a stalled
-/// upload, a client that stopped reading a fetch).
+/// A request body that sends no byte for this long ends in an error (a
+/// stalled upload), and a connection whose client reads no byte of its
+/// answer for this long is closed (a client that stopped reading a fetch).
 pub const CONNECTION_IDLE_TIMEOUT_SECS: u64 = 120;
 /// Clients drop pooled connections idle this long: well before a server's
 /// [`HEADER_READ_TIMEOUT_SECS`], so no request goes out on a connection the

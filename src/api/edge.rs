@@ -70,55 +70,49 @@ impl Gate {
     }
 }
 
-/// An I/O stream that fails with `TimedOut` when a read or a write waits
-/// longer than `idle` without a byte moving.
-pub struct IdleTimeout<T> {
+/// An I/O stream whose writes fail with `TimedOut` when they wait longer
+/// than `idle` without a byte going out: a client that stopped reading its
+/// answer (a fetch, say) does not hold the connection. Reads are not timed
+/// here: a node also reads while a long call runs, only to notice a client
+/// that hung up. A request head is timed by hyper (`HEADER_READ_TIMEOUT_SECS`),
+/// a body by [`body_idle_timeout`].
+pub struct StalledWrites<T> {
     inner: T,
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
+    waiting: bool,
 }
 
-impl<T> IdleTimeout<T> {
+impl<T> StalledWrites<T> {
     pub fn new(inner: T, idle: Duration) -> Self {
-        IdleTimeout { inner, idle, sleep: Box::pin(tokio::time::sleep(idle)) }
-    }
-
-    fn moved(&mut self) {
-        self.sleep.as_mut().reset(Instant::now() + self.idle);
-    }
-
-    /// Pending while the deadline has not passed (the timer wakes the task);
-    /// the error once it has.
-    fn waited(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "no byte moved on the connection for too long")),
-            Poll::Pending => Poll::Pending,
-        }
+        StalledWrites { inner, idle, sleep: Box::pin(tokio::time::sleep(idle)), waiting: false }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for StalledWrites<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.moved();
-                Poll::Ready(r)
-            }
-            Poll::Pending => this.waited(cx).map(Err),
-        }
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for StalledWrites<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(r) => {
-                this.moved();
+                this.waiting = false;
                 Poll::Ready(r)
             }
-            Poll::Pending => this.waited(cx).map(Err),
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    this.sleep.as_mut().reset(Instant::now() + this.idle);
+                }
+                match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client read nothing for too long"))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -131,31 +125,51 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
     }
 }
 
+/// Middleware: a request body that sends no bytes for
+/// `CONNECTION_IDLE_TIMEOUT_SECS` ends in an error (the handler then answers
+/// or drops the request), so a stalled upload does not hold a deposit open.
+pub async fn body_idle_timeout(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use futures::StreamExt;
+    let idle = Duration::from_secs(crate::limits::CONNECTION_IDLE_TIMEOUT_SECS);
+    let (parts, body) = req.into_parts();
+    let frames = body.into_data_stream();
+    let timed = futures::stream::unfold(Some(frames), move |frames| async move {
+        let mut frames = frames?;
+        match tokio::time::timeout(idle, frames.next()).await {
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(frames))),
+            Ok(Some(Err(e))) => Some((Err(io::Error::other(e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(io::Error::new(io::ErrorKind::TimedOut, "the request body sent nothing for too long")), None)),
+        }
+    });
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from_stream(timed))).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
-    fn a_stream_that_moves_no_byte_for_too_long_fails_and_one_that_moves_does_not() {
+    fn a_write_the_client_never_reads_fails_and_one_it_reads_does_not() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let (a, mut b) = tokio::io::duplex(64);
-            let mut s = IdleTimeout::new(a, Duration::from_millis(300));
-            // Bytes every 100 ms for a second: never idle for 300 ms.
-            let writer = tokio::spawn(async move {
-                for _ in 0..10 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    b.write_all(b"x").await.unwrap();
+            let (a, mut b) = tokio::io::duplex(16);
+            let mut s = StalledWrites::new(a, Duration::from_millis(300));
+            // The reader takes a byte every 50 ms: the writer waits, but never 300 ms.
+            let reader = tokio::spawn(async move {
+                let mut one = [0u8; 1];
+                for _ in 0..40 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    b.read_exact(&mut one).await.unwrap();
                 }
                 b
             });
-            let mut got = [0u8; 10];
-            s.read_exact(&mut got).await.expect("a trickle is not idle");
-            let _b = writer.await.unwrap();
-            // Then nothing: the next read fails with TimedOut after about 300 ms.
+            s.write_all(&[7u8; 56]).await.expect("a slow reader is not a stalled one");
+            let _b = reader.await.unwrap();
+            // Then nobody reads: the write that fills the pipe fails after about 300 ms.
             let t = Instant::now();
-            let e = s.read(&mut got).await.unwrap_err();
+            let e = s.write_all(&[7u8; 64]).await.unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::TimedOut);
             assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
         });

@@ -89,7 +89,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
-    internal.merge(v1).fallback(problem::not_found).with_state(node)
+    internal.merge(v1).fallback(problem::not_found).layer(axum::middleware::from_fn(edge::body_idle_timeout)).with_state(node)
 }
 
 /// Accepts connections until the task is aborted. A connection whose peer
@@ -123,7 +123,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
                 }
                 Err(_) => return,
             };
-            let io = TokioIo::new(edge::IdleTimeout::new(tls, Duration::from_secs(CONNECTION_IDLE_TIMEOUT_SECS)));
+            let io = TokioIo::new(edge::StalledWrites::new(tls, Duration::from_secs(CONNECTION_IDLE_TIMEOUT_SECS)));
             let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             server.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS));
             let _admitted = match admitted {
