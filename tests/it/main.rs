@@ -18,4 +18,5 @@ mod service;
 mod session;
 mod storage;
 mod tls;
+mod verify;
 mod witness;
