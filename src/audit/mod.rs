@@ -13,7 +13,7 @@
 //! which `storage/` implements), the network, or the clock (times in records
 //! are stamped by the leader elsewhere and arrive here as data).
 
-pub use custody_verify::{bundle, heads, jcs, merkle, note, records};
+pub use custody_verify::{bundle, heads, jcs, merkle, note, records, strict, trail};
 
 pub use jcs::{canonicalize, to_canonical_bytes, to_canonical_string, JcsError};
 pub use merkle::{
@@ -31,5 +31,19 @@ mod tests {
     fn the_verifiers_contexts_are_the_vaults() {
         assert_eq!(super::bundle::DEPOSIT_CONTEXT, crate::evidence::DEPOSIT_CONTEXT);
         assert_eq!(super::bundle::REQUEST_CONTEXT, crate::approval::SIGNING_CONTEXT);
+        assert_eq!(super::trail::ACCESS_CONTEXT, crate::evidence::ACCESS_CONTEXT);
+    }
+
+    /// The verifier writes and reads record times itself; they are the vault's, to the byte.
+    #[test]
+    fn the_verifiers_record_times_are_the_vaults() {
+        let mut times = vec![0, 1, 10, 999, 1_000, 86_399_999, 951_782_400_000, 1_700_000_000_123, 1_700_000_000_100, crate::limits::MAX_TIME_MS];
+        times.extend((0..2000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % (crate::limits::MAX_TIME_MS + 1)));
+        for ms in times {
+            let text = crate::wire::rfc3339_ms(ms);
+            assert_eq!(super::trail::rfc3339_ms(ms).unwrap(), text, "{ms}");
+            assert_eq!(super::trail::parse_rfc3339_ms(&text), Some(ms), "{text}");
+        }
+        assert!(super::trail::rfc3339_ms(253_402_300_800_000).is_none() && crate::wire::try_rfc3339_ms(253_402_300_800_000).is_none());
     }
 }

@@ -390,7 +390,10 @@ mod tests {
         let b = Cosigner::new(Signer::from_seed("w.test/b", &[2; 32]).unwrap()).unwrap();
         let keys = parse_witness_keys(&format!("# court's witnesses\n{}\n\n{}\n", a.key(), b.key())).unwrap();
         assert_eq!(keys.len(), 2);
-        assert!(parse_witness_keys(&format!("{}\n{}\n", a.key(), a.key())).is_err());
+        // A key listed twice counts once; one key under two names is refused.
+        assert_eq!(parse_witness_keys(&format!("{}\n{}\n", a.key(), a.key())).unwrap().len(), 1);
+        let alias = CosignerKey::from_public_key("w.test/alias", *a.key().public_key()).unwrap();
+        assert!(parse_witness_keys(&format!("{}\n{alias}\n", a.key())).is_err());
         assert!(parse_witness_keys("").is_err());
         assert!(parse_witness_keys("junk").is_err());
         let log = Signer::from_seed("log", &[3; 32]).unwrap();
@@ -404,6 +407,12 @@ mod tests {
         assert!(check_witnesses(&twice, &keys, 2).is_err());
         let both = format!("{one}{}", b.cosign(text, 9).unwrap().to_line());
         assert_eq!(check_witnesses(&both, &keys, 2).unwrap().len(), 2);
+        // A line under a trusted witness's name but another key id is an unknown key: ignored
+        // (C2SP signed-note), and the other witness still counts.
+        let mut stranger = a.cosign(text, 9).unwrap();
+        stranger.key_id[0] ^= 1;
+        let mixed = format!("{note}{}{}", stranger.to_line(), b.cosign(text, 9).unwrap().to_line());
+        assert_eq!(check_witnesses(&mixed, &keys, 1).unwrap(), ["w.test/b".to_owned()]);
         // A trusted witness's line over another text fails the check outright.
         let bad = format!("{note}{}", a.cosign("custody.vault/c1\n4\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", 9).unwrap().to_line());
         assert!(check_witnesses(&bad, &keys, 0).is_err());

@@ -116,14 +116,15 @@ fn a_bundle_verifies_offline_and_any_altered_byte_is_rejected() {
         }
     }
     let note = good.checkpoint.as_bytes().to_vec();
-    // Signer names are not signed: a line whose name the court does not know is ignored
-    // (C2SP), leaving 2 of 3 trusted signatures, which still is a majority.
+    // Signer names and key ids are not signed: a line whose name or key id the court does
+    // not know is ignored (C2SP), leaving 2 of 3 trusted signatures, which still is a
+    // majority. The key id is the first 4 bytes of the base64: its first 6 characters.
     let mut name_bytes = std::collections::BTreeSet::new();
     let mut at = 0;
     for line in good.checkpoint.split_inclusive('\n') {
         if let Some(rest) = line.strip_prefix("— ") {
             let start = at + "— ".len();
-            name_bytes.extend(start..start + rest.find(' ').unwrap());
+            name_bytes.extend(start..start + rest.find(' ').unwrap() + 1 + 6);
         }
         at += line.len();
     }

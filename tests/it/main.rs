@@ -19,4 +19,5 @@ mod service;
 mod session;
 mod storage;
 mod tls;
+mod verify;
 mod witness;

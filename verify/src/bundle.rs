@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::merkle::{leaf_hash, verify_inclusion, Hash};
-use super::note::{verify_checkpoint_quorum, verify_note, Checkpoint, Note, VerifierKey};
+use super::note::{verify_checkpoint_quorum, Checkpoint, Note, VerifierKey};
 use super::records::{Applied, Body, Deposit, PersonAction, Record, Registry};
+use crate::trail;
 
 /// The `format` every bundle names.
 pub const BUNDLE_FORMAT: &str = "custody-proof-bundle";
@@ -72,7 +73,7 @@ pub struct Check {
 pub struct VerifyReport {
     /// Every check holds.
     pub valid: bool,
-    /// The item id the bundle names (absent when the bundle names none).
+    /// The item id of the bundle's deposit record (absent when its deposit leaf is not a deposit record); never read from the bundle's own `item`.
     pub item: Option<String>,
     pub checks: Vec<Check>,
 }
@@ -97,9 +98,10 @@ pub enum BundleError {
     NoKeys,
 }
 
-/// Parses a bundle; refuses other formats and versions.
+/// Parses a bundle; refuses other formats and versions, and JSON that
+/// names a member twice in any object ([`crate::strict`]).
 pub fn parse(bytes: &[u8]) -> Result<Bundle, BundleError> {
-    let b: Bundle = serde_json::from_slice(bytes).map_err(|e| BundleError::Parse(e.to_string()))?;
+    let b: Bundle = crate::strict::from_slice(bytes).map_err(|e| BundleError::Parse(e.to_string()))?;
     if b.format != BUNDLE_FORMAT {
         return Err(BundleError::Unsupported(format!("format `{}`", b.format)));
     }
@@ -142,9 +144,16 @@ impl TrustedKey {
     }
 }
 
-/// The keys of `keys` that may sign a checkpoint of `size`.
+/// The keys of `keys` that may sign a checkpoint of `size`, each once: a key
+/// a file lists twice (the same name, key id and public key) counts once.
 pub fn keys_at(keys: &[TrustedKey], size: u64) -> Vec<VerifierKey> {
-    keys.iter().filter(|k| k.valid_at(size)).map(|k| k.key.clone()).collect()
+    let mut out: Vec<VerifierKey> = Vec::new();
+    for k in keys.iter().filter(|k| k.valid_at(size)) {
+        if !out.contains(&k.key) {
+            out.push(k.key.clone());
+        }
+    }
+    out
 }
 
 /// Verifies a checkpoint note against the trusted keys valid at its size:
@@ -155,14 +164,15 @@ pub fn verify_checkpoint(note: &str, keys: &[TrustedKey]) -> Result<(Checkpoint,
     if valid.is_empty() {
         return Err(format!("no trusted key may sign a checkpoint of size {size}"));
     }
-    strict_signatures(note, &valid)?;
     let (cp, signers) = verify_checkpoint_quorum(note, &valid).map_err(|e| e.to_string())?;
     Ok((cp, signers, valid.len()))
 }
 
 /// Parses a verifier key file: one key per line, optionally followed by
 /// `from=N` and `until=N` (the checkpoint sizes it may sign); blank lines and
-/// `#` comments skipped.
+/// `#` comments skipped. A key listed twice is kept and counted once; two
+/// lines that share a public key but not a name (or a name and key id but
+/// not a key) are refused.
 pub fn parse_keys(text: &str) -> Result<Vec<TrustedKey>, BundleError> {
     let mut keys = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -185,6 +195,13 @@ pub fn parse_keys(text: &str) -> Result<Vec<TrustedKey>, BundleError> {
         if k.until_size.is_some_and(|u| u < k.from_size) {
             return Err(bad("until is below from".into()));
         }
+        // The same key twice counts once (keys_at); one public key under two
+        // names, or one name and key id for two keys, is ambiguous: refused.
+        if let Some(o) = keys.iter().find(|o: &&TrustedKey| {
+            o.key != k.key && (o.key.public_key() == k.key.public_key() || (o.key.name() == k.key.name() && o.key.key_id() == k.key.key_id()))
+        }) {
+            return Err(bad(format!("{} and {} are one key under two names, or two keys under one name and key id", o.key, k.key)));
+        }
         keys.push(k);
     }
     if keys.is_empty() {
@@ -205,14 +222,14 @@ fn decode_hashes(list: &[String]) -> Result<Vec<Hash>, String> {
 
 /// A leaf's bytes and the record they are; a leaf that is not exactly a
 /// record's canonical encoding is an error naming its index.
-fn decode_leaf(p: &LeafProof) -> Result<(Vec<u8>, Record), String> {
+pub fn decode_leaf(p: &LeafProof) -> Result<(Vec<u8>, Record), String> {
     let bytes = BASE64.decode(&p.leaf).map_err(|e| format!("leaf {}: {e}", p.index))?;
     let r = Record::from_leaf(&bytes).map_err(|e| format!("leaf {}: {e}", p.index))?;
     Ok((bytes, r))
 }
 
 /// A person's registry record, as the verifier walks them.
-type PersonRecord = (u64, Applied<PersonAction>);
+pub type PersonRecord = (u64, Applied<PersonAction>);
 
 fn inclusion(leaf: &[u8], index: u64, proof: &[String], cp: &Checkpoint) -> Result<String, String> {
     let hashes = decode_hashes(proof)?;
@@ -220,24 +237,23 @@ fn inclusion(leaf: &[u8], index: u64, proof: &[String], cp: &Checkpoint) -> Resu
     Ok(format!("leaf {index} is in the tree of size {}", cp.size))
 }
 
-/// Stricter than signed-note verification, for evidence: a signature line
-/// that names a trusted key must carry that key's id and a valid signature.
-/// (Lines of names the court does not know are ignored, as in C2SP.)
-fn strict_signatures(note: &str, keys: &[VerifierKey]) -> Result<(), String> {
-    let parsed = Note::parse(note).map_err(|e| e.to_string())?;
-    for sig in &parsed.signatures {
-        if let Some(key) = keys.iter().find(|k| k.name() == sig.name) {
-            let single = Note { text: parsed.text.clone(), signatures: vec![sig.clone()] }.encode().map_err(|e| e.to_string())?;
-            verify_note(&single, std::slice::from_ref(key))
-                .map_err(|_| format!("the signature line of {} does not verify under its trusted key", sig.name))?;
-        }
+/// The item id a report names: the deposit record's, never the bundle's own
+/// `item` text (which the `item …` checks compare with the records).
+pub fn reported_item(b: &Bundle) -> Option<String> {
+    match decode_leaf(&b.deposit).ok()?.1.body {
+        Body::Deposit(d) => Some(d.statement.item),
+        _ => None,
     }
-    Ok(())
 }
+
+/// The fields of a bundle's `item`, each bound to a logged record; `hold`
+/// may be absent.
+pub const ITEM_FIELDS: [&str; 10] = ["item", "sha256", "size", "case", "system", "depositor", "retention", "deposited_at", "retain_until", "note"];
 
 /// Checks a bundle against the court's verifier keys and, if given, the
 /// clip's SHA-256 (hex). Every check is reported; the bundle is valid only if
-/// all of them hold.
+/// all of them hold. docs/AUDIT_FORMATS.md ("What `custody verify` checks")
+/// lists them.
 pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
     let cp = match verify_checkpoint(&b.checkpoint, keys) {
@@ -261,26 +277,27 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
         }
     };
     let untrusted = || Err::<String, String>("no trusted checkpoint to check against".into());
-    let item_id = b.item.get("item").and_then(Value::as_str).unwrap_or_default().to_string();
     let deposit = decode_leaf(&b.deposit);
     let deposit_record = deposit.as_ref().map_err(Clone::clone).and_then(|(_, r)| match &r.body {
         Body::Deposit(d) => Ok((r.time.clone(), d.clone())),
-        _ => Err("the deposit leaf is not a deposit record".to_string()),
+        _ => Err(format!("leaf {} is a `{}` record, not a deposit record", b.deposit.index, r.kind())),
     });
-    let record = deposit_record.as_ref().map_err(Clone::clone).and_then(|(time, d)| {
-        let s = &d.statement;
-        let fields = [("item", Value::from(s.item.clone())), ("sha256", Value::from(s.sha256.clone())), ("size", Value::from(s.size))];
-        for (f, recorded) in fields {
-            if b.item.get(f) != Some(&recorded) {
-                return Err(format!("the deposit record's `{f}` differs from the bundle's item"));
-            }
-        }
-        Ok(format!("item {item_id} deposited {time} by {}", s.depositor))
-    });
-    checks.push(check("deposit record", record));
+    checks.push(check(
+        "deposit record",
+        deposit_record
+            .as_ref()
+            .map(|(time, d)| {
+                format!(
+                    "leaf {} is the canonical deposit record of item {}, deposited {time} by {}",
+                    b.deposit.index, d.statement.item, d.statement.depositor
+                )
+            })
+            .map_err(Clone::clone),
+    ));
     checks.push(check(
         "deposit inclusion",
         match (&cp, &deposit) {
+            _ if !b.deposit.inclusion.is_empty() => Err("the deposit's proof is the bundle's `inclusion`; `deposit.inclusion` must be absent".into()),
             (Some(cp), Ok((leaf, _))) => inclusion(leaf, b.deposit.index, &b.inclusion, cp),
             (None, _) => untrusted(),
             (_, Err(e)) => Err(e.clone()),
@@ -297,6 +314,18 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
             },
         ));
     }
+    let item_id = deposit_record.as_ref().ok().map(|(_, d)| d.statement.item.clone());
+    // The trail's records, read once: each is checked below, and only records
+    // about this item that come after its deposit feed the other checks.
+    let trail: Vec<Result<(Vec<u8>, Record), String>> = b.trail.iter().map(decode_leaf).collect();
+    let about: Vec<(u64, Record)> = b
+        .trail
+        .iter()
+        .zip(&trail)
+        .filter_map(|(t, r)| r.as_ref().ok().map(|(_, r)| (t.index, r.clone())))
+        .filter(|(i, r)| *i > b.deposit.index && item_id.is_some() && r.item() == item_id.as_deref())
+        .collect();
+    checks.extend(item_checks(&b.item, b.deposit.index, deposit_record.as_ref().ok(), &about));
     // The registry records a signer's key is traced to: each must be in the tree.
     let mut people: Vec<PersonRecord> = Vec::new();
     for (i, r) in b.registry.iter().enumerate() {
@@ -315,29 +344,137 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
         "deposit signature",
         deposit_record.as_ref().map_err(Clone::clone).and_then(|(_, d)| deposit_signature(d, b.deposit.index, &people)),
     ));
+    checks.push(check("leaves distinct", leaves_distinct(b)));
+    // Each signature in `approvals`, traced to the trail record that logged it.
+    let mut signed = Vec::new();
     for (i, a) in b.approvals.iter().enumerate() {
         let signer = a.get("signer").and_then(Value::as_str).unwrap_or("?");
         let name = format!("approval signature {signer}");
-        checks.push(check(name, approval_signature(a, &item_id, &b.trail, &people).map_err(|e| format!("approval {i}: {e}"))));
+        let res = trail::approval_signature(a, item_id.as_deref().unwrap_or_default(), &about, &people);
+        checks.push(check(
+            name,
+            res.map(|(detail, s)| {
+                signed.push(s);
+                detail
+            })
+            .map_err(|e| format!("approvals[{i}]: {e}")),
+        ));
     }
-    for (i, t) in b.trail.iter().enumerate() {
-        let leaf = decode_leaf(t);
+    let mut previous: Option<u64> = None;
+    for (i, (t, leaf)) in b.trail.iter().zip(trail).enumerate() {
         let kind = leaf.as_ref().map(|(_, r)| r.kind()).unwrap_or("record");
-        let name = format!("trail[{i}] {kind} inclusion");
-        let res = match (&cp, leaf) {
-            (None, _) => untrusted(),
-            (_, Err(e)) => Err(e),
-            (Some(cp), Ok((bytes, r))) => {
-                if r.item() != Some(item_id.as_str()) {
-                    Err("the record is about another item".into())
-                } else {
-                    inclusion(&bytes, t.index, &t.inclusion, cp)
-                }
-            }
+        let name = |what: &str| format!("trail[{i}] {kind} {what}");
+        let order = match previous {
+            _ if t.index <= b.deposit.index => Err(format!("leaf {} is not after the deposit (leaf {})", t.index, b.deposit.index)),
+            Some(p) if t.index <= p => Err(format!("leaf {} is not after the previous trail record (leaf {p})", t.index)),
+            Some(p) => Ok(format!("leaf {} comes after the deposit (leaf {}) and after trail[{}] (leaf {p})", t.index, b.deposit.index, i - 1)),
+            None => Ok(format!("leaf {} comes after the deposit (leaf {})", t.index, b.deposit.index)),
         };
-        checks.push(check(name, res));
+        previous = Some(t.index);
+        checks.push(check(name("order"), order));
+        if let Ok((_, r)) = &leaf {
+            checks.push(check(name("kind"), trail::kind(r)));
+            for (what, result) in trail::record_checks(t.index, r, &about, &signed, &people) {
+                checks.push(check(name(what), result));
+            }
+        }
+        let res = match (&cp, leaf) {
+            (_, Err(e)) => Err(e),
+            (_, Ok((_, r))) if item_id.is_none() || r.item() != item_id.as_deref() => Err("the record is about another item".into()),
+            (None, _) => untrusted(),
+            (Some(cp), Ok((bytes, _))) => inclusion(&bytes, t.index, &t.inclusion, cp),
+        };
+        checks.push(check(name("inclusion"), res));
     }
-    checks.push(check("trail completeness", completeness(b, cp.as_ref(), keys, &item_id)));
+    checks.push(check("trail completeness", completeness(b, cp.as_ref(), keys, item_id.as_deref().unwrap_or_default())));
+    checks
+}
+
+/// No leaf appears twice among the deposit, the trail and the registry records.
+fn leaves_distinct(b: &Bundle) -> Result<String, String> {
+    let mut seen: std::collections::BTreeMap<u64, String> = std::collections::BTreeMap::new();
+    let all = std::iter::once((b.deposit.index, "deposit".to_string()))
+        .chain(b.trail.iter().enumerate().map(|(i, t)| (t.index, format!("trail[{i}]"))))
+        .chain(b.registry.iter().enumerate().map(|(i, r)| (r.index, format!("registry[{i}]"))));
+    for (index, place) in all {
+        if let Some(first) = seen.insert(index, place.clone()) {
+            return Err(format!("leaf {index} appears twice: {first} and {place}"));
+        }
+    }
+    Ok(format!("the {} leaves of the bundle (deposit, trail, registry) are distinct", seen.len()))
+}
+
+/// Each field of the bundle's `item` against the record that sets it: the
+/// deposit record, or for `retention` and `retain_until` the latest
+/// `retention` record, and for `hold` (when present) the latest `hold` record.
+fn item_checks(item: &Value, deposit_index: u64, deposit: Option<&(String, Deposit)>, about: &[(u64, Record)]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let fields = match item.as_object() {
+        Some(o) => {
+            let unknown: Vec<&String> = o.keys().filter(|k| !ITEM_FIELDS.contains(&k.as_str()) && k.as_str() != "hold").collect();
+            checks.push(check(
+                "item fields",
+                if unknown.is_empty() {
+                    Ok(format!("every field of `item` is one the verifier binds to a record ({}, and `hold` when present)", ITEM_FIELDS.join(", ")))
+                } else {
+                    Err(format!("`item` has fields no record binds: {unknown:?}"))
+                },
+            ));
+            o.clone()
+        }
+        None => {
+            checks.push(check("item fields", Err("`item` is not a JSON object".into())));
+            serde_json::Map::new()
+        }
+    };
+    let Some((time, d)) = deposit else {
+        for f in ITEM_FIELDS {
+            checks.push(check(format!("item {f}"), Err("no deposit record to compare with".into())));
+        }
+        return checks;
+    };
+    let s = &d.statement;
+    let at_deposit = format!("the deposit record (leaf {deposit_index})");
+    let latest_retention = about.iter().rev().find_map(|(i, r)| match &r.body {
+        Body::Retention(x) => Some((*i, x)),
+        _ => None,
+    });
+    let (retention, retain_until, retention_source) = match latest_retention {
+        Some((i, x)) => (x.to.clone(), x.retain_until.clone(), format!("the latest retention record (leaf {i})")),
+        None => (s.retention.clone(), d.retain_until.clone(), at_deposit.clone()),
+    };
+    let expected: Vec<(&str, Value, String)> = vec![
+        ("item", Value::from(s.item.clone()), at_deposit.clone()),
+        ("sha256", Value::from(s.sha256.clone()), at_deposit.clone()),
+        ("size", Value::from(s.size), at_deposit.clone()),
+        ("case", Value::from(s.case.clone()), at_deposit.clone()),
+        ("system", Value::from(s.system.clone()), at_deposit.clone()),
+        ("depositor", Value::from(s.depositor.clone()), at_deposit.clone()),
+        ("retention", Value::from(retention), retention_source.clone()),
+        ("deposited_at", Value::from(time.clone()), format!("{at_deposit}'s time")),
+        ("retain_until", Value::from(retain_until), retention_source),
+        ("note", s.note.clone().map(Value::from).unwrap_or(Value::Null), at_deposit.clone()),
+    ];
+    let mut all = expected;
+    if fields.contains_key("hold") {
+        let held = about.iter().rev().find_map(|(i, r)| match &r.body {
+            Body::Hold(crate::records::Hold::Hold { reason, .. }) => {
+                Some((Value::from(reason.clone()), format!("the latest hold record (leaf {i})")))
+            }
+            Body::Hold(crate::records::Hold::Release { .. }) => Some((Value::Null, format!("the latest hold record (leaf {i}, a release)"))),
+            _ => None,
+        });
+        let (v, source) = held.unwrap_or((Value::Null, "the trail (no hold record)".into()));
+        all.push(("hold", v, source));
+    }
+    for (f, want, source) in all {
+        let res = match fields.get(f) {
+            Some(got) if *got == want => Ok(format!("`{f}` is {want}, as {source} says")),
+            Some(got) => Err(format!("`{f}` is {got}, but {source} says {want}")),
+            None => Err(format!("`item` has no `{f}`; {source} says {want}")),
+        };
+        checks.push(check(format!("item {f}"), res));
+    }
     checks
 }
 
@@ -388,7 +525,7 @@ pub const REQUEST_CONTEXT: &[u8] = b"custody/access-request/v1\n";
 /// `before`: the key registered to them, the leaf that registered it, and
 /// their roles. Refused when no included record registers them then, or a
 /// later one (still before `before`) revoked them.
-fn registered(people: &[PersonRecord], name: &str, before: u64) -> Result<(String, u64, Vec<String>), String> {
+pub fn registered(people: &[PersonRecord], name: &str, before: u64) -> Result<(String, u64, Vec<String>), String> {
     let mut key: Option<(String, u64)> = None;
     let mut roles: Vec<String> = Vec::new();
     for (index, p) in people.iter().filter(|(i, p)| *i < before && p.action.name() == name) {
@@ -430,39 +567,3 @@ fn deposit_signature(leaf: &Deposit, index: u64, people: &[PersonRecord]) -> Res
 
 /// The context every deposit statement starts with (see `evidence::DEPOSIT_CONTEXT`).
 pub const DEPOSIT_CONTEXT: &[u8] = b"custody/deposit/v1\n";
-
-/// An officer's or approver's signature: valid under the given key, over a
-/// request for this item, the same signature an included trail record names,
-/// and made with the key the registry gave the signer before that record.
-fn approval_signature(a: &Value, item: &str, trail: &[LeafProof], people: &[PersonRecord]) -> Result<String, String> {
-    let field = |f: &str| a.get(f).and_then(Value::as_str).ok_or_else(|| format!("no `{f}`"));
-    let (signer, request) = (field("signer")?, field("request")?);
-    let key: [u8; 32] = BASE64.decode(field("public_key")?).ok().and_then(|k| k.try_into().ok()).ok_or("the public key is not 32 bytes of base64")?;
-    let signature = BASE64.decode(field("signature")?).map_err(|_| "the signature is not base64")?;
-    let signed = BASE64.decode(field("signed")?).map_err(|_| "the signed bytes are not base64")?;
-    let body = signed.strip_prefix(REQUEST_CONTEXT).ok_or("the signed bytes are not an access request")?;
-    let req: Value = serde_json::from_slice(body).map_err(|e| format!("the signed request is not JSON: {e}"))?;
-    if req.get("item").and_then(Value::as_str) != Some(item) {
-        return Err("the signed request is for another item".into());
-    }
-    if !crate::crypto::verify_ed25519(&key, &signed, &signature) {
-        return Err(format!("{signer}'s signature does not verify"));
-    }
-    // Trail leaves that do not decode fail their own inclusion check (above).
-    let named = trail.iter().filter_map(|t| decode_leaf(t).ok().map(|(_, r)| (t.index, r))).find(|(_, r)| {
-        let (who, recorded) = match &r.body {
-            Body::Approval(x) => (&x.signer, &x.signature),
-            Body::Request(x) => (&x.by, &x.signature),
-            _ => return false,
-        };
-        r.request() == Some(request) && who == signer && a.get("signature").and_then(Value::as_str) == Some(recorded.as_str())
-    });
-    let Some((at, _)) = named else {
-        return Err(format!("no included trail record names {signer}'s signature on request {request}"));
-    };
-    let (registered_key, key_leaf, roles) = registered(people, signer, at)?;
-    if registered_key != field("public_key")? {
-        return Err(format!("the key given for {signer} is not the one the registry gave them (leaf {key_leaf}) before leaf {at}"));
-    }
-    Ok(format!("{signer} ({}) signed request {request} for this item with the key registered at leaf {key_leaf}", roles.join(", ")))
-}

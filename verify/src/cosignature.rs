@@ -285,7 +285,9 @@ pub fn verify_cosignature(checkpoint: &str, line: &str, key: &CosignerKey) -> Re
 
 /// Parses a file of witness verifier keys a court trusts: one
 /// `<name>+<key id hex>+<base64(0x04 ‖ key)>` per line; blank lines and `#`
-/// comments skipped. A key listed twice is refused rather than counted twice.
+/// comments skipped. A key listed twice is kept once (it counts once, as in
+/// a node key file); one public key under two names, or one name and key id
+/// for two keys, is ambiguous and refused.
 pub fn parse_witness_keys(text: &str) -> Result<Vec<CosignerKey>, String> {
     let mut keys: Vec<CosignerKey> = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -294,8 +296,11 @@ pub fn parse_witness_keys(text: &str) -> Result<Vec<CosignerKey>, String> {
             continue;
         }
         let k = CosignerKey::parse(line).map_err(|e| format!("line {}: {e}", i + 1))?;
-        if keys.iter().any(|o| o.public_key() == k.public_key() || (o.name() == k.name() && o.key_id() == k.key_id())) {
-            return Err(format!("line {}: witness key {k} is listed twice", i + 1));
+        if keys.contains(&k) {
+            continue;
+        }
+        if let Some(o) = keys.iter().find(|o| o.public_key() == k.public_key() || (o.name() == k.name() && o.key_id() == k.key_id())) {
+            return Err(format!("line {}: {k} and {o} are one key under two names, or two keys under one name and key id", i + 1));
         }
         keys.push(k);
     }

@@ -11,6 +11,8 @@
 //! - [`records`]: the leaf records, one type per kind, one encoding;
 //! - [`bundle`]: the proof bundle and its checks;
 //! - [`heads`]: the item-head statement that makes a bundle's trail complete;
+//! - [`trail`]: the trail's own consistency (signatures, grants, accesses);
+//! - [`strict`]: strict JSON reading (no member named twice);
 //! - [`cosignature`]: C2SP `tlog-cosignature` witness cosignatures;
 //! - [`crypto`]: SHA-256 and Ed25519 (the crate's one importer of `ring`);
 //! - [`run`]: the command both binaries run (files in, a report out).
@@ -26,6 +28,10 @@ pub mod merkle;
 pub mod note;
 pub mod records;
 pub mod run;
+pub mod strict;
+pub mod trail;
+#[cfg(test)]
+mod verify_tests;
 
 pub use jcs::{canonicalize, to_canonical_bytes, to_canonical_string, JcsError};
 pub use merkle::{

@@ -83,9 +83,18 @@ impl Record {
     /// Reads a leaf. Refused unless the leaf is exactly the canonical
     /// encoding of the record it decodes to.
     pub fn from_leaf(bytes: &[u8]) -> Result<Self, RecordError> {
-        let r: Record = serde_json::from_slice(bytes)?;
+        // A leaf that names a member twice is never its record's canonical
+        // encoding (that is written from a map), so the comparison refuses
+        // it; the strict reader only names the reason, off the hot path.
+        let r: Record = match serde_json::from_slice(bytes) {
+            Ok(r) => r,
+            Err(e) => return Err(crate::strict::value_from_slice(bytes).err().unwrap_or(e).into()),
+        };
         if r.to_leaf()? != bytes {
-            return Err(RecordError::NotCanonical);
+            return Err(match crate::strict::value_from_slice(bytes) {
+                Err(e) => RecordError::Decode(e),
+                Ok(_) => RecordError::NotCanonical,
+            });
         }
         Ok(r)
     }
@@ -507,8 +516,12 @@ mod tests {
             text.replace(r#""kind":"scrub""#, r#""kind":"scrubbed""#),
             text.replace(r#""node":2"#, r#""node": 2"#),
             text.replace(r#","v":2"#, r#","v":2.5"#),
+            text.replace(r#""found":"missing""#, r#""found":"corrupt","found":"missing""#),
+            text.replace(r#""item":null"#, r#""item":null,"item":null"#),
         ] {
             assert!(Record::from_leaf(bad.as_bytes()).is_err(), "{bad}");
         }
+        let twice = text.replace(r#""found":"missing""#, r#""found":"corrupt","found":"missing""#);
+        assert!(Record::from_leaf(twice.as_bytes()).unwrap_err().to_string().contains("duplicate key `found`"));
     }
 }

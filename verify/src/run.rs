@@ -83,7 +83,7 @@ pub fn verify(a: &VerifyArgs) -> Result<VerifyReport, UsageError> {
         checks.push(Check { name: "witness cosignatures".into(), ok, detail });
     }
     let valid = checks.iter().all(|c| c.ok);
-    Ok(VerifyReport { valid, item: b.item.get("item").and_then(|i| i.as_str()).map(str::to_string), checks })
+    Ok(VerifyReport { valid, item: bundle::reported_item(&b), checks })
 }
 
 /// The report for people: one line per check, then the verdict.

@@ -153,7 +153,11 @@ pub fn sample_bundle(db: &Db) -> anyhow::Result<(Vec<u8>, Vec<bundle::TrustedKey
         format: bundle::BUNDLE_FORMAT.into(),
         version: bundle::BUNDLE_VERSION,
         checkpoint: note,
-        item: serde_json::json!({ "item": leaf_json["item"], "sha256": leaf_json["sha256"], "size": leaf_json["size"] }),
+        item: serde_json::json!({
+            "item": leaf_json["item"], "sha256": leaf_json["sha256"], "size": leaf_json["size"], "case": leaf_json["case"],
+            "system": leaf_json["system"], "depositor": leaf_json["depositor"], "retention": leaf_json["retention"],
+            "deposited_at": leaf_json["time"], "retain_until": leaf_json["retain_until"], "note": null,
+        }),
         deposit: LeafProof { index, leaf: b64.encode(&leaf), inclusion: vec![] },
         inclusion: tree::inclusion_proof(&view, index, size)?.iter().map(|h| b64.encode(h)).collect(),
         trail: vec![],
