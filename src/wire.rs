@@ -253,6 +253,11 @@ pub struct WitnessStatus {
     /// When that cosignature came back (RFC 3339 UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_cosigned_at: Option<String>,
+    /// How long that push took, in milliseconds: the request with its
+    /// consistency proof, the witness's checks and fsync, and the check of
+    /// its cosignature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_round_trip_ms: Option<f64>,
     /// Why the last push failed, if it did (cleared by the next success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

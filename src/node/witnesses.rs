@@ -52,6 +52,8 @@ struct Known {
     old: u64,
     last_size: Option<u64>,
     last_ms: Option<u64>,
+    /// How long the last successful push took, from sending to a checked cosignature.
+    last_round_trip_ms: Option<f64>,
     last_error: Option<String>,
     last_error_ms: Option<u64>,
 }
@@ -87,6 +89,7 @@ impl Witnesses {
                     key: w.key.to_string(),
                     last_cosigned_size: k.last_size,
                     last_cosigned_at: k.last_ms.map(crate::wire::rfc3339_ms),
+                    last_round_trip_ms: k.last_round_trip_ms,
                     last_error: k.last_error,
                     last_error_at: k.last_error_ms.map(crate::wire::rfc3339_ms),
                 }
@@ -98,7 +101,7 @@ impl Witnesses {
         self.known.lock().ok().and_then(|k| k.get(i).map(|k| k.old)).unwrap_or(0)
     }
 
-    fn record(&self, i: usize, size: u64, result: &Result<String, PushError>, now_ms: u64) {
+    fn record(&self, i: usize, size: u64, result: &Result<String, PushError>, now_ms: u64, took: std::time::Duration) {
         let Ok(mut known) = self.known.lock() else { return };
         let Some(k) = known.get_mut(i) else { return };
         match result {
@@ -106,6 +109,7 @@ impl Witnesses {
                 k.old = size;
                 k.last_size = Some(size);
                 k.last_ms = Some(now_ms);
+                k.last_round_trip_ms = Some(took.as_secs_f64() * 1e3);
                 k.last_error = None;
                 k.last_error_ms = None;
             }
@@ -135,11 +139,12 @@ impl Witnesses {
         let pushes = (0..self.list.len()).map(|i| {
             let proof = &proof;
             async move {
+                let started = std::time::Instant::now();
                 let r = match tokio::time::timeout(PUSH_TIMEOUT, self.push_one(i, note, size, proof)).await {
                     Ok(r) => r,
                     Err(_) => Err(PushError::Http(HttpError::Timeout { url: self.url(i), secs: PUSH_TIMEOUT.as_secs() })),
                 };
-                self.record(i, size, &r, super::now_ms());
+                self.record(i, size, &r, super::now_ms(), started.elapsed());
                 if let Err(e) = &r {
                     tracing::warn!(witness = %self.list[i].url, size, error = %e, "witness did not cosign the checkpoint");
                 }

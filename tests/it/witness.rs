@@ -376,6 +376,10 @@ fn the_leader_pushes_checkpoints_to_a_configured_witness_and_deposits_never_wait
     assert_eq!(st["url"], format!("http://127.0.0.1:{}", w.port));
     assert_eq!(st["key_name"], "witness.court.test/w2");
     assert!(st["last_cosigned_at"].is_string() && st["last_error"].is_null(), "{st}");
+    // The round trip, for operators (and the figure in the closing note of issue 15).
+    let rtt = st["last_round_trip_ms"].as_f64().unwrap();
+    assert!(rtt > 0.0 && rtt < 2000.0, "{st}");
+    eprintln!("witness round trip: {rtt:.2} ms");
 
     // The vault's own bundle verifies with the witness's key and one witness required,
     // and without any witness key as before.
