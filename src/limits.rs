@@ -47,12 +47,14 @@ pub const RPC_TIMEOUT_MS: u64 = 5_000;
 /// Timeout of one chunk transfer between nodes.
 pub const CHUNK_TRANSFER_TIMEOUT_MS: u64 = 60_000;
 
-/// Connections a node serves at once, all peers together (docs: README,
-/// "Limits at the edge"). One over it is answered 503 `too-many-connections`
-/// and closed.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// Connections a node serves at once from one IP address.
-pub const MAX_CONNECTIONS_PER_PEER: usize = 64;
+/// Connections a node serves at once, all peers together (README, "Limits
+/// at the edge"); one over it is answered 503 `too-many-connections` and
+/// closed, as is one over [`MAX_CONNECTIONS_PER_PEER`].
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections a node serves at once for one certificate (a node, or a
+/// person or tool): a whole office behind one address is not one peer, one
+/// stolen certificate is.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
 /// A client must send a whole request head within this time, counted from
 /// when the node starts waiting for it (an idle keep-alive connection
 /// included); else the connection is closed.

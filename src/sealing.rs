@@ -83,6 +83,8 @@ pub trait Vault: Sync {
 pub struct SealingError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The vault's problem type, when the error is its answer.
+    pub problem: Option<String>,
 }
 
 /// Whose word a [`SealingError`] is.
@@ -98,11 +100,11 @@ pub enum ErrorKind {
 }
 
 fn bad(detail: impl Into<String>) -> SealingError {
-    SealingError { kind: ErrorKind::Verdict, message: detail.into() }
+    SealingError { kind: ErrorKind::Verdict, message: detail.into(), problem: None }
 }
 
 fn operational(e: impl std::fmt::Display) -> SealingError {
-    SealingError { kind: ErrorKind::Operational, message: format!("{e:#}") }
+    SealingError { kind: ErrorKind::Operational, message: format!("{e:#}"), problem: None }
 }
 
 impl From<crate::crypto::CryptoError> for SealingError {
@@ -114,8 +116,11 @@ impl From<crate::crypto::CryptoError> for SealingError {
 /// A vault's answer as an error: a refusal is a verdict, anything else operational.
 fn http(e: HttpError) -> SealingError {
     match e.problem() {
-        Some(p) if p.kind.ends_with(":refused") => bad(format!("refused: {}", p.detail)),
-        _ => operational(e),
+        Some(p) => {
+            let kind = if p.is_refusal() { ErrorKind::Verdict } else { ErrorKind::Operational };
+            SealingError { kind, message: format!("{}: {}", p.title, p.detail), problem: Some(p.kind.clone()) }
+        }
+        None => operational(e),
     }
 }
 
@@ -144,7 +149,7 @@ pub async fn deposit(
         attempts += 1;
         match upload_once(s, file, size, meta.clone(), depositor, key, bar).await {
             Err(HttpError::Problem(p)) if p.kind.ends_with(":holders-changed") && attempts < DEPOSIT_ATTEMPTS => continue,
-            other => break other.map_err(operational)?,
+            other => break other.map_err(http)?,
         }
     };
     if receipt.item != plan.item() {

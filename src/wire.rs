@@ -25,6 +25,15 @@ pub struct Problem {
     pub leader: Option<String>,
 }
 
+impl Problem {
+    /// Is this the vault's "no" (exit status 1: a rule refused the command,
+    /// or what it names does not exist or exists already), rather than a
+    /// failure to ask (2)?
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.status, 403 | 404 | 409)
+    }
+}
+
 /// The acknowledgement of a committed deposit.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DepositReceipt {
@@ -392,6 +401,10 @@ pub struct ErrorOutput {
     pub error: String,
     /// The command's exit status: 1 a negative verdict (refused, invalid), 2 usage or operational error.
     pub exit_code: u8,
+    /// The problem type the vault answered with (`urn:custody:…`, docs/JSON.md
+    /// "Problem types"), when the failure is its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// `custody fetch --json`.

@@ -37,17 +37,13 @@ pub struct Signature {
 use crate::wire::RequestState;
 pub use crate::wire::RequestStatus;
 
-fn refused(reason: String) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", reason)
-}
-
 /// Proposes, on the leader, the command `make` builds for `who` (handed their name).
 async fn propose(node: &Node, who: &Principal, make: impl FnOnce(String) -> Command) -> Result<Outcome, ApiError> {
     if !node.is_leader() {
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
     match node.propose_as(who, make).await.map_err(super::v1::write_err)? {
-        Outcome::Refused { reason } => Err(refused(reason)),
+        Outcome::Refused { reason, detail } => Err(ApiError::refused(reason, detail)),
         other => Ok(other),
     }
 }
@@ -153,7 +149,7 @@ fn fetch_err(e: FetchError) -> ApiError {
         FetchError::Write(e) => super::v1::write_err(e),
         FetchError::Invalid(d) => ApiError::bad_request(d),
         FetchError::NotFound(d) => ApiError::not_found(d),
-        FetchError::Refused(d) => refused(d),
+        FetchError::Refused(r, d) => ApiError::refused(r, d),
         FetchError::Internal(d) => ApiError::internal(d),
     }
 }

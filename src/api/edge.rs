@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -18,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::limits::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER};
+use crate::tls::PeerIdentity;
 
 /// Which limit a connection is over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,26 +26,29 @@ pub enum Over {
     PerPeer,
 }
 
-/// Counts the connections being served.
+/// Counts the connections being served: all of them, and per certificate
+/// (the identity a handshake proved: a node, or a person or tool).
 pub struct Gate {
     total: Arc<Semaphore>,
-    per_peer: Mutex<HashMap<IpAddr, usize>>,
+    per_peer: Mutex<HashMap<PeerIdentity, usize>>,
 }
 
-/// A connection admitted: its place is given back when this is dropped.
+/// A place among all connections, taken at accept (before the handshake).
+pub struct Place(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// A connection admitted for its peer: its place is given back when this is dropped.
 pub struct Admitted {
-    _total: OwnedSemaphorePermit,
-    ip: IpAddr,
+    peer: PeerIdentity,
     gate: Arc<Gate>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         if let Ok(mut m) = self.gate.per_peer.lock() {
-            if let Some(n) = m.get_mut(&self.ip) {
+            if let Some(n) = m.get_mut(&self.peer) {
                 *n -= 1;
                 if *n == 0 {
-                    m.remove(&self.ip);
+                    m.remove(&self.peer);
                 }
             }
         }
@@ -57,16 +60,20 @@ impl Gate {
         Arc::new(Gate { total: Arc::new(Semaphore::new(MAX_CONNECTIONS)), per_peer: Mutex::new(HashMap::new()) })
     }
 
-    /// A place for a connection from `ip`, or which limit it is over.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Over> {
-        let mut m = self.per_peer.lock().map_err(|_| Over::Total)?;
-        let n = m.entry(ip).or_insert(0);
+    /// A place among all connections, or `Over::Total`.
+    pub fn place(&self) -> Result<Place, Over> {
+        self.total.clone().try_acquire_owned().map(Place).map_err(|_| Over::Total)
+    }
+
+    /// A place for one more connection of `peer`, or `Over::PerPeer`.
+    pub fn admit(self: &Arc<Self>, peer: &PeerIdentity) -> Result<Admitted, Over> {
+        let mut m = self.per_peer.lock().map_err(|_| Over::PerPeer)?;
+        let n = m.entry(peer.clone()).or_insert(0);
         if *n >= MAX_CONNECTIONS_PER_PEER {
             return Err(Over::PerPeer);
         }
-        let permit = self.total.clone().try_acquire_owned().map_err(|_| Over::Total)?;
         *n += 1;
-        Ok(Admitted { _total: permit, ip, gate: self.clone() })
+        Ok(Admitted { peer: peer.clone(), gate: self.clone() })
     }
 }
 
@@ -177,17 +184,19 @@ mod tests {
 
     #[test]
     fn a_peer_gets_its_share_and_gives_it_back() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let _guard = rt.enter();
         let gate = Gate::new();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let held: Vec<Admitted> = (0..MAX_CONNECTIONS_PER_PEER).map(|_| gate.admit(a).unwrap()).collect();
-        assert_eq!(gate.admit(a).err(), Some(Over::PerPeer));
-        let other = gate.admit(b).expect("another peer is still served");
+        let a = PeerIdentity::User("dave".into());
+        let b = PeerIdentity::Node(2);
+        let held: Vec<Admitted> = (0..MAX_CONNECTIONS_PER_PEER).map(|_| gate.admit(&a).unwrap()).collect();
+        assert_eq!(gate.admit(&a).err(), Some(Over::PerPeer));
+        let other = gate.admit(&b).expect("another peer is still served");
         drop(held);
         drop(other);
         assert!(gate.per_peer.lock().unwrap().is_empty());
-        assert!(gate.admit(a).is_ok());
+        assert!(gate.admit(&a).is_ok());
+        let places: Vec<Place> = (0..MAX_CONNECTIONS).map(|_| gate.place().unwrap()).collect();
+        assert_eq!(gate.place().err(), Some(Over::Total));
+        drop(places);
+        assert!(gate.place().is_ok());
     }
 }

@@ -179,7 +179,7 @@ pub async fn reshare(
         return Err(ApiError::not_leader(node.leader().map(|(_, a)| a)));
     }
     match crate::node::reshare::commit_for(&node, from, c).await.map_err(super::v1::write_err)? {
-        crate::vault::Outcome::Refused { reason } => Err(ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", reason)),
+        crate::vault::Outcome::Refused { reason, detail } => Err(ApiError::refused(reason, detail)),
         _ => Ok(Json(serde_json::json!({ "recorded": true }))),
     }
 }

@@ -111,9 +111,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let admitted = gate.admit(remote.ip());
-        let acceptor = acceptor.clone();
-        let app = app.clone();
+        let place = gate.place();
+        let (gate, acceptor, app) = (gate.clone(), acceptor.clone(), app.clone());
         tokio::spawn(async move {
             let (tls, peer) = match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), acceptor.accept(tcp)).await {
                 Ok(Ok(x)) => x,
@@ -126,6 +125,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
             let io = TokioIo::new(edge::StalledWrites::new(tls, Duration::from_secs(CONNECTION_IDLE_TIMEOUT_SECS)));
             let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             server.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS));
+            let admitted = place.and_then(|p| gate.admit(peer.identity()).map(|a| (p, a)));
             let _admitted = match admitted {
                 Ok(a) => a,
                 Err(over) => {
@@ -151,7 +151,7 @@ async fn edge_refusal(over: edge::Over) -> ApiError {
     let detail = match over {
         edge::Over::Total => format!("this node serves {} connections at most; try again shortly", crate::limits::MAX_CONNECTIONS),
         edge::Over::PerPeer => {
-            format!("this node serves {} connections at most from one address; close some and try again", crate::limits::MAX_CONNECTIONS_PER_PEER)
+            format!("this node serves {} connections at most for one certificate; close some and try again", crate::limits::MAX_CONNECTIONS_PER_PEER)
         }
     };
     ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "too-many-connections", "Too many connections", detail)

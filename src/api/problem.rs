@@ -15,6 +15,18 @@ impl ApiError {
             Problem { kind: format!("urn:custody:{kind}"), title: title.into(), status: status.as_u16(), detail: detail.into(), leader: None },
         )
     }
+    /// The vault's rules refused the command (`vault::Refusal`): type
+    /// `urn:custody:<name>`; 404 for what does not exist, 409 for what exists
+    /// or is done already, 403 for every other rule (docs/JSON.md, "Problem types").
+    pub fn refused(reason: crate::vault::Refusal, detail: impl Into<String>) -> Self {
+        use crate::vault::Refusal as R;
+        let status = match reason {
+            R::UnknownItem | R::UnknownRequest | R::UnknownChange => StatusCode::NOT_FOUND,
+            R::Duplicate | R::AlreadyDone => StatusCode::CONFLICT,
+            _ => StatusCode::FORBIDDEN,
+        };
+        Self::new(status, reason.name(), reason.title(), detail)
+    }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
     }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +80,7 @@ async fn propose(node: &Node, who: &Principal, subject: String, make: impl FnOnc
             let status = if applied { ChangeState::Applied } else { ChangeState::Pending };
             Ok(Json(ChangeStatus { change, status, subject, leaf_index }))
         }
-        Outcome::Refused { reason } => Err(ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", reason)),
+        Outcome::Refused { reason, detail } => Err(ApiError::refused(reason, detail)),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
 }

@@ -54,7 +54,8 @@ pub async fn deposit(
             tracing::warn!(error = %e, depositor = %who, "deposit failed");
             Err(match e {
                 DepositError::NotLeader(l) => ApiError::not_leader(l),
-                DepositError::Invalid(d) | DepositError::Refused(d) => ApiError::bad_request(d),
+                DepositError::Invalid(d) => ApiError::bad_request(d),
+                DepositError::Refused(r, d) => ApiError::refused(r, d),
                 e @ (DepositError::Truncated { .. } | DepositError::TooLong(_) | DepositError::Upload(_)) => ApiError::bad_request(e.to_string()),
                 e @ DepositError::NoQuorum { .. } => ApiError::unavailable(e.to_string()),
                 e @ DepositError::HoldersChanged(_) => ApiError::new(StatusCode::CONFLICT, "holders-changed", "Holders changed", e.to_string()),

@@ -44,11 +44,9 @@ pub struct RequestArgs {
     pub valid_secs: u64,
 }
 
+/// The vault's answer as a failure: a refusal exits 1 (`Failure::from`).
 pub(super) fn failure(e: HttpError) -> Failure {
-    match e.problem() {
-        Some(p) if p.kind.ends_with(":refused") => Failure::new(1, format!("refused: {}", p.detail)),
-        _ => Failure::from(e),
-    }
+    Failure::from(e)
 }
 
 /// The profile's user (its certificate's common name) and signing key.

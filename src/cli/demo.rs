@@ -122,7 +122,7 @@ pub async fn run(a: DemoArgs, json: bool) -> Result<(), Failure> {
         println!("{}", serde_json::to_value(&out)?);
     }
     if n.failed {
-        return Err(Failure { code: 1, message: "a demo step failed".into(), reported: json });
+        return Err(Failure { code: 1, message: "a demo step failed".into(), reported: json, problem: None });
     }
     n.say("demo finished: every step held");
     Ok(())

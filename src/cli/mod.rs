@@ -200,15 +200,17 @@ pub struct Failure {
     pub message: String,
     /// The command already printed its (negative) result; print no error object.
     pub reported: bool,
+    /// The vault's problem type, when the failure is its answer.
+    pub problem: Option<String>,
 }
 
 impl Failure {
     pub fn new(code: u8, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into(), reported: false }
+        Failure { code, message: message.into(), reported: false, problem: None }
     }
     /// A negative verdict (exit 1) whose result was already printed.
     pub fn verdict(message: impl Into<String>) -> Self {
-        Failure { code: 1, message: message.into(), reported: true }
+        Failure { code: 1, message: message.into(), reported: true, problem: None }
     }
 }
 
@@ -220,11 +222,16 @@ pub(crate) fn sealing_failure(e: crate::sealing::SealingError) -> Failure {
         crate::sealing::ErrorKind::Verdict => 1,
         crate::sealing::ErrorKind::Operational => 2,
     };
-    Failure::new(code, e.message)
+    Failure { code, message: e.message, reported: false, problem: e.problem }
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
+impl<E: std::fmt::Display + 'static> From<E> for Failure {
     fn from(e: E) -> Self {
+        // The vault's answer: its refusals are a negative verdict (1), with their type.
+        if let Some(p) = (&e as &dyn std::any::Any).downcast_ref::<crate::client::HttpError>().and_then(|h| h.problem()) {
+            let code = if p.is_refusal() { 1 } else { 2 };
+            return Failure { code, message: format!("{}: {}", p.title, p.detail), reported: false, problem: Some(p.kind.clone()) };
+        }
         Failure::new(2, format!("{e:#}"))
     }
 }
@@ -253,7 +260,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if json && !f.reported {
-                let out = crate::wire::ErrorOutput { error: f.message.clone(), exit_code: f.code };
+                let out = crate::wire::ErrorOutput { error: f.message.clone(), exit_code: f.code, problem: f.problem.clone() };
                 println!("{}", serde_json::to_value(&out).unwrap_or_default());
             }
             eprintln!("error: {}", f.message);

@@ -84,10 +84,7 @@ pub enum SystemCmd {
 
 /// A refused change is a negative verdict (exit 1); anything else operational (exit 2).
 fn failure(e: HttpError) -> Failure {
-    match e.problem() {
-        Some(p) if p.kind.ends_with(":refused") => Failure::new(1, format!("refused: {}", p.detail)),
-        _ => Failure::from(e),
-    }
+    Failure::from(e)
 }
 
 pub fn keygen(out: &Path, json: bool) -> Result<(), Failure> {

@@ -22,7 +22,7 @@ use crate::client::{full, read_body};
 use crate::crypto;
 use crate::evidence::{chunk_count, ChunkName, ChunkRef, ChunkStoreError, ItemId, Manifest};
 use crate::limits;
-use crate::vault::{Command, Outcome};
+use crate::vault::{Command, Outcome, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DepositError {
@@ -41,7 +41,7 @@ pub enum DepositError {
     #[error("the voters or their share keys changed while the clip was sealed for {0:?}: seal it again for the new ones")]
     HoldersChanged(Vec<u64>),
     #[error("the vault refused the deposit: {0}")]
-    Refused(String),
+    Refused(Refusal, String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -169,7 +169,12 @@ where
     // spares a court or an administrator from streaming a clip in for nothing.
     match crate::vault::registry::person(&node.state, depositor) {
         Ok(Some(p)) if p.has(crate::vault::registry::Role::Officer) => {}
-        Ok(_) => return Err(DepositError::Refused(format!("{depositor} is not a registered, unrevoked officer: only officers deposit"))),
+        Ok(_) => {
+            return Err(DepositError::Refused(
+                Refusal::NotRegistered,
+                format!("{depositor} is not a registered, unrevoked officer: only officers deposit"),
+            ))
+        }
         Err(e) => return Err(internal(e)),
     }
     // The chunks are named as they arrive; which item they are for, the manifest
@@ -252,7 +257,10 @@ where
         }
         let manifest: Manifest = serde_json::from_slice(&manifest_json).map_err(|e| DepositError::Invalid(format!("the manifest: {e}")))?;
         if manifest.depositor != depositor {
-            return Err(DepositError::Refused(format!("the manifest names {} as depositor, but {depositor} is logged in", manifest.depositor)));
+            return Err(DepositError::Refused(
+                Refusal::NotPermitted,
+                format!("the manifest names {} as depositor, but {depositor} is logged in", manifest.depositor),
+            ));
         }
         if manifest.chunks != chunks || manifest.size != size || manifest.chunk_size != chunk_size {
             return Err(DepositError::Invalid("the manifest does not name the chunks that were sent".into()));
@@ -275,7 +283,7 @@ where
                     node.metrics.deposited(manifest.size);
                     Ok(Deposited { manifest, time_ms, retain_until_ms, seq, leaf_index })
                 }
-                Outcome::Refused { reason } => Err(DepositError::Refused(reason)),
+                Outcome::Refused { reason, detail } => Err(DepositError::Refused(reason, detail)),
                 other => Err(internal(format!("unexpected outcome {other:?}"))),
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(DepositError::NotLeader(f.leader_node.map(|n| n.addr))),

@@ -16,6 +16,7 @@ use crate::crypto::shares;
 use crate::evidence::{ChunkName, ChunkStoreError, ItemId, Manifest};
 use crate::raft::NodeId;
 use crate::vault::access::{self, AccessRecord};
+use crate::vault::Refusal;
 use crate::vault::{query, Command, Outcome};
 
 /// Why a step of a fetch was not done. `api/` maps each to its problem type.
@@ -33,7 +34,7 @@ pub enum FetchError {
     NotFound(String),
     /// The vault's rules say no: no grant, no applied access, a purged item.
     #[error("{0}")]
-    Refused(String),
+    Refused(Refusal, String),
     #[error("{0}")]
     Internal(String),
 }
@@ -48,7 +49,7 @@ async fn propose(node: &Node, cmd: Command) -> Result<Outcome, FetchError> {
         return Err(FetchError::NotLeader(node.leader().map(|(_, a)| a)));
     }
     match node.propose(cmd).await.map_err(FetchError::Write)? {
-        Outcome::Refused { reason } => Err(FetchError::Refused(reason)),
+        Outcome::Refused { reason, detail } => Err(FetchError::Refused(reason, detail)),
         other => Ok(other),
     }
 }
@@ -118,19 +119,22 @@ async fn applied_access(node: &Node, leaf: u64, item: &ItemId, user: &str) -> Re
     loop {
         if let Some(a) = access::access_at(&node.state, leaf).map_err(internal)? {
             if a.item != *item || a.by != user {
-                return Err(FetchError::Refused(format!("the access at leaf {leaf} is not {user}'s access to item {item}")));
+                return Err(FetchError::Refused(Refusal::NoAccess, format!("the access at leaf {leaf} is not {user}'s access to item {item}")));
             }
             if now_ms() > a.at_ms.saturating_add(crate::limits::ACCESS_RELEASE_SECS * 1000) {
-                return Err(FetchError::Refused(format!(
-                    "the access at leaf {leaf} was recorded more than {} s ago: record a new one",
-                    crate::limits::ACCESS_RELEASE_SECS
-                )));
+                return Err(FetchError::Refused(
+                    Refusal::NoAccess,
+                    format!("the access at leaf {leaf} was recorded more than {} s ago: record a new one", crate::limits::ACCESS_RELEASE_SECS),
+                ));
             }
             return Ok(a);
         }
         let applied = crate::vault::audit::size(&node.state).map_err(internal)?;
         if applied > leaf || tokio::time::Instant::now() >= deadline {
-            return Err(FetchError::Refused(format!("this node's applied log records no access at leaf {leaf}: nothing is released")));
+            return Err(FetchError::Refused(
+                Refusal::NoAccess,
+                format!("this node's applied log records no access at leaf {leaf}: nothing is released"),
+            ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -158,12 +162,12 @@ async fn release_checked(node: &Node, who: &Principal, item: ItemId, access_leaf
     if !unchecked {
         let a = applied_access(node, access_leaf, &item, by).await?;
         if a.fetch_key != fetch_key {
-            return Err(FetchError::Refused(format!("the access at leaf {access_leaf} names another fetch key")));
+            return Err(FetchError::Refused(Refusal::NotPermitted, format!("the access at leaf {access_leaf} names another fetch key")));
         }
     }
     let rec = item_record(node, &item)?;
     if rec.purged.is_some() {
-        return Err(FetchError::Refused("the item was purged: its shares are destroyed".into()));
+        return Err(FetchError::Refused(Refusal::Purged, "the item was purged: its shares are destroyed".into()));
     }
     let me = node.id();
     let h =
@@ -198,7 +202,7 @@ pub async fn sealed_chunks(node: &Arc<Node>, who: &Principal, item: ItemId, acce
     };
     let rec = item_record(node, &item)?;
     if rec.purged.is_some() {
-        return Err(FetchError::Refused("the item was purged".into()));
+        return Err(FetchError::Refused(Refusal::Purged, "the item was purged".into()));
     }
     let m = rec.manifest;
     let length: u64 = m.chunks.iter().map(|c| c.size).sum();

@@ -30,7 +30,7 @@ pub enum TlsError {
 /// certificate, not a proof that anyone holds it (any module may parse one,
 /// e.g. the CLI its own profile's); what a connection proved is an
 /// [`AuthenticatedPeer`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerIdentity {
     /// A vault node: its certificate carries the DNS name `node-<id>.custody`.
     Node(u64),

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::registry::{self, Role};
-use super::{audit, query, refuse, stamp, Outcome, StateRead, Tx, VaultError};
+use super::{audit, query, refuse, stamp, Outcome, Refusal, StateRead, Tx, VaultError};
 use crate::approval::{self, AccessRequest, Action, Signatures, Standing};
 use crate::audit::records::{self, Body, Record};
 use crate::evidence::ItemId;
@@ -118,36 +118,36 @@ fn signer_of(s: &dyn StateRead, name: &str) -> Result<Option<approval::Signer>, 
 
 pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
     if let Err(e) = req.validate() {
-        return refuse(e);
+        return refuse(Refusal::Invalid, e);
     }
     if req.participants.first().map(String::as_str) != Some(by) {
-        return refuse("the requester files the request and is its first participant");
+        return refuse(Refusal::NotPermitted, "the requester files the request and is its first participant");
     }
     if query::item(tx, &req.item)?.is_none() {
-        return refuse(format!("no item {}", req.item));
+        return refuse(Refusal::UnknownItem, format!("no item {}", req.item));
     }
     if time_ms >= req.expires_at_ms {
-        return refuse("the request has already expired");
+        return refuse(Refusal::Expired, "the request has already expired");
     }
     if req.expires_at_ms - time_ms > crate::limits::MAX_GRANT_SECS * 1000 {
-        return refuse(format!("a request is valid for at most {} seconds after it is filed", crate::limits::MAX_GRANT_SECS));
+        return refuse(Refusal::Invalid, format!("a request is valid for at most {} seconds after it is filed", crate::limits::MAX_GRANT_SECS));
     }
     let id = match req.id() {
         Ok(id) => id,
-        Err(e) => return refuse(e),
+        Err(e) => return refuse(Refusal::Invalid, e),
     };
     if request(tx, &id)?.is_some() {
-        return refuse(format!("request {id} was already filed"));
+        return refuse(Refusal::Duplicate, format!("request {id} was already filed"));
     }
     for p in &req.participants {
         match signer_of(tx, p)? {
             Some(s) if s.officer && !s.revoked => {}
-            _ => return refuse(format!("{p} is not a registered, unrevoked officer: every participant must be one")),
+            _ => return refuse(Refusal::NotRegistered, format!("{p} is not a registered, unrevoked officer: every participant must be one")),
         }
     }
-    let Some(me) = signer_of(tx, by)? else { return refuse(format!("{by} is not registered")) };
+    let Some(me) = signer_of(tx, by)? else { return refuse(Refusal::NotRegistered, format!("{by} is not registered")) };
     if !approval::signature_valid(req, &me.public_key, signature) {
-        return refuse("the requester's signature does not verify with their registered key");
+        return refuse(Refusal::BadSignature, "the requester's signature does not verify with their registered key");
     }
     let time = stamp(tx, time_ms)?;
     let record = Body::Request(records::Request {
@@ -171,14 +171,14 @@ pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &s
 }
 
 pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
-    let Some(mut rec) = request(tx, id)? else { return refuse(format!("no request {id}")) };
+    let Some(mut rec) = request(tx, id)? else { return refuse(Refusal::UnknownRequest, format!("no request {id}")) };
     if rec.grant.is_some() {
-        return refuse("the request is already granted");
+        return refuse(Refusal::AlreadyDone, "the request is already granted");
     }
     if time_ms >= rec.request.expires_at_ms {
-        return refuse("the request has expired");
+        return refuse(Refusal::Expired, "the request has expired");
     }
-    let Some(me) = signer_of(tx, by)? else { return refuse(format!("{by} is not registered")) };
+    let Some(me) = signer_of(tx, by)? else { return refuse(Refusal::NotRegistered, format!("{by} is not registered")) };
     let participant = rec.request.participants.iter().any(|p| p == by);
     let eligible = !me.revoked
         && if participant {
@@ -190,13 +190,16 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
         };
     if !eligible {
         let role = if rec.request.emergency { "an emergency-approver" } else { "an approver" };
-        return refuse(format!("{by} may not sign this request: not a participating officer, nor {role} who is not a participant"));
+        return refuse(
+            Refusal::NotPermitted,
+            format!("{by} may not sign this request: not a participating officer, nor {role} who is not a participant"),
+        );
     }
     if !approval::signature_valid(&rec.request, &me.public_key, signature) {
-        return refuse("the signature does not verify with the signer's registered key over this request");
+        return refuse(Refusal::BadSignature, "the signature does not verify with the signer's registered key over this request");
     }
     if rec.signatures.contains_key(by) {
-        return refuse(format!("{by} has already signed"));
+        return refuse(Refusal::AlreadyDone, format!("{by} has already signed"));
     }
     let time = stamp(tx, time_ms)?;
     rec.signatures.insert(by.to_string(), signature.to_string());
@@ -235,7 +238,7 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
             true
         }
         Ok(Standing::Pending(_)) => false,
-        Err(e) => return refuse(e),
+        Err(e) => return refuse(Refusal::NotRegistered, e),
     };
     put(tx, &rec);
     Ok(Outcome::RequestStatus { request: id.to_string(), granted, leaf_index })
@@ -243,19 +246,19 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
 
 /// Why a granted request no longer allows anything, if it does not: expired,
 /// used up, or one of its signers revoked since (which ends it).
-pub(super) fn grant_ended(tx: &dyn StateRead, rec: &RequestRecord, time_ms: u64) -> Result<Option<String>, VaultError> {
+pub(super) fn grant_ended(tx: &dyn StateRead, rec: &RequestRecord, time_ms: u64) -> Result<Option<(Refusal, String)>, VaultError> {
     if rec.grant.is_none() {
-        return Ok(Some("the request has not been granted".into()));
+        return Ok(Some((Refusal::NotGranted, "the request has not been granted".into())));
     }
     if time_ms >= rec.request.expires_at_ms {
-        return Ok(Some("the grant has expired".into()));
+        return Ok(Some((Refusal::Expired, "the grant has expired".into())));
     }
     if rec.fetches >= rec.request.max_fetches {
-        return Ok(Some(format!("the grant allowed {} fetch(es), all used", rec.request.max_fetches)));
+        return Ok(Some((Refusal::GrantSpent, format!("the grant allowed {} fetch(es), all used", rec.request.max_fetches))));
     }
     for signer in rec.signatures.keys() {
         if signer_of(tx, signer)?.is_none_or(|s| s.revoked) {
-            return Ok(Some(format!("{signer}, who signed the grant, has been revoked: the grant has ended")));
+            return Ok(Some((Refusal::NotGranted, format!("{signer}, who signed the grant, has been revoked: the grant has ended"))));
         }
     }
     Ok(None)
@@ -264,35 +267,35 @@ pub(super) fn grant_ended(tx: &dyn StateRead, rec: &RequestRecord, time_ms: u64)
 /// The access record (art. 14(4)), committed before any byte is served.
 pub(super) fn record_access(tx: &mut Tx<'_>, a: &Access<'_>, time_ms: u64) -> Result<Outcome, VaultError> {
     let (id, item, by) = (a.request, a.item, a.by);
-    let Some(mut rec) = request(tx, id)? else { return refuse(format!("no request {id}")) };
-    if let Some(why) = grant_ended(tx, &rec, time_ms)? {
-        return refuse(why);
+    let Some(mut rec) = request(tx, id)? else { return refuse(Refusal::UnknownRequest, format!("no request {id}")) };
+    if let Some((kind, why)) = grant_ended(tx, &rec, time_ms)? {
+        return refuse(kind, why);
     }
     if rec.request.item != *item {
-        return refuse("the grant is for another item");
+        return refuse(Refusal::WrongGrant, "the grant is for another item");
     }
     if !rec.request.participants.iter().any(|p| p == by) {
-        return refuse(format!("{by} is not a participant of this grant"));
+        return refuse(Refusal::NotPermitted, format!("{by} is not a participant of this grant"));
     }
     if rec.request.action == Action::Purge {
-        return refuse("a purge grant does not allow reading the clip");
+        return refuse(Refusal::WrongGrant, "a purge grant does not allow reading the clip");
     }
     if query::item(tx, item)?.is_some_and(|i| i.purged.is_some()) {
-        return refuse("the item was purged after its retention: there is nothing to read");
+        return refuse(Refusal::Purged, "the item was purged after its retention: there is nothing to read");
     }
     let key = match signer_of(tx, by)? {
         Some(s) if !s.revoked => s.public_key,
-        _ => return refuse(format!("{by} is not an unrevoked registered person")),
+        _ => return refuse(Refusal::NotRegistered, format!("{by} is not an unrevoked registered person")),
     };
     // The fetcher's own signature names the key the holders release to: a
     // leader cannot record an access for someone else with a key it holds.
     let statement =
         crate::evidence::AccessStatement { item: *item, request: id.to_string(), fetcher: by.to_string(), fetch_key: a.fetch_key.to_string() };
-    let Ok(signed) = statement.signing_bytes() else { return refuse("the fetch key is not the hex of a 32-byte X25519 key") };
+    let Ok(signed) = statement.signing_bytes() else { return refuse(Refusal::Invalid, "the fetch key is not the hex of a 32-byte X25519 key") };
     let signature_ok = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, a.signature)
         .is_ok_and(|sig| crate::crypto::verify_ed25519(&key, &signed, &sig));
     if !signature_ok {
-        return refuse(format!("the access statement is not signed by {by}'s registered key"));
+        return refuse(Refusal::BadSignature, format!("the access statement is not signed by {by}'s registered key"));
     }
     let time = stamp(tx, time_ms)?;
     rec.fetches += 1;

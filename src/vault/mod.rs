@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 pub mod access;
 pub mod audit;
 pub mod nodes;
+pub mod refusal;
 pub mod registry;
 pub mod reshare;
 pub mod retention;
 pub mod snapshot;
+
+pub use refusal::Refusal;
 
 use crate::audit::records::{self, Body};
 
@@ -294,7 +297,10 @@ pub enum Outcome {
     },
     /// The command broke a rule; nothing changed.
     Refused {
-        reason: String,
+        /// Which rule, by its stable name.
+        reason: Refusal,
+        /// What was wrong, for people.
+        detail: String,
     },
     /// One outcome for each command of a `Batch`, in order.
     Batch {
@@ -440,17 +446,17 @@ impl StateRead for Tx<'_> {
 pub fn apply(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> {
     let sp = tx.savepoint();
     let out = match cmd.check_bounds() {
-        Err(reason) => Ok(Outcome::Refused { reason }),
+        Err(detail) => Ok(Outcome::Refused { reason: Refusal::Invalid, detail }),
         Ok(()) => apply_checked(tx, cmd),
     };
     match out {
-        Ok(Outcome::Refused { reason }) => {
+        Ok(Outcome::Refused { reason, detail }) => {
             tx.rollback(sp);
-            Ok(Outcome::Refused { reason })
+            Ok(Outcome::Refused { reason, detail })
         }
         Err(VaultError::Unrecordable(reason)) => {
             tx.rollback(sp);
-            Ok(Outcome::Refused { reason: format!("the record cannot be written: {reason}") })
+            Ok(Outcome::Refused { reason: Refusal::Unrecordable, detail: format!("the record cannot be written: {reason}") })
         }
         other => other,
     }
@@ -480,14 +486,17 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
             let bindings = initial.nodes.iter().map(|b| registry::RegistryChange::BindNode { binding: b.clone() });
             for change in people.chain(systems).chain(bindings) {
                 // One bad entry refuses the whole configuration (and rolls it back).
-                if let Outcome::Refused { reason } = registry::initial(tx, &change, *time_ms)? {
-                    return refuse(format!("initial registry: {reason}"));
+                if let Outcome::Refused { reason, detail } = registry::initial(tx, &change, *time_ms)? {
+                    return refuse(reason, format!("initial registry: {detail}"));
                 }
             }
             // Every change to people needs two administrators: a cluster starts with two at least.
             let admins = initial.people.iter().filter(|p| p.roles.contains(&registry::Role::Admin)).count();
             if admins < 2 {
-                return refuse(format!("the initial registry names {admins} administrators: two at least, or no person could ever be changed"));
+                return refuse(
+                    Refusal::Invalid,
+                    format!("the initial registry names {admins} administrators: two at least, or no person could ever be changed"),
+                );
             }
             Ok(Outcome::Configured)
         }
@@ -508,7 +517,11 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
         Command::Batch { commands } => {
             let mut outcomes = Vec::with_capacity(commands.len());
             for c in commands {
-                outcomes.push(if c.batchable() { apply(tx, c)? } else { Outcome::Refused { reason: "this command cannot be batched".into() } });
+                outcomes.push(if c.batchable() {
+                    apply(tx, c)?
+                } else {
+                    Outcome::Refused { reason: Refusal::Invalid, detail: "this command cannot be batched".into() }
+                });
             }
             Ok(Outcome::Batch { outcomes })
         }
@@ -516,7 +529,7 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
             let found = match found.as_str() {
                 "corrupt" => records::Finding::Corrupt,
                 "missing" => records::Finding::Missing,
-                _ => return refuse("a scrub finding is `corrupt` or `missing`"),
+                _ => return refuse(Refusal::Invalid, "a scrub finding is `corrupt` or `missing`"),
             };
             let time = stamp(tx, *time_ms)?;
             let owner = match query::chunk_owner(tx, chunk)? {
@@ -577,21 +590,21 @@ pub fn record_membership(tx: &mut Tx<'_>, voters: &[u64], learners: &[u64]) -> R
 fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError> {
     use crate::audit::{Checkpoint, Note};
     let Some(config) = tx.get_json::<ClusterConfig>(keys::CONFIG)? else {
-        return refuse("the cluster is not configured yet");
+        return refuse(Refusal::NotConfigured, "the cluster is not configured yet");
     };
     let parsed = match Note::parse(note).and_then(|n| Checkpoint::parse(&n.text).map(|c| (n, c))) {
         Ok(x) => x,
-        Err(e) => return refuse(format!("not a checkpoint note: {e}")),
+        Err(e) => return refuse(Refusal::Invalid, format!("not a checkpoint note: {e}")),
     };
     let cp = parsed.1;
     if cp.origin != config.origin() {
-        return refuse(format!("checkpoint origin `{}` is not this cluster's", cp.origin));
+        return refuse(Refusal::CheckpointMismatch, format!("checkpoint origin `{}` is not this cluster's", cp.origin));
     }
     if cp.size > audit::size(tx)? {
-        return refuse("checkpoint is larger than the tree");
+        return refuse(Refusal::CheckpointMismatch, "checkpoint is larger than the tree");
     }
     if cp.root != audit::root(tx, cp.size)? {
-        return refuse("checkpoint root does not match the tree");
+        return refuse(Refusal::CheckpointMismatch, "checkpoint root does not match the tree");
     }
     if let Some(prev) = query::checkpoint(tx)? {
         if let Ok(prev_cp) = Note::parse(&prev).and_then(|n| Checkpoint::parse(&n.text)) {
@@ -615,60 +628,63 @@ fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError
     let needed = voters.len() / 2 + 1;
     let signers = match crate::audit::verify_note(note, &keys) {
         Ok(v) => v.signers().len(),
-        Err(e) => return refuse(format!("checkpoint signatures: {e}")),
+        Err(e) => return refuse(Refusal::BadSignature, format!("checkpoint signatures: {e}")),
     };
     if signers < needed {
-        return refuse(format!("checkpoint signed by {signers} voters, {needed} needed"));
+        return refuse(Refusal::TooFewSignatures, format!("checkpoint signed by {signers} voters, {needed} needed"));
     }
     tx.put(audit::keys::CHECKPOINT.to_vec(), note.as_bytes().to_vec());
     Ok(Outcome::Published { size: cp.size })
 }
 
-pub(crate) fn refuse(reason: impl Into<String>) -> Result<Outcome, VaultError> {
-    Ok(Outcome::Refused { reason: reason.into() })
+pub(crate) fn refuse(reason: Refusal, detail: impl Into<String>) -> Result<Outcome, VaultError> {
+    Ok(Outcome::Refused { reason, detail: detail.into() })
 }
 
 fn seal(tx: &mut Tx<'_>, manifest: &Manifest, time_ms: u64) -> Result<Outcome, VaultError> {
     let Some(config) = tx.get_json::<ClusterConfig>(keys::CONFIG)? else {
-        return refuse("the cluster is not configured yet");
+        return refuse(Refusal::NotConfigured, "the cluster is not configured yet");
     };
     if let Err(e) = manifest.validate() {
-        return refuse(format!("invalid manifest: {e}"));
+        return refuse(Refusal::Invalid, format!("invalid manifest: {e}"));
     }
     let depositor_key = match registry::person(tx, &manifest.depositor)? {
         Some(p) if p.has(registry::Role::Officer) => registry::public_key_bytes(&p.public_key)
             .map_err(|detail| VaultError::Corrupt { key: String::from_utf8_lossy(&registry::keys::person(&p.name)).into_owned(), detail })?,
-        _ => return refuse(format!("{} is not a registered, unrevoked officer: only officers deposit", manifest.depositor)),
+        _ => return refuse(Refusal::NotRegistered, format!("{} is not a registered, unrevoked officer: only officers deposit", manifest.depositor)),
     };
     let signed = manifest.signing_bytes().map_err(|e| VaultError::Unrecordable(e.to_string()))?;
     let signature_ok = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &manifest.signature)
         .is_ok_and(|sig| crate::crypto::verify_ed25519(&depositor_key, &signed, &sig));
     if !signature_ok {
-        return refuse(format!("the deposit is not signed by {}'s registered key", manifest.depositor));
+        return refuse(Refusal::BadSignature, format!("the deposit is not signed by {}'s registered key", manifest.depositor));
     }
     // The data key is split over exactly the current voters, each share sealed to
     // the key that voter registered: no one else's key can stand in for a holder's.
     let voters = query::voters(tx)?;
     let holders: Vec<u64> = manifest.holders.iter().map(|h| h.node).collect();
     if holders != voters {
-        return refuse(format!("the data key must be split over the voters {voters:?}, not {holders:?}: the membership changed, deposit again"));
+        return refuse(
+            Refusal::MembershipChanged,
+            format!("the data key must be split over the voters {voters:?}, not {holders:?}: the membership changed, deposit again"),
+        );
     }
     for h in &manifest.holders {
         let registered = query::share_key(tx, h.node)?.map(hex::encode);
         if registered.as_deref() != Some(h.share_key.as_str()) {
-            return refuse(format!("node {}'s share was sealed to a key it has not registered", h.node));
+            return refuse(Refusal::MembershipChanged, format!("node {}'s share was sealed to a key it has not registered", h.node));
         }
     }
     if registry::system(tx, &manifest.meta.system)?.is_none() {
-        return refuse(format!("source system `{}` is not registered (art. 12): register it first", manifest.meta.system));
+        return refuse(Refusal::NotRegistered, format!("source system `{}` is not registered (art. 12): register it first", manifest.meta.system));
     }
     let item_key = keys::item(&manifest.item);
     if tx.get(&item_key)?.is_some() {
-        return refuse(format!("item {} already exists", manifest.item));
+        return refuse(Refusal::Duplicate, format!("item {} already exists", manifest.item));
     }
     for c in &manifest.chunks {
         if tx.get(&keys::chunk(&c.name))?.is_some() {
-            return refuse(format!("chunk {} already belongs to an item", c.name));
+            return refuse(Refusal::Duplicate, format!("chunk {} already belongs to an item", c.name));
         }
     }
     let time_ms = stamp(tx, time_ms)?;

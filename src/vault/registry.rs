@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{audit, decode, refuse, stamp, Outcome, StateRead, Tx, VaultError};
+use super::{audit, decode, refuse, stamp, Outcome, Refusal, StateRead, Tx, VaultError};
 use crate::audit::records::{self, Applied, Body, PersonAction, SystemAction};
 use crate::evidence::check_text;
 
@@ -299,14 +299,14 @@ pub fn pending_changes(s: &dyn StateRead) -> Result<Vec<PendingChange>, VaultErr
 }
 
 /// Does `signature` (base64) by the current, unrevoked administrator `by` cover `bytes`?
-fn admin_signed(tx: &Tx<'_>, by: &str, bytes: &[u8], signature: &str) -> Result<Result<(), String>, VaultError> {
+fn admin_signed(tx: &Tx<'_>, by: &str, bytes: &[u8], signature: &str) -> Result<Result<(), (Refusal, String)>, VaultError> {
     let Some(p) = person(tx, by)?.filter(|p| p.has(Role::Admin)) else {
-        return Ok(Err(format!("{by} is not an administrator: only administrators change the registry")));
+        return Ok(Err((Refusal::NotPermitted, format!("{by} is not an administrator: only administrators change the registry"))));
     };
     let key = public_key_bytes(&p.public_key).map_err(VaultError::Unrecordable)?;
-    let Ok(sig) = BASE64.decode(signature) else { return Ok(Err("the signature is not base64".into())) };
+    let Ok(sig) = BASE64.decode(signature) else { return Ok(Err((Refusal::Invalid, "the signature is not base64".into()))) };
     if !crate::crypto::verify_ed25519_remembered(&key, bytes, &sig) {
-        return Ok(Err(format!("the signature does not verify with {by}'s registered key")));
+        return Ok(Err((Refusal::BadSignature, format!("the signature does not verify with {by}'s registered key"))));
     }
     Ok(Ok(()))
 }
@@ -316,28 +316,28 @@ fn admin_signed(tx: &Tx<'_>, by: &str, bytes: &[u8], signature: &str) -> Result<
 pub(super) fn propose(tx: &mut Tx<'_>, proposal: &Proposal, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
     let bytes = match proposal.signing_bytes() {
         Ok(b) => b,
-        Err(e) => return refuse(e),
+        Err(e) => return refuse(Refusal::Invalid, e),
     };
-    if let Err(e) = admin_signed(tx, by, &bytes, signature)? {
-        return refuse(e);
+    if let Err((kind, e)) = admin_signed(tx, by, &bytes, signature)? {
+        return refuse(kind, e);
     }
     let id = proposal.id().map_err(VaultError::Unrecordable)?;
     if pending(tx, &id)?.is_some() {
-        return refuse(format!("change {id} is already filed"));
+        return refuse(Refusal::Duplicate, format!("change {id} is already filed"));
     }
     let time = stamp(tx, time_ms)?;
     if time > proposal.expires_at_ms {
-        return refuse("the proposal has expired");
+        return refuse(Refusal::Expired, "the proposal has expired");
     }
     if proposal.expires_at_ms - time > crate::limits::MAX_GRANT_SECS * 1000 {
-        return refuse(format!("a proposal may stay open at most {} s", crate::limits::MAX_GRANT_SECS));
+        return refuse(Refusal::Invalid, format!("a proposal may stay open at most {} s", crate::limits::MAX_GRANT_SECS));
     }
     if !proposal.change.needs_two() {
         return apply_change(tx, &proposal.change, Some((&id, proposal)), &[(by, signature)], time);
     }
     // Checked now so that a change that could never apply is refused at once (it is checked again on approval).
-    if let Err(why) = check_change(tx, &proposal.change)? {
-        return refuse(why);
+    if let Err((kind, why)) = check_change(tx, &proposal.change)? {
+        return refuse(kind, why);
     }
     let r = records::Registry::Proposal(records::Filed {
         change: id.clone(),
@@ -354,21 +354,21 @@ pub(super) fn propose(tx: &mut Tx<'_>, proposal: &Proposal, by: &str, signature:
 
 /// A second administrator signs a pending change: it applies.
 pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time_ms: u64) -> Result<Outcome, VaultError> {
-    let Some(p) = pending(tx, id)? else { return refuse(format!("no pending registry change {id}")) };
+    let Some(p) = pending(tx, id)? else { return refuse(Refusal::UnknownChange, format!("no pending registry change {id}")) };
     if p.by == by {
-        return refuse("the second signature must be another administrator's: the proposer's own does not count");
+        return refuse(Refusal::NotPermitted, "the second signature must be another administrator's: the proposer's own does not count");
     }
     let bytes = p.proposal.signing_bytes().map_err(VaultError::Unrecordable)?;
-    if let Err(e) = admin_signed(tx, by, &bytes, signature)? {
-        return refuse(e);
+    if let Err((kind, e)) = admin_signed(tx, by, &bytes, signature)? {
+        return refuse(kind, e);
     }
     // The proposer must still be an administrator.
-    if let Err(e) = admin_signed(tx, &p.by, &bytes, &p.signature)? {
-        return refuse(format!("the proposer's signature no longer counts: {e}"));
+    if let Err((_, e)) = admin_signed(tx, &p.by, &bytes, &p.signature)? {
+        return refuse(Refusal::NotPermitted, format!("the proposer's signature no longer counts: {e}"));
     }
     let time = stamp(tx, time_ms)?;
     if time > p.proposal.expires_at_ms {
-        return refuse("the proposal has expired");
+        return refuse(Refusal::Expired, "the proposal has expired");
     }
     tx.delete(keys::change(id));
     apply_change(tx, &p.proposal.change, Some((id, &p.proposal)), &[(&p.by, &p.signature), (by, signature)], time)
@@ -376,8 +376,8 @@ pub(super) fn approve(tx: &mut Tx<'_>, id: &str, by: &str, signature: &str, time
 
 /// The initial registry, written with the cluster's configuration (`cluster init`).
 pub(super) fn initial(tx: &mut Tx<'_>, change: &RegistryChange, time: u64) -> Result<Outcome, VaultError> {
-    if let Err(why) = check_change(tx, change)? {
-        return refuse(why);
+    if let Err((kind, why)) = check_change(tx, change)? {
+        return refuse(kind, why);
     }
     apply_change(tx, change, None, &[], time)
 }
@@ -388,9 +388,9 @@ fn admins(tx: &Tx<'_>) -> Result<BTreeSet<String>, VaultError> {
 }
 
 /// Whether `change` may apply to the registry as it stands.
-fn check_change(tx: &Tx<'_>, change: &RegistryChange) -> Result<Result<(), String>, VaultError> {
+fn check_change(tx: &Tx<'_>, change: &RegistryChange) -> Result<Result<(), (Refusal, String)>, VaultError> {
     if let Err(e) = change.validate() {
-        return Ok(Err(e));
+        return Ok(Err((Refusal::Invalid, e)));
     }
     let key_taken = |tx: &Tx<'_>, key: &str, except: &str| -> Result<Option<String>, VaultError> {
         let key = public_key_bytes(key).map_err(VaultError::Unrecordable)?;
@@ -398,7 +398,7 @@ fn check_change(tx: &Tx<'_>, change: &RegistryChange) -> Result<Result<(), Strin
         // human sign as two officers. Revoked entries still hold theirs.
         Ok(people(tx)?.into_iter().find(|o| o.name != except && public_key_bytes(&o.public_key).is_ok_and(|k| k == key)).map(|o| o.name))
     };
-    let taken = |who: String| format!("this public key is already registered to {who}: every person has a key of their own");
+    let taken = |who: String| (Refusal::Duplicate, format!("this public key is already registered to {who}: every person has a key of their own"));
     // The two-administrator rule must stay satisfiable: never fewer than two.
     let leaves_admins = |tx: &Tx<'_>, name: &str| -> Result<bool, VaultError> {
         let a = admins(tx)?;
@@ -407,7 +407,7 @@ fn check_change(tx: &Tx<'_>, change: &RegistryChange) -> Result<Result<(), Strin
     Ok(match change {
         RegistryChange::AddPerson { person: p } => {
             if person(tx, &p.name)?.is_some() {
-                Err(format!("{} is already registered", p.name))
+                Err((Refusal::Duplicate, format!("{} is already registered", p.name)))
             } else if let Some(who) = key_taken(tx, &p.public_key, &p.name)? {
                 Err(taken(who))
             } else {
@@ -416,15 +416,16 @@ fn check_change(tx: &Tx<'_>, change: &RegistryChange) -> Result<Result<(), Strin
         }
         RegistryChange::RevokePerson { name } | RegistryChange::SetRoles { name, .. } | RegistryChange::ChangeKey { name, .. } => {
             match person(tx, name)? {
-                None => Err(format!("{name} is not registered")),
-                Some(p) if p.revoked => Err(format!("{name} is revoked")),
+                None => Err((Refusal::NotRegistered, format!("{name} is not registered"))),
+                Some(p) if p.revoked => Err((Refusal::NotRegistered, format!("{name} is revoked"))),
                 Some(_) => match change {
                     RegistryChange::RevokePerson { .. } if leaves_admins(tx, name)? => {
-                        Err("the last two administrators cannot be removed: every change to people needs two".into())
+                        Err((Refusal::LastAdministrators, "the last two administrators cannot be removed: every change to people needs two".into()))
                     }
-                    RegistryChange::SetRoles { roles, .. } if !roles.contains(&Role::Admin) && leaves_admins(tx, name)? => {
-                        Err("the last two administrators cannot lose the role: every change to people needs two".into())
-                    }
+                    RegistryChange::SetRoles { roles, .. } if !roles.contains(&Role::Admin) && leaves_admins(tx, name)? => Err((
+                        Refusal::LastAdministrators,
+                        "the last two administrators cannot lose the role: every change to people needs two".into(),
+                    )),
                     RegistryChange::ChangeKey { public_key, .. } => match key_taken(tx, public_key, name)? {
                         Some(who) => Err(taken(who)),
                         None => Ok(()),
@@ -435,14 +436,14 @@ fn check_change(tx: &Tx<'_>, change: &RegistryChange) -> Result<Result<(), Strin
         }
         RegistryChange::AddSystem { system: sys } => {
             if system(tx, &sys.id)?.is_some() {
-                Err(format!("source system {} is already registered", sys.id))
+                Err((Refusal::Duplicate, format!("source system {} is already registered", sys.id)))
             } else {
                 Ok(())
             }
         }
         RegistryChange::BindNode { binding } => match tx.get_json::<super::ClusterConfig>(super::keys::CONFIG)? {
-            None => Err("the cluster is not configured yet".into()),
-            Some(c) => binding.check(&c.cluster_id).map_err(|e| format!("node binding: {e}")),
+            None => Err((Refusal::NotConfigured, "the cluster is not configured yet".into())),
+            Some(c) => binding.check(&c.cluster_id).map_err(|e| (Refusal::Invalid, format!("node binding: {e}"))),
         },
     })
 }
@@ -459,8 +460,8 @@ fn apply_change(
     time: u64,
 ) -> Result<Outcome, VaultError> {
     let id = signed.map(|s| s.0).unwrap_or_default();
-    if let Err(why) = check_change(tx, change)? {
-        return refuse(why);
+    if let Err((kind, why)) = check_change(tx, change)? {
+        return refuse(kind, why);
     }
     let by = signers.first().map(|s| s.0).unwrap_or("cluster init").to_string();
     // What the administrators signed, for every change but the initial registry's.
@@ -489,7 +490,7 @@ fn apply_change(
             records::Registry::Person(applied.with(action))
         }
         RegistryChange::RevokePerson { name } | RegistryChange::SetRoles { name, .. } | RegistryChange::ChangeKey { name, .. } => {
-            let Some(mut p) = person(tx, name)? else { return refuse(format!("{name} is not registered")) };
+            let Some(mut p) = person(tx, name)? else { return refuse(Refusal::NotRegistered, format!("{name} is not registered")) };
             let action = match change {
                 RegistryChange::RevokePerson { .. } => {
                     p.revoked = true;
@@ -503,7 +504,7 @@ fn apply_change(
                     p.public_key = public_key.clone();
                     PersonAction::ChangeKey { name: name.clone(), public_key: public_key.clone() }
                 }
-                _ => return refuse("not a change to a person"),
+                _ => return refuse(Refusal::Invalid, "not a change to a person"),
             };
             tx.put(keys::person(name), serde_json::to_vec(&p).expect("registry records serialise"));
             records::Registry::Person(applied.with(action))

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{access, audit, query, refuse, stamp, Outcome, StateRead, Tx, VaultError};
+use super::{access, audit, query, refuse, stamp, Outcome, Refusal, StateRead, Tx, VaultError};
 use crate::audit::records::{self, Body};
 use crate::evidence::{Holder, ItemId, SubShare};
 
@@ -50,27 +50,27 @@ pub(super) fn contribute(
     envelopes: &[String],
     time_ms: u64,
 ) -> Result<Outcome, VaultError> {
-    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(Refusal::UnknownItem, format!("no item {item}")) };
     if rec.purged.is_some() {
-        return refuse("the item was purged: there is nothing to re-share");
+        return refuse(Refusal::Purged, "the item was purged: there is nothing to re-share");
     }
     let current = query::voters(tx)?;
     if current != voters {
-        return refuse(format!("the voters are {current:?}, not {voters:?}"));
+        return refuse(Refusal::MembershipChanged, format!("the voters are {current:?}, not {voters:?}"));
     }
     let m = &rec.manifest;
     let mut share_keys = Vec::with_capacity(voters.len());
     for v in voters {
         match query::share_key(tx, *v)? {
             Some(k) => share_keys.push(hex::encode(k)),
-            None => return refuse(format!("voter {v} has not registered its share key yet")),
+            None => return refuse(Refusal::MembershipChanged, format!("voter {v} has not registered its share key yet")),
         }
     }
     if held_by(m, voters, &share_keys) {
-        return refuse("the voters already hold this item's key");
+        return refuse(Refusal::AlreadyDone, "the voters already hold this item's key");
     }
     let Some(dealer) = m.holders.iter().find(|h| h.node == from && (!h.envelope.is_empty() || !h.parts.is_empty())) else {
-        return refuse(format!("node {from} holds no share of item {item}"));
+        return refuse(Refusal::NotPermitted, format!("node {from} holds no share of item {item}"));
     };
     let from_x = dealer.x;
     let mut p = match pending(tx, item)? {

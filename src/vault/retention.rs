@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::registry::{self, Role};
-use super::{access, audit, keys, query, refuse, stamp, ClusterConfig, ItemRecord, Outcome, Tx, VaultError};
+use super::{access, audit, keys, query, refuse, stamp, ClusterConfig, ItemRecord, Outcome, Refusal, Tx, VaultError};
 use crate::audit::records::{self, Body};
 use crate::evidence::{ItemId, Retention};
 
@@ -39,14 +39,14 @@ fn updated(rec: &ItemRecord, leaf_index: u64) -> Outcome {
 /// Places a legal hold (officers, approvers and administrators may).
 pub(super) fn hold(tx: &mut Tx<'_>, item: &ItemId, by: &str, reason: &str, time_ms: u64) -> Result<Outcome, VaultError> {
     if let Err(e) = crate::evidence::check_text("reason", reason, true) {
-        return refuse(e);
+        return refuse(Refusal::Invalid, e);
     }
     if !may(tx, by, &[Role::Officer, Role::Approver, Role::EmergencyApprover, Role::Admin])? {
-        return refuse(format!("{by} may not place a legal hold"));
+        return refuse(Refusal::NotPermitted, format!("{by} may not place a legal hold"));
     }
-    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(Refusal::UnknownItem, format!("no item {item}")) };
     if rec.hold.is_some() {
-        return refuse("the item is already on hold");
+        return refuse(Refusal::AlreadyDone, "the item is already on hold");
     }
     let time = stamp(tx, time_ms)?;
     rec.hold = Some(Hold { reason: reason.to_string(), by: by.to_string(), since_ms: time });
@@ -59,11 +59,11 @@ pub(super) fn hold(tx: &mut Tx<'_>, item: &ItemId, by: &str, reason: &str, time_
 /// Releases a legal hold (approvers and administrators only).
 pub(super) fn release(tx: &mut Tx<'_>, item: &ItemId, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
     if !may(tx, by, &[Role::Approver, Role::Admin])? {
-        return refuse(format!("{by} may not release a legal hold"));
+        return refuse(Refusal::NotPermitted, format!("{by} may not release a legal hold"));
     }
-    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(Refusal::UnknownItem, format!("no item {item}")) };
     if rec.hold.is_none() {
-        return refuse("the item is not on hold");
+        return refuse(Refusal::AlreadyDone, "the item is not on hold");
     }
     let time = stamp(tx, time_ms)?;
     rec.hold = None;
@@ -76,15 +76,18 @@ pub(super) fn release(tx: &mut Tx<'_>, item: &ItemId, by: &str, time_ms: u64) ->
 /// Moves an item to a longer retention class. Shortening is refused.
 pub(super) fn extend(tx: &mut Tx<'_>, item: &ItemId, to: Retention, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
     if !may(tx, by, &[Role::Officer, Role::Approver, Role::EmergencyApprover, Role::Admin])? {
-        return refuse(format!("{by} may not extend retention"));
+        return refuse(Refusal::NotPermitted, format!("{by} may not extend retention"));
     }
     let Some(config) = tx.get_json::<ClusterConfig>(keys::CONFIG)? else {
-        return refuse("the cluster is not configured yet");
+        return refuse(Refusal::NotConfigured, "the cluster is not configured yet");
     };
-    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(Refusal::UnknownItem, format!("no item {item}")) };
     let until = rec.deposited_at_ms.saturating_add(config.retention.period_secs(to).saturating_mul(1000));
     if until <= rec.retain_until_ms {
-        return refuse(format!("retention only grows: {to} would end at or before the current {}", audit::rfc3339(rec.retain_until_ms)));
+        return refuse(
+            Refusal::RetentionShrinks,
+            format!("retention only grows: {to} would end at or before the current {}", audit::rfc3339(rec.retain_until_ms)),
+        );
     }
     let time = stamp(tx, time_ms)?;
     let from = rec.manifest.meta.retention;
@@ -107,29 +110,32 @@ pub(super) fn extend(tx: &mut Tx<'_>, item: &ItemId, to: Retention, by: &str, ti
 /// are no longer named by any manifest (every node deletes them); metadata and
 /// the audit trail stay, with a `purge` record.
 pub(super) fn purge(tx: &mut Tx<'_>, item: &ItemId, request: &str, by: &str, time_ms: u64) -> Result<Outcome, VaultError> {
-    let Some(req) = access::request(tx, request)? else { return refuse(format!("no request {request}")) };
+    let Some(req) = access::request(tx, request)? else { return refuse(Refusal::UnknownRequest, format!("no request {request}")) };
     if req.grant.is_none() || req.request.action != crate::approval::Action::Purge {
-        return refuse("purging needs a granted `purge` request");
+        return refuse(Refusal::WrongGrant, "purging needs a granted `purge` request");
     }
-    if let Some(why) = access::grant_ended(tx, &req, time_ms)? {
-        return refuse(why);
+    if let Some((kind, why)) = access::grant_ended(tx, &req, time_ms)? {
+        return refuse(kind, why);
     }
     if req.request.item != *item {
-        return refuse("the grant is for another item");
+        return refuse(Refusal::WrongGrant, "the grant is for another item");
     }
     if !req.request.participants.iter().any(|p| p == by) {
-        return refuse(format!("{by} is not a participant of this grant"));
+        return refuse(Refusal::NotPermitted, format!("{by} is not a participant of this grant"));
     }
-    let Some(mut rec) = query::item(tx, item)? else { return refuse(format!("no item {item}")) };
+    let Some(mut rec) = query::item(tx, item)? else { return refuse(Refusal::UnknownItem, format!("no item {item}")) };
     if rec.purged.is_some() {
-        return refuse("the item was already purged");
+        return refuse(Refusal::AlreadyDone, "the item was already purged");
     }
     if rec.hold.is_some() {
-        return refuse("the item is on legal hold: nothing may be destroyed");
+        return refuse(Refusal::OnHold, "the item is on legal hold: nothing may be destroyed");
     }
     let time = stamp(tx, time_ms)?;
     if time < rec.retain_until_ms {
-        return refuse(format!("the item is inside its retention period until {} (art. 14(7), 15(3))", audit::rfc3339(rec.retain_until_ms)));
+        return refuse(
+            Refusal::InsideRetention,
+            format!("the item is inside its retention period until {} (art. 14(7), 15(3))", audit::rfc3339(rec.retain_until_ms)),
+        );
     }
     let chunks: Vec<crate::evidence::ChunkName> = rec.manifest.chunks.iter().map(|c| c.name).collect();
     for c in &chunks {

@@ -24,24 +24,24 @@ fn one_peer_cannot_take_every_connection_nor_hold_one_without_a_request() {
     c.wait_leader(1);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        // Every connection one address may have, held open.
+        // Every connection one certificate may have, held open.
         let mut held = Vec::new();
         for _ in 0..custody::limits::MAX_CONNECTIONS_PER_PEER {
-            held.push(c.connect_from("dave", 1, [127, 0, 0, 1]).await);
+            held.push(c.connect_as("dave", 1).await);
         }
-        // One more from that address: a clear answer, then closed.
-        let mut over = c.connect_from("dave", 1, [127, 0, 0, 1]).await;
+        // One more for it: a clear answer, then closed.
+        let mut over = c.connect_as("dave", 1).await;
         let (status, body) = healthz(&mut over).await;
         assert_eq!(status, 503, "{body}");
         assert!(body.contains("urn:custody:too-many-connections"), "{body}");
-        // Another address is served meanwhile.
-        let (status, body) = healthz(&mut c.connect_from("dave", 1, [127, 0, 0, 2]).await).await;
+        // Another certificate is served meanwhile.
+        let (status, body) = healthz(&mut c.connect_as("alice", 1).await).await;
         assert_eq!(status, 200, "{body}");
-        // One given back: the first address is served again.
+        // One given back: the first certificate is served again.
         drop(held.pop());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (status, _) = healthz(&mut c.connect_from("dave", 1, [127, 0, 0, 1]).await).await;
+            let (status, _) = healthz(&mut c.connect_as("dave", 1).await).await;
             if status == 200 {
                 break;
             }
@@ -51,10 +51,10 @@ fn one_peer_cannot_take_every_connection_nor_hold_one_without_a_request() {
         drop(held);
 
         // Half a request head, then nothing: closed after the header timeout, while others are served.
-        let mut slow = c.connect_from("dave", 1, [127, 0, 0, 3]).await;
+        let mut slow = c.connect_as("dave", 1).await;
         slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n").await.unwrap();
         let started = Instant::now();
-        let (status, _) = healthz(&mut c.connect_from("dave", 1, [127, 0, 0, 4]).await).await;
+        let (status, _) = healthz(&mut c.connect_as("alice", 1).await).await;
         assert_eq!(status, 200);
         let mut buf = Vec::new();
         let limit = Duration::from_secs(custody::limits::HEADER_READ_TIMEOUT_SECS + 10);

@@ -178,16 +178,9 @@ impl Cluster {
 
     /// A TLS connection to node `id`, presenting `user`'s client certificate.
     pub async fn connect_as(&self, user: &str, id: u64) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-        self.connect_from(user, id, [127, 0, 0, 1]).await
-    }
-
-    /// [`Cluster::connect_as`] from the loopback address `source` (any of 127.0.0.0/8).
-    pub async fn connect_from(&self, user: &str, id: u64, source: [u8; 4]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let p = self.path().join("profiles");
         let cfg = crate::tls::config(&self.path().join("certs/ca.pem"), Some((&p.join(format!("{user}.pem")), &p.join(format!("{user}.key")))));
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind((std::net::Ipv4Addr::from(source), 0).into()).unwrap();
-        let tcp = socket.connect(([127, 0, 0, 1], self.base_port + id as u16 - 1).into()).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.base_port + id as u16 - 1)).await.unwrap();
         tokio_rustls::TlsConnector::from(cfg).connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap()
     }
 

@@ -18,10 +18,14 @@ fn purge_is_refused_inside_retention_and_under_hold_and_leaves_a_verifiable_reco
     let p = |u: &str| c.profile(u);
     let req = c.grant(&item, "purge");
     let purge = || c.cli(&p("alice"), &["purge", &item, "--request", &req]);
-    assert_eq!(purge().status.code(), Some(1), "inside retention: refused");
+    let problem = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(1), "refused: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["problem"].as_str().map(str::to_string)
+    };
+    assert_eq!(problem(purge()).as_deref(), Some("urn:custody:inside-retention"), "inside retention: refused");
     c.cli_json(&p("alice"), &["hold", &item, "--reason", "appeal"]);
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(purge().status.code(), Some(1), "under hold: refused");
+    assert_eq!(problem(purge()).as_deref(), Some("urn:custody:on-hold"), "under hold: refused");
     let shown = c.cli_json(&p("alice"), &["show", &item]);
     for id in 1..=3 {
         assert!(c.holds_item(id, &shown["item"]), "nothing was destroyed by the refused purges");

@@ -34,8 +34,10 @@ fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
     write_clip(&clip, 2000, 1);
     let dep = |system: &str| c.cli(&alice, &["deposit", clip.to_str().unwrap(), "--case", "r", "--system", system, "--retention", "standard"]);
     let out = dep("cam-new");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "a refused deposit is a negative verdict: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not registered"), "{}", String::from_utf8_lossy(&out.stderr));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((said["exit_code"].as_u64(), said["problem"].as_str()), (Some(1), Some("urn:custody:not-registered")), "{said}");
     assert!(c.items(&alice).is_empty());
     // The administrator files it; now the deposit goes through.
     let r = c.cli_json(&admin, &sys);
@@ -88,6 +90,6 @@ fn only_administrators_change_the_registry_and_deposits_need_a_filed_system() {
 
     // Membership changes need the admin role too.
     let out = c.cli(&alice, &["cluster", "remove-node", "--id", "3"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "refused: a negative verdict");
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin"));
 }

@@ -250,7 +250,7 @@ fn the_last_two_administrators_stay() {
         registry::RegistryChange::SetRoles { name: "admin2".into(), roles: [registry::Role::Officer].into_iter().collect() },
     ] {
         let out = s.run(&propose("admin", &proposal(change, 1), 1));
-        assert!(matches!(&out, Outcome::Refused { reason } if reason.contains("last two")), "{out:?}");
+        assert!(matches!(&out, Outcome::Refused { reason: Refusal::LastAdministrators, detail } if detail.contains("last two")), "{out:?}");
     }
     // With a third, one may go; then the two left stay.
     registry_change(&mut s, registry::RegistryChange::AddPerson { person: person("admin3", "admin") }, 2);
@@ -277,7 +277,7 @@ fn a_deposit_must_name_a_registered_source_system() {
     m.meta.system = "cam-unfiled".into();
     sign_manifest(&mut m, "dora");
     let out = s.run(&Command::Seal { manifest: m, time_ms: 1 });
-    assert!(matches!(&out, Outcome::Refused { reason } if reason.contains("not registered")), "{out:?}");
+    assert!(matches!(&out, Outcome::Refused { reason: Refusal::NotRegistered, detail } if detail.contains("not registered")), "{out:?}");
     assert!(matches!(s.run(&Command::Seal { manifest: manifest(1, 10), time_ms: 1 }), Outcome::Sealed { .. }));
 }
 

@@ -81,12 +81,12 @@ fn record_access(request: &str, item: ItemId, by: &str, time_ms: u64) -> Command
     Command::RecordAccess { request: request.into(), item, by: by.into(), fetch_key: FETCH_KEY.into(), signature, time_ms }
 }
 
-fn refused_and_unchanged(s: &mut MemState, cmd: &Command) -> String {
+fn refused_and_unchanged(s: &mut MemState, cmd: &Command) -> (Refusal, String) {
     let before = s.0.clone();
     let out = s.run(cmd);
-    let Outcome::Refused { reason } = out else { panic!("not refused: {out:?}") };
-    assert_eq!(s.0, before, "a refused command changed state ({reason})");
-    reason
+    let Outcome::Refused { reason, detail } = out else { panic!("not refused: {out:?}") };
+    assert_eq!(s.0, before, "a refused command changed state ({reason}: {detail})");
+    (reason, detail)
 }
 
 /// The crash of issue 13 §3: an expiry near 2^53 passed the old checks, and
@@ -125,8 +125,8 @@ fn one_public_key_belongs_to_one_person() {
     let mut twin = person("alice2", "officer");
     twin.public_key = person("alice", "officer").public_key;
     let cmd = propose("admin", &proposal(registry::RegistryChange::AddPerson { person: twin }, NOW), NOW);
-    let why = refused_and_unchanged(&mut s, &cmd);
-    assert!(why.contains("alice"), "{why}");
+    let (kind, why) = refused_and_unchanged(&mut s, &cmd);
+    assert!(kind == Refusal::Duplicate && why.contains("alice"), "{why}");
     // Revoked people keep their key: it cannot be reissued under another name.
     let out = registry_change(&mut s, registry::RegistryChange::RevokePerson { name: "alice".into() }, NOW);
     assert!(matches!(out, Outcome::RegistryStatus { applied: true, .. }), "{out:?}");
@@ -178,8 +178,8 @@ fn a_grant_serves_as_many_fetches_as_its_request_names() {
     grant(&mut s, &once);
     assert!(matches!(access(&mut s, &once, NOW + 1), Outcome::AccessRecorded { .. }));
     let cmd = record_access(&once.id().unwrap(), item, "bob", NOW + 2);
-    let why = refused_and_unchanged(&mut s, &cmd);
-    assert!(why.contains("all used"), "{why}");
+    let (kind, why) = refused_and_unchanged(&mut s, &cmd);
+    assert!(kind == Refusal::GrantSpent && why.contains("all used"), "{why}");
 
     let mut thrice = request(item, NOW + 1000, 3);
     thrice.nonce = "cd".repeat(16);
@@ -205,8 +205,8 @@ fn revoking_a_signer_ends_an_unused_grant() {
         registry_change(&mut s, registry::RegistryChange::RevokePerson { name: signer.into() }, NOW);
         let by = if signer == "bob" { "alice" } else { "bob" };
         let cmd = record_access(&req.id().unwrap(), item, by, NOW + 1);
-        let why = refused_and_unchanged(&mut s, &cmd);
-        assert!(why.contains("revoked"), "{signer}: {why}");
+        let (kind, why) = refused_and_unchanged(&mut s, &cmd);
+        assert!(kind == Refusal::NotGranted && why.contains("revoked"), "{signer}: {why}");
     }
 }
 
@@ -301,20 +301,20 @@ fn a_deposit_splits_its_key_over_the_voters_registered_keys_and_is_the_depositor
     let mut swapped = manifest(2, 10);
     swapped.holders[1].share_key = hex::encode(mallory.public_key());
     sign_manifest(&mut swapped, "dora");
-    let why = refused_and_unchanged(&mut s, &Command::Seal { manifest: swapped, time_ms: NOW });
-    assert!(why.contains("has not registered"), "{why}");
+    let (kind, why) = refused_and_unchanged(&mut s, &Command::Seal { manifest: swapped, time_ms: NOW });
+    assert!(kind == Refusal::MembershipChanged && why.contains("has not registered"), "{why}");
 
     let mut fewer = manifest(2, 10);
     fewer.holders.pop();
     sign_manifest(&mut fewer, "dora");
-    let why = refused_and_unchanged(&mut s, &Command::Seal { manifest: fewer, time_ms: NOW });
-    assert!(why.contains("voters"), "{why}");
+    let (kind, why) = refused_and_unchanged(&mut s, &Command::Seal { manifest: fewer, time_ms: NOW });
+    assert!(kind == Refusal::MembershipChanged && why.contains("voters"), "{why}");
 
     let mut forged = manifest(2, 10);
     sign_manifest(&mut forged, "leader");
     forged.depositor = "dora".into();
-    let why = refused_and_unchanged(&mut s, &Command::Seal { manifest: forged, time_ms: NOW });
-    assert!(why.contains("not signed"), "{why}");
+    let (kind, why) = refused_and_unchanged(&mut s, &Command::Seal { manifest: forged, time_ms: NOW });
+    assert!(kind == Refusal::BadSignature && why.contains("not signed"), "{why}");
 
     // What the depositor signed is what is sealed: a changed hash no longer verifies.
     let mut altered = manifest(2, 10);
@@ -335,8 +335,8 @@ fn an_access_is_signed_by_its_fetcher_and_found_by_its_leaf() {
         let statement = crate::evidence::AccessStatement { item, request: req.id().unwrap(), fetcher: "bob".into(), fetch_key: FETCH_KEY.into() };
         *signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of("leader").sign(&statement.signing_bytes().unwrap()));
     }
-    let why = refused_and_unchanged(&mut s, &forged);
-    assert!(why.contains("not signed"), "{why}");
+    let (kind, why) = refused_and_unchanged(&mut s, &forged);
+    assert!(kind == Refusal::BadSignature && why.contains("not signed"), "{why}");
     let mut other_key = record_access(&req.id().unwrap(), item, "bob", NOW + 1);
     if let Command::RecordAccess { fetch_key, .. } = &mut other_key {
         *fetch_key = "1e".repeat(32);
@@ -472,22 +472,29 @@ fn a_node_key_needs_an_administrators_signature_and_the_nodes_own_proofs() {
     let p = proposal(bind(binding(4)), NOW);
     // Made up by a leader: no administrator signed it.
     let forged = Command::ProposeRegistry { proposal: p.clone(), by: "admin".into(), signature: signed("admin2", &p), time_ms: NOW };
-    assert!(refused_and_unchanged(&mut s, &forged).contains("does not verify with admin's registered key"));
+    assert_eq!(
+        refused_and_unchanged(&mut s, &forged),
+        (Refusal::BadSignature, "the signature does not verify with admin's registered key".to_string())
+    );
     // Signed, but by someone who is not an administrator.
-    assert!(refused_and_unchanged(&mut s, &propose("dora", &p, NOW)).contains("not an administrator"));
+    let (kind, why) = refused_and_unchanged(&mut s, &propose("dora", &p, NOW));
+    assert!(kind == Refusal::NotPermitted && why.contains("not an administrator"), "{why}");
     // A checkpoint key the node does not hold: its proof does not verify.
     let mut stolen = binding(4);
     let name = nodes::checkpoint_key_name("c1", 4);
     stolen.keys.checkpoint_key =
         crate::audit::VerifierKey::from_public_key(&name, *checkpoint_signer(2).verifier_key().public_key()).unwrap().to_string();
-    assert!(refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(stolen), NOW), NOW)).contains("checkpoint proof does not verify"));
+    let (kind, why) = refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(stolen), NOW), NOW));
+    assert!(kind == Refusal::Invalid && why.contains("checkpoint proof does not verify"), "{why}");
     // Another node's share key slipped in: the proofs were over other bytes.
     let mut foreign_key = binding(4);
     foreign_key.keys.share_key = hex::encode(share_secret(1).public_key());
-    assert!(refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(foreign_key), NOW), NOW)).contains("proof does not verify"));
+    let (kind, why) = refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(foreign_key), NOW), NOW));
+    assert!(kind == Refusal::Invalid && why.contains("proof does not verify"), "{why}");
     // Node 5's certificate (signed with its key) presented as node 4's.
     let other = binding_with_cert(4, 5);
-    assert!(refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(other), NOW), NOW)).contains("not node 4's"));
+    let (kind, why) = refused_and_unchanged(&mut s, &propose("admin", &proposal(bind(other), NOW), NOW));
+    assert!(kind == Refusal::Invalid && why.contains("not node 4's"), "{why}");
     assert!(query::node_keys(&s).unwrap().iter().all(|(id, _)| *id != 4));
     // One administrator's signature over the node's own proofs: bound, and recorded.
     let b = binding(4);
