@@ -63,6 +63,11 @@ pub const HEADER_READ_TIMEOUT_SECS: u64 = 20;
 /// stalled upload), and a connection whose client reads no byte of its
 /// answer for this long is closed (a client that stopped reading a fetch).
 pub const CONNECTION_IDLE_TIMEOUT_SECS: u64 = 120;
+/// Largest JSON body a `/v1` route takes (deposits stream their clip outside
+/// this; the largest JSON a person sends is a registry proposal or a request).
+pub const MAX_JSON_BODY_BYTES: usize = 256 * 1024;
+/// Deepest nesting of arrays and objects a JSON body may have.
+pub const MAX_JSON_DEPTH: usize = 32;
 /// Clients drop pooled connections idle this long: well before a server's
 /// [`HEADER_READ_TIMEOUT_SECS`], so no request goes out on a connection the
 /// server is closing.

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
+use super::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;

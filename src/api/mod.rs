@@ -9,6 +9,7 @@ pub mod access;
 mod audit;
 mod edge;
 mod internal;
+mod json;
 mod ops;
 mod problem;
 pub mod registry;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 
 use crate::node::Node;
 use crate::tls::Acceptor;
+pub use json::Json;
 pub use problem::ApiError;
 
 /// How long a client may take to finish the TLS handshake.
@@ -85,6 +87,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/login", post(session::login))
         // What this node states about its keys, for the administrator who binds it (docs/KEYS.md §7).
         .route("/v1/node/binding", get(v1::node_binding))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::limits::MAX_JSON_BODY_BYTES))
         // For operators' tools: any certificate of the cluster's CA, no session (api/ops.rs).
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

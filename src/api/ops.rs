@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use super::Json;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Serialize;
 
 use super::ApiError;

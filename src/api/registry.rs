@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use super::Json;
 use axum::extract::{Path, State};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;

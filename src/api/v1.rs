@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::{Extension, Json};
+use axum::Extension;
 use hyper::Method;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
