@@ -14,6 +14,7 @@ mod ops;
 mod problem;
 pub mod registry;
 pub mod session;
+mod tiles;
 pub mod v1;
 pub mod witness;
 
@@ -92,7 +93,14 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
-    internal.merge(v1).fallback(problem::not_found).layer(axum::middleware::from_fn(edge::body_idle_timeout)).with_state(node)
+    // The standard read-only view of the audit log (C2SP tlog-tiles, api/tiles.rs): no
+    // session, so mirrors and monitors need no login; a node's or a registered person's
+    // certificate, the same readers as /v1's audit routes.
+    let tlog = Router::new()
+        .route("/tlog/checkpoint", get(tiles::checkpoint))
+        .route("/tlog/tile/{*path}", get(tiles::tile))
+        .route_layer(axum::middleware::from_fn_with_state(node.clone(), tiles::require_reader));
+    internal.merge(v1).merge(tlog).fallback(problem::not_found).layer(axum::middleware::from_fn(edge::body_idle_timeout)).with_state(node)
 }
 
 /// Accepts connections until the task is aborted. A connection whose peer

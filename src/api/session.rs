@@ -61,6 +61,21 @@ impl Caller {
     }
 }
 
+/// Who may read the audit log without a session (`/tlog`, api/tiles.rs): a
+/// node's certificate, or the certificate of a registered, unrevoked person
+/// (anyone who may log in and read the log through `/v1`). A certificate the
+/// CA issued to a name the registry does not hold, or holds revoked, is refused.
+pub fn require_reader(node: &Node, caller: &Caller) -> Result<(), ApiError> {
+    if caller.node().is_some() {
+        return Ok(());
+    }
+    let (user, _) = caller.user()?;
+    match registry::person(node.state(), user).map_err(ApiError::internal)? {
+        Some(p) if !p.revoked => Ok(()),
+        _ => Err(ApiError::forbidden(format!("{user} is not a registered, unrevoked person"))),
+    }
+}
+
 /// A handler takes its [`Principal`] as an argument; the session check put it
 /// on the request. A route the check does not guard has none, and answers 401
 /// rather than act for no one.

@@ -15,6 +15,8 @@
 
 pub use custody_verify::{bundle, heads, jcs, merkle, note, records, strict, trail};
 
+pub mod tiles;
+
 pub use jcs::{canonicalize, to_canonical_bytes, to_canonical_string, JcsError};
 pub use merkle::{
     append_writes, consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root, verify_consistency, verify_inclusion, Hash, MemStore,

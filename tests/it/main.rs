@@ -18,6 +18,7 @@ mod scrub;
 mod service;
 mod session;
 mod storage;
+mod tiles;
 mod tls;
 mod verify;
 mod witness;

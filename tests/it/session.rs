@@ -210,4 +210,13 @@ fn every_published_v1_route_but_login_refuses_without_a_session() {
     assert_eq!(status_of(&res), "200", "a node's binding needs no session: {res}");
     let res = answer(as_node, "GET", "/v1/node/binding", None);
     assert_eq!(status_of(&res), "403", "but a person's certificate: {res}");
+    // Outside /v1, deliberately: the tlog-tiles view needs no session, only a node's or a
+    // registered, unrevoked person's certificate (api/tiles.rs, THREAT_MODEL.md).
+    crate::harness::wait_until("a published checkpoint", std::time::Duration::from_secs(30), || {
+        (status_of(&answer(as_user("alice"), "GET", "/tlog/checkpoint", None)) == "200").then_some(())
+    });
+    for path in ["/tlog/checkpoint", "/tlog/tile/0/000.p/1", "/tlog/tile/entries/000.p/1"] {
+        let res = answer(as_user("alice"), "GET", path, None);
+        assert_eq!(status_of(&res), "200", "{path} without a session: {res}");
+    }
 }
