@@ -78,4 +78,13 @@ fn the_tlog_checkpoint_is_plain_text_without_a_session() {
     let lower = res.to_ascii_lowercase();
     assert!(lower.contains("content-type: text/plain; charset=utf-8") && lower.contains("cache-control: no-cache"), "{res}");
     assert!(res.contains("\n\u{2014} "), "the note's signature lines: {res}");
+    // A person revoked from the registry reads nothing more, session or not.
+    let get_as = |user: &str| {
+        let cfg = config(&ca, Some((&p.join(format!("{user}.pem")), &p.join(format!("{user}.key")))));
+        raw_request(c.base_port, cfg, "GET /tlog/checkpoint HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n".into()).unwrap()
+    };
+    assert!(get_as("dave").starts_with("HTTP/1.1 200"));
+    assert_eq!(c.registry_change(&["registry", "revoke", "dave"])["status"], "applied");
+    let res = get_as("dave");
+    assert!(res.starts_with("HTTP/1.1 403") && res.contains("urn:custody:forbidden"), "{res}");
 }
