@@ -24,6 +24,8 @@ fn purge_is_refused_inside_retention_and_under_hold_and_leaves_a_verifiable_reco
     };
     assert_eq!(problem(purge()).as_deref(), Some("urn:custody:inside-retention"), "inside retention: refused");
     c.cli_json(&p("alice"), &["hold", &item, "--reason", "appeal"]);
+    let again = c.cli(&p("alice"), &["hold", &item, "--reason", "appeal"]);
+    assert_eq!(problem(again).as_deref(), Some("urn:custody:already-done"), "a second hold: 409, still a refusal (exit 1)");
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(problem(purge()).as_deref(), Some("urn:custody:on-hold"), "under hold: refused");
     let shown = c.cli_json(&p("alice"), &["show", &item]);

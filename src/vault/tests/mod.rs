@@ -184,7 +184,7 @@ fn only_administrators_change_the_registry_and_every_change_is_recorded() {
     for by in ["mallory", "alice"] {
         let before = s.0.clone();
         let out = s.run(&propose(by, &proposal(add(person("eve", "admin")), 2), 2));
-        assert!(matches!(out, Outcome::Refused { .. }), "{by} changed the registry");
+        assert!(matches!(out, Outcome::Refused { reason: Refusal::NotPermitted, .. }), "{by} changed the registry: {out:?}");
         assert_eq!(s.0, before);
     }
     // A revoked admin can no longer change it (after a third took their place).
@@ -193,7 +193,7 @@ fn only_administrators_change_the_registry_and_every_change_is_recorded() {
     s.run(&propose("root2", &p, 4));
     assert!(matches!(s.run(&approve_change("admin2", &p, 4)), Outcome::RegistryStatus { applied: true, .. }));
     let out = s.run(&propose("admin", &proposal(add(person("zed", "officer")), 5), 5));
-    assert!(matches!(out, Outcome::Refused { .. }));
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::NotPermitted, .. }), "{out:?}");
     assert!(registry::person(&s, "admin").unwrap().unwrap().revoked);
 }
 
@@ -208,27 +208,31 @@ fn a_change_to_people_needs_two_administrators_signatures() {
     assert!(registry::person(&s, "erin").unwrap().is_none(), "one administrator's signature applied a change to people");
     // The proposer's own second signature does not count.
     let before = s.0.clone();
-    assert!(matches!(s.run(&approve_change("admin", &p, 11)), Outcome::Refused { .. }));
+    let out = s.run(&approve_change("admin", &p, 11));
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::NotPermitted, .. }), "{out:?}");
     assert_eq!(s.0, before);
     // A signature the leader makes up (by another key) is refused, in apply, on every node.
     let mut forged = approve_change("admin2", &p, 11);
     if let Command::ApproveRegistry { signature, .. } = &mut forged {
         *signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_of("leader").sign(&p.signing_bytes().unwrap()));
     }
-    assert!(matches!(s.run(&forged), Outcome::Refused { .. }));
+    let out = s.run(&forged);
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::BadSignature, .. }), "{out:?}");
     let unsigned = Command::ProposeRegistry {
         proposal: proposal(registry::RegistryChange::RevokePerson { name: "dora".into() }, 12),
         by: "admin".into(),
         signature: String::new(),
         time_ms: 12,
     };
-    assert!(matches!(s.run(&unsigned), Outcome::Refused { .. }), "an unsigned change");
+    let out = s.run(&unsigned);
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::BadSignature, .. }), "an unsigned change: {out:?}");
     assert_eq!(s.0, before);
     // The second administrator's signature applies it.
     assert!(matches!(s.run(&approve_change("admin2", &p, 12)), Outcome::RegistryStatus { applied: true, .. }));
     assert!(registry::person(&s, "erin").unwrap().is_some());
     assert!(registry::pending(&s, &p.id().unwrap()).unwrap().is_none(), "applied once");
-    assert!(matches!(s.run(&approve_change("admin2", &p, 13)), Outcome::Refused { .. }), "and never again");
+    let out = s.run(&approve_change("admin2", &p, 13));
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::UnknownChange, .. }), "and never again: {out:?}");
     // A source system needs one signature.
     let sys = registry::SourceSystem { id: "cam-2".into(), filing: "F-2".into(), operator: "op".into(), location: "gate".into() };
     assert!(matches!(
@@ -238,7 +242,8 @@ fn a_change_to_people_needs_two_administrators_signatures() {
     // Past its expiry a proposal no longer applies.
     let late = proposal(registry::RegistryChange::RevokePerson { name: "dora".into() }, 20);
     s.run(&propose("admin", &late, 20));
-    assert!(matches!(s.run(&approve_change("admin2", &late, late.expires_at_ms + 1)), Outcome::Refused { .. }));
+    let out = s.run(&approve_change("admin2", &late, late.expires_at_ms + 1));
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::Expired, .. }), "{out:?}");
 }
 
 #[test]
@@ -258,15 +263,14 @@ fn the_last_two_administrators_stay() {
         registry_change(&mut s, registry::RegistryChange::RevokePerson { name: "admin3".into() }, 3),
         Outcome::RegistryStatus { applied: true, .. }
     ));
-    assert!(matches!(
-        s.run(&propose("admin", &proposal(registry::RegistryChange::RevokePerson { name: "admin2".into() }, 4), 4)),
-        Outcome::Refused { .. }
-    ));
+    let out = s.run(&propose("admin", &proposal(registry::RegistryChange::RevokePerson { name: "admin2".into() }, 4), 4));
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::LastAdministrators, .. }), "{out:?}");
     // And a cluster cannot start with fewer than two.
     let mut one = MemState::default();
     let Command::Configure { config, mut registry, time_ms } = configure(100) else { unreachable!() };
     registry.people.retain(|p| p.name != "admin2");
-    assert!(matches!(one.run(&Command::Configure { config, registry, time_ms }), Outcome::Refused { .. }));
+    let out = one.run(&Command::Configure { config, registry, time_ms });
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::Invalid, .. }), "{out:?}");
 }
 
 #[test]
@@ -330,7 +334,7 @@ fn sign_manifest(m: &mut Manifest, by: &str) {
 fn seal_needs_a_configured_cluster() {
     let mut s = MemState::default();
     let out = s.run(&Command::Seal { manifest: manifest(1, 10), time_ms: 5 });
-    assert!(matches!(out, Outcome::Refused { .. }));
+    assert!(matches!(out, Outcome::Refused { reason: Refusal::NotConfigured, .. }), "{out:?}");
     assert!(s.0.is_empty(), "a refused command changes nothing");
 }
 
@@ -365,10 +369,12 @@ fn duplicate_items_and_shared_chunks_are_refused() {
     let m = manifest(1, 10);
     assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: 1 }), Outcome::Sealed { .. }));
     let before = s.0.clone();
-    assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: 2 }), Outcome::Refused { .. }));
+    assert!(matches!(s.run(&Command::Seal { manifest: m.clone(), time_ms: 2 }), Outcome::Refused { reason: Refusal::Duplicate, .. }));
     let mut other = manifest(2, 10);
     other.chunks[0].name = m.chunks[0].name;
-    assert!(matches!(s.run(&Command::Seal { manifest: other, time_ms: 3 }), Outcome::Refused { .. }));
+    sign_manifest(&mut other, "dora"); // refused for the chunk, not for a broken signature
+    let out = s.run(&Command::Seal { manifest: other, time_ms: 3 });
+    assert!(matches!(&out, Outcome::Refused { reason: Refusal::Duplicate, detail } if detail.contains("already belongs")), "{out:?}");
     assert_eq!(s.0, before);
 }
 
@@ -378,13 +384,13 @@ fn malformed_manifests_are_refused_inside_apply() {
     s.run(&configure(100));
     let mut m = manifest(1, 10);
     m.size = 11; // sizes no longer add up
-    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { .. }));
+    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { reason: Refusal::Invalid, .. }));
     let mut m = manifest(1, CHUNK_SIZE_BYTES * 2);
     m.chunks.pop(); // truncated chunk list
-    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { .. }));
+    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { reason: Refusal::Invalid, .. }));
     let mut m = manifest(1, 10);
     m.meta.case = String::new();
-    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { .. }));
+    assert!(matches!(s.run(&Command::Seal { manifest: m, time_ms: 1 }), Outcome::Refused { reason: Refusal::Invalid, .. }));
     assert!(query::items(&s).unwrap().is_empty());
 }
 
@@ -419,7 +425,7 @@ fn a_batch_applies_each_command_as_its_own_entry_would() {
     batched.run(&configure(100));
     let out = batched.run(&Command::Batch { commands: cmds });
     assert_eq!(out, Outcome::Batch { outcomes: singles.clone() });
-    assert!(matches!(singles[1], Outcome::Refused { .. }));
+    assert!(matches!(singles[1], Outcome::Refused { reason: Refusal::NotPermitted, .. }), "{:?}", singles[1]);
     assert_eq!(batched.0, one.0);
     assert!(registry::system(&batched, "cam-c").unwrap().is_some());
     assert!(registry::system(&batched, "cam-b").unwrap().is_none());
@@ -434,7 +440,7 @@ fn a_batch_refuses_what_must_travel_alone() {
     let seal = Command::Seal { manifest: manifest(1, 10), time_ms: 5 };
     let out = s.run(&Command::Batch { commands: vec![seal, nested] });
     let Outcome::Batch { outcomes } = out else { panic!("{out:?}") };
-    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Refused { .. })), "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Refused { reason: Refusal::Invalid, .. })), "{outcomes:?}");
     assert_eq!(s.0, before, "a refused batch member changed state");
 }
 

@@ -187,7 +187,7 @@ fn a_grant_serves_as_many_fetches_as_its_request_names() {
     for i in 0..3 {
         assert!(matches!(access(&mut s, &thrice, NOW + i), Outcome::AccessRecorded { .. }));
     }
-    assert!(matches!(access(&mut s, &thrice, NOW + 4), Outcome::Refused { .. }));
+    assert!(matches!(access(&mut s, &thrice, NOW + 4), Outcome::Refused { reason: Refusal::GrantSpent, .. }));
     // No request may name no fetch, or more than the limit.
     for n in [0, MAX_FETCHES_PER_GRANT + 1] {
         let r = request(item, NOW + 1000, n);
@@ -347,6 +347,37 @@ fn an_access_is_signed_by_its_fetcher_and_found_by_its_leaf() {
     let a = super::access::access_at(&s, leaf_index).unwrap().unwrap();
     assert_eq!((a.item, a.by.as_str(), a.fetch_key.as_str()), (item, "bob", FETCH_KEY));
     assert!(super::access::access_at(&s, leaf_index - 1).unwrap().is_none(), "only access leaves are accesses");
+}
+
+/// Issue 14: each retention rule refuses with its own kind (the API's problem
+/// type), and a refusal changes nothing.
+#[test]
+fn retention_refusals_name_their_rule() {
+    let (mut s, item) = world(); // important: retained until NOW + 200 s
+    let after = NOW + 300_000;
+    let mut req = request(item, after + 1000, 1);
+    req.action = Action::Purge;
+    grant(&mut s, &req);
+    let id = req.id().unwrap();
+    let purge = |t| Command::Purge { item, request: id.clone(), by: "alice".into(), time_ms: t };
+    assert_eq!(refused_and_unchanged(&mut s, &purge(NOW + 1)).0, Refusal::InsideRetention);
+    let extend = |to| Command::Extend { item, retention: to, by: "alice".into(), time_ms: NOW + 2 };
+    assert_eq!(refused_and_unchanged(&mut s, &extend(crate::evidence::Retention::Standard)).0, Refusal::RetentionShrinks);
+    assert_eq!(refused_and_unchanged(&mut s, &extend(crate::evidence::Retention::Important)).0, Refusal::RetentionShrinks);
+    let nothing = ItemId::from_bytes([0xee; 16]);
+    let hold = |item| Command::Hold { item, by: "alice".into(), reason: "appeal".into(), time_ms: NOW + 3 };
+    assert_eq!(refused_and_unchanged(&mut s, &hold(nothing)).0, Refusal::UnknownItem);
+    let other = Command::Purge { item, request: "0".repeat(64), by: "alice".into(), time_ms: after };
+    assert_eq!(refused_and_unchanged(&mut s, &other).0, Refusal::UnknownRequest);
+    assert!(matches!(s.run(&hold(item)), Outcome::RetentionChanged { hold: true, .. }));
+    assert_eq!(refused_and_unchanged(&mut s, &hold(item)).0, Refusal::AlreadyDone);
+    assert_eq!(refused_and_unchanged(&mut s, &purge(after)).0, Refusal::OnHold);
+    let release = |by: &str| Command::Release { item, by: by.into(), time_ms: after };
+    assert_eq!(refused_and_unchanged(&mut s, &release("alice")).0, Refusal::NotPermitted, "an officer releases no hold");
+    assert!(matches!(s.run(&release("carol")), Outcome::RetentionChanged { hold: false, .. }));
+    assert_eq!(refused_and_unchanged(&mut s, &release("carol")).0, Refusal::AlreadyDone);
+    let out = s.run(&purge(after));
+    assert!(matches!(out, Outcome::Purged { .. }), "{out:?}");
 }
 
 /// Issue 14: purge takes every holder's share out of the state.
