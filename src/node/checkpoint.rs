@@ -97,6 +97,15 @@ pub fn verify_range(state: &StateView, from: u64, to: u64) -> Result<(), String>
 impl Node {
     /// Signs the checkpoint of `size` with `root` if this node's own tree agrees.
     pub async fn cosign(&self, size: u64, root: audit::Hash) -> Result<String, CosignError> {
+        self.vouch(size, root).await?;
+        let text = self.checkpoint_text(size, root).map_err(|e| CosignError::Other(e.to_string()))?;
+        let sig = self.signer.sign(&text).map_err(|e| CosignError::Other(e.to_string()))?;
+        Ok(sig.to_line())
+    }
+
+    /// What this node must see before it signs anything about the tree of
+    /// `size`: its stored tree checks out up to there and has `root` at that size.
+    pub(crate) async fn vouch(&self, size: u64, root: audit::Hash) -> Result<(), CosignError> {
         if let Some(why) = self.audit_broken.lock().map_err(|_| CosignError::Other("lock poisoned".into()))?.clone() {
             return Err(CosignError::Corrupt(why));
         }
@@ -121,12 +130,10 @@ impl Node {
         }
         let mine = tree::root(&self.state, size).map_err(|e| CosignError::Other(e.to_string()))?;
         if mine != root {
-            tracing::error!(size, "asked to sign a checkpoint whose root differs from this node's tree: refusing");
+            tracing::error!(size, "asked to sign for a tree whose root differs from this node's: refusing");
             return Err(CosignError::RootMismatch { size });
         }
-        let text = self.checkpoint_text(size, root).map_err(|e| CosignError::Other(e.to_string()))?;
-        let sig = self.signer.sign(&text).map_err(|e| CosignError::Other(e.to_string()))?;
-        Ok(sig.to_line())
+        Ok(())
     }
 
     pub(crate) fn mark_audit_broken(&self, why: &str) {

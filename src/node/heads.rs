@@ -44,7 +44,7 @@ impl Node {
     /// state, and this node's signature line over it.
     pub async fn sign_item_head(&self, item: &ItemId, size: u64, root: Hash) -> Result<(String, String), CosignError> {
         // The same checks as for a checkpoint: an intact tree, with this root at this size.
-        self.cosign(size, root).await?;
+        self.vouch(size, root).await?;
         let log: Vec<u64> = crate::vault::access::item_log(&self.state, item)
             .map_err(|e| CosignError::Other(e.to_string()))?
             .into_iter()

@@ -26,7 +26,7 @@ use base64::Engine as _;
 
 use crate::bundle::{keys_at, TrustedKey};
 use crate::merkle::Hash;
-use crate::note::{verify_note, Note};
+use crate::note::{verify_note_quorum, Note};
 
 /// The first line of every item-head statement (never a checkpoint's origin:
 /// a checkpoint's second line is a size, this one's an origin).
@@ -105,15 +105,11 @@ pub fn verify_item_head(note: &str, keys: &[TrustedKey]) -> Result<(ItemHead, Ve
     if valid.is_empty() {
         return Err(format!("no trusted key may sign for size {}", head.size));
     }
-    // A line whose name and key id match a trusted key must verify; a line of
-    // any other key id is ignored (C2SP signed-note), as for checkpoints.
-    let verified = verify_note(note, &valid).map_err(|e| e.to_string())?;
-    let signers = verified.signers().to_vec();
-    let needed = valid.len() / 2 + 1;
-    if signers.len() < needed {
-        return Err(format!("signed by {} of the {} keys valid at size {}; {needed} needed", signers.len(), valid.len(), head.size));
-    }
-    Ok((head, signers, valid.len()))
+    // The checkpoint's rule: a line whose name and key id match a trusted key
+    // must verify, a line of any other key id is ignored (C2SP signed-note),
+    // and a strict majority of the keys valid at that size must have signed.
+    let verified = verify_note_quorum(note, &valid).map_err(|e| format!("{e} (keys valid at size {})", head.size))?;
+    Ok((head, verified.signers().to_vec(), valid.len()))
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ pub enum NoteError {
     #[error("verifier key {0} is listed twice")]
     DuplicateKey(String),
     /// Fewer than a strict majority of the keys signed.
-    #[error("checkpoint signed by {signed} of {keys} keys; {needed} needed")]
+    #[error("signed by {signed} of {keys} keys; {needed} needed")]
     NoQuorum {
         /// Distinct keys whose signature verified.
         signed: usize,
@@ -572,6 +572,14 @@ fn parse_root(s: &str) -> Result<Hash, NoteError> {
 /// the body is a strict checkpoint. Returns the checkpoint and the names of
 /// the keys that signed. Each key counts once however many lines it has.
 pub fn verify_checkpoint_quorum(note: &str, keys: &[VerifierKey]) -> Result<(Checkpoint, Vec<String>), NoteError> {
+    let verified = verify_note_quorum(note, keys)?;
+    let checkpoint = Checkpoint::parse(&verified.text)?;
+    Ok((checkpoint, verified.signers))
+}
+
+/// A note signed by a strict majority of `keys` (each listed once), whatever
+/// its text says: the rule for checkpoints and item-head statements alike.
+pub fn verify_note_quorum(note: &str, keys: &[VerifierKey]) -> Result<VerifiedNote, NoteError> {
     if keys.is_empty() {
         return Err(NoteError::NoKeys);
     }
@@ -586,8 +594,7 @@ pub fn verify_checkpoint_quorum(note: &str, keys: &[VerifierKey]) -> Result<(Che
     if signed < needed {
         return Err(NoteError::NoQuorum { signed, keys: keys.len(), needed });
     }
-    let checkpoint = Checkpoint::parse(&verified.text)?;
-    Ok((checkpoint, verified.signers))
+    Ok(verified)
 }
 
 #[cfg(test)]
