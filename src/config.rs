@@ -85,6 +85,18 @@ pub struct RawNodeConfig {
     /// pushes each new checkpoint to; none is needed to run a cluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub witnesses: Vec<RawWitnessConfig>,
+    /// An RFC 3161 time-stamping authority the leader asks for a token on
+    /// each new checkpoint (docs/AUDIT_FORMATS.md, "Trusted time"); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa: Option<RawTsaConfig>,
+}
+
+/// The `[tsa]` table of a node config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTsaConfig {
+    /// Where the TSA answers `application/timestamp-query` POSTs (http:// or https://).
+    pub url: String,
 }
 
 /// One `[[witnesses]]` entry of a node config.
@@ -132,6 +144,8 @@ pub struct NodeConfig {
     pub routes: std::collections::BTreeMap<u64, String>,
     /// Witnesses the leader pushes checkpoints to.
     pub witnesses: Vec<WitnessConfig>,
+    /// The URL of the time-stamping authority the leader asks, if any.
+    pub tsa_url: Option<String>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -177,6 +191,11 @@ impl NodeConfig {
             }
             witnesses.push(WitnessConfig { url: w.url.trim_end_matches('/').to_string(), key });
         }
+        if let Some(t) = &raw.tsa {
+            if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
+                return Err(perr(format!("tsa url `{}` must start with http:// or https://", t.url)));
+            }
+        }
         let chunk_size_bytes = raw.chunk_size_bytes.unwrap_or(limits::CHUNK_SIZE_BYTES);
         if !(limits::MIN_CHUNK_SIZE_BYTES..=limits::MAX_CHUNK_SIZE_BYTES).contains(&chunk_size_bytes) {
             return Err(perr("chunk_size_bytes must be 1–8 MiB".into()));
@@ -213,6 +232,7 @@ impl NodeConfig {
             peers: raw.peers,
             routes: raw.routes.into_iter().map(|r| (r.id, r.addr.trim_end_matches('/').to_string())).collect(),
             witnesses,
+            tsa_url: raw.tsa.as_ref().map(|t| t.url.clone()),
         })
     }
 }

@@ -245,6 +245,35 @@ pub struct ClusterStatus {
     /// Only the leader pushes checkpoints, so ask the leader for current figures.
     #[serde(default)]
     pub witnesses: Vec<WitnessStatus>,
+    /// The time-stamping authority configured on the answering node, as it
+    /// knows it (absent when none is). Only the leader asks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa: Option<TsaStatus>,
+}
+
+/// The configured time-stamping authority in `cluster status`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TsaStatus {
+    /// Where the TSA answers RFC 3161 requests.
+    pub url: String,
+    /// The size of the last checkpoint this node got a good token for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stamped_size: Option<u64>,
+    /// When that token came back (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stamped_at: Option<String>,
+    /// How long that request took, in milliseconds, from sending to a checked reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_round_trip_ms: Option<f64>,
+    /// The size of that token in bytes (DER), as bundles carry it (in base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_token_bytes: Option<u64>,
+    /// Why the last request failed, if it did (cleared by the next success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it failed (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<String>,
 }
 
 /// One configured witness in `cluster status`.
@@ -309,6 +338,10 @@ pub struct CheckpointView {
     pub root: String,
     pub signers: Vec<String>,
     pub note: String,
+    /// An RFC 3161 token on the note's text (base64 DER), when the cluster's
+    /// TSA gave one (docs/AUDIT_FORMATS.md, "Trusted time").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
 }
 
 /// `GET /v1/cluster/keys`.

@@ -30,6 +30,15 @@ fn latest(node: &Node) -> Result<Option<(String, Checkpoint)>, ApiError> {
     Ok(Some((note, cp)))
 }
 
+/// The RFC 3161 token (base64 DER) on `note`, if the stored one is for it:
+/// the token is read apart from the note, so a checkpoint published in
+/// between is caught by the imprint and the token left out.
+fn timestamp_of(node: &Node, note: &str) -> Result<Option<String>, ApiError> {
+    let Some(der) = query::checkpoint_timestamp(node.state()).map_err(ApiError::internal)? else { return Ok(None) };
+    let text = Note::parse(note).map_err(ApiError::internal)?.text;
+    Ok(crate::audit::timestamp::token_imprint(&der, &crate::audit::timestamp::imprint(&text)).is_ok().then(|| BASE64.encode(der)))
+}
+
 pub async fn checkpoint(State(node): State<Arc<Node>>, _who: Principal) -> Result<Json<CheckpointView>, ApiError> {
     let (note, cp) = latest(&node)?.ok_or_else(|| ApiError::unavailable("no checkpoint has been published yet"))?;
     let parsed = Note::parse(&note).map_err(ApiError::internal)?;
@@ -38,6 +47,7 @@ pub async fn checkpoint(State(node): State<Arc<Node>>, _who: Principal) -> Resul
         size: cp.size,
         root: BASE64.encode(cp.root),
         signers: parsed.signatures.iter().map(|s| s.name.clone()).collect(),
+        timestamp: timestamp_of(&node, &note)?,
         note,
     }))
 }
@@ -136,6 +146,7 @@ pub async fn proof_bundle(State(node): State<Arc<Node>>, _who: Principal, Path(i
     registry.sort_by_key(|r| r.index);
     // The nodes' signed count of the item's records in this tree: none may be left out.
     let head = node.item_head_note(&id, &cp).await.map_err(|e| ApiError::unavailable(format!("the item-head statement: {e}")))?;
+    let timestamp = timestamp_of(&node, &note)?;
     let view = super::v1::view(&rec);
     let item = serde_json::json!({
         "item": view.item, "sha256": view.sha256, "size": view.size, "case": view.case, "system": view.system,
@@ -153,5 +164,6 @@ pub async fn proof_bundle(State(node): State<Arc<Node>>, _who: Principal, Path(i
         approvals,
         registry,
         head,
+        timestamp,
     }))
 }

@@ -13,7 +13,7 @@
 //! which `storage/` implements), the network, or the clock (times in records
 //! are stamped by the leader elsewhere and arrive here as data).
 
-pub use custody_verify::{bundle, heads, jcs, merkle, note, records, strict, trail};
+pub use custody_verify::{bundle, heads, jcs, merkle, note, records, strict, timestamp, trail};
 
 pub mod tiles;
 

@@ -174,10 +174,23 @@ impl PlainHttp {
     /// `POST url` with a `text/plain` body; answers the status and at most
     /// `limit` bytes of body, all within `timeout`.
     pub async fn post_text(&self, url: &str, body: String, limit: usize, timeout: Duration) -> Result<(StatusCode, Bytes), HttpError> {
+        self.post(url, "text/plain; charset=utf-8", body, limit, timeout).await
+    }
+
+    /// `POST url` with a body of `content_type`; answers the status and at
+    /// most `limit` bytes of body, all within `timeout`.
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), HttpError> {
         let req = Request::builder()
             .method(Method::POST)
             .uri(url)
-            .header("content-type", "text/plain; charset=utf-8")
+            .header("content-type", content_type)
             .body(full(body))
             .map_err(|e| HttpError::BadAnswer { url: url.to_string(), detail: e.to_string() })?;
         let work = async {

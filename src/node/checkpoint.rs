@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 
@@ -250,6 +252,12 @@ async fn round(node: &Arc<Node>) -> anyhow::Result<()> {
             tracing::warn!(size, "witness cosignatures would make the checkpoint note too long; published without them");
         }
     }
-    node.raft.client_write(Command::PublishCheckpoint { note, time_ms: now_ms() }).await?;
+    // Trusted time (RFC 3161): a token on the checkpoint text, when a TSA is
+    // configured and answers in time with a token for exactly this text.
+    let timestamp = match &node.tsa {
+        Some(tsa) => tsa.stamp(&text, size).await.map(|t| BASE64.encode(t)),
+        None => None,
+    };
+    node.raft.client_write(Command::PublishCheckpoint { note, time_ms: now_ms(), timestamp }).await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod proposer;
 pub mod reshare;
 pub mod scrub;
 mod snapshot;
+mod tsa;
 mod witnesses;
 
 pub use deposit::{deposit, DepositError, Upload};
@@ -104,6 +105,8 @@ pub struct Node {
     audit_broken: std::sync::Mutex<Option<String>>,
     /// The witnesses the leader pushes checkpoints to, and what it knows of each.
     witnesses: witnesses::Witnesses,
+    /// The time-stamping authority the leader asks for tokens on checkpoints, if any.
+    tsa: Option<tsa::Tsa>,
     /// Deposits streaming chunks here that have not committed yet.
     inflight: inflight::Inflight,
     /// This node's own session-token key (docs/KEYS.md §3): no other node has it.
@@ -346,6 +349,7 @@ where
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
     let proposer = proposer::Proposer::start(raft.clone());
     let witness_list = cfg.witnesses.clone();
+    let tsa = cfg.tsa_url.clone().map(tsa::Tsa::new);
     let node = Arc::new(Node {
         cfg,
         raft,
@@ -358,6 +362,7 @@ where
         audit_verified: tokio::sync::Mutex::new(0),
         audit_broken: std::sync::Mutex::new(None),
         witnesses: witnesses::Witnesses::new(witness_list),
+        tsa,
         caught_up: std::sync::atomic::AtomicBool::new(false),
         inflight: inflight::Inflight::default(),
         sessions,
@@ -587,10 +592,14 @@ impl Node {
         self.http.call(method, &url, body, timeout).await
     }
 
-    /// This node's view of itself: Raft's, its chunks', its audit tree's, its keys.
     /// The configured witnesses as this node knows them (`cluster status`).
     pub fn witness_status(&self) -> Vec<crate::wire::WitnessStatus> {
         self.witnesses.status()
+    }
+
+    /// The configured time-stamping authority as this node knows it (`cluster status`).
+    pub fn tsa_status(&self) -> Option<crate::wire::TsaStatus> {
+        self.tsa.as_ref().map(tsa::Tsa::status)
     }
 
     /// Why this node is not live (its Raft core stopped), if it is not.

@@ -12,6 +12,9 @@ pub use crate::audit::records::RECORD_VERSION;
 pub mod keys {
     pub const SIZE: &[u8] = b"a/size";
     pub const CHECKPOINT: &[u8] = b"a/checkpoint";
+    /// The RFC 3161 token (DER) on the text of the checkpoint at
+    /// [`CHECKPOINT`], when it has one; written and deleted with it.
+    pub const CHECKPOINT_TIMESTAMP: &[u8] = b"a/checkpoint-timestamp";
     pub const NODE_KEY_PREFIX: &[u8] = b"a/nodekey/";
     pub const SESSION_KEY_PREFIX: &[u8] = b"a/sessionkey/";
     pub const SHARE_KEY_PREFIX: &[u8] = b"a/sharekey/";

@@ -95,8 +95,16 @@ pub enum Command {
     /// Commits a deposit: the leader proposes it only after a majority of voters
     /// durably hold every chunk the manifest names.
     Seal { manifest: Manifest, time_ms: u64 },
-    /// Publishes a checkpoint cosigned by a majority of voters.
-    PublishCheckpoint { note: String, time_ms: u64 },
+    /// Publishes a checkpoint cosigned by a majority of voters, with an
+    /// RFC 3161 token on its text when the leader got one (base64 DER;
+    /// docs/AUDIT_FORMATS.md, "Trusted time"). Entries written before tokens
+    /// existed have none.
+    PublishCheckpoint {
+        note: String,
+        time_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timestamp: Option<String>,
+    },
     /// Files an access request, signed by its first participant (`by`).
     FileRequest { request: crate::approval::AccessRequest, by: String, signature: String, time_ms: u64 },
     /// Adds `by`'s signature to a request, as participant or approver.
@@ -197,6 +205,9 @@ impl Command {
             }
             Command::PublishCheckpoint { note, .. } if note.len() > MAX_NOTE_BYTES => {
                 return Err(format!("a checkpoint note is at most {MAX_NOTE_BYTES} bytes"))
+            }
+            Command::PublishCheckpoint { timestamp: Some(t), .. } if t.len() > crate::audit::timestamp::MAX_TOKEN_BYTES * 4 / 3 + 4 => {
+                return Err(format!("a timestamp token is at most {} bytes", crate::audit::timestamp::MAX_TOKEN_BYTES))
             }
             Command::FileRequest { signature, .. }
             | Command::Approve { signature, .. }
@@ -503,7 +514,7 @@ fn apply_checked(tx: &mut Tx<'_>, cmd: &Command) -> Result<Outcome, VaultError> 
         Command::ProposeRegistry { proposal, by, signature, time_ms } => registry::propose(tx, proposal, by, signature, *time_ms),
         Command::ApproveRegistry { change, by, signature, time_ms } => registry::approve(tx, change, by, signature, *time_ms),
         Command::Seal { manifest, time_ms } => seal(tx, manifest, *time_ms),
-        Command::PublishCheckpoint { note, .. } => publish_checkpoint(tx, note),
+        Command::PublishCheckpoint { note, timestamp, .. } => publish_checkpoint(tx, note, timestamp.as_deref()),
         Command::FileRequest { request, by, signature, time_ms } => access::file(tx, request, by, signature, *time_ms),
         Command::Approve { request, by, signature, time_ms } => access::approve(tx, request, by, signature, *time_ms),
         Command::RecordAccess { request, item, by, fetch_key, signature, time_ms } => {
@@ -587,7 +598,7 @@ pub fn record_membership(tx: &mut Tx<'_>, voters: &[u64], learners: &[u64]) -> R
     audit::append(tx, &r)
 }
 
-fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError> {
+fn publish_checkpoint(tx: &mut Tx<'_>, note: &str, timestamp: Option<&str>) -> Result<Outcome, VaultError> {
     use crate::audit::{Checkpoint, Note};
     let Some(config) = tx.get_json::<ClusterConfig>(keys::CONFIG)? else {
         return refuse(Refusal::NotConfigured, "the cluster is not configured yet");
@@ -596,7 +607,20 @@ fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError
         Ok(x) => x,
         Err(e) => return refuse(Refusal::Invalid, format!("not a checkpoint note: {e}")),
     };
-    let cp = parsed.1;
+    let (parsed_note, cp) = parsed;
+    // A token is kept only if it is a TSTInfo over exactly this checkpoint's
+    // text; its signature is the court's to check (docs/AUDIT_FORMATS.md).
+    let token = match timestamp.map(|t| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, t)) {
+        None => None,
+        Some(Err(e)) => return refuse(Refusal::Invalid, format!("timestamp token: not base64: {e}")),
+        Some(Ok(der)) => {
+            let imprint = crate::audit::timestamp::imprint(&parsed_note.text);
+            if let Err(e) = crate::audit::timestamp::token_imprint(&der, &imprint) {
+                return refuse(Refusal::Invalid, format!("timestamp token: {e}"));
+            }
+            Some(der)
+        }
+    };
     if cp.origin != config.origin() {
         return refuse(Refusal::CheckpointMismatch, format!("checkpoint origin `{}` is not this cluster's", cp.origin));
     }
@@ -634,6 +658,10 @@ fn publish_checkpoint(tx: &mut Tx<'_>, note: &str) -> Result<Outcome, VaultError
         return refuse(Refusal::TooFewSignatures, format!("checkpoint signed by {signers} voters, {needed} needed"));
     }
     tx.put(audit::keys::CHECKPOINT.to_vec(), note.as_bytes().to_vec());
+    match token {
+        Some(der) => tx.put(audit::keys::CHECKPOINT_TIMESTAMP.to_vec(), der),
+        None => tx.delete(audit::keys::CHECKPOINT_TIMESTAMP.to_vec()),
+    }
     Ok(Outcome::Published { size: cp.size })
 }
 
@@ -748,6 +776,13 @@ pub mod query {
     /// The latest published (majority-cosigned) checkpoint note.
     pub fn checkpoint(s: &dyn StateRead) -> Result<Option<String>, VaultError> {
         Ok(s.get(audit::keys::CHECKPOINT)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// The RFC 3161 token (DER) on the latest checkpoint, if it has one.
+    /// Read apart from [`checkpoint`]: a reader checks that it belongs to the
+    /// note it read (`crate::audit::timestamp::token_imprint`).
+    pub fn checkpoint_timestamp(s: &dyn StateRead) -> Result<Option<Vec<u8>>, VaultError> {
+        s.get(audit::keys::CHECKPOINT_TIMESTAMP)
     }
 
     /// Registered checkpoint verifier keys by node.

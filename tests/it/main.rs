@@ -20,5 +20,6 @@ mod session;
 mod storage;
 mod tiles;
 mod tls;
+mod tsa;
 mod verify;
 mod witness;

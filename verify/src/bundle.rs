@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::merkle::{leaf_hash, verify_inclusion, Hash};
 use super::note::{verify_checkpoint_quorum, Checkpoint, Note, VerifierKey};
 use super::records::{Applied, Body, Deposit, PersonAction, Record, Registry};
+use crate::timestamp::{Stamp, TsaCertificate};
 use crate::trail;
 
 /// The `format` every bundle names.
@@ -58,6 +59,11 @@ pub struct Bundle {
     /// many records about the item its leaves hold and the last one's index,
     /// signed by a majority of the nodes, so that none can be left out.
     pub head: String,
+    /// An RFC 3161 timestamp token on `checkpoint`'s text (base64 of the DER
+    /// TimeStampToken), when the cluster has a TSA and it answered in time;
+    /// absent otherwise (docs/AUDIT_FORMATS.md, "Trusted time").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
 }
 
 /// One named check and its verdict.
@@ -76,6 +82,10 @@ pub struct VerifyReport {
     /// The item id of the bundle's deposit record (absent when its deposit leaf is not a deposit record); never read from the bundle's own `item`.
     pub item: Option<String>,
     pub checks: Vec<Check>,
+    /// What the bundle's RFC 3161 token says, when it was checked against the
+    /// TSA certificate given with `--tsa-cert` and held; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<crate::timestamp::Stamp>,
 }
 
 fn check(name: impl Into<String>, result: Result<String, String>) -> Check {
@@ -235,6 +245,34 @@ fn inclusion(leaf: &[u8], index: u64, proof: &[String], cp: &Checkpoint) -> Resu
     let hashes = decode_hashes(proof)?;
     verify_inclusion(&leaf_hash(leaf), index, cp.size, &hashes, &cp.root).map_err(|e| e.to_string())?;
     Ok(format!("leaf {index} is in the tree of size {}", cp.size))
+}
+
+/// The `timestamp` check (docs/AUDIT_FORMATS.md, "Checking a token"): the
+/// bundle's token against the TSA certificate a court trusts, over the text
+/// of the bundle's checkpoint. No token and no certificate: no check. A token
+/// and no certificate: a passing check that says it was not checked, and no
+/// stamp. A certificate and no token: a failing check.
+pub fn check_timestamp(b: &Bundle, tsa: Option<&TsaCertificate>) -> (Option<Check>, Option<Stamp>) {
+    let name = "timestamp";
+    let stamp = match (&b.timestamp, tsa) {
+        (None, None) => return (None, None),
+        (Some(_), None) => {
+            return (Some(check(name, Ok("the bundle carries an RFC 3161 token, NOT checked: no --tsa-cert given".into()))), None)
+        }
+        (None, Some(_)) => return (Some(check(name, Err("--tsa-cert given, but the bundle carries no timestamp token".into()))), None),
+        (Some(token), Some(cert)) => BASE64
+            .decode(token)
+            .map_err(|e| format!("the token is not base64: {e}"))
+            .and_then(|der| Note::parse(&b.checkpoint).map(|n| (der, n)).map_err(|e| e.to_string()))
+            .and_then(|(der, note)| crate::timestamp::check_token(&der, cert, &crate::timestamp::imprint(&note.text)).map_err(|e| e.to_string())),
+    };
+    match stamp {
+        Ok(s) => {
+            let c = check(name, Ok(format!("the checkpoint existed at {} by the word of {} (token serial {})", s.gen_time, s.tsa, s.serial)));
+            (Some(c), Some(s))
+        }
+        Err(e) => (Some(check(name, Err(e))), None),
+    }
 }
 
 /// The item id a report names: the deposit record's, never the bundle's own

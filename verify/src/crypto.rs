@@ -1,5 +1,7 @@
 //! This crate's one importer of `ring`: SHA-256 and Ed25519, all a verifier
-//! needs (and the signing half the vault uses for notes, from the same code).
+//! needs (and the signing half the vault uses for notes, from the same code),
+//! and the two signatures a time-stamping authority may use (ECDSA P-256 and
+//! RSA PKCS#1 v1.5, both with SHA-256).
 
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
@@ -66,4 +68,16 @@ impl SigningKey {
 /// Is `signature` a valid Ed25519 signature of `message` under `public_key`?
 pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key).verify(message, signature).is_ok()
+}
+
+/// Is `signature` (ASN.1 DER) a valid ECDSA P-256 SHA-256 signature of
+/// `message` under `public_key` (an uncompressed SEC1 point)?
+pub fn verify_ecdsa_p256_sha256(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, public_key).verify(message, signature).is_ok()
+}
+
+/// Is `signature` a valid RSA PKCS#1 v1.5 SHA-256 signature of `message`
+/// under `public_key` (a DER RSAPublicKey, 2048 to 8192 bits)?
+pub fn verify_rsa_pkcs1_sha256(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, public_key).verify(message, signature).is_ok()
 }

@@ -14,6 +14,7 @@
 //! - [`trail`]: the trail's own consistency (signatures, grants, accesses);
 //! - [`strict`]: strict JSON reading (no member named twice);
 //! - [`cosignature`]: C2SP `tlog-cosignature` witness cosignatures;
+//! - [`timestamp`]: RFC 3161 timestamp tokens on checkpoints;
 //! - [`crypto`]: SHA-256 and Ed25519 (the crate's one importer of `ring`);
 //! - [`run`]: the command both binaries run (files in, a report out).
 //!
@@ -29,6 +30,7 @@ pub mod note;
 pub mod records;
 pub mod run;
 pub mod strict;
+pub mod timestamp;
 pub mod trail;
 #[cfg(test)]
 mod verify_tests;

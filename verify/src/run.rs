@@ -23,6 +23,10 @@ pub struct VerifyArgs {
     /// How many of those witnesses must have cosigned the bundle's checkpoint.
     #[arg(long, default_value_t = 0, requires = "witness_keys")]
     pub min_witnesses: usize,
+    /// The certificate (PEM or DER) of the time-stamping authority you trust:
+    /// the bundle's RFC 3161 token must verify under it.
+    #[arg(long)]
+    pub tsa_cert: Option<PathBuf>,
 }
 
 /// A file could not be read, or is not what its flag asks for: a usage error
@@ -67,6 +71,13 @@ pub fn verify(a: &VerifyArgs) -> Result<VerifyReport, UsageError> {
     let bytes = std::fs::read(&a.bundle).map_err(|e| usage(&a.bundle, e))?;
     let b = bundle::parse(&bytes).map_err(|e| usage(&a.bundle, e))?;
     let clip_sha = a.file.as_deref().map(file_sha256).transpose()?;
+    let tsa = match a.tsa_cert.as_deref() {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| usage(path, e))?;
+            Some(crate::timestamp::TsaCertificate::parse(&bytes).map_err(|e| usage(path, e))?)
+        }
+        None => None,
+    };
     let mut checks = bundle::verify(&b, &keys, clip_sha.as_deref());
     if let Some(path) = a.witness_keys.as_deref() {
         // Witnesses outside the vault's control (docs/AUDIT_FORMATS.md, "Witnesses"):
@@ -82,8 +93,10 @@ pub fn verify(a: &VerifyArgs) -> Result<VerifyReport, UsageError> {
         };
         checks.push(Check { name: "witness cosignatures".into(), ok, detail });
     }
+    let (timestamp_check, timestamp) = bundle::check_timestamp(&b, tsa.as_ref());
+    checks.extend(timestamp_check);
     let valid = checks.iter().all(|c| c.ok);
-    Ok(VerifyReport { valid, item: bundle::reported_item(&b), checks })
+    Ok(VerifyReport { valid, item: bundle::reported_item(&b), checks, timestamp })
 }
 
 /// The report for people: one line per check, then the verdict.

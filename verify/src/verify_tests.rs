@@ -275,6 +275,7 @@ fn build(log: &Log) -> Bundle {
         approvals: log.approvals.clone(),
         registry,
         head,
+        timestamp: None,
     }
 }
 

@@ -355,6 +355,7 @@ async fn court_bundle(b: &cluster::Bench) -> anyhow::Result<Value> {
         keys: Some(dir.join("keys.txt")),
         witness_keys: None,
         min_witnesses: 0,
+        tsa_cert: None,
     };
     let mut times = Vec::new();
     let mut valid = true;

@@ -164,6 +164,7 @@ pub fn sample_bundle(db: &Db) -> anyhow::Result<(Vec<u8>, Vec<bundle::TrustedKey
         approvals: vec![],
         registry: vec![],
         head,
+        timestamp: None,
     };
     Ok((serde_json::to_vec_pretty(&b)?, signers.iter().map(|s| bundle::TrustedKey::always(s.verifier_key())).collect()))
 }
