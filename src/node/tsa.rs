@@ -106,8 +106,7 @@ impl Tsa {
         let imprint = timestamp::imprint(checkpoint_text);
         let nonce = u64::from_be_bytes(crate::crypto::random_bytes::<8>().map_err(|e| StampError::Random(e.to_string()))?);
         let query = timestamp::request(&imprint, nonce)?;
-        let (status, body) =
-            self.http.post(&self.url, timestamp::QUERY_TYPE, query, timestamp::MAX_TOKEN_BYTES + 1024, STAMP_TIMEOUT).await?;
+        let (status, body) = self.http.post(&self.url, timestamp::QUERY_TYPE, query, timestamp::MAX_TOKEN_BYTES + 1024, STAMP_TIMEOUT).await?;
         if !status.is_success() {
             return Err(StampError::Refused { status: status.as_u16() });
         }

@@ -256,9 +256,7 @@ pub fn check_timestamp(b: &Bundle, tsa: Option<&TsaCertificate>) -> (Option<Chec
     let name = "timestamp";
     let stamp = match (&b.timestamp, tsa) {
         (None, None) => return (None, None),
-        (Some(_), None) => {
-            return (Some(check(name, Ok("the bundle carries an RFC 3161 token, NOT checked: no --tsa-cert given".into()))), None)
-        }
+        (Some(_), None) => return (Some(check(name, Ok("the bundle carries an RFC 3161 token, NOT checked: no --tsa-cert given".into()))), None),
         (None, Some(_)) => return (Some(check(name, Err("--tsa-cert given, but the bundle carries no timestamp token".into()))), None),
         (Some(token), Some(cert)) => BASE64
             .decode(token)

@@ -11,8 +11,8 @@ use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
 use der::asn1::{Int, OctetString, SetOfVec};
-use der::oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_EC_PUBLIC_KEY, ID_SHA_256, RSA_ENCRYPTION, SECP_256_R_1, SHA_256_WITH_RSA_ENCRYPTION};
 use der::oid::db::rfc5911::{ID_CONTENT_TYPE, ID_MESSAGE_DIGEST, ID_SIGNED_DATA};
+use der::oid::db::rfc5912::{ECDSA_WITH_SHA_256, ID_EC_PUBLIC_KEY, ID_SHA_256, RSA_ENCRYPTION, SECP_256_R_1, SHA_256_WITH_RSA_ENCRYPTION};
 use der::oid::ObjectIdentifier;
 use der::{Any, Decode, DecodePem, Encode};
 use serde::{Deserialize, Serialize};
@@ -246,7 +246,7 @@ pub struct Stamp {
     pub tsa: String,
 }
 
-fn attribute<'a>(attrs: &'a SetOfVec<x509_cert::attr::Attribute>, oid: ObjectIdentifier) -> Result<&'a Any, TimestampError> {
+fn attribute(attrs: &SetOfVec<x509_cert::attr::Attribute>, oid: ObjectIdentifier) -> Result<&Any, TimestampError> {
     let mut found = attrs.iter().filter(|a| a.oid == oid);
     match (found.next(), found.next()) {
         (Some(a), None) if a.values.len() == 1 => a.values.iter().next().ok_or_else(|| token("empty attribute")),
@@ -387,7 +387,9 @@ mod tests {
         // Another TSA's certificate: not the one the SignerInfo names.
         assert!(matches!(check_token(&token, &cert("rsa.crt"), &checkpoint_imprint()), Err(TimestampError::Token(_))));
         // A certificate that is not for time-stamping (a CA's, say) is refused whatever it signed.
-        assert!(matches!(check_token(&token, &cert("ca.crt"), &checkpoint_imprint()), Err(TimestampError::Certificate(e)) if e.contains("extendedKeyUsage")));
+        assert!(
+            matches!(check_token(&token, &cert("ca.crt"), &checkpoint_imprint()), Err(TimestampError::Certificate(e)) if e.contains("extendedKeyUsage"))
+        );
         // The TSTInfo's genTime moved by a second: the signed digest no longer matches.
         let at = token.windows(15).position(|w| w == b"20261205045044Z").unwrap();
         let mut later = token.clone();
