@@ -73,6 +73,17 @@ pub const MAX_JSON_DEPTH: usize = 32;
 /// server is closing.
 pub const CLIENT_POOL_IDLE_SECS: u64 = 10;
 const _: () = assert!(CLIENT_POOL_IDLE_SECS * 2 <= HEADER_READ_TIMEOUT_SECS);
+/// How long a dev CA certificate is valid (`cluster init`, `certs init`).
+pub const DEV_CA_VALID_DAYS: u32 = 365;
+/// How long a node or user certificate the dev CA issues is valid by
+/// default (never past the CA's own end).
+pub const DEV_CERT_VALID_DAYS: u32 = 365;
+/// Longest validity `certs issue --days` accepts.
+pub const MAX_CERT_VALID_DAYS: u32 = 366;
+/// A node warns in `cluster status` this long before its certificate or the
+/// CA's expires.
+pub const CERT_EXPIRY_WARNING_DAYS: u64 = 30;
+const _: () = assert!(DEV_CERT_VALID_DAYS <= MAX_CERT_VALID_DAYS && CERT_EXPIRY_WARNING_DAYS < DEV_CERT_VALID_DAYS as u64);
 const _: () = assert!(MAX_CONNECTIONS_PER_PEER <= MAX_CONNECTIONS);
 
 const _: () = assert!(MIN_CHUNK_SIZE_BYTES <= CHUNK_SIZE_BYTES && CHUNK_SIZE_BYTES <= MAX_CHUNK_SIZE_BYTES);

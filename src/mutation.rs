@@ -17,6 +17,10 @@ pub enum Mutation {
     /// Leave the item's last access record out of its proof bundles (issue 15:
     /// the court's completeness check must see it).
     BundleOmitsLastAccess,
+    /// Call other nodes by the address alone, not by their certificate name
+    /// `node-<id>.custody` (issue 16: a node must reach the very node it
+    /// meant to call).
+    UnpinnedPeers,
 }
 
 impl Mutation {
@@ -25,6 +29,7 @@ impl Mutation {
             Mutation::EarlyAck => "early-ack",
             Mutation::ServeBeforeRecord => "serve-before-record",
             Mutation::BundleOmitsLastAccess => "bundle-omits-last-access",
+            Mutation::UnpinnedPeers => "unpinned-peers",
         }
     }
 }

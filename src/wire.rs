@@ -197,6 +197,19 @@ pub enum HealthWarning {
     RaftStopped { error: String },
     /// The node's audit tree failed its self-check: it signs no checkpoints.
     AuditTreeInvalid { error: String },
+    /// A certificate this node uses ends within `CERT_EXPIRY_WARNING_DAYS`
+    /// (limits.rs) or has ended: renew it before `expires_at`.
+    CertificateExpiring { certificate: CertificateRole, expires_at: String, days_left: i64 },
+}
+
+/// Which of a node's certificates a warning is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateRole {
+    /// Its own TLS certificate (`cert` in node.toml).
+    Node,
+    /// The cluster CA's certificate (`ca` in node.toml).
+    Ca,
 }
 
 impl std::fmt::Display for HealthWarning {
@@ -216,6 +229,13 @@ impl std::fmt::Display for HealthWarning {
             }
             HealthWarning::RaftStopped { error } => write!(f, "raft stopped: {error}"),
             HealthWarning::AuditTreeInvalid { error } => write!(f, "audit tree check failed, not signing checkpoints: {error}"),
+            HealthWarning::CertificateExpiring { certificate, expires_at, days_left } => {
+                let which = match certificate {
+                    CertificateRole::Node => "this node's TLS certificate",
+                    CertificateRole::Ca => "the cluster CA certificate",
+                };
+                write!(f, "{which} expires at {expires_at} ({days_left} days left): renew it")
+            }
         }
     }
 }
@@ -615,6 +635,7 @@ pub const CLI_JSON: &[(&str, &str)] = &[
     ("cluster remove-node", "ClusterStatus"),
     ("cluster keys", "KeysView"),
     ("certs init", "CertsWritten"),
+    ("certs issue", "IssuedUser"),
     ("deposit", "DepositReceipt"),
     ("items", "ItemList"),
     ("show", "ItemDetail"),
@@ -696,6 +717,7 @@ pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
         crate::audit::bundle::VerifyReport,
         crate::cli::init::Initialised,
         crate::cli::init::CertsWritten,
+        crate::cli::init::IssuedUser,
         ErrorOutput,
         FetchOutput,
         HoldersView,

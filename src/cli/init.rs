@@ -30,6 +30,60 @@ pub struct InitArgs {
     /// Replace the 15-day/365-day retention periods with S and 2·S seconds (tests only).
     #[arg(long)]
     pub dev_retention_secs: Option<u64>,
+    /// How long the dev CA is valid, in days; no certificate it issues outlives it.
+    #[arg(long, default_value_t = crate::limits::DEV_CA_VALID_DAYS, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::limits::MAX_CERT_VALID_DAYS)))]
+    pub cert_days: u32,
+}
+
+#[derive(Args)]
+pub struct IssueArgs {
+    /// The user's name: the certificate's common name and their registry name.
+    pub user: String,
+    /// The CA's directory, holding `ca.pem` and `ca.key` (a dev cluster's `certs/`).
+    #[arg(long)]
+    pub ca_dir: PathBuf,
+    /// Where to write USER.pem, USER.key, USER.signing.key and USER.toml
+    /// [default: the cluster's `profiles/` when CA_DIR is a dev cluster's `certs/`].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The nodes' addresses for the profile, https://host:port, comma-separated
+    /// [default: the dev cluster's nodes].
+    #[arg(long, value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// How long the certificate is valid, in days (never past the CA's end).
+    #[arg(long, default_value_t = crate::limits::DEV_CERT_VALID_DAYS, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::limits::MAX_CERT_VALID_DAYS)))]
+    pub days: u32,
+}
+
+/// `certs issue --json`: what was written for the user.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct IssuedUser {
+    pub user: String,
+    /// The client certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// The certificate's notAfter (RFC 3339 UTC).
+    pub not_after: String,
+    /// The user's new Ed25519 signing key (hex seed, mode 0600).
+    pub signing_key: PathBuf,
+    /// Its public key (base64), for `registry officer add --key`.
+    pub public_key: String,
+    /// The client profile naming all of the above (`custody --profile`).
+    pub profile: PathBuf,
+}
+
+impl IssuedUser {
+    pub fn summary(&self) -> String {
+        format!(
+            "issued {} a certificate valid until {}\n  profile     {}\n  public key  {}  (file them: custody registry officer add {} --key …)",
+            self.user,
+            self.not_after,
+            self.profile.display(),
+            self.public_key,
+            self.user
+        )
+    }
 }
 
 #[derive(Args)]
@@ -221,7 +275,7 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
         nodes: a.nodes,
         dev_retention_secs: a.dev_retention_secs,
     };
-    let ca = DevCa::create(&a.dir.join("certs"), &cf.cluster_name)?;
+    let ca = DevCa::create(&a.dir.join("certs"), &cf.cluster_name, a.cert_days)?;
     let peers: Vec<PeerConfig> =
         (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
@@ -291,14 +345,78 @@ pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<PathBuf> {
     write_node(&a.dir, &cf, &ca, a.id, peers, false)
 }
 
+fn check_user_name(u: &str) -> anyhow::Result<()> {
+    if u.is_empty() || u.len() > 64 || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') || u.starts_with('.') {
+        bail!("user name `{u}` must be 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'");
+    }
+    Ok(())
+}
+
+/// `certs issue`: a client certificate from an existing CA, a signing key and
+/// a profile for one user. Refuses to overwrite any file.
+pub fn certs_issue(a: &IssueArgs) -> anyhow::Result<IssuedUser> {
+    check_user_name(&a.user)?;
+    let ca = DevCa::load(&a.ca_dir)?;
+    let cluster = a.ca_dir.join("..").join(CLUSTER_FILE);
+    let cf: Option<ClusterFile> = match fs::read_to_string(&cluster) {
+        Ok(t) => Some(toml::from_str(&t).with_context(|| format!("reading {}", cluster.display()))?),
+        Err(_) => None,
+    };
+    let endpoints: Vec<String> = if !a.endpoints.is_empty() {
+        for e in &a.endpoints {
+            let rest = e.strip_prefix("https://").unwrap_or_default();
+            if rest.is_empty() || rest.rsplit_once(':').and_then(|(_, p)| p.trim_end_matches('/').parse::<u16>().ok()).is_none() {
+                bail!("endpoint `{e}` must be https://host:port");
+            }
+        }
+        a.endpoints.clone()
+    } else if let Some(cf) = &cf {
+        (1..=cf.nodes).map(|id| addr(cf.base_port, id).map(|(_, adv)| adv)).collect::<Result<_, _>>()?
+    } else {
+        bail!("--endpoints is required: {} is not a dev cluster's `certs/` directory", a.ca_dir.display());
+    };
+    let out = match (&a.out, &cf) {
+        (Some(o), _) => o.clone(),
+        (None, Some(_)) => a.ca_dir.join("..").join("profiles"),
+        (None, None) => bail!("--out is required: {} is not a dev cluster's `certs/` directory", a.ca_dir.display()),
+    };
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = out.canonicalize()?;
+    let u = &a.user;
+    let profile = out.join(format!("{u}.toml"));
+    if profile.exists() {
+        bail!("{} already exists: {u} has a profile", profile.display());
+    }
+    let files = ca.issue_user_for(u, a.days, &out.join(format!("{u}.pem")), &out.join(format!("{u}.key")))?;
+    let signing_key = out.join(format!("{u}.signing.key"));
+    let public_key = keygen(&signing_key)?;
+    let der = crate::tls::load_certs(&files.cert)?;
+    let (_, until) = crate::tls::validity_of(der[0].as_ref())?;
+    let p = RawProfile {
+        endpoints,
+        ca: ca.cert_path.canonicalize()?.display().to_string(),
+        cert: format!("{u}.pem"),
+        key: format!("{u}.key"),
+        signing_key: Some(format!("{u}.signing.key")),
+    };
+    write_toml(&profile, &p)?;
+    Ok(IssuedUser {
+        user: u.clone(),
+        cert: files.cert,
+        key: files.key,
+        not_after: crate::wire::rfc3339_ms(u64::try_from(until).unwrap_or(0) * 1000),
+        signing_key,
+        public_key,
+        profile,
+    })
+}
+
 /// `certs init`: a dev CA, node and user certificates in DIR.
 pub fn certs_init(dir: &Path, nodes: u64, users: &[String]) -> anyhow::Result<CertsWritten> {
     for u in users {
-        if u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            bail!("user name `{u}` must be letters, digits, '-', '_' or '.'");
-        }
+        check_user_name(u)?;
     }
-    let ca = DevCa::create(dir, "custody")?;
+    let ca = DevCa::create(dir, "custody", crate::limits::DEV_CA_VALID_DAYS)?;
     let mut out = CertsWritten {
         dir: dir.to_path_buf(),
         ca: CertFiles { cert: ca.cert_path.clone(), key: dir.join("ca.key") },

@@ -192,6 +192,10 @@ pub enum CertsCmd {
         #[arg(long, value_delimiter = ',', default_value = "alice,bob,carol,dave,admin,admin2")]
         users: Vec<String>,
     },
+    /// A user's client certificate from an existing CA, with a new signing
+    /// key and a profile: what a new officer or administrator needs (an
+    /// administrator then files them with `registry officer add`).
+    Issue(init::IssueArgs),
 }
 
 /// An error with the exit status it should produce.
@@ -288,6 +292,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster(ClusterCmd::NewNode(a)) => {
             let path = init::new_node(&a)?;
             emit(json, &serde_json::to_value(crate::wire::NewNodeOutput { config: path.clone() })?, || path.display().to_string());
+            Ok(())
+        }
+        Command::Certs(CertsCmd::Issue(a)) => {
+            let done = init::certs_issue(&a)?;
+            emit(json, &serde_json::to_value(&done)?, || done.summary());
             Ok(())
         }
         Command::Certs(CertsCmd::Init { dir, nodes, users }) => {

@@ -51,16 +51,28 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 #[derive(Clone)]
 pub struct Http {
     inner: Client<crate::tls::HttpsConnector, Body>,
+    names: crate::tls::NodeNames,
 }
 
 impl Http {
     pub fn new(tls: crate::tls::ClientTls) -> Self {
+        let names = crate::tls::NodeNames::default();
         let inner = Client::builder(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(crate::limits::CLIENT_POOL_IDLE_SECS))
-            .build(crate::tls::https_connector(tls));
-        Http { inner }
+            .build(crate::tls::https_connector(tls, names.clone()));
+        Http { inner, names }
+    }
+
+    /// The base URL to call node `id` at `addr` by, so that the call fails
+    /// its handshake unless the server holds node `id`'s certificate
+    /// (`tls::NodeNames`). Every node-to-node call goes through here.
+    pub fn node_url(&self, id: u64, addr: &str) -> String {
+        if crate::mutation::on(crate::mutation::Mutation::UnpinnedPeers) {
+            return addr.to_string();
+        }
+        self.names.pin(id, addr)
     }
 
     /// Sends a request; the answer's status is not interpreted.

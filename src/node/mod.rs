@@ -127,6 +127,8 @@ pub struct Node {
     /// Chunks this node held once and found gone, not yet repaired (kept by the
     /// healer; each is a recorded finding).
     lost_chunks: std::sync::Mutex<Vec<String>>,
+    /// When this node's certificate and the CA's end (unix seconds), read at start.
+    cert_ends: Vec<(crate::wire::CertificateRole, i64)>,
     /// Set once this node has applied the cluster's configuration, which it
     /// then never loses (every snapshot carries it): spares a read per call.
     caught_up: std::sync::atomic::AtomicBool,
@@ -209,7 +211,7 @@ impl Node {
     /// Where this node sends its own traffic to member `id`: its configured
     /// route if it has one, else the member's advertised `addr`.
     pub fn route(&self, id: NodeId, addr: &str) -> String {
-        self.cfg.routes.get(&id).cloned().unwrap_or_else(|| addr.to_string())
+        self.http.node_url(id, self.cfg.routes.get(&id).map(String::as_str).unwrap_or(addr))
     }
 
     /// The other members as `(id, address to reach it, voter)`, for this node's own traffic.
@@ -349,6 +351,11 @@ where
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
     let proposer = proposer::Proposer::start(raft.clone());
     let witness_list = cfg.witnesses.clone();
+    let mut cert_ends = Vec::new();
+    for (role, path) in [(crate::wire::CertificateRole::Node, &cfg.cert), (crate::wire::CertificateRole::Ca, &cfg.ca)] {
+        let der = crate::tls::load_certs(path)?.into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no certificate", path.display()))?;
+        cert_ends.push((role, crate::tls::validity_of(der.as_ref())?.1));
+    }
     let tsa = cfg.tsa_url.clone().map(tsa::Tsa::new);
     let node = Arc::new(Node {
         cfg,
@@ -372,6 +379,7 @@ where
         late_records: Default::default(),
         damaged_chunks: std::sync::Mutex::new(Vec::new()),
         lost_chunks: std::sync::Mutex::new(Vec::new()),
+        cert_ends,
         clock,
         proposer,
         metrics: crate::metrics::Metrics::new(),
@@ -671,6 +679,17 @@ impl Node {
         }
         if let Ok(Some(why)) = self.audit_broken.lock().map(|b| b.clone()) {
             warnings.push(HealthWarning::AuditTreeInvalid { error: why });
+        }
+        let now_secs = (now_ms() / 1000) as i64;
+        for (role, ends) in &self.cert_ends {
+            let left = ends - now_secs;
+            if left < (crate::limits::CERT_EXPIRY_WARNING_DAYS * 86_400) as i64 {
+                warnings.push(HealthWarning::CertificateExpiring {
+                    certificate: *role,
+                    expires_at: crate::wire::rfc3339_ms(u64::try_from(*ends).unwrap_or(0) * 1000),
+                    days_left: left.div_euclid(86_400),
+                });
+            }
         }
         crate::wire::NodeHealth {
             id: self.id(),

@@ -119,7 +119,7 @@ impl Gate {
 
     async fn ask(&self, voter: NodeId, addr: Option<&String>, local: &Local) -> Answer {
         let Some(key) = local.keys.get(&voter) else { return Answer::NotNow("no checked binding".into()) };
-        let Some(addr) = self.routes.get(&voter).or(addr) else { return Answer::NotNow("no address".into()) };
+        let Some(addr) = self.routes.get(&voter).or(addr).map(|a| self.http.node_url(voter, a)) else { return Answer::NotNow("no address".into()) };
         let req = CosignRequest { size: local.size, root: hex::encode(local.root) };
         match self.http.call::<_, CosignResponse>(Method::POST, &format!("{addr}{COSIGN_PATH}"), Some(&req), Duration::from_secs(5)).await {
             Ok(r) => match audit::verify_note(&format!("{}\n{}", local.text, r.line), std::slice::from_ref(key)) {

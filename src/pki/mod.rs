@@ -9,6 +9,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use time::OffsetDateTime;
+
+use crate::limits::DEV_CERT_VALID_DAYS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -16,6 +19,16 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("the CA certificate: {0}")]
+    Ca(String),
+}
+
+/// Valid from an hour ago (clocks differ) for `days`, but never past `cap`.
+fn validity(params: &mut CertificateParams, days: u32, cap: Option<OffsetDateTime>) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    let end = now + time::Duration::days(i64::from(days));
+    params.not_after = cap.map_or(end, |c| end.min(c));
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
@@ -46,22 +59,27 @@ pub struct DevCa {
     pub cert_path: PathBuf,
     cert_pem: String,
     key: KeyPair,
+    /// The CA certificate's notAfter: nothing it issues outlives it.
+    not_after: OffsetDateTime,
 }
 
 impl DevCa {
-    /// Creates a new CA as `dir/ca.pem` and `dir/ca.key`.
-    pub fn create(dir: &Path, cluster_name: &str) -> Result<DevCa, PkiError> {
+    /// Creates a new CA as `dir/ca.pem` and `dir/ca.key`, valid for `days`
+    /// (what it issues never outlives it).
+    pub fn create(dir: &Path, cluster_name: &str, days: u32) -> Result<DevCa, PkiError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, format!("custody dev CA ({cluster_name})"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, days, None);
+        let not_after = params.not_after;
         let cert = params.self_signed(&key)?;
         let cert_path = dir.join("ca.pem");
         write_public(&cert_path, &cert.pem())?;
         write_secret(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
-        Ok(DevCa { cert_path, cert_pem: cert.pem(), key })
+        Ok(DevCa { cert_path, cert_pem: cert.pem(), key, not_after })
     }
 
     /// Loads the CA written by [`DevCa::create`].
@@ -70,12 +88,19 @@ impl DevCa {
         let cert_pem = fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
         let key_path = dir.join("ca.key");
         let key = KeyPair::from_pem(&fs::read_to_string(&key_path).map_err(io_err(&key_path))?)?;
-        Ok(DevCa { cert_path, cert_pem, key })
+        let der = crate::tls::load_certs(&cert_path).map_err(|e| PkiError::Ca(e.to_string()))?;
+        let (_, until) = crate::tls::validity_of(der[0].as_ref()).map_err(|e| PkiError::Ca(e.to_string()))?;
+        let not_after = OffsetDateTime::from_unix_timestamp(until).map_err(|e| PkiError::Ca(e.to_string()))?;
+        if not_after <= OffsetDateTime::now_utc() {
+            return Err(PkiError::Ca(format!("{} expired at {not_after}", cert_path.display())));
+        }
+        Ok(DevCa { cert_path, cert_pem, key, not_after })
     }
 
-    fn issue(&self, mut params: CertificateParams, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
+    fn issue(&self, mut params: CertificateParams, days: u32, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let key = KeyPair::generate()?;
+        validity(&mut params, days, Some(self.not_after));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let cert = params.signed_by(&key, &issuer)?;
         if let Some(p) = out_cert.parent() {
@@ -89,18 +114,28 @@ impl DevCa {
     /// A node certificate: server and client use, names `node-<id>.custody`,
     /// `localhost` and the loopback address.
     pub fn issue_node(&self, id: u64, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
+        self.issue_node_for(id, DEV_CERT_VALID_DAYS, out_cert, out_key)
+    }
+
+    /// [`DevCa::issue_node`], valid for `days`.
+    pub fn issue_node_for(&self, id: u64, days: u32, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
         let mut params = CertificateParams::new(vec![crate::tls::node_dns_name(id), "localhost".to_string()])?;
         params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         params.distinguished_name.push(DnType::CommonName, format!("custody node {id}"));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params, out_cert, out_key)
+        self.issue(params, days, out_cert, out_key)
     }
 
     /// A user's client certificate: client use only, subject CN = the user name.
     pub fn issue_user(&self, name: &str, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
+        self.issue_user_for(name, DEV_CERT_VALID_DAYS, out_cert, out_key)
+    }
+
+    /// [`DevCa::issue_user`], valid for `days`.
+    pub fn issue_user_for(&self, name: &str, days: u32, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params, out_cert, out_key)
+        self.issue(params, days, out_cert, out_key)
     }
 }

@@ -45,7 +45,7 @@ pub struct Peer {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        let addr = self.routes.get(&target).unwrap_or(&node.addr).clone();
+        let addr = self.http.node_url(target, self.routes.get(&target).unwrap_or(&node.addr));
         Peer { http: self.http.clone(), target, addr }
     }
 }

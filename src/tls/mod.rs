@@ -132,10 +132,65 @@ pub fn client_config(files: &TlsFiles<'_>) -> Result<Arc<ClientConfig>, TlsError
 pub type ClientTls = Arc<ClientConfig>;
 
 /// An HTTPS connector for hyper's client that speaks only TLS 1.3 with our client certificate.
-pub type HttpsConnector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+pub type HttpsConnector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector<NodeNames>>;
 
-pub fn https_connector(cfg: Arc<ClientConfig>) -> HttpsConnector {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+/// Where each node name `node-<id>.custody` points, so that a node calls
+/// another by the name its certificate must carry: a URL made by
+/// [`NodeNames::pin`] has that name as its host, the connector resolves it to
+/// the address the caller gave, and rustls then checks the server's
+/// certificate against that name. A member that answers at an address meant
+/// for another (a wrong route or membership address) fails the handshake.
+/// Any other host name resolves through the system resolver as usual.
+#[derive(Clone, Debug, Default)]
+pub struct NodeNames(Arc<std::sync::RwLock<std::collections::HashMap<String, String>>>);
+
+impl NodeNames {
+    /// The base URL to call node `id` by, given where to reach it (`addr`,
+    /// `https://host:port`): `https://node-<id>.custody:port`, with `host`
+    /// remembered as where that name points. An address of another form is
+    /// answered unchanged (and checked against its own host name).
+    pub fn pin(&self, id: u64, addr: &str) -> String {
+        let Some(rest) = addr.strip_prefix("https://") else { return addr.to_string() };
+        let rest = rest.trim_end_matches('/');
+        let Some((host, port)) = rest.rsplit_once(':').filter(|(h, p)| !h.is_empty() && !h.contains('/') && p.parse::<u16>().is_ok()) else {
+            return addr.to_string();
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let name = node_dns_name(id);
+        if let Ok(mut names) = self.0.write() {
+            if names.get(&name) != Some(&host) {
+                names.insert(name.clone(), host);
+            }
+        }
+        format!("https://{name}:{port}")
+    }
+
+    fn host_for(&self, name: &str) -> String {
+        self.0.read().ok().and_then(|n| n.get(name).cloned()).unwrap_or_else(|| name.to_string())
+    }
+}
+
+impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for NodeNames {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let host = self.host_for(name.as_str());
+        Box::pin(async move {
+            // The connector sets the URL's port on each address.
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+pub fn https_connector(cfg: Arc<ClientConfig>, names: NodeNames) -> HttpsConnector {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(names);
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
@@ -187,6 +242,13 @@ pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, TlsError> {
         .and_then(|cn| cn.as_str().ok())
         .ok_or_else(|| TlsError::Identity("certificate has no common name".into()))?;
     Ok(PeerIdentity::User(cn.to_string()))
+}
+
+/// A certificate's validity period as unix seconds: (notBefore, notAfter).
+pub fn validity_of(der: &[u8]) -> Result<(i64, i64), TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Identity(e.to_string()))?;
+    let v = cert.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
 /// The PKCS#8 bytes of a private key file (what a node signs its binding with).

@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod bench;
+mod certs;
 mod cluster;
 mod demo;
 mod edge;

@@ -9,6 +9,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use serde_json::Value;
+
 use crate::harness::{Cluster, BIN};
 
 fn roots(ca: &Path) -> rustls::RootCertStore {
@@ -134,4 +136,39 @@ fn only_member_nodes_may_send_raft_traffic_or_chunks() {
     // ... and a node certificate cannot use the client API.
     let res = raw_request(c.base_port, config(&ca, Some((&n2.join("tls.pem"), &n2.join("tls.key")))), get("/v1/items")).unwrap();
     assert!(res.starts_with("HTTP/1.1 403"), "{res}");
+}
+
+/// Issue 16: a node calls another by the name its certificate must carry
+/// (`node-<id>.custody`), so traffic meant for node 2 that reaches node 3 (a
+/// wrong route here; a wrong membership address alike) fails its handshake
+/// instead of being answered by the wrong member. Goes red with the
+/// `unpinned-peers` mutation (`pinned_mutant` below).
+fn misrouted_member_is_unreachable(start: impl Fn(&mut Cluster, u64)) -> Value {
+    let mut c = Cluster::init(3, "");
+    c.append_node_config(1, &format!("[[routes]]\nid = 2\naddr = \"{}\"\n", c.addr(3)));
+    for id in 1..=3 {
+        start(&mut c, id);
+    }
+    // Node 1's view, once it has a leader and reaches node 3.
+    let p = c.node_profile("admin", 1);
+    crate::harness::wait_until("node 1 to see a leader and reach node 3", std::time::Duration::from_secs(60), || {
+        let out = c.cli(&p, &["cluster", "status"]);
+        let st: Value = serde_json::from_slice(&out.stdout).ok()?;
+        st["leader"].as_u64()?;
+        let member = |id: u64| st["members"].as_array().and_then(|m| m.iter().find(|m| m["id"] == id).cloned());
+        (member(3)?["reachable"] == true).then(|| member(2)).flatten()
+    })
+}
+
+#[test]
+fn a_node_reaches_only_the_very_node_it_meant_to_call() {
+    let two = misrouted_member_is_unreachable(|c, id| c.start(id));
+    assert_eq!(two["reachable"], false, "node 1's call to node 2 reached node 3 and was answered: {two:#}");
+}
+
+#[cfg(feature = "chaos-mutations")]
+#[test]
+fn pinned_mutant_without_the_name_check_the_wrong_member_answers() {
+    let two = misrouted_member_is_unreachable(|c, id| c.start_mutant(id, "unpinned-peers"));
+    assert_eq!(two["reachable"], true, "{two:#}");
 }

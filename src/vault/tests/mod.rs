@@ -29,7 +29,7 @@ fn node_cert(node: u64) -> (Vec<u8>, Vec<u8>) {
         .entry(node)
         .or_insert_with(|| {
             let dir = tempfile::tempdir().unwrap();
-            let ca = crate::pki::DevCa::create(&dir.path().join("ca"), "test").unwrap();
+            let ca = crate::pki::DevCa::create(&dir.path().join("ca"), "test", 30).unwrap();
             let (cert, key) = (dir.path().join("n.pem"), dir.path().join("n.key"));
             ca.issue_node(node, &cert, &key).unwrap();
             (crate::tls::load_certs(&cert).unwrap().remove(0).as_ref().to_vec(), crate::tls::pkcs8_of(&key).unwrap())

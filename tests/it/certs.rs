@@ -1,0 +1,98 @@
+//! Issue 16, certificates: dev certificates live days to a year, not until
+//! 4096; a node warns in `cluster status` before its certificate or the CA's
+//! expires; `certs issue` onboards a new person from the cluster's existing
+//! CA, whose profile then works once an administrator files them.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{free_ports, wait_until, Cluster, BIN};
+
+/// `cluster init` with the dev CA valid for `days`.
+fn init_with_cert_days(days: u32) -> Cluster {
+    let dir = tempfile::Builder::new().prefix("custody-it-").tempdir().unwrap();
+    let base_port = free_ports(5);
+    let out = Command::new(BIN)
+        .args(["cluster", "init", "--dir"])
+        .arg(dir.path())
+        .args(["--nodes", "3", "--base-port", &base_port.to_string(), "--cert-days", &days.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+    Cluster { dir, base_port, children: Default::default() }
+}
+
+fn not_after_days(pem: &std::path::Path) -> i64 {
+    let der = rustls::pki_types::pem::PemObject::from_pem_file(pem).map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec()).unwrap();
+    let (_, until) = custody::tls::validity_of(&der).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    (until - now) / 86_400
+}
+
+#[test]
+fn dev_certificates_live_a_year_and_status_warns_before_one_expires() {
+    // The default: the CA and every certificate it issued end within a year.
+    let c = Cluster::init(1, "");
+    for f in ["certs/ca.pem", "node1/tls.pem", "profiles/alice.pem"] {
+        let d = not_after_days(&c.path().join(f));
+        assert!((360..=365).contains(&d), "{f} is valid {d} more days");
+    }
+    drop(c);
+
+    // A CA of 20 days: each node warns about its own certificate and the CA's.
+    let mut c = init_with_cert_days(20);
+    c.start_all(3);
+    c.wait_leader(3);
+    let st = c.status().unwrap();
+    crate::json::Schemas::new().output("cluster status", &st);
+    for m in st["members"].as_array().unwrap() {
+        let warnings = m["health"]["warnings"].as_array().unwrap();
+        let expiring: Vec<&Value> = warnings.iter().filter(|w| w["kind"] == "certificate_expiring").collect();
+        let roles: Vec<&str> = expiring.iter().map(|w| w["certificate"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["node", "ca"], "{m:#}");
+        for w in expiring {
+            assert!((18..=20).contains(&w["days_left"].as_i64().unwrap()) && w["expires_at"].as_str().unwrap().ends_with('Z'), "{w}");
+        }
+    }
+    // And the text form says so to a person.
+    let out = Command::new(BIN).arg("--profile").arg(c.profile("admin")).args(["cluster", "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("expires at") && text.contains("renew it"), "{text}");
+}
+
+#[test]
+fn certs_issue_onboards_a_person_from_the_clusters_own_ca() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let ca_dir = c.path().join("certs");
+    let issue = |args: &[&str]| Command::new(BIN).args(["--json", "certs", "issue"]).args(args).arg("--ca-dir").arg(&ca_dir).output().unwrap();
+    let out = issue(&["erin", "--days", "30"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let issued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    crate::json::Schemas::new().output("certs issue", &issued);
+    let profile = std::path::PathBuf::from(issued["profile"].as_str().unwrap());
+    assert_eq!(profile, c.path().join("profiles/erin.toml").canonicalize().unwrap());
+    assert!((29..=30).contains(&not_after_days(&c.path().join("profiles/erin.pem"))));
+    for f in ["erin.key", "erin.signing.key"] {
+        let mode = std::fs::metadata(c.path().join("profiles").join(f)).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+        assert_eq!(mode.unwrap(), 0o600, "{f}");
+    }
+    // Nothing is overwritten; bad names and lifetimes are refused with a usage error.
+    assert_eq!(issue(&["erin"]).status.code(), Some(2));
+    assert_eq!(issue(&["../x"]).status.code(), Some(2));
+    assert_eq!(issue(&["frank", "--days", "4000"]).status.code(), Some(2));
+
+    // Her certificate passes the handshake, but she is nobody until filed.
+    let list = |p: &std::path::Path| c.cli(p, &["items"]);
+    let refused = list(&profile);
+    let said: Value = serde_json::from_slice(&refused.stdout).unwrap_or_default();
+    assert_eq!(said["problem"], "urn:custody:unauthenticated", "an unregistered person was served: {said}");
+    let key = issued["public_key"].as_str().unwrap();
+    let add = ["registry", "officer", "add", "erin", "--badge", "LN-0199", "--unit", "Heping", "--role", "officer", "--key", key];
+    let filed = c.cli_json(&c.profile("admin"), &add);
+    c.cli_json(&c.profile("admin2"), &["registry", "approve", filed["change"].as_str().unwrap(), "--yes"]);
+    wait_until("erin to be served", Duration::from_secs(30), || list(&profile).status.success().then_some(()));
+}
