@@ -38,6 +38,11 @@ pub struct RawNodeConfig {
     pub ca: String,
     pub cert: String,
     pub key: String,
+    /// The CA's certificate revocation lists (PEM), checked on every
+    /// handshake this node accepts or makes; read again when the file
+    /// changes (`custody certs revoke` writes it). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<String>,
     /// This node's Ed25519 checkpoint signing key (64 hex digits of seed, mode 0600).
     pub checkpoint_key: String,
     /// This node's own Ed25519 session-token key (64 hex digits of seed, mode
@@ -128,6 +133,7 @@ pub struct NodeConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub crl: Option<PathBuf>,
     pub checkpoint_key: PathBuf,
     pub session_key: PathBuf,
     pub share_key: PathBuf,
@@ -218,6 +224,7 @@ impl NodeConfig {
             ca: resolve(base, &raw.ca),
             cert: resolve(base, &raw.cert),
             key: resolve(base, &raw.key),
+            crl: raw.crl.as_deref().map(|c| resolve(base, c)),
             checkpoint_key: resolve(base, &raw.checkpoint_key),
             session_key: resolve(base, raw.session_key.as_deref().unwrap_or("session.key")),
             share_key: resolve(base, raw.share_key.as_deref().unwrap_or("share.key")),

@@ -73,6 +73,9 @@ pub const MAX_JSON_DEPTH: usize = 32;
 /// server is closing.
 pub const CLIENT_POOL_IDLE_SECS: u64 = 10;
 const _: () = assert!(CLIENT_POOL_IDLE_SECS * 2 <= HEADER_READ_TIMEOUT_SECS);
+/// How often a node looks for changed TLS files (certificate, key, CA,
+/// revocation list) and loads them: a revocation takes effect within this.
+pub const TLS_RELOAD_SECS: u64 = 2;
 /// How long a dev CA certificate is valid (`cluster init`, `certs init`).
 pub const DEV_CA_VALID_DAYS: u32 = 365;
 /// How long a node or user certificate the dev CA issues is valid by

@@ -149,9 +149,14 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
                     return;
                 }
             };
+            let watched = peer.clone();
+            let untrusted = acceptor.until_untrusted(&watched);
             let svc = TowerToHyperService::new(app.layer(Extension(session::Caller::new(peer))));
-            if let Err(e) = server.serve_connection(io, svc).await {
-                tracing::debug!(%remote, error = %e, "connection ended");
+            tokio::select! {
+                r = server.serve_connection(io, svc) => if let Err(e) = r {
+                    tracing::debug!(%remote, error = %e, "connection ended");
+                },
+                () = untrusted => tracing::warn!(%remote, "closed a connection whose certificate is no longer trusted (revoked, or another CA)"),
             }
         });
     }

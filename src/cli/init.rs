@@ -87,6 +87,46 @@ impl IssuedUser {
 }
 
 #[derive(Args)]
+pub struct RevokeArgs {
+    /// The CA's directory, holding `ca.pem`, `ca.key` and the `crl.pem` nodes read.
+    #[arg(long)]
+    pub ca_dir: PathBuf,
+    /// The certificate to revoke (PEM): a user's or a node's.
+    #[arg(long)]
+    pub cert: PathBuf,
+}
+
+/// `certs revoke --json`: the revocation list written and what it revokes.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct CrlWritten {
+    /// The CRL file (PEM) the nodes read (`crl` in node.toml); they load it within seconds.
+    pub crl: PathBuf,
+    /// Every certificate it revokes, the new one last.
+    pub revoked: Vec<crate::pki::RevokedCert>,
+}
+
+/// `certs revoke`: adds a certificate the CA issued to its revocation list.
+/// A certificate revoked already is refused (exit 1), as is one another CA issued.
+pub fn certs_revoke(a: &RevokeArgs) -> Result<CrlWritten, super::Failure> {
+    let usage = |e: &dyn std::fmt::Display| super::Failure::new(2, e.to_string());
+    let ca = DevCa::load(&a.ca_dir).map_err(|e| usage(&e))?;
+    let der = crate::tls::load_certs(&a.cert).map_err(|e| usage(&e))?;
+    let (serial, subject, issuer) = crate::tls::serial_subject_issuer(der[0].as_ref()).map_err(|e| usage(&e))?;
+    let ca_der = crate::tls::load_certs(&ca.cert_path).map_err(|e| usage(&e))?;
+    let (_, ca_subject, _) = crate::tls::serial_subject_issuer(ca_der[0].as_ref()).map_err(|e| usage(&e))?;
+    if issuer != ca_subject {
+        return Err(super::Failure::new(1, format!("{} was issued by {issuer}, not by this CA ({ca_subject})", a.cert.display())));
+    }
+    let mut revoked = ca.revoked().map_err(|e| usage(&e))?;
+    if revoked.iter().any(|r| r.serial == serial) {
+        return Err(super::Failure::new(1, format!("{subject} (serial {serial}) is revoked already")));
+    }
+    revoked.push(crate::pki::RevokedCert { serial, subject, revoked_at: crate::wire::rfc3339_ms(crate::node::now_ms()) });
+    let crl = ca.write_crl(&revoked).map_err(|e| usage(&e))?;
+    Ok(CrlWritten { crl, revoked })
+}
+
+#[derive(Args)]
 pub struct NewNodeArgs {
     #[arg(long)]
     pub dir: PathBuf,
@@ -230,6 +270,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         ca: "../certs/ca.pem".into(),
         cert: "tls.pem".into(),
         key: "tls.key".into(),
+        crl: Some(format!("../certs/{}", crate::pki::CRL_FILE)),
         checkpoint_key: "checkpoint.key".into(),
         session_key: Some("session.key".into()),
         share_key: Some("share.key".into()),
@@ -276,6 +317,7 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
         dev_retention_secs: a.dev_retention_secs,
     };
     let ca = DevCa::create(&a.dir.join("certs"), &cf.cluster_name, a.cert_days)?;
+    ca.write_crl(&[])?;
     let peers: Vec<PeerConfig> =
         (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
@@ -417,6 +459,7 @@ pub fn certs_init(dir: &Path, nodes: u64, users: &[String]) -> anyhow::Result<Ce
         check_user_name(u)?;
     }
     let ca = DevCa::create(dir, "custody", crate::limits::DEV_CA_VALID_DAYS)?;
+    ca.write_crl(&[])?;
     let mut out = CertsWritten {
         dir: dir.to_path_buf(),
         ca: CertFiles { cert: ca.cert_path.clone(), key: dir.join("ca.key") },

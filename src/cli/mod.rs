@@ -196,6 +196,10 @@ pub enum CertsCmd {
     /// key and a profile: what a new officer or administrator needs (an
     /// administrator then files them with `registry officer add`).
     Issue(init::IssueArgs),
+    /// Revokes a certificate the CA issued: writes the CA's revocation list,
+    /// which every node configured with it (`crl` in node.toml) enforces on
+    /// each handshake, incoming and outgoing, within seconds.
+    Revoke(init::RevokeArgs),
 }
 
 /// An error with the exit status it should produce.
@@ -292,6 +296,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster(ClusterCmd::NewNode(a)) => {
             let path = init::new_node(&a)?;
             emit(json, &serde_json::to_value(crate::wire::NewNodeOutput { config: path.clone() })?, || path.display().to_string());
+            Ok(())
+        }
+        Command::Certs(CertsCmd::Revoke(a)) => {
+            let done = init::certs_revoke(&a)?;
+            emit(json, &serde_json::to_value(&done)?, || {
+                let last = done.revoked.last().map(|r| format!("{} (serial {})", r.subject, r.serial)).unwrap_or_default();
+                format!("revoked {last}; {} now lists {} certificates", done.crl.display(), done.revoked.len())
+            });
             Ok(())
         }
         Command::Certs(CertsCmd::Issue(a)) => {

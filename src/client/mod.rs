@@ -2,6 +2,7 @@
 //! calling each other. Speaks JSON and streams; turns problem documents into
 //! typed errors. Knows no routes' meaning.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,19 +51,42 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 /// An HTTPS client with connection reuse (HTTP/1.1 keep-alive, see `tls::https_connector`).
 #[derive(Clone)]
 pub struct Http {
-    inner: Client<crate::tls::HttpsConnector, Body>,
+    inner: Arc<std::sync::RwLock<Client<crate::tls::HttpsConnector, Body>>>,
+    tls: crate::tls::ClientTls,
     names: crate::tls::NodeNames,
+}
+
+fn pooled_client(tls: &crate::tls::ClientTls, names: &crate::tls::NodeNames) -> Client<crate::tls::HttpsConnector, Body> {
+    Client::builder(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(crate::limits::CLIENT_POOL_IDLE_SECS))
+        .build(crate::tls::https_connector(tls.clone(), names.clone()))
 }
 
 impl Http {
     pub fn new(tls: crate::tls::ClientTls) -> Self {
         let names = crate::tls::NodeNames::default();
-        let inner = Client::builder(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(crate::limits::CLIENT_POOL_IDLE_SECS))
-            .build(crate::tls::https_connector(tls, names.clone()));
-        Http { inner, names }
+        let inner = Arc::new(std::sync::RwLock::new(pooled_client(&tls, &names)));
+        Http { inner, tls, names }
+    }
+
+    fn client(&self) -> Client<crate::tls::HttpsConnector, Body> {
+        match self.inner.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Forgets every pooled connection: the next call makes a new one, with
+    /// a new handshake (after the TLS files changed: a revoked peer must
+    /// not keep a connection made before). Calls in flight finish.
+    pub fn drop_connections(&self) {
+        let fresh = pooled_client(&self.tls, &self.names);
+        match self.inner.write() {
+            Ok(mut c) => *c = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
     }
 
     /// The base URL to call node `id` at `addr` by, so that the call fails
@@ -78,7 +102,7 @@ impl Http {
     /// Sends a request; the answer's status is not interpreted.
     pub async fn send(&self, req: Request<Body>, timeout: Duration) -> Result<Response<Incoming>, HttpError> {
         let url = req.uri().to_string();
-        match tokio::time::timeout(timeout, self.inner.request(req)).await {
+        match tokio::time::timeout(timeout, self.client().request(req)).await {
             Err(_) => Err(HttpError::Timeout { url, secs: timeout.as_secs() }),
             Ok(Err(e)) => {
                 let mut detail = e.to_string();

@@ -332,9 +332,13 @@ where
     let sessions = crate::auth::SessionKeys::new(cfg.id, &session_seed, &cfg.cluster_id);
     let share_secret = crate::crypto::shares::ShareSecretKey::from_seed(&load_or_make_seed(&cfg.share_key)?);
     let binding = checkpoint::own_binding(&cfg, &signer, &session_public, &share_secret.public_key())?;
-    let files = crate::tls::TlsFiles { ca: &cfg.ca, cert: &cfg.cert, key: &cfg.key };
-    let server_tls = crate::tls::server_config(&files)?;
-    let http = Http::new(crate::tls::client_config(&files)?);
+    // Read again when a file changes: a renewed certificate or a new
+    // revocation list takes effect without a restart (`tls_reload_loop`).
+    let tls =
+        crate::tls::Reloading::load(crate::tls::TlsPaths { ca: cfg.ca.clone(), cert: cfg.cert.clone(), key: cfg.key.clone(), crl: cfg.crl.clone() })?;
+    let acceptor = crate::tls::Acceptor::reloading(&tls)?;
+    let http = Http::new(tls.client_config()?);
+    tokio::spawn(tls_reload_loop(tls, http.clone()));
 
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let db = Db::open(&cfg.data_dir.join("db")).with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
@@ -386,7 +390,7 @@ where
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 
-    let server = tokio::spawn(serve(node.clone(), listener, crate::tls::Acceptor::new(server_tls)));
+    let server = tokio::spawn(serve(node.clone(), listener, acceptor));
     bootstrap(&node).await?;
     tokio::spawn(configure_loop(node.clone()));
     tokio::spawn(checkpoint::verify_at_start(node.clone()));
@@ -401,6 +405,24 @@ where
     server.abort();
     node.raft.shutdown().await.ok();
     Ok(())
+}
+
+/// Reads the node's TLS files again whenever one changes.
+/// Outgoing connections are dropped then (the next call makes a new one,
+/// checked by the new reading); the server side closes incoming connections
+/// whose peer the new reading refuses (`tls::Acceptor::until_untrusted`).
+async fn tls_reload_loop(tls: Arc<crate::tls::Reloading>, http: Http) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(crate::limits::TLS_RELOAD_SECS)).await;
+        match tls.reload_if_changed() {
+            Ok(true) => {
+                http.drop_connections();
+                tracing::info!(revoked = tls.revoked(), "TLS files changed: the new certificate and revocation list are in use")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "TLS files changed but do not load; the previous ones stay in use"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -47,6 +47,35 @@ fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
     fs::write(path, contents).map_err(io_err(path))
 }
 
+/// Writes `contents` to `path` through a temporary file and a rename, so a
+/// node reading it sees the old file or the new one, never half of one.
+fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(contents).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// One certificate the CA revoked, as `revoked.json` in its directory lists them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct RevokedCert {
+    /// The certificate's serial number, lowercase hex.
+    pub serial: String,
+    /// Its subject (RFC 4514), for people.
+    pub subject: String,
+    /// When it was revoked (RFC 3339 UTC).
+    pub revoked_at: String,
+}
+
+/// The file the CA's revocation list is written to, next to `ca.pem`.
+pub const CRL_FILE: &str = "crl.pem";
+/// The list of revoked certificates the CRL is made from.
+pub const REVOKED_FILE: &str = "revoked.json";
+/// How long a CRL says it is current. Nodes do not refuse a stale one (a CA
+/// that cannot re-sign must not stop the cluster); each revocation re-signs it.
+const CRL_VALID_DAYS: i64 = 30;
+
 /// A certificate and its key as written to disk.
 #[derive(Clone, Debug)]
 pub struct IssuedFiles {
@@ -109,6 +138,48 @@ impl DevCa {
         write_public(out_cert, &cert.pem())?;
         write_secret(out_key, key.serialize_pem().as_bytes())?;
         Ok(IssuedFiles { cert: out_cert.to_path_buf(), key: out_key.to_path_buf() })
+    }
+
+    /// The revoked certificates recorded in this CA's directory.
+    pub fn revoked(&self) -> Result<Vec<RevokedCert>, PkiError> {
+        let path = self.cert_path.with_file_name(REVOKED_FILE);
+        match fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| PkiError::Ca(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Records `revoked` and writes the CRL over all of them (`crl.pem`, its
+    /// number the count of revocations), both atomically. Answers the CRL's path.
+    pub fn write_crl(&self, revoked: &[RevokedCert]) -> Result<PathBuf, PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        let now = OffsetDateTime::now_utc();
+        let mut list = Vec::new();
+        for r in revoked {
+            let serial = hex::decode(&r.serial).map_err(|e| PkiError::Ca(format!("serial {}: {e}", r.serial)))?;
+            let at = time::OffsetDateTime::parse(&r.revoked_at, &time::format_description::well_known::Rfc3339).unwrap_or(now);
+            list.push(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(serial),
+                revocation_time: at,
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(CRL_VALID_DAYS),
+            crl_number: rcgen::SerialNumber::from(revoked.len() as u64 + 1),
+            issuing_distribution_point: None,
+            revoked_certs: list,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&issuer)?;
+        let json = serde_json::to_vec_pretty(revoked).map_err(|e| PkiError::Ca(e.to_string()))?;
+        write_atomic(&self.cert_path.with_file_name(REVOKED_FILE), &json)?;
+        let path = self.cert_path.with_file_name(CRL_FILE);
+        write_atomic(&path, crl.pem()?.as_bytes())?;
+        Ok(path)
     }
 
     /// A node certificate: server and client use, names `node-<id>.custody`,

@@ -3,7 +3,7 @@
 //! accepts or makes. Knows nothing of routes, Raft or items; it tells callers
 //! who the authenticated peer is.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -46,6 +46,8 @@ pub enum PeerIdentity {
 pub struct AuthenticatedPeer {
     identity: PeerIdentity,
     cert_sha256: [u8; 32],
+    /// The certificate itself (DER), checked again when the trust changes.
+    cert: Arc<Vec<u8>>,
 }
 
 impl AuthenticatedPeer {
@@ -128,6 +130,245 @@ pub fn client_config(files: &TlsFiles<'_>) -> Result<Arc<ClientConfig>, TlsError
     Ok(Arc::new(cfg))
 }
 
+/// The files of a node's TLS identity and trust, kept so that they can be
+/// read again: `crl`, when set, is a PEM file of certificate revocation lists
+/// from the CA (`custody certs revoke` writes it).
+#[derive(Clone, Debug)]
+pub struct TlsPaths {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub crl: Option<PathBuf>,
+}
+
+/// What one reading of [`TlsPaths`] gave.
+struct Loaded {
+    /// Modification time and length of each file, to see a change.
+    stamp: Vec<Option<(std::time::SystemTime, u64)>>,
+    key: Arc<rustls::sign::CertifiedKey>,
+    clients: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    servers: Arc<rustls::client::WebPkiServerVerifier>,
+    revoked: usize,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded").field("revoked", &self.revoked).finish_non_exhaustive()
+    }
+}
+
+fn stamp(paths: &TlsPaths) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    [Some(&paths.ca), Some(&paths.cert), Some(&paths.key), paths.crl.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .collect()
+}
+
+/// Reads a PEM file of CRLs; answers them and how many certificates they revoke.
+pub fn load_crls(path: &Path) -> Result<(Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, usize), TlsError> {
+    use rustls::pki_types::CertificateRevocationListDer;
+    let crls: Vec<CertificateRevocationListDer<'static>> =
+        CertificateRevocationListDer::pem_file_iter(path).map_err(|e| pem_err(path, e))?.collect::<Result<_, _>>().map_err(|e| pem_err(path, e))?;
+    if crls.is_empty() {
+        return Err(pem_err(path, "no certificate revocation list in the file"));
+    }
+    let mut revoked = 0;
+    for c in &crls {
+        let (_, crl) = x509_parser::parse_x509_crl(c.as_ref()).map_err(|e| pem_err(path, e))?;
+        revoked += crl.iter_revoked_certificates().count();
+    }
+    Ok((crls, revoked))
+}
+
+fn load(paths: &TlsPaths) -> Result<Loaded, TlsError> {
+    let stamp = stamp(paths);
+    let roots = Arc::new(roots(&paths.ca)?);
+    let (crls, revoked) = match &paths.crl {
+        Some(p) => load_crls(p)?,
+        None => (Vec::new(), 0),
+    };
+    let key = rustls::sign::CertifiedKey::from_der(load_certs(&paths.cert)?, load_key(&paths.key)?, &provider())
+        .map_err(|e| TlsError::Config(format!("{} with {}: {e}", paths.cert.display(), paths.key.display())))?;
+    let clients = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        .with_crls(crls.clone())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let servers = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .with_crls(crls)
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(Loaded { stamp, key: Arc::new(key), clients, servers, revoked })
+}
+
+/// A node's TLS identity and trust, read from [`TlsPaths`] and read again
+/// when a file changes ([`Reloading::reload_if_changed`]): a renewed
+/// certificate, or a new revocation list, takes effect on the next
+/// handshake, with no restart. Connections already open stay as they are.
+#[derive(Debug)]
+pub struct Reloading {
+    paths: TlsPaths,
+    current: std::sync::RwLock<Arc<Loaded>>,
+    /// Bumped at each new reading, so open connections check their peers again.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Reloading {
+    pub fn load(paths: TlsPaths) -> Result<Arc<Reloading>, TlsError> {
+        let loaded = load(&paths)?;
+        Ok(Arc::new(Reloading { paths, current: std::sync::RwLock::new(Arc::new(loaded)), generation: tokio::sync::watch::Sender::new(0) }))
+    }
+
+    fn now(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// How many certificates the loaded revocation lists revoke.
+    pub fn revoked(&self) -> usize {
+        self.now().revoked
+    }
+
+    /// Reads the files again if any changed since the last reading. `Ok(true)`
+    /// when the new reading is in use; an error (a half-written file, a key
+    /// that does not match its certificate) leaves the last good one in use.
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        if stamp(&self.paths) == self.now().stamp {
+            return Ok(false);
+        }
+        let loaded = Arc::new(load(&self.paths)?);
+        match self.current.write() {
+            Ok(mut c) => *c = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+        self.generation.send_modify(|g| *g += 1);
+        Ok(true)
+    }
+
+    /// The server side: TLS 1.3 only, a client certificate from the CA
+    /// required and checked against the revocation lists.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let side = Arc::new(ServerSide(self.clone()));
+        let mut cfg = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_client_cert_verifier(side.clone())
+            .with_cert_resolver(side);
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // No session resumption: a resumed session skips the certificate
+        // check, so a peer revoked since would get back in.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
+        Ok(Arc::new(cfg))
+    }
+
+    /// The client side of node-to-node calls: the server checked against the
+    /// CA and the revocation lists, this node's current certificate presented.
+    pub fn client_config(self: &Arc<Self>) -> Result<Arc<ClientConfig>, TlsError> {
+        let side = Arc::new(ClientSide(self.clone()));
+        let mut cfg = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(side.clone())
+            .with_client_cert_resolver(side);
+        // Every connection checks the server's certificate in full (see above).
+        cfg.resumption = rustls::client::Resumption::disabled();
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// [`Reloading`] as a server sees it: its certificate, and the check of clients'.
+#[derive(Debug)]
+struct ServerSide(Arc<Reloading>);
+
+impl rustls::server::ResolvesServerCert for ServerSide {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.now().key.clone())
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ServerSide {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // No hints: a client presents the one certificate it has.
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.0.now().clients.verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.now().clients.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.now().clients.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.now().clients.supported_verify_schemes()
+    }
+}
+
+/// [`Reloading`] as a client sees it: its certificate, and the check of servers'.
+#[derive(Debug)]
+struct ClientSide(Arc<Reloading>);
+
+impl rustls::client::ResolvesClientCert for ClientSide {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.now().key.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for ClientSide {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.0.now().servers.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.now().servers.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.now().servers.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.now().servers.supported_verify_schemes()
+    }
+}
+
 /// A client-side TLS configuration, passed around without naming rustls.
 pub type ClientTls = Arc<ClientConfig>;
 
@@ -203,23 +444,49 @@ pub fn https_connector(cfg: Arc<ClientConfig>, names: NodeNames) -> HttpsConnect
 
 /// Accepts TLS connections and names the authenticated peer.
 #[derive(Clone)]
-pub struct Acceptor(tokio_rustls::TlsAcceptor);
+pub struct Acceptor {
+    tls: tokio_rustls::TlsAcceptor,
+    reloading: Option<Arc<Reloading>>,
+}
 
 impl Acceptor {
     pub fn new(cfg: Arc<ServerConfig>) -> Self {
-        Acceptor(tokio_rustls::TlsAcceptor::from(cfg))
+        Acceptor { tls: tokio_rustls::TlsAcceptor::from(cfg), reloading: None }
+    }
+
+    /// An acceptor over [`Reloading::server_config`], whose connections can
+    /// learn that their peer's certificate was revoked ([`Acceptor::until_untrusted`]).
+    pub fn reloading(r: &Arc<Reloading>) -> Result<Self, TlsError> {
+        Ok(Acceptor { tls: tokio_rustls::TlsAcceptor::from(r.server_config()?), reloading: Some(r.clone()) })
+    }
+
+    /// Resolves when a new reading of the TLS files (a revocation list, a
+    /// new CA) no longer accepts `peer`'s certificate: the caller then closes
+    /// the connection, so a revocation reaches connections already open.
+    /// Never resolves for an acceptor that does not reload.
+    pub async fn until_untrusted(&self, peer: &AuthenticatedPeer) {
+        let Some(r) = &self.reloading else { return std::future::pending().await };
+        let mut rx = r.generation.subscribe();
+        while rx.changed().await.is_ok() {
+            let der = CertificateDer::from(peer.cert.as_slice());
+            if r.now().clients.verify_client_cert(&der, &[], rustls::pki_types::UnixTime::now()).is_err() {
+                return;
+            }
+        }
+        std::future::pending().await
     }
 
     /// Completes the handshake. A peer without a certificate chaining to the
     /// CA never gets here: rustls aborts the handshake.
     /// The one maker of an [`AuthenticatedPeer`].
     pub async fn accept(&self, tcp: TcpStream) -> Result<(ServerTlsStream<TcpStream>, AuthenticatedPeer), TlsError> {
-        let stream = self.0.accept(tcp).await.map_err(TlsError::Handshake)?;
+        let stream = self.tls.accept(tcp).await.map_err(TlsError::Handshake)?;
         let cert =
             stream.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or_else(|| TlsError::Identity("no client certificate".into()))?;
         let identity = identity_of(cert.as_ref())?;
         let cert_sha256 = crate::crypto::sha256(cert.as_ref());
-        Ok((stream, AuthenticatedPeer { identity, cert_sha256 }))
+        let cert = Arc::new(cert.to_vec());
+        Ok((stream, AuthenticatedPeer { identity, cert_sha256, cert }))
     }
 }
 
@@ -242,6 +509,13 @@ pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, TlsError> {
         .and_then(|cn| cn.as_str().ok())
         .ok_or_else(|| TlsError::Identity("certificate has no common name".into()))?;
     Ok(PeerIdentity::User(cn.to_string()))
+}
+
+/// A certificate's serial number (lowercase hex of its bytes), subject and
+/// issuer (RFC 4514 text).
+pub fn serial_subject_issuer(der: &[u8]) -> Result<(String, String, String), TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Identity(e.to_string()))?;
+    Ok((hex::encode(cert.raw_serial()), cert.subject().to_string(), cert.issuer().to_string()))
 }
 
 /// A certificate's validity period as unix seconds: (notBefore, notAfter).

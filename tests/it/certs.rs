@@ -96,3 +96,94 @@ fn certs_issue_onboards_a_person_from_the_clusters_own_ca() {
     c.cli_json(&c.profile("admin2"), &["registry", "approve", filed["change"].as_str().unwrap(), "--yes"]);
     wait_until("erin to be served", Duration::from_secs(30), || list(&profile).status.success().then_some(()));
 }
+
+#[test]
+fn a_revoked_certificate_fails_the_handshake_everywhere_within_seconds() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let items = |user: &str| c.cli(&c.profile(user), &["items"]);
+    assert!(items("alice").status.success());
+    let revoke = |cert: &str| {
+        Command::new(BIN)
+            .args(["--json", "certs", "revoke", "--ca-dir"])
+            .arg(c.path().join("certs"))
+            .arg("--cert")
+            .arg(c.path().join(cert))
+            .output()
+            .unwrap()
+    };
+
+    // A user: every node refuses her certificate at the handshake; others are served.
+    let out = revoke("profiles/alice.pem");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written: Value = serde_json::from_slice(&out.stdout).unwrap();
+    crate::json::Schemas::new().output("certs revoke", &written);
+    assert_eq!(written["revoked"].as_array().unwrap().len(), 1);
+    assert!(written["revoked"][0]["subject"].as_str().unwrap().contains("alice"), "{written}");
+    for id in 1..=3 {
+        let p = c.node_profile("alice", id);
+        let said = wait_until("alice refused at the handshake", Duration::from_secs(20), || {
+            let out = c.cli(&p, &["items"]);
+            (!out.status.success()).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        });
+        assert!(said.contains("Revoked"), "node {id}: {said}");
+    }
+    assert!(items("bob").status.success());
+    // Revoking twice is refused; nothing changes.
+    assert_eq!(revoke("profiles/alice.pem").status.code(), Some(1));
+
+    // A node: the others stop talking to it in both directions, and the
+    // cluster goes on with the two.
+    assert!(revoke("node3/tls.pem").status.success());
+    let view = |via: u64| {
+        let st: Value = serde_json::from_slice(&c.cli(&c.node_profile("admin", via), &["cluster", "status"]).stdout).ok()?;
+        let reachable = |id: u64| st["members"].as_array()?.iter().find(|m| m["id"] == id).map(|m| m["reachable"] == true);
+        Some((reachable(1)?, reachable(2)?, reachable(3)?))
+    };
+    wait_until("node 1 to refuse node 3", Duration::from_secs(20), || (view(1)? == (true, true, false)).then_some(()));
+    wait_until("node 3 to be refused by the others", Duration::from_secs(20), || (view(3)? == (false, false, true)).then_some(()));
+    let clip = c.path().join("clip.mp4");
+    crate::harness::write_clip(&clip, 10_000, 1);
+    c.deposit("bob", &clip, "case-R");
+}
+
+/// A connection opened before the revocation is closed by the node when the
+/// new list arrives: a revoked holder does not keep a kept-alive connection.
+#[test]
+fn a_connection_open_before_the_revocation_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = Cluster::init(1, "");
+    c.start(1);
+    c.wait_leader(1);
+    let cfg = crate::tls::config(&c.path().join("certs/ca.pem"), Some((&c.path().join("profiles/carol.pem"), &c.path().join("profiles/carol.key"))));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let port = c.base_port;
+    let mut tls = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        tls
+    });
+    let out = Command::new(BIN)
+        .args(["certs", "revoke", "--ca-dir"])
+        .arg(c.path().join("certs"))
+        .arg("--cert")
+        .arg(c.path().join("profiles/carol.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Well before any idle or header timeout (20 s), the node closes it.
+    let closed = rt.block_on(async move {
+        let mut buf = vec![0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(8), tls.read(&mut buf)).await
+    });
+    match closed {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        other => panic!("the revoked holder's connection is still open: {other:?}"),
+    }
+}
