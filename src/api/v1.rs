@@ -253,7 +253,7 @@ pub async fn node_binding(
     Extension(caller): Extension<super::session::Caller>,
 ) -> Result<Json<crate::vault::nodes::NodeBinding>, ApiError> {
     caller.require_user()?;
-    Ok(Json(node.binding().clone()))
+    Ok(Json(node.binding()))
 }
 
 pub async fn remove_member(State(node): State<Arc<Node>>, who: Principal, Path(id): Path<NodeId>) -> Result<Json<ClusterStatus>, ApiError> {

@@ -127,6 +127,102 @@ pub fn certs_revoke(a: &RevokeArgs) -> Result<CrlWritten, super::Failure> {
 }
 
 #[derive(Args)]
+pub struct RotateArgs {
+    /// The CA's directory, holding `ca.pem` and `ca.key`.
+    #[arg(long)]
+    pub ca_dir: PathBuf,
+    /// The certificate to replace (PEM): a node's `tls.pem` or a user's
+    /// `NAME.pem`; its key is the file beside it ending in `.key`. Both are
+    /// replaced in place, so node configs and profiles stay as they are.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// How long the new certificate is valid, in days (never past the CA's end).
+    #[arg(long, default_value_t = crate::limits::DEV_CERT_VALID_DAYS, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::limits::MAX_CERT_VALID_DAYS)))]
+    pub days: u32,
+    /// Also revoke the certificate replaced.
+    #[arg(long)]
+    pub revoke_old: bool,
+}
+
+/// `certs rotate --json`: the certificate that replaced another.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct RotatedCert {
+    /// The new certificate (PEM), where the old one was.
+    pub cert: PathBuf,
+    /// Its new private key (mode 0600), where the old one was.
+    pub key: PathBuf,
+    /// Whom it names: `node-<id>` or the user's name, as the old one did.
+    pub subject: String,
+    /// The new certificate's serial number (hex).
+    pub serial: String,
+    /// The new certificate's notAfter (RFC 3339 UTC).
+    pub not_after: String,
+    /// The replaced certificate's serial number (hex).
+    pub old_serial: String,
+    /// Whether the replaced certificate was revoked (`--revoke-old`).
+    pub revoked_old: bool,
+}
+
+/// `certs rotate`: a new key and certificate for the same node or user,
+/// written over the old files (each by an atomic rename, key first). A node
+/// loads them within seconds, with no restart; a node's administrators then
+/// register its new certificate with `cluster bind`.
+pub fn certs_rotate(a: &RotateArgs) -> Result<RotatedCert, super::Failure> {
+    let usage = |e: &dyn std::fmt::Display| super::Failure::new(2, e.to_string());
+    let ca = DevCa::load(&a.ca_dir).map_err(|e| usage(&e))?;
+    let key_path = a.cert.with_extension("key");
+    if !key_path.exists() {
+        return Err(super::Failure::new(2, format!("{} has no key beside it ({})", a.cert.display(), key_path.display())));
+    }
+    let der = crate::tls::load_certs(&a.cert).map_err(|e| usage(&e))?;
+    let (old_serial, _, issuer) = crate::tls::serial_subject_issuer(der[0].as_ref()).map_err(|e| usage(&e))?;
+    let ca_der = crate::tls::load_certs(&ca.cert_path).map_err(|e| usage(&e))?;
+    let (_, ca_subject, _) = crate::tls::serial_subject_issuer(ca_der[0].as_ref()).map_err(|e| usage(&e))?;
+    if issuer != ca_subject {
+        return Err(super::Failure::new(1, format!("{} was issued by {issuer}, not by this CA ({ca_subject})", a.cert.display())));
+    }
+    let identity = crate::tls::identity_of(der[0].as_ref()).map_err(|e| usage(&e))?;
+    // Written beside the old files, then renamed over them: key, then certificate.
+    let (new_cert, new_key) = (a.cert.with_extension("pem.new"), a.cert.with_extension("key.new"));
+    let _ = (fs::remove_file(&new_cert), fs::remove_file(&new_key));
+    let subject = match &identity {
+        crate::tls::PeerIdentity::Node(id) => {
+            ca.issue_node_for(*id, a.days, &new_cert, &new_key).map_err(|e| usage(&e))?;
+            format!("node-{id}")
+        }
+        crate::tls::PeerIdentity::User(name) => {
+            ca.issue_user_for(name, a.days, &new_cert, &new_key).map_err(|e| usage(&e))?;
+            name.clone()
+        }
+    };
+    fs::rename(&new_key, &key_path).map_err(|e| usage(&e))?;
+    fs::rename(&new_cert, &a.cert).map_err(|e| usage(&e))?;
+    let der = crate::tls::load_certs(&a.cert).map_err(|e| usage(&e))?;
+    let (serial, subject_dn, _) = crate::tls::serial_subject_issuer(der[0].as_ref()).map_err(|e| usage(&e))?;
+    let (_, until) = crate::tls::validity_of(der[0].as_ref()).map_err(|e| usage(&e))?;
+    if a.revoke_old {
+        let mut revoked = ca.revoked().map_err(|e| usage(&e))?;
+        if !revoked.iter().any(|r| r.serial == old_serial) {
+            revoked.push(crate::pki::RevokedCert {
+                serial: old_serial.clone(),
+                subject: subject_dn,
+                revoked_at: crate::wire::rfc3339_ms(crate::node::now_ms()),
+            });
+            ca.write_crl(&revoked).map_err(|e| usage(&e))?;
+        }
+    }
+    Ok(RotatedCert {
+        cert: a.cert.clone(),
+        key: key_path,
+        subject,
+        serial,
+        not_after: crate::wire::rfc3339_ms(u64::try_from(until).unwrap_or(0) * 1000),
+        old_serial,
+        revoked_old: a.revoke_old,
+    })
+}
+
+#[derive(Args)]
 pub struct NewNodeArgs {
     #[arg(long)]
     pub dir: PathBuf,

@@ -161,6 +161,15 @@ pub enum ClusterCmd {
     Keys,
     /// Add a node: as a learner first, then as a voter once it has caught up.
     AddNode(AddNodeArgs),
+    /// Register a member's keys again as it states them now (after its
+    /// certificate was rotated): an administrator's signed registry change.
+    Bind {
+        #[arg(long)]
+        id: u64,
+        /// The node's `https://host:port`.
+        #[arg(long)]
+        addr: String,
+    },
     /// Remove a node from the cluster.
     RemoveNode {
         #[arg(long)]
@@ -200,6 +209,9 @@ pub enum CertsCmd {
     /// which every node configured with it (`crl` in node.toml) enforces on
     /// each handshake, incoming and outgoing, within seconds.
     Revoke(init::RevokeArgs),
+    /// Replaces a node's or a user's certificate and key with new ones from
+    /// the CA, in place: nodes load them within seconds, without a restart.
+    Rotate(init::RotateArgs),
 }
 
 /// An error with the exit status it should produce.
@@ -298,6 +310,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             emit(json, &serde_json::to_value(crate::wire::NewNodeOutput { config: path.clone() })?, || path.display().to_string());
             Ok(())
         }
+        Command::Certs(CertsCmd::Rotate(a)) => {
+            let done = init::certs_rotate(&a)?;
+            emit(json, &serde_json::to_value(&done)?, || {
+                let mut out = format!("{}: a new certificate (serial {}) valid until {}", done.subject, done.serial, done.not_after);
+                if done.revoked_old {
+                    out.push_str(&format!("; the old one (serial {}) is revoked", done.old_serial));
+                }
+                if done.subject.starts_with("node-") {
+                    out.push_str("\nthen register it: custody cluster bind --id <id> --addr <https://host:port>");
+                }
+                out
+            });
+            Ok(())
+        }
         Command::Certs(CertsCmd::Revoke(a)) => {
             let done = init::certs_revoke(&a)?;
             emit(json, &serde_json::to_value(&done)?, || {
@@ -318,6 +344,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Cluster(ClusterCmd::Status) => ops::status(&ops::session(cli.profile)?, json).await,
         Command::Cluster(ClusterCmd::AddNode(a)) => ops::add_node(&ops::session(cli.profile)?, a, json).await,
+        Command::Cluster(ClusterCmd::Bind { id, addr }) => ops::bind(&ops::session(cli.profile)?, id, &addr, json).await,
         Command::Cluster(ClusterCmd::RemoveNode { id }) => ops::remove_node(&ops::session(cli.profile)?, id, json).await,
         Command::Deposit(a) => ops::deposit(&ops::session(cli.profile)?, a, json).await.map(|_| ()),
         Command::Items { case } => ops::items(&ops::session(cli.profile)?, case, json).await,

@@ -300,7 +300,7 @@ pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
 /// Binds node `id`'s keys (docs/KEYS.md §7): fetches the binding the node at
 /// `addr` states, checks its certificate against the profile's CA and both of
 /// its proofs, and files it signed with the administrator's key.
-pub async fn bind_node(s: &Session, id: u64, addr: &str) -> Result<(), Failure> {
+pub async fn bind_node(s: &Session, id: u64, addr: &str) -> Result<crate::api::registry::ChangeStatus, Failure> {
     let url = format!("{}/v1/node/binding", addr.trim_end_matches('/'));
     // A node just started may not listen yet (it opens its database first).
     let deadline = tokio::time::Instant::now() + NODE_START_PATIENCE;
@@ -318,7 +318,13 @@ pub async fn bind_node(s: &Session, id: u64, addr: &str) -> Result<(), Failure> 
     let der = binding.keys.certificate_der().map_err(|e| Failure::new(1, e))?;
     crate::tls::verify_node_certificate(&s.profile.ca, &der, id).map_err(|e| Failure::new(1, format!("node {id}'s binding: {e}")))?;
     binding.check(&st.cluster_id).map_err(|e| Failure::new(1, format!("node {id}'s binding: {e}")))?;
-    super::registry::submit(s, crate::vault::registry::RegistryChange::BindNode { binding }).await?;
+    super::registry::submit(s, crate::vault::registry::RegistryChange::BindNode { binding }).await
+}
+
+/// `cluster bind`: registers node `id`'s keys as it states them now.
+pub async fn bind(s: &Session, id: u64, addr: &str, json: bool) -> Result<(), Failure> {
+    let status = bind_node(s, id, addr).await?;
+    emit(json, &serde_json::to_value(&status)?, || format!("node {id}'s keys and certificate: {:?} (change {})", status.status, status.change));
     Ok(())
 }
 

@@ -115,7 +115,7 @@ pub struct Node {
     session_public: [u8; 32],
     /// This node's keys as it states them, with its proofs (docs/KEYS.md §7);
     /// an administrator's signed change registers them.
-    binding: crate::vault::nodes::NodeBinding,
+    binding: std::sync::RwLock<crate::vault::nodes::NodeBinding>,
     /// This node's share key (docs/KEYS.md §4): it opens this node's share of
     /// each data key, and nothing else does.
     share_secret: crate::crypto::shares::ShareSecretKey,
@@ -338,7 +338,6 @@ where
         crate::tls::Reloading::load(crate::tls::TlsPaths { ca: cfg.ca.clone(), cert: cfg.cert.clone(), key: cfg.key.clone(), crl: cfg.crl.clone() })?;
     let acceptor = crate::tls::Acceptor::reloading(&tls)?;
     let http = Http::new(tls.client_config()?);
-    tokio::spawn(tls_reload_loop(tls, http.clone()));
 
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let db = Db::open(&cfg.data_dir.join("db")).with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
@@ -378,7 +377,7 @@ where
         inflight: inflight::Inflight::default(),
         sessions,
         session_public,
-        binding,
+        binding: std::sync::RwLock::new(binding),
         share_secret,
         late_records: Default::default(),
         damaged_chunks: std::sync::Mutex::new(Vec::new()),
@@ -390,6 +389,7 @@ where
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 
+    tokio::spawn(tls_reload_loop(node.clone(), tls));
     let server = tokio::spawn(serve(node.clone(), listener, acceptor));
     bootstrap(&node).await?;
     tokio::spawn(configure_loop(node.clone()));
@@ -410,13 +410,17 @@ where
 /// Reads the node's TLS files again whenever one changes.
 /// Outgoing connections are dropped then (the next call makes a new one,
 /// checked by the new reading); the server side closes incoming connections
-/// whose peer the new reading refuses (`tls::Acceptor::until_untrusted`).
-async fn tls_reload_loop(tls: Arc<crate::tls::Reloading>, http: Http) {
+/// whose peer the new reading refuses (`tls::Acceptor::until_untrusted`);
+/// the node states its keys again with the certificate now in use.
+async fn tls_reload_loop(node: Arc<Node>, tls: Arc<crate::tls::Reloading>) {
     loop {
         tokio::time::sleep(Duration::from_secs(crate::limits::TLS_RELOAD_SECS)).await;
         match tls.reload_if_changed() {
             Ok(true) => {
-                http.drop_connections();
+                node.http.drop_connections();
+                if let Err(e) = node.restate_binding() {
+                    tracing::warn!(error = %e, "the new certificate is in use, but this node cannot state its keys with it");
+                }
                 tracing::info!(revoked = tls.revoked(), "TLS files changed: the new certificate and revocation list are in use")
             }
             Ok(false) => {}
@@ -485,7 +489,7 @@ impl Node {
         // lists none; other members are bound by an administrator
         // (`custody cluster add-node`).
         if !registry.nodes.iter().any(|b| b.keys.node == self.id()) {
-            registry.nodes.push(self.binding.clone());
+            registry.nodes.push(self.binding());
         }
         self.raft.client_write(Command::Configure { config, registry, time_ms: now_ms() }).await?;
         Ok(())
@@ -548,8 +552,23 @@ impl Node {
     }
 
     /// This node's own key binding, as it states it (docs/KEYS.md §7).
-    pub fn binding(&self) -> &crate::vault::nodes::NodeBinding {
-        &self.binding
+    pub fn binding(&self) -> crate::vault::nodes::NodeBinding {
+        match self.binding.read() {
+            Ok(b) => b.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// States this node's keys again, with the certificate now in its files
+    /// (after a rotation): an administrator registers the new statement with
+    /// `custody cluster bind`.
+    fn restate_binding(&self) -> anyhow::Result<()> {
+        let b = checkpoint::own_binding(&self.cfg, &self.signer, &self.session_public, &self.share_secret.public_key())?;
+        match self.binding.write() {
+            Ok(mut cur) => *cur = b,
+            Err(poisoned) => *poisoned.into_inner() = b,
+        }
+        Ok(())
     }
 
     /// Is this node's own session key the one registered for it? Tokens it

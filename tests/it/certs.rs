@@ -187,3 +187,78 @@ fn a_connection_open_before_the_revocation_is_closed() {
         other => panic!("the revoked holder's connection is still open: {other:?}"),
     }
 }
+
+/// Rotation without downtime: a node's and a user's certificates are
+/// replaced in place; the node loads its new one with no restart and keeps
+/// serving, the administrators register it, and the old ones, revoked, no
+/// longer pass a handshake.
+#[test]
+fn certificates_rotate_in_place_without_a_restart() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    c.wait_leader(3);
+    let rotate = |cert: &str| {
+        let out = Command::new(BIN)
+            .args(["--json", "certs", "rotate", "--revoke-old", "--ca-dir"])
+            .arg(c.path().join("certs"))
+            .arg("--cert")
+            .arg(c.path().join(cert))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        crate::json::Schemas::new().output("certs rotate", &v);
+        v
+    };
+    let old_node3 = std::fs::read(c.path().join("node3/tls.pem")).unwrap();
+    let r = rotate("node3/tls.pem");
+    assert_eq!(r["subject"], "node-3");
+    assert_ne!(r["serial"], r["old_serial"]);
+    // Node 3 serves with its new certificate within seconds; the others reach it.
+    let fingerprint = |pem: &[u8]| {
+        let der: rustls::pki_types::CertificateDer<'static> = rustls::pki_types::pem::PemObject::from_pem_slice(pem).unwrap();
+        hex::encode(custody::crypto::sha256(der.as_ref()))
+    };
+    let new_fp = fingerprint(&std::fs::read(c.path().join("node3/tls.pem")).unwrap());
+    assert_ne!(new_fp, fingerprint(&old_node3));
+    // Node 3 loads it within seconds, with no restart, and states its keys with it.
+    let ca = c.path().join("certs/ca.pem");
+    let stated = || -> Option<String> {
+        let cfg = crate::tls::config(&ca, Some((&c.path().join("profiles/bob.pem"), &c.path().join("profiles/bob.key"))));
+        let answer =
+            crate::tls::raw_request(c.base_port + 2, cfg, "GET /v1/node/binding HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n".into())
+                .ok()?;
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1)?).ok()?;
+        let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body["keys"]["certificate"].as_str()?).ok()?;
+        Some(hex::encode(custody::crypto::sha256(&der)))
+    };
+    wait_until("node 3 to state its new certificate", Duration::from_secs(20), || (stated()? == new_fp).then_some(()));
+    // The others reach it with that certificate (their old connections were dropped).
+    let status = |via: u64| -> Option<Value> { serde_json::from_slice(&c.cli(&c.node_profile("admin", via), &["cluster", "status"]).stdout).ok() };
+    wait_until("every node to reach node 3", Duration::from_secs(30), || {
+        (1..=3)
+            .all(|via| status(via).is_some_and(|st| st["members"].as_array().is_some_and(|m| m.iter().all(|m| m["reachable"] == true))))
+            .then_some(())
+    });
+    // The administrators register it.
+    let bound = c.cli_json(&c.profile("admin"), &["cluster", "bind", "--id", "3", "--addr", &c.addr(3)]);
+    crate::json::Schemas::new().output("cluster bind", &bound);
+    assert_eq!((bound["status"].as_str(), bound["subject"].as_str()), (Some("applied"), Some("node-3")), "{bound}");
+
+    // A user: the same profile works with the new files; a copy of the old pair is refused.
+    let p = c.path().join("profiles");
+    std::fs::copy(p.join("alice.pem"), p.join("alice-old.pem")).unwrap();
+    std::fs::copy(p.join("alice.key"), p.join("alice-old.key")).unwrap();
+    std::fs::copy(p.join("alice.toml"), p.join("alice-old.toml")).unwrap();
+    let text = std::fs::read_to_string(p.join("alice-old.toml")).unwrap().replace("alice.pem", "alice-old.pem").replace("alice.key", "alice-old.key");
+    std::fs::write(p.join("alice-old.toml"), text).unwrap();
+    rotate("profiles/alice.pem");
+    assert!(c.cli(&c.profile("alice"), &["items"]).status.success());
+    wait_until("the old certificate to be refused", Duration::from_secs(20), || {
+        (!c.cli(&p.join("alice-old.toml"), &["items"]).status.success()).then_some(())
+    });
+    // The cluster went on throughout: a deposit now.
+    let clip = c.path().join("clip.mp4");
+    crate::harness::write_clip(&clip, 10_000, 1);
+    c.deposit("alice", &clip, "case-ROT");
+}
