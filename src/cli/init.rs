@@ -24,9 +24,15 @@ pub struct InitArgs {
     pub dir: PathBuf,
     #[arg(long, default_value_t = 3)]
     pub nodes: u64,
-    /// Node N listens on 127.0.0.1:(base-port + N - 1).
+    /// Node N listens on 127.0.0.1:(base-port + N - 1); with --hosts, every
+    /// node listens on this port on all its addresses.
     #[arg(long, default_value_t = 7101)]
     pub base_port: u16,
+    /// A cluster on real hosts: node N runs on the Nth (a DNS name or an IP
+    /// address, comma-separated, one per node), advertises https://HOST:PORT,
+    /// and its certificate names HOST as well as node-N.custody.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
     /// Replace the 15-day/365-day retention periods with S and 2·S seconds (tests only).
     #[arg(long)]
     pub dev_retention_secs: Option<u64>,
@@ -187,7 +193,9 @@ pub fn certs_rotate(a: &RotateArgs) -> Result<RotatedCert, super::Failure> {
     let _ = (fs::remove_file(&new_cert), fs::remove_file(&new_key));
     let subject = match &identity {
         crate::tls::PeerIdentity::Node(id) => {
-            ca.issue_node_for(*id, a.days, &new_cert, &new_key).map_err(|e| usage(&e))?;
+            // The hosts the old certificate named, kept.
+            let hosts = crate::tls::san_hosts(der[0].as_ref()).map_err(|e| usage(&e))?;
+            ca.issue_node_for(*id, a.days, &hosts, &new_cert, &new_key).map_err(|e| usage(&e))?;
             format!("node-{id}")
         }
         crate::tls::PeerIdentity::User(name) => {
@@ -228,6 +236,9 @@ pub struct NewNodeArgs {
     pub dir: PathBuf,
     #[arg(long)]
     pub id: u64,
+    /// Where the new node runs, for a cluster made with --hosts.
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 /// What `cluster init` remembers about the cluster it wrote.
@@ -238,6 +249,9 @@ struct ClusterFile {
     base_port: u16,
     nodes: u64,
     dev_retention_secs: Option<u64>,
+    /// Node N's host, for a cluster on real hosts (`--hosts`); absent: loopback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hosts: Vec<String>,
 }
 
 /// What `cluster init` wrote (printed by the command, `--json` as is).
@@ -334,12 +348,34 @@ impl CertsWritten {
     }
 }
 
-fn addr(base_port: u16, id: u64) -> anyhow::Result<(String, String)> {
-    let port = u64::from(base_port) + id - 1;
+/// Node `id`'s listen address and advertised URL: on loopback at
+/// base port + id - 1, or, on real hosts, at the base port of its host.
+fn addr(cf: &ClusterFile, id: u64) -> anyhow::Result<(String, String)> {
+    if !cf.hosts.is_empty() {
+        let i = usize::try_from(id).ok().and_then(|i| i.checked_sub(1)).filter(|i| *i < cf.hosts.len());
+        let Some(host) = i.map(|i| &cf.hosts[i]) else { bail!("node {id} has no host: the cluster names {} hosts", cf.hosts.len()) };
+        let shown = if host.parse::<std::net::Ipv6Addr>().is_ok() { format!("[{host}]") } else { host.clone() };
+        let listen = if host.parse::<std::net::Ipv6Addr>().is_ok() { "[::]" } else { "0.0.0.0" };
+        return Ok((format!("{listen}:{}", cf.base_port), format!("https://{shown}:{}", cf.base_port)));
+    }
+    let port = u64::from(cf.base_port) + id - 1;
     if port > 65535 {
         bail!("node {id} would listen on port {port}, above 65535");
     }
     Ok((format!("127.0.0.1:{port}"), format!("https://127.0.0.1:{port}")))
+}
+
+/// A host name or address `--hosts` may name.
+fn check_host(h: &str) -> anyhow::Result<()> {
+    let ok = h.parse::<std::net::IpAddr>().is_ok()
+        || (!h.is_empty()
+            && h.len() <= 253
+            && h.split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-')));
+    if !ok {
+        bail!("host `{h}` is neither an IP address nor a DNS name");
+    }
+    Ok(())
 }
 
 fn write_toml<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
@@ -352,10 +388,17 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         bail!("{} already exists", node_dir.display());
     }
     fs::create_dir_all(node_dir.join("data"))?;
-    ca.issue_node(id, &node_dir.join("tls.pem"), &node_dir.join("tls.key"))?;
+    let host = usize::try_from(id).ok().and_then(|i| cf.hosts.get(i.wrapping_sub(1)));
+    ca.issue_node_for(
+        id,
+        crate::limits::DEV_CERT_VALID_DAYS,
+        host.map(std::slice::from_ref).unwrap_or_default(),
+        &node_dir.join("tls.pem"),
+        &node_dir.join("tls.key"),
+    )?;
     write_secret(&node_dir.join("checkpoint.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
     write_secret(&node_dir.join("session.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
-    let (listen, advertise) = addr(cf.base_port, id)?;
+    let (listen, advertise) = addr(cf, id)?;
     let raw = RawNodeConfig {
         id,
         cluster_id: cf.cluster_id.clone(),
@@ -411,11 +454,19 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
         base_port: a.base_port,
         nodes: a.nodes,
         dev_retention_secs: a.dev_retention_secs,
+        hosts: a.hosts.clone(),
     };
+    if !cf.hosts.is_empty() {
+        if cf.hosts.len() as u64 != a.nodes {
+            bail!("--hosts names {} hosts for {} nodes: give one per node", cf.hosts.len(), a.nodes);
+        }
+        for h in &cf.hosts {
+            check_host(h)?;
+        }
+    }
     let ca = DevCa::create(&a.dir.join("certs"), &cf.cluster_name, a.cert_days)?;
     ca.write_crl(&[])?;
-    let peers: Vec<PeerConfig> =
-        (1..=a.nodes).map(|id| addr(a.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
+    let peers: Vec<PeerConfig> = (1..=a.nodes).map(|id| addr(&cf, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
     let mut registry = crate::vault::InitialRegistry::default();
     for p in &peers {
@@ -475,12 +526,28 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
 /// `cluster add-node` brings it in.
 pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<PathBuf> {
     let path = a.dir.join(CLUSTER_FILE);
-    let cf: ClusterFile = toml::from_str(&fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;
+    let mut cf: ClusterFile = toml::from_str(&fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;
     let ca = DevCa::load(&a.dir.join("certs"))?;
-    let mut peers: Vec<PeerConfig> =
-        (1..=cf.nodes).map(|id| addr(cf.base_port, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
-    peers.push(PeerConfig { id: a.id, addr: addr(cf.base_port, a.id)?.1 });
-    write_node(&a.dir, &cf, &ca, a.id, peers, false)
+    let mut peers: Vec<PeerConfig> = (1..=cf.nodes).map(|id| addr(&cf, id).map(|(_, adv)| PeerConfig { id, addr: adv })).collect::<Result<_, _>>()?;
+    match (&a.host, cf.hosts.is_empty()) {
+        (Some(h), false) => {
+            check_host(h)?;
+            if usize::try_from(a.id).ok() != Some(cf.hosts.len() + 1) {
+                bail!("the next node of this cluster is node {}", cf.hosts.len() + 1);
+            }
+            cf.hosts.push(h.clone());
+            cf.nodes += 1;
+        }
+        (None, false) => bail!("this cluster runs on real hosts: give the new node's --host"),
+        (Some(_), true) => bail!("this cluster runs on loopback: --host does not apply"),
+        (None, true) => {}
+    }
+    peers.push(PeerConfig { id: a.id, addr: addr(&cf, a.id)?.1 });
+    let config = write_node(&a.dir, &cf, &ca, a.id, peers, false)?;
+    if !cf.hosts.is_empty() {
+        write_toml(&path, &cf)?;
+    }
+    Ok(config)
 }
 
 fn check_user_name(u: &str) -> anyhow::Result<()> {
@@ -509,7 +576,7 @@ pub fn certs_issue(a: &IssueArgs) -> anyhow::Result<IssuedUser> {
         }
         a.endpoints.clone()
     } else if let Some(cf) = &cf {
-        (1..=cf.nodes).map(|id| addr(cf.base_port, id).map(|(_, adv)| adv)).collect::<Result<_, _>>()?
+        (1..=cf.nodes).map(|id| addr(cf, id).map(|(_, adv)| adv)).collect::<Result<_, _>>()?
     } else {
         bail!("--endpoints is required: {} is not a dev cluster's `certs/` directory", a.ca_dir.display());
     };

@@ -35,6 +35,7 @@ pub async fn run(a: UpArgs) -> Result<(), Failure> {
             base_port: a.base_port,
             dev_retention_secs: a.dev_retention_secs,
             cert_days: crate::limits::DEV_CA_VALID_DAYS,
+            hosts: Vec::new(),
         })?;
         eprintln!("{}", done.summary());
         let sample = a.dir.join(SAMPLE_CLIP);

@@ -185,13 +185,20 @@ impl DevCa {
     /// A node certificate: server and client use, names `node-<id>.custody`,
     /// `localhost` and the loopback address.
     pub fn issue_node(&self, id: u64, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
-        self.issue_node_for(id, DEV_CERT_VALID_DAYS, out_cert, out_key)
+        self.issue_node_for(id, DEV_CERT_VALID_DAYS, &[], out_cert, out_key)
     }
 
-    /// [`DevCa::issue_node`], valid for `days`.
-    pub fn issue_node_for(&self, id: u64, days: u32, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
+    /// [`DevCa::issue_node`], valid for `days`, also naming `hosts` (DNS
+    /// names or IP addresses: where clients reach the node).
+    pub fn issue_node_for(&self, id: u64, days: u32, hosts: &[String], out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
         let mut params = CertificateParams::new(vec![crate::tls::node_dns_name(id), "localhost".to_string()])?;
         params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        for h in hosts {
+            params.subject_alt_names.push(match h.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(h.as_str().try_into()?),
+            });
+        }
         params.distinguished_name.push(DnType::CommonName, format!("custody node {id}"));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params, days, out_cert, out_key)

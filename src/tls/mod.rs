@@ -518,6 +518,30 @@ pub fn serial_subject_issuer(der: &[u8]) -> Result<(String, String, String), Tls
     Ok((hex::encode(cert.raw_serial()), cert.subject().to_string(), cert.issuer().to_string()))
 }
 
+/// The DNS names and IP addresses a node certificate names besides its node
+/// name, `localhost` and 127.0.0.1: the hosts clients reach it at.
+pub fn san_hosts(der: &[u8]) -> Result<Vec<String>, TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Identity(e.to_string()))?;
+    let mut out = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            let host = match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                    4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string(),
+                    16 => std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string(),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if host != "localhost" && host != "127.0.0.1" && !(host.starts_with("node-") && host.ends_with(".custody")) {
+                out.push(host);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A certificate's validity period as unix seconds: (notBefore, notAfter).
 pub fn validity_of(der: &[u8]) -> Result<(i64, i64), TlsError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Identity(e.to_string()))?;

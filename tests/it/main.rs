@@ -9,6 +9,7 @@ mod cluster;
 mod demo;
 mod edge;
 mod harness;
+mod hosts;
 mod input;
 mod json;
 mod keys;

@@ -59,7 +59,14 @@ impl Bench {
     /// `cluster init` for 3 nodes in `dir`, the nodes started, a leader elected.
     pub async fn start(dir: &Path) -> anyhow::Result<Bench> {
         let base_port = free_base_port(4)?;
-        init::init(&InitArgs { dir: dir.to_path_buf(), nodes: 3, base_port, dev_retention_secs: None, cert_days: crate::limits::DEV_CA_VALID_DAYS })?;
+        init::init(&InitArgs {
+            dir: dir.to_path_buf(),
+            nodes: 3,
+            base_port,
+            dev_retention_secs: None,
+            cert_days: crate::limits::DEV_CA_VALID_DAYS,
+            hosts: Vec::new(),
+        })?;
         let mut cluster = LocalCluster::new(dir);
         cluster.start_all()?;
         let admin = session(dir, "admin")?;
@@ -147,7 +154,7 @@ impl Bench {
     pub async fn join_node(&mut self, timeout: Duration) -> anyhow::Result<(u64, f64)> {
         let id = self.next_node;
         self.next_node += 1;
-        let cfg = init::new_node(&NewNodeArgs { dir: self.dir.clone(), id })?;
+        let cfg = init::new_node(&NewNodeArgs { dir: self.dir.clone(), id, host: None })?;
         let addr = crate::config::NodeConfig::load(&cfg)?.advertise;
         let t = Instant::now();
         self.cluster.start(id)?;
