@@ -172,3 +172,39 @@ async fn edge_refusal(over: edge::Over) -> ApiError {
     };
     ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "too-many-connections", "Too many connections", detail)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every `/v1` route the router serves, with each of its methods, has an
+    /// entry in `/v1/openapi.json`, and the document names no route the
+    /// router lacks: read from this file's `router`, so a route added
+    /// without its entry turns this red.
+    #[test]
+    fn the_openapi_document_covers_every_v1_route_and_no_other() {
+        let src = include_str!("mod.rs");
+        let router = &src[src.find("pub fn router").unwrap()..src.find("/// Accepts connections until").unwrap()];
+        let mut served = std::collections::BTreeSet::new();
+        for line in router.lines().filter(|l| l.trim_start().starts_with(".route(\"/v1")) {
+            let path = line.split('"').nth(1).unwrap();
+            let rest = &line[line.find(path).unwrap() + path.len()..];
+            for m in ["get", "post", "put", "delete"] {
+                if rest.contains(&format!("{m}(")) {
+                    served.insert((path.to_string(), m.to_string()));
+                }
+            }
+        }
+        assert!(served.len() >= 29, "{served:?}");
+        let doc = super::v1::openapi_document();
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (m, op) in ops.as_object().unwrap() {
+                assert!(op["responses"]["200"].is_object() && op["responses"]["default"].is_object(), "{m} {path}: responses");
+                documented.insert((path.clone(), m.clone()));
+            }
+        }
+        let missing: Vec<_> = served.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&served).collect();
+        assert!(missing.is_empty(), "routes without an OpenAPI entry: {missing:?}");
+        assert!(extra.is_empty(), "OpenAPI entries for no route: {extra:?}");
+    }
+}

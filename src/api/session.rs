@@ -87,18 +87,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// `POST /v1/login`: a person proves they hold their registered signing key.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Login {
+    /// The user the client certificate names.
     pub user: String,
+    /// The client's clock, unix milliseconds (within the allowed skew).
     pub time_ms: u64,
     /// Base64 Ed25519 signature over `auth::login_message`.
     pub signature: String,
 }
 
-#[derive(Serialize, Deserialize)]
+/// `POST /v1/login`'s answer: a session token bound to the client certificate.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Session {
+    /// The bearer token for every other `/v1` call (docs/KEYS.md §3).
     pub token: String,
     pub user: String,
+    /// Seconds until it expires.
     pub expires_in: u64,
 }
 

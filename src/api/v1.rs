@@ -380,6 +380,15 @@ pub fn openapi_document() -> serde_json::Value {
         serde_json::json!({ "post": op("Every member scrubs its disk and audit tree now (admin)", Some("ScrubSummary"), None) }),
     );
     paths.insert("/v1/openapi.json", serde_json::json!({ "get": op("This document", None, None) }));
+    // The two routes without a session (`security: []`): the login itself, and
+    // what a node states about its keys for the administrator who binds it.
+    let mut login =
+        op("Log in: a signature with the person's registered key over auth::login_message, for a session token", Some("Session"), Some("Login"));
+    login["security"] = serde_json::json!([]);
+    paths.insert("/v1/login", serde_json::json!({ "post": login }));
+    let mut binding = op("This node's own key binding (docs/KEYS.md §7); a person's certificate, no session", Some("NodeBinding"), None);
+    binding["security"] = serde_json::json!([]);
+    paths.insert("/v1/node/binding", serde_json::json!({ "get": binding }));
     // What the CLI prints with --json: command → schema (README "Scripting").
     let cli: BTreeMap<&str, &str> = crate::wire::CLI_JSON.iter().copied().collect();
     serde_json::json!({
@@ -387,7 +396,11 @@ pub fn openapi_document() -> serde_json::Value {
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": { "title": "custody", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
-        "components": { "schemas": crate::wire::schemas() },
+        "components": {
+            "schemas": crate::wire::schemas(),
+            "securitySchemes": { "session": { "type": "http", "scheme": "bearer", "description": "The token POST /v1/login answers; every route needs one unless its `security` is empty" } },
+        },
+        "security": [{ "session": [] }],
         "x-cli-json": cli,
     })
 }

@@ -182,7 +182,11 @@ fn every_published_v1_route_but_login_refuses_without_a_session() {
     let doc = custody::api::v1::openapi_document();
     let mut routes = Vec::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        for method in ops.as_object().unwrap().keys() {
+        for (method, op) in ops.as_object().unwrap() {
+            // The two doors without a session say so (`security: []`); checked below.
+            if op.get("security").is_some_and(|s| s.as_array().is_some_and(|s| s.is_empty())) {
+                continue;
+            }
             // Any well-formed id: the session is checked before the path is parsed.
             routes.push((method.to_uppercase(), path.replace("{id}", "1")));
         }
