@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::evidence::{ChunkRef, ItemId, Retention};
 
+/// `GET /v1/backup/snapshot`: the header that carries the snapshot's meta
+/// (openraft's `SnapshotMeta`), base64 of its JSON.
+pub const SNAPSHOT_META_HEADER: &str = "x-custody-snapshot-meta";
+
 /// An RFC 9457 problem document: every error the API returns.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Problem {
@@ -639,6 +643,9 @@ pub const CLI_JSON: &[(&str, &str)] = &[
     ("certs revoke", "CrlWritten"),
     ("certs rotate", "RotatedCert"),
     ("cluster bind", "ChangeStatus"),
+    ("backup", "BackupWritten"),
+    ("backup verify", "BackupReport"),
+    ("restore", "RestoreWritten"),
     ("deposit", "DepositReceipt"),
     ("items", "ItemList"),
     ("show", "ItemDetail"),
@@ -726,6 +733,9 @@ pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
         crate::cli::init::IssuedUser,
         crate::cli::init::CrlWritten,
         crate::cli::init::RotatedCert,
+        crate::cli::backup::BackupWritten,
+        crate::cli::backup::BackupReport,
+        crate::cli::backup::RestoreWritten,
         ErrorOutput,
         FetchOutput,
         HoldersView,

@@ -7,6 +7,7 @@
 
 pub mod access;
 mod audit;
+mod backup;
 mod edge;
 mod internal;
 mod json;
@@ -80,6 +81,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/registry/changes/{id}", get(registry::show))
         .route("/v1/registry/changes/{id}/approvals", post(registry::approve))
         .route("/v1/openapi.json", get(v1::openapi))
+        .route("/v1/backup/snapshot", get(backup::snapshot))
+        .route("/v1/backup/chunks/{name}", get(backup::chunk))
         // Every /v1 resource but login needs a valid session token. The check puts the
         // request's Principal on it; each of these handlers takes one (those that only
         // read, unused), so one moved out from under this layer answers 401, and one

@@ -183,7 +183,7 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, _who: Principal) -> R
 }
 
 /// Membership changes are for registered, unrevoked administrators.
-fn require_admin(node: &Node, who: &Principal) -> Result<(), ApiError> {
+pub(super) fn require_admin(node: &Node, who: &Principal) -> Result<(), ApiError> {
     match crate::vault::registry::person(node.state(), who.name()).map_err(ApiError::internal)? {
         Some(p) if p.has(crate::vault::registry::Role::Admin) => Ok(()),
         _ => Err(ApiError::forbidden("membership changes need the admin role")),
@@ -380,6 +380,14 @@ pub fn openapi_document() -> serde_json::Value {
         serde_json::json!({ "post": op("Every member scrubs its disk and audit tree now (admin)", Some("ScrubSummary"), None) }),
     );
     paths.insert("/v1/openapi.json", serde_json::json!({ "get": op("This document", None, None) }));
+    let mut snap =
+        op("A snapshot of the replicated state built now, for a backup (admin); its meta, base64 JSON, in x-custody-snapshot-meta", None, None);
+    snap["responses"]["200"] =
+        serde_json::json!({ "description": "The snapshot file (docs/STORAGE.md)", "content": { "application/octet-stream": {} } });
+    paths.insert("/v1/backup/snapshot", serde_json::json!({ "get": snap }));
+    let mut chunk = op("One sealed chunk, ciphertext, for a backup (admin)", None, None);
+    chunk["responses"]["200"] = serde_json::json!({ "description": "The sealed chunk", "content": { "application/octet-stream": {} } });
+    paths.insert("/v1/backup/chunks/{name}", serde_json::json!({ "get": chunk }));
     // The two routes without a session (`security: []`): the login itself, and
     // what a node states about its keys for the administrator who binds it.
     let mut login =

@@ -5,6 +5,7 @@
 
 pub mod access;
 mod audit;
+pub mod backup;
 pub mod bench;
 mod demo;
 pub mod init;
@@ -67,6 +68,26 @@ pub enum Command {
     /// Development PKI.
     #[command(subcommand)]
     Certs(CertsCmd),
+    /// A consistent, point-in-time backup of the running cluster (admin):
+    /// its state at one log index, its checkpoint, and every sealed chunk;
+    /// resumes an unfinished one in the same directory. `backup verify DIR`
+    /// checks one offline.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        check: Option<BackupCmd>,
+        /// Where to write it (empty, or an unfinished backup to resume).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a node's data directory from a backup (then start the node).
+    Restore {
+        /// The backup's directory.
+        dir: PathBuf,
+        /// The node's config: its keys stay as they are, its `data_dir` must hold no database.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Deposit a clip.
     Deposit(ops::DepositArgs),
     /// List items.
@@ -190,6 +211,16 @@ pub struct AddNodeArgs {
 }
 
 #[derive(Subcommand)]
+pub enum BackupCmd {
+    /// Check a backup offline against the node verifier keys you pinned.
+    Verify {
+        dir: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum CertsCmd {
     /// A dev CA, node certificates and user certificates.
     Init {
@@ -310,6 +341,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             emit(json, &serde_json::to_value(crate::wire::NewNodeOutput { config: path.clone() })?, || path.display().to_string());
             Ok(())
         }
+        Command::Backup { check: Some(BackupCmd::Verify { dir, keys }), .. } => backup::verify(&dir, &keys, json),
+        Command::Backup { check: None, out } => {
+            let out = out.ok_or_else(|| Failure::new(2, "--out DIR is required (or `backup verify DIR`)"))?;
+            backup::backup(&ops::session(cli.profile)?, &out, json).await
+        }
+        Command::Restore { dir, config } => backup::restore(&dir, &config, json),
         Command::Certs(CertsCmd::Rotate(a)) => {
             let done = init::certs_rotate(&a)?;
             emit(json, &serde_json::to_value(&done)?, || {

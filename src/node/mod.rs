@@ -3,6 +3,7 @@
 //! other way round), and keeps itself whole (fetching chunks it lacks,
 //! collecting orphans). This is where the pieces meet; the rules live in `vault/`.
 
+pub mod backup;
 pub mod checkpoint;
 mod clock;
 mod deposit;
@@ -58,7 +59,7 @@ pub const BOOTSTRAP_MARKER: &str = "bootstrap-pending";
 /// lacks committed entries; the operator removes it from the cluster first and
 /// then starts it with `custody node --new-disk` (which stands for the marker).
 pub const NEW_DISK_MARKER: &str = "new-disk";
-const IDENTITY_KEY: &[u8] = b"node/identity";
+pub(crate) const IDENTITY_KEY: &[u8] = b"node/identity";
 
 /// Shared state of a running node. Its fields are private to `node/`: `api/`
 /// and the rest ask through the methods below, so what a handler may do with a

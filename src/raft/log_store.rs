@@ -150,3 +150,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 }
+
+/// Sets up a restored node's log (`custody restore`, docs/STORAGE.md "Backup
+/// and restore"): no entries, everything up to `last` purged (the restored
+/// snapshot holds it), and a vote in the snapshot's term that is not a vote for
+/// anyone, so the first election starts above every term in the state.
+pub fn restore_from(db: &Db, last: Option<LogId>) -> Result<(), StorageError> {
+    let mut b = Batch::default();
+    if let Some(last) = last {
+        b.put(Cf::Meta, LAST_PURGED_KEY, serde_json::to_vec(&last).map_err(logs_write_err)?);
+        let vote = Vote::new(last.leader_id.term, last.leader_id.node_id);
+        b.put(Cf::Meta, VOTE_KEY, serde_json::to_vec(&vote).map_err(logs_write_err)?);
+    }
+    db.write(b, Durability::Fsync).map_err(logs_write_err)
+}

@@ -532,3 +532,38 @@ fn load_snapshot_file(db: &Db, path: &Path, rec: &SnapshotRecord) -> Result<(), 
         }
     }
 }
+
+/// This node's current snapshot: its meta and the file, opened (`custody
+/// backup`). `None` before the first snapshot.
+pub fn current_snapshot(db: &Db, snap_dir: &Path) -> Result<Option<(SnapshotMeta, File)>, StorageError> {
+    // A build that finishes between reading the record and opening its file
+    // deletes that file: read again then.
+    for _ in 0..5 {
+        let Some(rec) = read_json::<SnapshotRecord>(db, Cf::Meta, CURRENT_SNAPSHOT_KEY)? else { return Ok(None) };
+        match File::open(snap_dir.join(&rec.file)) {
+            Ok(f) => return Ok(Some((rec.meta, f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(snapshot_err(format!("snapshot file {}: {e}", rec.file))),
+        }
+    }
+    Err(snapshot_err("the current snapshot kept changing while it was opened"))
+}
+
+/// Makes the snapshot file at `path` (checked whole first) `db`'s state and
+/// its current snapshot, kept in `snap_dir`, as if a leader had installed it
+/// (`custody restore`): a node started on `db` begins after `meta.last_log_id`.
+pub fn restore_snapshot(db: &Db, snap_dir: &Path, path: &Path, meta: SnapshotMeta) -> Result<(), StorageError> {
+    fs::create_dir_all(snap_dir).map_err(snapshot_err)?;
+    let file = format!("{}.snap", sanitize(&meta.snapshot_id));
+    let dest = snap_dir.join(&file);
+    fs::copy(path, &dest).map_err(snapshot_err)?;
+    File::open(&dest).and_then(|f| f.sync_all()).map_err(snapshot_err)?;
+    load_snapshot_file(db, &dest, &SnapshotRecord { meta, file })
+}
+
+/// Reads the snapshot file at `path` (checked whole first) into `db`'s
+/// state, for offline checks of a backup (`custody backup verify`).
+pub fn load_state(db: &Db, path: &Path, meta: SnapshotMeta) -> Result<(), StorageError> {
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    load_snapshot_file(db, path, &SnapshotRecord { meta, file })
+}

@@ -173,7 +173,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
     let result = cluster_figures(a, s, &mut b, p, &limits).await;
     p.phase("stopping the cluster");
     b.cluster.stop_all().await;
-    let ClusterFigures { deposit, fetch, key_release, court, memory, records, recovery } = result?;
+    let ClusterFigures { deposit, fetch, key_release, court, memory, records, backup, recovery } = result?;
 
     let bars = json!({
         "deposit": deposit["ratio_to_limit"].as_f64().unwrap_or(0.0) >= DEPOSIT_RATIO_BAR,
@@ -199,6 +199,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
         "proofs": { "leaves": pf.leaves, "inclusion_us": pf.inclusion_us, "consistency_us": pf.consistency_us, "root_us": pf.root_us,
                     "append_records_per_sec": pf.append_records_per_sec, "bar_us": PROOF_BAR_US },
         "verify": { "bundle_ms": vf.bundle_ms, "bundle_bytes": vf.bundle_bytes, "proof_hashes": vf.proof_hashes, "at_leaves": vf.at_leaves, "bar_ms": VERIFY_BAR_MS },
+        "backup": backup,
         "recovery": recovery,
         "bars_met": bars,
         "all_bars_met": all,
@@ -296,6 +297,8 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
                          "deposit_mb_per_sec": mem_bytes as f64 / 1e6 / dsecs, "fetch_mb_per_sec": mem_bytes as f64 / 1e6 / fsecs,
                          "bar_mib": PEAK_RSS_BAR_MIB });
 
+    let backup = backup_restore(b, p).await?;
+
     let recovery = if a.no_join {
         Value::Null
     } else {
@@ -314,7 +317,28 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
         p.done(format!("recovery: node {id} caught up with {:.0} MiB in {:.1} s, peak RSS {:.0} MiB", held_mib, secs, rss));
         json!({ "evidence_mib": held_mib.round(), "join_secs": secs, "joined_peak_rss_mib": rss })
     };
-    Ok(ClusterFigures { deposit, fetch, key_release, court, memory, records, recovery })
+    Ok(ClusterFigures { deposit, fetch, key_release, court, memory, records, backup, recovery })
+}
+
+/// Issue 16: `backup` of the running cluster (everything deposited so far)
+/// and `restore` of one node's data directory from it, each timed, in MB/s of
+/// chunk and state bytes; both directories removed after.
+async fn backup_restore(b: &cluster::Bench, p: &Progress) -> anyhow::Result<Value> {
+    p.phase("backup: the running cluster's state and every chunk, then a restore of one node".to_string());
+    let dir = b.dir.join("backup");
+    let w = crate::cli::backup::take(&b.admin, &dir, false).await.map_err(|f| anyhow::anyhow!(f.message))?;
+    let restored = b.dir.join("restored-data");
+    let cfg = std::fs::read_to_string(b.dir.join("node1/node.toml"))?
+        .replace("data_dir = \"data\"", &format!("data_dir = {:?}", restored.display().to_string()));
+    let cfg_path = b.dir.join("node1/node-restore.toml");
+    std::fs::write(&cfg_path, cfg)?;
+    let (d, c) = (dir.clone(), cfg_path.clone());
+    let r = tokio::task::spawn_blocking(move || crate::cli::backup::restore_node(&d, &c)).await?.map_err(|f| anyhow::anyhow!(f.message))?;
+    let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&restored), std::fs::remove_file(&cfg_path));
+    let (bmb, rmb) = (w.bytes as f64 / 1e6 / w.seconds, r.bytes as f64 / 1e6 / r.seconds);
+    p.done(format!("backup: {:.0} MiB at {bmb:.0} MB/s; restore of one node at {rmb:.0} MB/s", w.bytes as f64 / (1 << 20) as f64));
+    Ok(json!({ "bytes": w.bytes, "chunks": w.chunks, "backup_secs": w.seconds, "backup_mb_per_sec": bmb,
+               "restore_bytes": r.bytes, "restore_secs": r.seconds, "restore_mb_per_sec": rmb }))
 }
 
 /// Records after the deposit in the court-bundle figure (issue 15).
@@ -408,6 +432,7 @@ struct ClusterFigures {
     court: Value,
     memory: Value,
     records: Value,
+    backup: Value,
     recovery: Value,
 }
 
@@ -488,6 +513,16 @@ fn table(r: &Value) -> String {
         format!("< {VERIFY_BAR_MS} ms"),
         ok("verify"),
     );
+    let bk = &r["backup"];
+    if !bk.is_null() {
+        row(
+            format!("backup of the running cluster ({:.0} MiB)", f(&bk["bytes"]) / (1 << 20) as f64),
+            format!("{:.0} MB/s", f(&bk["backup_mb_per_sec"])),
+            String::new(),
+            "",
+        );
+        row("  restore of one node from it".into(), format!("{:.0} MB/s", f(&bk["restore_mb_per_sec"])), String::new(), "");
+    }
     let rec = &r["recovery"];
     if !rec.is_null() {
         row(format!("new node catches up with {} MiB", rec["evidence_mib"]), format!("{:.1} s", f(&rec["join_secs"])), String::new(), "");
