@@ -44,6 +44,7 @@ pub struct Metrics {
     raft_last_log: Gauge,
     raft_applied: Gauge,
     raft_is_leader: Gauge,
+    raft_commit: Gauge,
     raft_lag: Family<Member, Gauge>,
     chunks: Family<Finding, Gauge>,
     sealed: Gauge,
@@ -58,6 +59,9 @@ pub struct Gauges {
     pub last_log: u64,
     pub applied: u64,
     pub is_leader: bool,
+    /// On the leader: the highest log index a majority of the voters hold
+    /// (the commit index); elsewhere not known, and not exported.
+    pub commit: Option<u64>,
     /// Per member, how many log entries the leader has not yet seen it hold (leader only).
     pub lag: Vec<(u64, u64)>,
     pub chunks_missing: u64,
@@ -94,6 +98,7 @@ impl Metrics {
             raft_last_log: Gauge::default(),
             raft_applied: Gauge::default(),
             raft_is_leader: Gauge::default(),
+            raft_commit: Gauge::default(),
             raft_lag: Family::default(),
             chunks: Family::default(),
             sealed: Gauge::default(),
@@ -113,6 +118,7 @@ impl Metrics {
         r.register("raft_last_log_index", "The last Raft log index this node holds", m.raft_last_log.clone());
         r.register("raft_applied_index", "The last Raft log index this node applied", m.raft_applied.clone());
         r.register("raft_is_leader", "1 if this node is the leader", m.raft_is_leader.clone());
+        r.register("raft_commit_index", "On the leader: the highest log index a majority of the voters hold (0 elsewhere)", m.raft_commit.clone());
         r.register("raft_member_lag_entries", "On the leader: log entries each member has yet to hold", m.raft_lag.clone());
         r.register(
             "chunks",
@@ -157,6 +163,7 @@ impl Metrics {
         self.raft_last_log.set(gauge(g.last_log));
         self.raft_applied.set(gauge(g.applied));
         self.raft_is_leader.set(i64::from(g.is_leader));
+        self.raft_commit.set(gauge(g.commit.unwrap_or(0)));
         self.raft_lag.clear();
         for (member, lag) in &g.lag {
             self.raft_lag.get_or_create(&Member { member: *member }).set(gauge(*lag));
@@ -191,6 +198,7 @@ mod tests {
             last_log: 50,
             applied: 48,
             is_leader: true,
+            commit: Some(49),
             lag: vec![(2, 0), (3, 7)],
             chunks_missing: 1,
             chunks_lost: 0,

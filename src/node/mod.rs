@@ -680,6 +680,16 @@ impl Node {
             (Some(r), Some(last)) => r.iter().map(|(id, at)| (*id, last.saturating_sub(at.map(|l| l.index).unwrap_or(0)))).collect(),
             _ => Vec::new(),
         };
+        // On the leader: the index a majority of the voters hold (its own last log among them).
+        let commit = m.replication.as_ref().map(|r| {
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            let mut held: Vec<u64> = voters
+                .iter()
+                .map(|v| if *v == self.id() { m.last_log_index.unwrap_or(0) } else { r.get(v).copied().flatten().map(|l| l.index).unwrap_or(0) })
+                .collect();
+            held.sort_unstable_by(|a, b| b.cmp(a));
+            held.get(voters.len() / 2).copied().unwrap_or(0)
+        });
         let lost = self.lost_chunks.lock().map(|l| l.len()).unwrap_or(0) as u64;
         let damaged = self.damaged_chunks.lock().map(|d| d.len()).unwrap_or(0) as u64;
         let audit_ok = self.audit_broken.lock().map(|b| b.is_none()).unwrap_or(false);
@@ -690,6 +700,7 @@ impl Node {
             last_log: m.last_log_index.unwrap_or(0),
             applied: m.last_applied.map(|l| l.index).unwrap_or(0),
             is_leader: m.current_leader == Some(self.id()),
+            commit,
             lag,
             chunks_missing: missing_chunks(self),
             chunks_lost: lost,

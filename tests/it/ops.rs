@@ -59,6 +59,10 @@ fn metrics_health_and_readiness_tell_an_operator_what_each_node_sees() {
     assert_eq!(sum("custody_deposited_items_total"), 1.0, "{scrapes:?}");
     assert_eq!(sum("custody_deposited_bytes_total"), 2_000_000.0);
     assert_eq!(sum("custody_raft_is_leader"), 1.0);
+    // The leader's commit index: what a majority holds, never past its own log.
+    let leader = scrapes.iter().find(|b| value(b, "custody_raft_is_leader") == Some(1.0)).unwrap();
+    let commit = value(leader, "custody_raft_commit_index").unwrap();
+    assert!(commit > 0.0 && commit <= value(leader, "custody_raft_last_log_index").unwrap(), "{leader}");
     assert!(sum("custody_key_releases_total{outcome=\"granted\"}") >= 2.0, "a threshold of shares was released: {scrapes:?}");
     assert!(sum("custody_fetched_bytes_total") > 2_000_000.0, "sealed bytes served (with tags)");
     for b in &scrapes {

@@ -173,7 +173,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
     let result = cluster_figures(a, s, &mut b, p, &limits).await;
     p.phase("stopping the cluster");
     b.cluster.stop_all().await;
-    let ClusterFigures { deposit, fetch, key_release, court, memory, records, backup, recovery } = result?;
+    let ClusterFigures { deposit, fetch, key_release, court, memory, records, backup, ops, recovery } = result?;
 
     let bars = json!({
         "deposit": deposit["ratio_to_limit"].as_f64().unwrap_or(0.0) >= DEPOSIT_RATIO_BAR,
@@ -200,6 +200,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
                     "append_records_per_sec": pf.append_records_per_sec, "bar_us": PROOF_BAR_US },
         "verify": { "bundle_ms": vf.bundle_ms, "bundle_bytes": vf.bundle_bytes, "proof_hashes": vf.proof_hashes, "at_leaves": vf.at_leaves, "bar_ms": VERIFY_BAR_MS },
         "backup": backup,
+        "ops": ops,
         "recovery": recovery,
         "bars_met": bars,
         "all_bars_met": all,
@@ -298,6 +299,7 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
                          "bar_mib": PEAK_RSS_BAR_MIB });
 
     let backup = backup_restore(b, p).await?;
+    let ops = metrics_scrape(b).await?;
 
     let recovery = if a.no_join {
         Value::Null
@@ -317,7 +319,41 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
         p.done(format!("recovery: node {id} caught up with {:.0} MiB in {:.1} s, peak RSS {:.0} MiB", held_mib, secs, rss));
         json!({ "evidence_mib": held_mib.round(), "join_secs": secs, "joined_peak_rss_mib": rss })
     };
-    Ok(ClusterFigures { deposit, fetch, key_release, court, memory, records, backup, recovery })
+    Ok(ClusterFigures { deposit, fetch, key_release, court, memory, records, backup, ops, recovery })
+}
+
+/// Issue 16: how long a Prometheus scrape of `/metrics` takes, end to end
+/// over the client's kept-alive mutual TLS (median of 20), and its size.
+async fn metrics_scrape(b: &cluster::Bench) -> anyhow::Result<Value> {
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let body: Vec<u8> = b
+            .admin
+            .send_with(
+                "/metrics",
+                Duration::from_secs(10),
+                |url| async move {
+                    hyper::Request::builder()
+                        .method(hyper::Method::GET)
+                        .uri(&url)
+                        .body(crate::client::empty())
+                        .map_err(|e| crate::client::HttpError::BadAnswer { url, detail: e.to_string() })
+                },
+                |url, resp| async move {
+                    let body = http_body_util::BodyExt::collect(resp.into_body())
+                        .await
+                        .map_err(|e| crate::client::HttpError::BadAnswer { url, detail: e.to_string() })?;
+                    Ok(body.to_bytes().to_vec())
+                },
+            )
+            .await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        bytes = body.len();
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(json!({ "metrics_scrape_median_ms": times[times.len() / 2], "metrics_bytes": bytes }))
 }
 
 /// Issue 16: `backup` of the running cluster (everything deposited so far)
@@ -433,6 +469,7 @@ struct ClusterFigures {
     memory: Value,
     records: Value,
     backup: Value,
+    ops: Value,
     recovery: Value,
 }
 
@@ -522,6 +559,14 @@ fn table(r: &Value) -> String {
             "",
         );
         row("  restore of one node from it".into(), format!("{:.0} MB/s", f(&bk["restore_mb_per_sec"])), String::new(), "");
+    }
+    if !r["ops"].is_null() {
+        row(
+            format!("a /metrics scrape ({} B)", r["ops"]["metrics_bytes"]),
+            format!("{:.2} ms", f(&r["ops"]["metrics_scrape_median_ms"])),
+            String::new(),
+            "",
+        );
     }
     let rec = &r["recovery"];
     if !rec.is_null() {
