@@ -132,15 +132,7 @@ async fn demo_steps(a: &DemoArgs, dir: &Path, n: &mut Narrator, cluster: &mut Lo
     n.say("1. An administrator initialises a 3-node cluster: dev CA, node and user certificates, each node's own");
     n.say("   keys bound in the genesis, profiles. No key in the cluster opens footage by itself.");
     let base_port = free_base_port(3)?;
-    let r = init::init(&InitArgs {
-        dir: dir.to_path_buf(),
-        nodes: 3,
-        base_port,
-        dev_retention_secs: None,
-        cert_days: crate::limits::DEV_CA_VALID_DAYS,
-        hosts: Vec::new(),
-    })
-    .map(|c| format!("{} node configs", c.nodes.len()));
+    let r = init::init(&InitArgs::local(dir, 3, base_port, None)).map(|c| format!("{} node configs", c.nodes.len()));
     if !n.step("initialise the cluster", r) {
         return Ok(());
     }

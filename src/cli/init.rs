@@ -41,6 +41,13 @@ pub struct InitArgs {
     pub cert_days: u32,
 }
 
+impl InitArgs {
+    /// A loopback cluster of `nodes` with the default lifetimes (`up`, `demo`, `bench`).
+    pub fn local(dir: &Path, nodes: u64, base_port: u16, dev_retention_secs: Option<u64>) -> Self {
+        InitArgs { dir: dir.to_path_buf(), nodes, base_port, dev_retention_secs, cert_days: crate::limits::DEV_CA_VALID_DAYS, hosts: Vec::new() }
+    }
+}
+
 #[derive(Args)]
 pub struct IssueArgs {
     /// The user's name: the certificate's common name and their registry name.
@@ -111,18 +118,24 @@ pub struct CrlWritten {
     pub revoked: Vec<crate::pki::RevokedCert>,
 }
 
+fn usage(e: &dyn std::fmt::Display) -> super::Failure {
+    super::Failure::new(2, e.to_string())
+}
+
+/// The CA in `ca_dir` and the certificate at `cert`, which it must have issued
+/// (exit 1 otherwise): its DER, serial (hex) and subject.
+fn ca_and_issued(ca_dir: &Path, cert: &Path) -> Result<(DevCa, Vec<u8>, String, String), super::Failure> {
+    let ca = DevCa::load(ca_dir).map_err(|e| usage(&e))?;
+    let der = crate::tls::load_certs(cert).map_err(|e| usage(&e))?[0].to_vec();
+    crate::tls::issued_by(&ca.cert_path, &der).map_err(|e| super::Failure::new(1, format!("{}: {e}", cert.display())))?;
+    let (serial, subject, _) = crate::tls::serial_subject_issuer(&der).map_err(|e| usage(&e))?;
+    Ok((ca, der, serial, subject))
+}
+
 /// `certs revoke`: adds a certificate the CA issued to its revocation list.
 /// A certificate revoked already is refused (exit 1), as is one another CA issued.
 pub fn certs_revoke(a: &RevokeArgs) -> Result<CrlWritten, super::Failure> {
-    let usage = |e: &dyn std::fmt::Display| super::Failure::new(2, e.to_string());
-    let ca = DevCa::load(&a.ca_dir).map_err(|e| usage(&e))?;
-    let der = crate::tls::load_certs(&a.cert).map_err(|e| usage(&e))?;
-    let (serial, subject, issuer) = crate::tls::serial_subject_issuer(der[0].as_ref()).map_err(|e| usage(&e))?;
-    let ca_der = crate::tls::load_certs(&ca.cert_path).map_err(|e| usage(&e))?;
-    let (_, ca_subject, _) = crate::tls::serial_subject_issuer(ca_der[0].as_ref()).map_err(|e| usage(&e))?;
-    if issuer != ca_subject {
-        return Err(super::Failure::new(1, format!("{} was issued by {issuer}, not by this CA ({ca_subject})", a.cert.display())));
-    }
+    let (ca, _, serial, subject) = ca_and_issued(&a.ca_dir, &a.cert)?;
     let mut revoked = ca.revoked().map_err(|e| usage(&e))?;
     if revoked.iter().any(|r| r.serial == serial) {
         return Err(super::Failure::new(1, format!("{subject} (serial {serial}) is revoked already")));
@@ -174,27 +187,19 @@ pub struct RotatedCert {
 /// loads them within seconds, with no restart; a node's administrators then
 /// register its new certificate with `cluster bind`.
 pub fn certs_rotate(a: &RotateArgs) -> Result<RotatedCert, super::Failure> {
-    let usage = |e: &dyn std::fmt::Display| super::Failure::new(2, e.to_string());
-    let ca = DevCa::load(&a.ca_dir).map_err(|e| usage(&e))?;
     let key_path = a.cert.with_extension("key");
     if !key_path.exists() {
         return Err(super::Failure::new(2, format!("{} has no key beside it ({})", a.cert.display(), key_path.display())));
     }
-    let der = crate::tls::load_certs(&a.cert).map_err(|e| usage(&e))?;
-    let (old_serial, _, issuer) = crate::tls::serial_subject_issuer(der[0].as_ref()).map_err(|e| usage(&e))?;
-    let ca_der = crate::tls::load_certs(&ca.cert_path).map_err(|e| usage(&e))?;
-    let (_, ca_subject, _) = crate::tls::serial_subject_issuer(ca_der[0].as_ref()).map_err(|e| usage(&e))?;
-    if issuer != ca_subject {
-        return Err(super::Failure::new(1, format!("{} was issued by {issuer}, not by this CA ({ca_subject})", a.cert.display())));
-    }
-    let identity = crate::tls::identity_of(der[0].as_ref()).map_err(|e| usage(&e))?;
+    let (ca, der, old_serial, _) = ca_and_issued(&a.ca_dir, &a.cert)?;
+    let identity = crate::tls::identity_of(&der).map_err(|e| usage(&e))?;
     // Written beside the old files, then renamed over them: key, then certificate.
     let (new_cert, new_key) = (a.cert.with_extension("pem.new"), a.cert.with_extension("key.new"));
     let _ = (fs::remove_file(&new_cert), fs::remove_file(&new_key));
     let subject = match &identity {
         crate::tls::PeerIdentity::Node(id) => {
             // The hosts the old certificate named, kept.
-            let hosts = crate::tls::san_hosts(der[0].as_ref()).map_err(|e| usage(&e))?;
+            let hosts = crate::tls::san_hosts(&der).map_err(|e| usage(&e))?;
             ca.issue_node_for(*id, a.days, &hosts, &new_cert, &new_key).map_err(|e| usage(&e))?;
             format!("node-{id}")
         }

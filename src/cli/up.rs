@@ -29,14 +29,7 @@ pub const SAMPLE_CLIP: &str = "sample-clip.mp4";
 
 pub async fn run(a: UpArgs) -> Result<(), Failure> {
     if !a.dir.join("cluster.toml").exists() {
-        let done = init::init(&InitArgs {
-            dir: a.dir.clone(),
-            nodes: a.nodes,
-            base_port: a.base_port,
-            dev_retention_secs: a.dev_retention_secs,
-            cert_days: crate::limits::DEV_CA_VALID_DAYS,
-            hosts: Vec::new(),
-        })?;
+        let done = init::init(&InitArgs::local(&a.dir, a.nodes, a.base_port, a.dev_retention_secs))?;
         eprintln!("{}", done.summary());
         let sample = a.dir.join(SAMPLE_CLIP);
         super::demo::write_sample(&sample, 6)?;

@@ -511,6 +511,20 @@ pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, TlsError> {
     Ok(PeerIdentity::User(cn.to_string()))
 }
 
+/// Checks that the CA in `ca` issued `der` (its signature chains to the CA;
+/// checked as of the certificate's own start, so an expired one still
+/// counts: it may be revoked or replaced all the same).
+pub fn issued_by(ca: &Path, der: &[u8]) -> Result<(), TlsError> {
+    let (from, _) = validity_of(der)?;
+    let at = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(from).unwrap_or(0) + 1));
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider()).build().map_err(|e| TlsError::Config(e.to_string()))?;
+    verifier
+        .verify_client_cert(&CertificateDer::from(der.to_vec()), &[], at)
+        .map_err(|e| TlsError::Identity(format!("not issued by this CA: {e}")))?;
+    Ok(())
+}
+
 /// A certificate's serial number (lowercase hex of its bytes), subject and
 /// issuer (RFC 4514 text).
 pub fn serial_subject_issuer(der: &[u8]) -> Result<(String, String, String), TlsError> {

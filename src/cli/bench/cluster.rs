@@ -59,14 +59,7 @@ impl Bench {
     /// `cluster init` for 3 nodes in `dir`, the nodes started, a leader elected.
     pub async fn start(dir: &Path) -> anyhow::Result<Bench> {
         let base_port = free_base_port(4)?;
-        init::init(&InitArgs {
-            dir: dir.to_path_buf(),
-            nodes: 3,
-            base_port,
-            dev_retention_secs: None,
-            cert_days: crate::limits::DEV_CA_VALID_DAYS,
-            hosts: Vec::new(),
-        })?;
+        init::init(&InitArgs::local(dir, 3, base_port, None))?;
         let mut cluster = LocalCluster::new(dir);
         cluster.start_all()?;
         let admin = session(dir, "admin")?;
