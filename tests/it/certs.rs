@@ -133,7 +133,14 @@ fn a_revoked_certificate_fails_the_handshake_everywhere_within_seconds() {
     // Revoking twice is refused; nothing changes. So is a certificate another CA issued.
     assert_eq!(revoke("profiles/alice.pem").status.code(), Some(1));
     let other = c.path().join("other-ca");
-    assert!(Command::new(BIN).args(["certs", "init", "--dir"]).arg(&other).args(["--nodes", "0", "--users", "alice"]).output().unwrap().status.success());
+    assert!(Command::new(BIN)
+        .args(["certs", "init", "--dir"])
+        .arg(&other)
+        .args(["--nodes", "0", "--users", "alice"])
+        .output()
+        .unwrap()
+        .status
+        .success());
     let out = revoke("other-ca/alice.pem");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not issued by this CA"), "{}", String::from_utf8_lossy(&out.stdout));
