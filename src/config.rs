@@ -94,13 +94,27 @@ pub struct RawNodeConfig {
     /// each new checkpoint (docs/AUDIT_FORMATS.md, "Trusted time"); optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsa: Option<RawTsaConfig>,
+    /// Where suspicious events go besides the log (art. 14(3)); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<RawAlertsConfig>,
+}
+
+/// The `[alerts]` table of a node config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertsConfig {
+    /// Receives each alert as a JSON POST (http://).
+    pub webhook: String,
+    /// A member silent this long is reported lost (default `limits::MEMBER_UNREACHABLE_ALERT_SECS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_after_secs: Option<u64>,
 }
 
 /// The `[tsa]` table of a node config.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTsaConfig {
-    /// Where the TSA answers `application/timestamp-query` POSTs (http:// or https://).
+    /// Where the TSA answers `application/timestamp-query` POSTs (http://).
     pub url: String,
 }
 
@@ -152,6 +166,10 @@ pub struct NodeConfig {
     pub witnesses: Vec<WitnessConfig>,
     /// The URL of the time-stamping authority the leader asks, if any.
     pub tsa_url: Option<String>,
+    /// The alert webhook, if any.
+    pub alert_webhook: Option<String>,
+    /// A member silent this long is reported lost.
+    pub unreachable_after_secs: u64,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -197,9 +215,14 @@ impl NodeConfig {
             }
             witnesses.push(WitnessConfig { url: w.url.trim_end_matches('/').to_string(), key });
         }
+        if let Some(a) = &raw.alerts {
+            if !a.webhook.starts_with("http://") {
+                return Err(perr(format!("alerts webhook `{}` must start with http:// (a local relay can forward to HTTPS)", a.webhook)));
+            }
+        }
         if let Some(t) = &raw.tsa {
-            if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
-                return Err(perr(format!("tsa url `{}` must start with http:// or https://", t.url)));
+            if !t.url.starts_with("http://") {
+                return Err(perr(format!("tsa url `{}` must start with http:// (RFC 3161 §3.4; the token is signed)", t.url)));
             }
         }
         let chunk_size_bytes = raw.chunk_size_bytes.unwrap_or(limits::CHUNK_SIZE_BYTES);
@@ -240,6 +263,13 @@ impl NodeConfig {
             routes: raw.routes.into_iter().map(|r| (r.id, r.addr.trim_end_matches('/').to_string())).collect(),
             witnesses,
             tsa_url: raw.tsa.as_ref().map(|t| t.url.clone()),
+            alert_webhook: raw.alerts.as_ref().map(|a| a.webhook.clone()),
+            unreachable_after_secs: raw
+                .alerts
+                .as_ref()
+                .and_then(|a| a.unreachable_after_secs)
+                .unwrap_or(limits::MEMBER_UNREACHABLE_ALERT_SECS)
+                .max(1),
         })
     }
 }

@@ -73,6 +73,8 @@ pub const MAX_JSON_DEPTH: usize = 32;
 /// server is closing.
 pub const CLIENT_POOL_IDLE_SECS: u64 = 10;
 const _: () = assert!(CLIENT_POOL_IDLE_SECS * 2 <= HEADER_READ_TIMEOUT_SECS);
+/// A member the leader cannot reach for this long is reported in an alert.
+pub const MEMBER_UNREACHABLE_ALERT_SECS: u64 = 30;
 /// How often a node looks for changed TLS files (certificate, key, CA,
 /// revocation list) and loads them: a revocation takes effect within this.
 pub const TLS_RELOAD_SECS: u64 = 2;

@@ -273,6 +273,57 @@ pub struct ClusterStatus {
     /// knows it (absent when none is). Only the leader asks it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsa: Option<TsaStatus>,
+    /// The alert webhook configured on the answering node, as it knows it (absent when none is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsStatus>,
+}
+
+/// A suspicious event (art. 14(3)): logged, and sent to the webhook of
+/// `[alerts]` in node.toml, once per event. Typed: `kind` says what, the other
+/// fields carry its values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Alert {
+    /// This node's stored audit tree does not match its leaves or the published checkpoint (tampering, or a damaged disk): it no longer signs.
+    AuditTreeInvalid { error: String },
+    /// Chunks the scrubber found damaged or gone with no healthy replica anywhere.
+    ChunksUnrepairable { chunks: Vec<String> },
+    /// On the leader: a member has not answered since `since` (RFC 3339 UTC), longer than `unreachable_after_secs`.
+    MemberUnreachable { node: u64, since: String },
+    /// This node refused to release its share of an item's key; `reason` is the refusal's kind (docs/JSON.md, "Problem types").
+    KeyReleaseRefused { item: String, access: u64, by: String, reason: String },
+    /// A witness refused a checkpoint as not extending what it cosigned, or answered a cosignature that does not verify.
+    WitnessDisagrees { witness: String, error: String },
+}
+
+/// One alert as the webhook receives it (`POST`, `application/json`).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct AlertDelivery {
+    pub cluster_id: String,
+    /// The node that raised it.
+    pub node: u64,
+    /// The event's id (32 hex digits): the same event is sent once; a receiver may also deduplicate on it.
+    pub id: String,
+    /// When the node raised it (RFC 3339 UTC).
+    pub at: String,
+    pub alert: Alert,
+}
+
+/// The alert webhook in `cluster status`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct AlertsStatus {
+    pub webhook: String,
+    /// Alerts this node delivered since it started.
+    pub delivered: u64,
+    /// Alerts waiting (being retried, or queued behind one that is).
+    pub pending: u64,
+    /// Alerts given up (after a day of retries, or pushed out of a full queue).
+    pub dropped: u64,
+    /// Why the last attempt failed, if it did (cleared by the next success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<String>,
 }
 
 /// The configured time-stamping authority in `cluster status`.
@@ -744,6 +795,7 @@ pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
         ShareRequest,
         ShareRelease,
         ProofWritten,
+        AlertDelivery,
         MonitorOutput,
         KeygenOutput,
         WitnessInitOutput,

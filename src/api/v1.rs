@@ -179,6 +179,7 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, _who: Principal) -> R
         dev_retention_secs: config.map(|c| c.retention).filter(|r| r.is_dev()).map(|r| r.standard_secs),
         witnesses: node.witness_status(),
         tsa: node.tsa_status(),
+        alerts: node.alerts_status(),
     }))
 }
 

@@ -430,6 +430,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         routes: Vec::new(),
         witnesses: Vec::new(),
         tsa: None,
+        alerts: None,
     };
     let path = node_dir.join("node.toml");
     write_toml(&path, &raw)?;

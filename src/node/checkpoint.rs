@@ -143,6 +143,7 @@ impl Node {
         if let Ok(mut b) = self.audit_broken.lock() {
             *b = Some(why.to_string());
         }
+        self.alerts.raise(crate::wire::Alert::AuditTreeInvalid { error: why.to_string() });
     }
 
     pub(crate) fn checkpoint_text(&self, size: u64, root: audit::Hash) -> anyhow::Result<String> {
@@ -245,7 +246,10 @@ async fn round(node: &Arc<Node>) -> anyhow::Result<()> {
     if !node.witnesses.is_empty() {
         let state = node.state.clone();
         let proof = move |old: u64| tree::consistency_proof(&state, old, size).map_err(|e| e.to_string());
-        let extra = node.witnesses.push_all(&note, size, proof).await;
+        let (extra, disagreements) = node.witnesses.push_all(&note, size, proof).await;
+        for a in disagreements {
+            node.alerts.raise(a);
+        }
         if note.len() + extra.len() <= crate::limits::MAX_NOTE_BYTES {
             note.push_str(&extra);
         } else {

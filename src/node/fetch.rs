@@ -153,6 +153,14 @@ pub struct Released {
 pub async fn release_share(node: &Node, who: &Principal, item: ItemId, access_leaf: u64, fetch_key: &str) -> Result<Released, FetchError> {
     let released = release_checked(node, who, item, access_leaf, fetch_key).await;
     node.metrics.key_release(released.is_ok());
+    if let Err(FetchError::Refused(kind, _)) = &released {
+        node.alerts.raise(crate::wire::Alert::KeyReleaseRefused {
+            item: item.to_string(),
+            access: access_leaf,
+            by: who.name().to_string(),
+            reason: kind.name().to_string(),
+        });
+    }
     released
 }
 

@@ -3,6 +3,7 @@
 //! other way round), and keeps itself whole (fetching chunks it lacks,
 //! collecting orphans). This is where the pieces meet; the rules live in `vault/`.
 
+pub mod alerts;
 pub mod backup;
 pub mod checkpoint;
 mod clock;
@@ -108,6 +109,8 @@ pub struct Node {
     witnesses: witnesses::Witnesses,
     /// The time-stamping authority the leader asks for tokens on checkpoints, if any.
     tsa: Option<tsa::Tsa>,
+    /// Suspicious events: the log, and the webhook when configured.
+    pub(crate) alerts: alerts::Alerts,
     /// Deposits streaming chunks here that have not committed yet.
     inflight: inflight::Inflight,
     /// This node's own session-token key (docs/KEYS.md §3): no other node has it.
@@ -361,6 +364,7 @@ where
         cert_ends.push((role, crate::tls::validity_of(der.as_ref())?.1));
     }
     let tsa = cfg.tsa_url.clone().map(tsa::Tsa::new);
+    let alerts = alerts::Alerts::new(cfg.cluster_id.clone(), cfg.id, cfg.alert_webhook.clone());
     let node = Arc::new(Node {
         cfg,
         raft,
@@ -374,6 +378,7 @@ where
         audit_broken: std::sync::Mutex::new(None),
         witnesses: witnesses::Witnesses::new(witness_list),
         tsa,
+        alerts,
         caught_up: std::sync::atomic::AtomicBool::new(false),
         inflight: inflight::Inflight::default(),
         sessions,
@@ -391,6 +396,11 @@ where
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 
     tokio::spawn(tls_reload_loop(node.clone(), tls));
+    {
+        let n = node.clone();
+        tokio::spawn(async move { n.alerts.deliver_loop().await });
+    }
+    tokio::spawn(alerts::watch_members(node.clone(), Duration::from_secs(node.cfg.unreachable_after_secs)));
     let server = tokio::spawn(serve(node.clone(), listener, acceptor));
     bootstrap(&node).await?;
     tokio::spawn(configure_loop(node.clone()));
@@ -645,6 +655,11 @@ impl Node {
     /// The configured witnesses as this node knows them (`cluster status`).
     pub fn witness_status(&self) -> Vec<crate::wire::WitnessStatus> {
         self.witnesses.status()
+    }
+
+    /// The alert webhook as this node knows it (`cluster status`).
+    pub fn alerts_status(&self) -> Option<crate::wire::AlertsStatus> {
+        self.alerts.status()
     }
 
     /// The configured time-stamping authority as this node knows it (`cluster status`).

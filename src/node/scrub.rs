@@ -83,6 +83,9 @@ pub async fn scrub_once(node: &Arc<Node>, pause: Duration) -> anyhow::Result<Scr
     if let Ok(mut d) = node.damaged_chunks.lock() {
         d.clone_from(&r.unrepairable);
     }
+    if !r.unrepairable.is_empty() {
+        node.alerts.raise(crate::wire::Alert::ChunksUnrepairable { chunks: r.unrepairable.clone() });
+    }
     let state = node.state.clone();
     let tree = tokio::task::spawn_blocking(move || {
         let size = tree::size(&state).map_err(|e| e.to_string())?;

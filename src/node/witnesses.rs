@@ -131,8 +131,10 @@ impl Witnesses {
     /// Pushes `note` (the majority-cosigned checkpoint of `size`) to every
     /// witness at once and answers the cosignature lines that verified, in
     /// the configured order. `proof(old)` gives the consistency proof from
-    /// `old` to `size`. Never fails: a witness that errs is only recorded.
-    pub async fn push_all<P>(&self, note: &str, size: u64, proof: P) -> String
+    /// `old` to `size`. Never fails: a witness that errs is only recorded;
+    /// one that disagrees (it cosigned a larger tree, or its cosignature does
+    /// not verify) is answered as an alert too.
+    pub async fn push_all<P>(&self, note: &str, size: u64, proof: P) -> (String, Vec<crate::wire::Alert>)
     where
         P: Fn(u64) -> Result<Vec<crate::audit::Hash>, String>,
     {
@@ -148,10 +150,21 @@ impl Witnesses {
                 if let Err(e) = &r {
                     tracing::warn!(witness = %self.list[i].url, size, error = %e, "witness did not cosign the checkpoint");
                 }
-                r.ok()
+                r
             }
         });
-        futures::future::join_all(pushes).await.into_iter().flatten().collect()
+        let mut lines = String::new();
+        let mut alerts = Vec::new();
+        for (i, r) in futures::future::join_all(pushes).await.into_iter().enumerate() {
+            match r {
+                Ok(l) => lines.push_str(&l),
+                Err(e @ (PushError::Ahead { .. } | PushError::BadCosignature(_))) => {
+                    alerts.push(crate::wire::Alert::WitnessDisagrees { witness: self.list[i].url.clone(), error: e.to_string() })
+                }
+                Err(_) => {}
+            }
+        }
+        (lines, alerts)
     }
 
     fn url(&self, i: usize) -> String {

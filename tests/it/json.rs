@@ -124,7 +124,7 @@ impl Schemas {
         self.shape(name, v, command);
     }
 
-    fn shape(&self, name: &str, v: &Value, what: &str) {
+    pub fn shape(&self, name: &str, v: &Value, what: &str) {
         let schema = self.defs.get(name).unwrap_or_else(|| panic!("no schema {name}"));
         if let Err(e) = check(v, schema, &self.defs, name) {
             panic!("`{what}` --json does not match {name}: {e}\n{v:#}");

@@ -2,6 +2,7 @@
 //! TLS, real RocksDB. One binary, files by area.
 
 mod access;
+mod alerts;
 mod audit;
 mod backup;
 mod bench;
