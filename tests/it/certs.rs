@@ -127,7 +127,10 @@ fn a_revoked_certificate_fails_the_handshake_everywhere_within_seconds() {
             let out = c.cli(&p, &["items"]);
             (!out.status.success()).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
         });
-        assert!(said.contains("Revoked"), "node {id}: {said}");
+        // In TLS 1.3 the client may learn of the refusal only at its first read, so
+        // what it says varies ("Revoked", or a connection closed); the node says why.
+        let log = std::fs::read_to_string(c.node_dir(id).join("node.log")).unwrap();
+        assert!(said.contains("Revoked") || log.contains("invalid peer certificate: Revoked"), "node {id} refused alice for another reason: {said}");
     }
     assert!(items("bob").status.success());
     // Revoking twice is refused; nothing changes. So is a certificate another CA issued.
