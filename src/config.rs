@@ -37,14 +37,19 @@ pub struct RawNodeConfig {
     pub data_dir: String,
     pub ca: String,
     pub cert: String,
-    pub key: String,
+    /// The certificate's private key (PEM). Absent on a sealed node, whose
+    /// key is inside its sealed file (`[seal]`, docs/KEYS.md §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// The CA's certificate revocation lists (PEM), checked on every
     /// handshake this node accepts or makes; read again when the file
     /// changes (`custody certs revoke` writes it). Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl: Option<String>,
-    /// This node's Ed25519 checkpoint signing key (64 hex digits of seed, mode 0600).
-    pub checkpoint_key: String,
+    /// This node's Ed25519 checkpoint signing key (64 hex digits of seed,
+    /// mode 0600). Absent on a sealed node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_key: Option<String>,
     /// This node's own Ed25519 session-token key (64 hex digits of seed, mode
     /// 0600); made on first start when absent. Default `session.key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +102,37 @@ pub struct RawNodeConfig {
     /// Where suspicious events go besides the log (art. 14(3)); optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<RawAlertsConfig>,
+    /// This node's secrets are sealed at rest (docs/KEYS.md §8): the key
+    /// files above are not read; the node starts sealed and is unsealed by
+    /// its custodians' shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<RawSealConfig>,
+}
+
+/// The `[seal]` table of a node config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSealConfig {
+    /// The sealed secrets (`custody-sealed-v1` JSON).
+    pub file: String,
+    /// The certificate (PEM) the node answers with while sealed: it names
+    /// `sealed.node-<id>.custody` and the node's hosts, not `node-<id>.custody`.
+    pub cert: String,
+    /// Its key (PEM), kept in the clear: it can only be a sealed node.
+    pub key: String,
+    /// DEV ONLY: a file of unseal shares the node opens itself with at start.
+    /// The cluster then says so in its checkpoints' origin and in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_unseal: Option<String>,
+}
+
+/// A node's `[seal]` table, its paths resolved.
+#[derive(Clone, Debug)]
+pub struct SealConfig {
+    pub file: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub auto_unseal: Option<PathBuf>,
 }
 
 /// The `[alerts]` table of a node config.
@@ -170,6 +206,8 @@ pub struct NodeConfig {
     pub alert_webhook: Option<String>,
     /// A member silent this long is reported lost.
     pub unreachable_after_secs: u64,
+    /// Set when this node's secrets are sealed at rest.
+    pub seal: Option<SealConfig>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -239,6 +277,15 @@ impl NodeConfig {
             Some(s) => RetentionPolicy::dev(s),
             None => RetentionPolicy::REGULATION,
         };
+        if raw.seal.is_none() && (raw.key.is_none() || raw.checkpoint_key.is_none()) {
+            return Err(perr("`key` and `checkpoint_key` are required unless the node is sealed (`[seal]`)".into()));
+        }
+        let seal = raw.seal.as_ref().map(|s| SealConfig {
+            file: resolve(base, &s.file),
+            cert: resolve(base, &s.cert),
+            key: resolve(base, &s.key),
+            auto_unseal: s.auto_unseal.as_deref().map(|a| resolve(base, a)),
+        });
         if raw.bootstrap && !raw.peers.iter().any(|p| p.id == raw.id) {
             return Err(perr("a bootstrap node must list itself among the peers".into()));
         }
@@ -251,9 +298,9 @@ impl NodeConfig {
             data_dir: resolve(base, &raw.data_dir),
             ca: resolve(base, &raw.ca),
             cert: resolve(base, &raw.cert),
-            key: resolve(base, &raw.key),
+            key: resolve(base, raw.key.as_deref().unwrap_or("tls.key")),
             crl: raw.crl.as_deref().map(|c| resolve(base, c)),
-            checkpoint_key: resolve(base, &raw.checkpoint_key),
+            checkpoint_key: resolve(base, raw.checkpoint_key.as_deref().unwrap_or("checkpoint.key")),
             session_key: resolve(base, raw.session_key.as_deref().unwrap_or("session.key")),
             share_key: resolve(base, raw.share_key.as_deref().unwrap_or("share.key")),
             max_clock_skew_secs: raw.max_clock_skew_secs.unwrap_or(limits::MAX_CLOCK_SKEW_SECS).max(1),
@@ -275,6 +322,7 @@ impl NodeConfig {
                 .and_then(|a| a.unreachable_after_secs)
                 .unwrap_or(limits::MEMBER_UNREACHABLE_ALERT_SECS)
                 .max(1),
+            seal,
         })
     }
 }

@@ -125,7 +125,11 @@ impl Metrics {
             "Chunks this node should hold but does not (missing), lost and not yet repaired (lost), or that no replica could restore (unrepairable)",
             m.chunks.clone(),
         );
-        r.register("sealed", "1 while this node is sealed (its secrets not unsealed); this build has no sealing yet, so always 0", m.sealed.clone());
+        r.register(
+            "sealed",
+            "1 while this node is sealed (docs/KEYS.md §8): it then serves only health, its seal and these metrics",
+            m.sealed.clone(),
+        );
         r.register("audit_tree_ok", "1 while this node's stored audit tree checks out (it signs checkpoints only then)", m.audit_tree_ok.clone());
         Metrics { registry, ..m }
     }
@@ -156,6 +160,14 @@ impl Metrics {
     }
 
     /// The text exposition of every metric, with the gauges set from `g`.
+    /// The exposition of a sealed node: `custody_sealed 1`, every other value 0.
+    pub fn render_sealed(&self) -> String {
+        self.sealed.set(1);
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
     pub fn render(&self, g: &Gauges) -> String {
         self.records.set(gauge(g.records));
         self.items.set(gauge(g.items));

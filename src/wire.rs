@@ -253,6 +253,51 @@ pub struct MemberView {
     pub reachable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<NodeHealth>,
+    /// Set when the member answers only as a sealed node (docs/KEYS.md §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealStatus>,
+}
+
+/// A node's seal (docs/KEYS.md §8): `GET /v1/seal`, and the answer of
+/// `POST /v1/seal/unseal` and `custody operator unseal`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SealStatus {
+    pub node: u64,
+    pub cluster_id: String,
+    /// Whether the node's secrets are still sealed.
+    pub sealed: bool,
+    /// How many custodians' shares open it (k); 0 when the node is not sealed at rest.
+    pub threshold: u8,
+    /// How many shares were dealt (n); 0 when the node is not sealed at rest.
+    pub shares: u8,
+    /// Distinct valid shares given since the node started or was reset.
+    pub progress: u8,
+    /// The node opened itself from a dev shares file (`up`, `demo`).
+    pub dev_auto_unseal: bool,
+}
+
+/// `operator rekey --json`: a node's seal with new custodian shares.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Rekeyed {
+    pub node: u64,
+    /// The sealed file, written anew (the old shares no longer open it).
+    pub sealed_file: std::path::PathBuf,
+    pub threshold: u8,
+    pub shares: u8,
+    /// Custodian K's new share, `custodian-K.share` in the output directory (mode 0600).
+    pub share_files: Vec<std::path::PathBuf>,
+}
+
+/// `POST /v1/seal/unseal`: one custodian's share, or a reset.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealRequest {
+    /// The share's line of text (`custody-unseal-v1:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    /// Forget the shares given so far.
+    #[serde(default)]
+    pub reset: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -265,6 +310,9 @@ pub struct ClusterStatus {
     /// Set when the cluster runs with shortened dev retention periods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_retention_secs: Option<u64>,
+    /// Set when the cluster's nodes may unseal themselves from a dev shares file.
+    #[serde(default)]
+    pub dev_auto_unseal: bool,
     /// The witnesses configured on the answering node, as it knows them.
     /// Only the leader pushes checkpoints, so ask the leader for current figures.
     #[serde(default)]
@@ -693,6 +741,8 @@ pub const CLI_JSON: &[(&str, &str)] = &[
     ("certs issue", "IssuedUser"),
     ("certs revoke", "CrlWritten"),
     ("certs rotate", "RotatedCert"),
+    ("operator unseal", "SealStatus"),
+    ("operator rekey", "Rekeyed"),
     ("cluster bind", "ChangeStatus"),
     ("backup", "BackupWritten"),
     ("backup verify", "BackupReport"),
@@ -784,6 +834,9 @@ pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
         crate::cli::init::IssuedUser,
         crate::cli::init::CrlWritten,
         crate::cli::init::RotatedCert,
+        SealStatus,
+        UnsealRequest,
+        Rekeyed,
         crate::cli::backup::BackupWritten,
         crate::cli::backup::BackupReport,
         crate::cli::backup::RestoreWritten,

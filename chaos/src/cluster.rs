@@ -96,7 +96,11 @@ impl Cluster {
         let all_ids: Vec<u64> = (1..=nodes + spares).collect();
         let base_port = free_ports(all_ids.len() as u16, port_seed)?;
         let out = custody
-            .run(None, &args!["cluster", "init", "--dir", dir.display(), "--nodes", nodes, "--base-port", base_port], Duration::from_secs(120))
+            .run(
+                None,
+                &args!["cluster", "init", "--dir", dir.display(), "--nodes", nodes, "--base-port", base_port, "--dev-auto-unseal"],
+                Duration::from_secs(120),
+            )
             .await;
         if !out.ok() {
             bail!("custody cluster init failed: {}", out.error());

@@ -14,6 +14,7 @@ mod json;
 mod ops;
 mod problem;
 pub mod registry;
+mod seal;
 pub mod session;
 mod tiles;
 pub mod v1;
@@ -94,6 +95,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(crate::limits::MAX_JSON_BODY_BYTES))
         // For operators' tools: any certificate of the cluster's CA, no session (api/ops.rs).
         .route("/metrics", get(ops::metrics))
+        .route("/v1/seal", get(seal::status))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
     // The standard read-only view of the audit log (C2SP tlog-tiles, api/tiles.rs): no
@@ -112,8 +114,17 @@ pub fn router(node: Arc<Node>) -> Router {
 /// The `node` command hands this to `node::run`, which starts it once the node
 /// is built and aborts it at shutdown (`node/` does not import `api/`).
 pub async fn serve(node: Arc<Node>, listener: TcpListener, acceptor: Acceptor) {
+    serve_app(router(node), listener, acceptor).await
+}
+
+/// What a sealed node serves until it is unsealed (`api/seal.rs`); the
+/// `node` command hands this to `node::run` too.
+pub async fn serve_sealed(unsealer: Arc<crate::node::seal::Unsealer>, listener: TcpListener, acceptor: Acceptor) {
+    serve_app(seal::router(unsealer), listener, acceptor).await
+}
+
+async fn serve_app(app: Router, listener: TcpListener, acceptor: Acceptor) {
     use crate::limits::{CONNECTION_IDLE_TIMEOUT_SECS, HEADER_READ_TIMEOUT_SECS};
-    let app = router(node);
     let gate = edge::Gate::new();
     loop {
         let (tcp, remote) = match listener.accept().await {
@@ -185,7 +196,13 @@ mod tests {
     #[test]
     fn the_openapi_document_covers_every_v1_route_and_no_other() {
         let src = include_str!("mod.rs");
-        let router = &src[src.find("pub fn router").unwrap()..src.find("/// Accepts connections until").unwrap()];
+        let sealed = include_str!("seal.rs");
+        // The routes of a node, and those of a sealed node.
+        let router = [
+            &src[src.find("pub fn router").unwrap()..src.find("/// Accepts connections until").unwrap()],
+            &sealed[sealed.find("pub fn router").unwrap()..sealed.find("fn sealed()").unwrap()],
+        ]
+        .concat();
         let mut served = std::collections::BTreeSet::new();
         for line in router.lines().filter(|l| l.trim_start().starts_with(".route(\"/v1")) {
             let path = line.split('"').nth(1).unwrap();
@@ -197,6 +214,7 @@ mod tests {
             }
         }
         assert!(served.len() >= 29, "{served:?}");
+        assert_eq!((crate::node::SEAL_PATH, crate::node::UNSEAL_PATH), ("/v1/seal", "/v1/seal/unseal"));
         let doc = super::v1::openapi_document();
         let mut documented = std::collections::BTreeSet::new();
         for (path, ops) in doc["paths"].as_object().unwrap() {

@@ -151,22 +151,27 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, _who: Principal) -> R
         let (id, addr) = (*id, addr.clone());
         async move {
             if id == node.id() {
-                return Some(node.health());
+                return (Some(node.health()), None);
             }
-            health_of(&node, id, &addr, Duration::from_millis(1500)).await.ok()
+            match health_of(&node, id, &addr, Duration::from_millis(1500)).await {
+                Ok(h) => (Some(h), None),
+                // Not itself: perhaps sealed, answering with its seal certificate only.
+                Err(_) => (None, node.sealed_member_status(id, &addr, Duration::from_millis(1500)).await.ok().filter(|s| s.sealed)),
+            }
         }
     });
     let healths = futures::future::join_all(lookups).await;
     let members = members
         .into_iter()
         .zip(healths)
-        .map(|((id, addr, voter), h)| MemberView {
+        .map(|((id, addr, voter), (h, seal))| MemberView {
             id,
             addr,
             voter,
             last_applied: h.as_ref().and_then(|h| h.last_applied),
             reachable: h.is_some(),
             health: h,
+            seal,
         })
         .collect();
     let config = query::config(node.state()).map_err(ApiError::internal)?;
@@ -176,7 +181,8 @@ pub async fn cluster_status(State(node): State<Arc<Node>>, _who: Principal) -> R
         leader: m.current_leader,
         term: m.current_term,
         members,
-        dev_retention_secs: config.map(|c| c.retention).filter(|r| r.is_dev()).map(|r| r.standard_secs),
+        dev_retention_secs: config.as_ref().map(|c| c.retention).filter(|r| r.is_dev()).map(|r| r.standard_secs),
+        dev_auto_unseal: config.as_ref().is_some_and(|c| c.dev_auto_unseal),
         witnesses: node.witness_status(),
         tsa: node.tsa_status(),
         alerts: node.alerts_status(),
@@ -398,6 +404,15 @@ pub fn openapi_document() -> serde_json::Value {
     let mut binding = op("This node's own key binding (docs/KEYS.md §7); a person's certificate, no session", Some("NodeBinding"), None);
     binding["security"] = serde_json::json!([]);
     paths.insert("/v1/node/binding", serde_json::json!({ "get": binding }));
+    // A node's seal (docs/KEYS.md §8): any certificate of the CA, no session;
+    // a sealed node serves these (and health) only.
+    let mut seal = op("This node's seal: sealed or not, k of n custodians, shares given", Some("SealStatus"), None);
+    seal["security"] = serde_json::json!([]);
+    paths.insert("/v1/seal", serde_json::json!({ "get": seal }));
+    let mut unseal =
+        op("A sealed node takes one custodian's unseal share, or forgets those given (reset)", Some("SealStatus"), Some("UnsealRequest"));
+    unseal["security"] = serde_json::json!([]);
+    paths.insert("/v1/seal/unseal", serde_json::json!({ "post": unseal }));
     // What the CLI prints with --json: command → schema (README "Scripting").
     let cli: BTreeMap<&str, &str> = crate::wire::CLI_JSON.iter().copied().collect();
     serde_json::json!({

@@ -345,7 +345,8 @@ fn one_directory_opens_nothing(dir: &Path, id: u64, item: &crate::evidence::Item
     let rec = crate::vault::query::item(&crate::raft::state_machine::StateView(db), item)?
         .ok_or_else(|| anyhow::anyhow!("node {id} has no record of the item"))?;
     let m = &rec.manifest;
-    let secret = shares::ShareSecretKey::from_seed(&crate::node::read_seed(&cfg.share_key)?);
+    // A dev node: its secrets open from the shares file beside it (docs/KEYS.md §8).
+    let secret = shares::ShareSecretKey::from_seed(&crate::node::secrets_without_custodians(&cfg)?.share_seed);
     let mut opened = Vec::new();
     for h in &m.holders {
         let aad = shares::share_aad(&cfg.cluster_id, m.item.as_bytes(), h.node, h.x);

@@ -39,12 +39,34 @@ pub struct InitArgs {
     /// How long the dev CA is valid, in days; no certificate it issues outlives it.
     #[arg(long, default_value_t = crate::limits::DEV_CA_VALID_DAYS, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::limits::MAX_CERT_VALID_DAYS)))]
     pub cert_days: u32,
+    /// How many custodians hold shares of each node's seal (docs/KEYS.md §8):
+    /// custodian K's shares, one per node, go to `custodians/custodian-K.shares`.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::node::seal::MAX_CUSTODIANS)))]
+    pub custodians: u8,
+    /// How many custodians' shares unseal a node [default: a majority of them].
+    #[arg(long)]
+    pub unseal_threshold: Option<u8>,
+    /// DEV ONLY: every node unseals itself at start from a shares file beside
+    /// its config, with no custodian; the cluster's checkpoints say so.
+    #[arg(long, conflicts_with_all = ["custodians", "unseal_threshold"])]
+    pub dev_auto_unseal: bool,
 }
 
 impl InitArgs {
-    /// A loopback cluster of `nodes` with the default lifetimes (`up`, `demo`, `bench`).
+    /// A loopback dev cluster of `nodes` with the default lifetimes, its
+    /// nodes unsealing themselves (`up`, `demo`, `bench`).
     pub fn local(dir: &Path, nodes: u64, base_port: u16, dev_retention_secs: Option<u64>) -> Self {
-        InitArgs { dir: dir.to_path_buf(), nodes, base_port, dev_retention_secs, cert_days: crate::limits::DEV_CA_VALID_DAYS, hosts: Vec::new() }
+        InitArgs {
+            dir: dir.to_path_buf(),
+            nodes,
+            base_port,
+            dev_retention_secs,
+            cert_days: crate::limits::DEV_CA_VALID_DAYS,
+            hosts: Vec::new(),
+            custodians: 1,
+            unseal_threshold: None,
+            dev_auto_unseal: true,
+        }
     }
 }
 
@@ -168,8 +190,9 @@ pub struct RotateArgs {
 pub struct RotatedCert {
     /// The new certificate (PEM), where the old one was.
     pub cert: PathBuf,
-    /// Its new private key (mode 0600), where the old one was.
-    pub key: PathBuf,
+    /// Its new private key (mode 0600), where the old one was; null for a
+    /// sealed node, whose certificate is renewed over the key it holds.
+    pub key: Option<PathBuf>,
     /// Whom it names: `node-<id>` or the user's name, as the old one did.
     pub subject: String,
     /// The new certificate's serial number (hex).
@@ -188,11 +211,24 @@ pub struct RotatedCert {
 /// register its new certificate with `cluster bind`.
 pub fn certs_rotate(a: &RotateArgs) -> Result<RotatedCert, super::Failure> {
     let key_path = a.cert.with_extension("key");
-    if !key_path.exists() {
+    // A sealed node's key is inside its sealed file (docs/KEYS.md §8): its
+    // certificate is renewed over the same key, which the node holds.
+    let sealed = !key_path.exists() && a.cert.with_file_name("sealed.json").exists();
+    if !key_path.exists() && !sealed {
         return Err(super::Failure::new(2, format!("{} has no key beside it ({})", a.cert.display(), key_path.display())));
     }
     let (ca, der, old_serial, _) = ca_and_issued(&a.ca_dir, &a.cert)?;
     let identity = crate::tls::identity_of(&der).map_err(|e| usage(&e))?;
+    if sealed {
+        let crate::tls::PeerIdentity::Node(id) = identity else {
+            return Err(super::Failure::new(2, format!("{} is not a node certificate, and has no key beside it", a.cert.display())));
+        };
+        let new_cert = a.cert.with_extension("pem.new");
+        let hosts = crate::tls::san_hosts(&der).map_err(|e| usage(&e))?;
+        ca.renew_node_same_key(id, a.days, &hosts, &der, &new_cert).map_err(|e| usage(&e))?;
+        fs::rename(&new_cert, &a.cert).map_err(|e| usage(&e))?;
+        return finish_rotation(a, &ca, format!("node-{id}"), None, old_serial);
+    }
     // Written beside the old files, then renamed over them: key, then certificate.
     let (new_cert, new_key) = (a.cert.with_extension("pem.new"), a.cert.with_extension("key.new"));
     let _ = (fs::remove_file(&new_cert), fs::remove_file(&new_key));
@@ -210,6 +246,11 @@ pub fn certs_rotate(a: &RotateArgs) -> Result<RotatedCert, super::Failure> {
     };
     fs::rename(&new_key, &key_path).map_err(|e| usage(&e))?;
     fs::rename(&new_cert, &a.cert).map_err(|e| usage(&e))?;
+    finish_rotation(a, &ca, subject, Some(key_path), old_serial)
+}
+
+/// Revokes the old certificate if asked, and says what the new one is.
+fn finish_rotation(a: &RotateArgs, ca: &DevCa, subject: String, key: Option<PathBuf>, old_serial: String) -> Result<RotatedCert, super::Failure> {
     let der = crate::tls::load_certs(&a.cert).map_err(|e| usage(&e))?;
     let (serial, subject_dn, _) = crate::tls::serial_subject_issuer(der[0].as_ref()).map_err(|e| usage(&e))?;
     let (_, until) = crate::tls::validity_of(der[0].as_ref()).map_err(|e| usage(&e))?;
@@ -226,7 +267,7 @@ pub fn certs_rotate(a: &RotateArgs) -> Result<RotatedCert, super::Failure> {
     }
     Ok(RotatedCert {
         cert: a.cert.clone(),
-        key: key_path,
+        key,
         subject,
         serial,
         not_after: crate::wire::rfc3339_ms(u64::try_from(until).unwrap_or(0) * 1000),
@@ -257,6 +298,33 @@ struct ClusterFile {
     /// Node N's host, for a cluster on real hosts (`--hosts`); absent: loopback.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     hosts: Vec<String>,
+    /// How each node's seal is split: k of n custodians (0 of 0: the nodes
+    /// keep plain key files, as clusters initialised before sealing do).
+    #[serde(default)]
+    custodians: u8,
+    #[serde(default)]
+    unseal_threshold: u8,
+    #[serde(default)]
+    dev_auto_unseal: bool,
+}
+
+/// Where custodian `k`'s shares go (one line per node).
+fn custodian_file(dir: &Path, k: usize) -> PathBuf {
+    dir.join("custodians").join(format!("custodian-{k}.shares"))
+}
+
+/// The dev shares file a node opens itself with (`--dev-auto-unseal`).
+const DEV_SHARES_FILE: &str = "unseal-dev.shares";
+
+/// Appends `line` to a secret file (made mode 0600), fsynced.
+fn append_secret_line(path: &Path, line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p)?;
+    }
+    let mut f = fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(format!("{line}\n").as_bytes()).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// What `cluster init` wrote (printed by the command, `--json` as is).
@@ -273,6 +341,13 @@ pub struct Initialised {
     pub systems: Vec<String>,
     /// Set when retention was shortened for testing: standard S seconds, important 2·S.
     pub dev_retention_secs: Option<u64>,
+    /// Each custodian's shares file (one share per node): hand each to its
+    /// custodian and remove it from here. Empty with `--dev-auto-unseal`.
+    pub custodian_files: Vec<PathBuf>,
+    /// How many custodians' shares unseal a node (0 with `--dev-auto-unseal`).
+    pub unseal_threshold: u8,
+    /// The nodes unseal themselves from a dev shares file.
+    pub dev_auto_unseal: bool,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -305,6 +380,18 @@ impl Initialised {
         out.push_str(&format!("\n  source system {}", self.systems.join(", ")));
         if let Some(d) = self.dev_retention_secs {
             out.push_str(&format!("\n  DEV CLUSTER: retention shortened to {d} s (standard) / {} s (important)", d * 2));
+        }
+        if self.dev_auto_unseal {
+            out.push_str("\n  DEV CLUSTER: every node unseals itself from a shares file beside its config");
+        } else {
+            out.push_str(&format!(
+                "\n  every node starts SEALED: {} of these custodians' shares unseal it (`custody operator unseal --node N`):",
+                self.unseal_threshold
+            ));
+            for f in &self.custodian_files {
+                out.push_str(&format!("\n    {}", f.display()));
+            }
+            out.push_str("\n  hand each file to its custodian, then remove it from this directory");
         }
         out
     }
@@ -387,22 +474,54 @@ fn write_toml<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
     fs::write(path, toml::to_string_pretty(v)?).with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<PeerConfig>, bootstrap: bool) -> anyhow::Result<PathBuf> {
+/// Writes node `id`'s directory; answers its config's path and its key binding.
+fn write_node(
+    dir: &Path,
+    cf: &ClusterFile,
+    ca: &DevCa,
+    id: u64,
+    peers: Vec<PeerConfig>,
+    bootstrap: bool,
+) -> anyhow::Result<(PathBuf, crate::vault::nodes::NodeBinding)> {
     let node_dir = dir.join(format!("node{id}"));
     if node_dir.exists() {
         bail!("{} already exists", node_dir.display());
     }
     fs::create_dir_all(node_dir.join("data"))?;
     let host = usize::try_from(id).ok().and_then(|i| cf.hosts.get(i.wrapping_sub(1)));
-    ca.issue_node_for(
-        id,
-        crate::limits::DEV_CERT_VALID_DAYS,
-        host.map(std::slice::from_ref).unwrap_or_default(),
-        &node_dir.join("tls.pem"),
-        &node_dir.join("tls.key"),
-    )?;
-    write_secret(&node_dir.join("checkpoint.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
-    write_secret(&node_dir.join("session.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
+    let hosts = host.map(std::slice::from_ref).unwrap_or_default();
+    let days = crate::limits::DEV_CERT_VALID_DAYS;
+    let (seal, secrets) = if cf.custodians == 0 {
+        // A cluster initialised before sealing: plain key files.
+        ca.issue_node_for(id, days, hosts, &node_dir.join("tls.pem"), &node_dir.join("tls.key"))?;
+        write_secret(&node_dir.join("checkpoint.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
+        write_secret(&node_dir.join("session.key"), hex::encode(crate::crypto::random_bytes::<32>()?).as_bytes())?;
+        (None, None)
+    } else {
+        // Sealed (docs/KEYS.md §8): the TLS key is made here and written
+        // nowhere but into the sealed file, with the node's other secrets.
+        let tls_key = ca.issue_sealed_node(id, days, hosts, &node_dir.join("tls.pem"))?;
+        ca.issue_seal_cert(id, days, hosts, &node_dir.join("seal.pem"), &node_dir.join("seal.key"))?;
+        let secrets = crate::node::seal::NodeSecrets::generate(tls_key)?;
+        let (file, shares) = crate::node::seal::SealedFile::seal(&cf.cluster_id, id, &secrets, cf.unseal_threshold, cf.custodians)?;
+        file.write(&node_dir.join("sealed.json"))?;
+        if cf.dev_auto_unseal {
+            for sh in &shares {
+                append_secret_line(&node_dir.join(DEV_SHARES_FILE), &sh.to_text())?;
+            }
+        } else {
+            for (k, sh) in shares.iter().enumerate() {
+                append_secret_line(&custodian_file(dir, k + 1), &sh.to_text())?;
+            }
+        }
+        let seal = crate::config::RawSealConfig {
+            file: "sealed.json".into(),
+            cert: "seal.pem".into(),
+            key: "seal.key".into(),
+            auto_unseal: cf.dev_auto_unseal.then(|| DEV_SHARES_FILE.to_string()),
+        };
+        (Some(seal), Some(secrets))
+    };
     let (listen, advertise) = addr(cf, id)?;
     let raw = RawNodeConfig {
         id,
@@ -413,11 +532,11 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         data_dir: "data".into(),
         ca: "../certs/ca.pem".into(),
         cert: "tls.pem".into(),
-        key: "tls.key".into(),
+        key: seal.is_none().then(|| "tls.key".into()),
         crl: Some(format!("../certs/{}", crate::pki::CRL_FILE)),
-        checkpoint_key: "checkpoint.key".into(),
-        session_key: Some("session.key".into()),
-        share_key: Some("share.key".into()),
+        checkpoint_key: seal.is_none().then(|| "checkpoint.key".into()),
+        session_key: seal.is_none().then(|| "session.key".into()),
+        share_key: seal.is_none().then(|| "share.key".into()),
         max_clock_skew_secs: None,
         clock_offset_secs: None,
         bootstrap,
@@ -431,6 +550,7 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
         witnesses: Vec::new(),
         tsa: None,
         alerts: None,
+        seal,
     };
     let path = node_dir.join("node.toml");
     write_toml(&path, &raw)?;
@@ -438,7 +558,14 @@ fn write_node(dir: &Path, cf: &ClusterFile, ca: &DevCa, id: u64, peers: Vec<Peer
     if bootstrap {
         fs::write(node_dir.join("data").join(crate::node::BOOTSTRAP_MARKER), b"initialise the cluster on first start\n")?;
     }
-    Ok(path)
+    // The key binding the genesis (or `cluster add-node`) registers.
+    let cfg = crate::config::NodeConfig::load(&path)?;
+    let secrets = match secrets {
+        Some(s) => s,
+        None => crate::node::seal::NodeSecrets::from_files(&cfg)?,
+    };
+    let binding = crate::node::binding_of(&cfg, &secrets)?;
+    Ok((path, binding))
 }
 
 /// `cluster init`: CA, node certificates and configs, KEK, user profiles.
@@ -452,6 +579,15 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
     if a.dir.join(CLUSTER_FILE).exists() {
         bail!("{} already holds a cluster", a.dir.display());
     }
+    let (custodians, unseal_threshold) = if a.dev_auto_unseal {
+        (1, 1)
+    } else {
+        let k = a.unseal_threshold.unwrap_or(a.custodians / 2 + 1);
+        if k == 0 || k > a.custodians {
+            bail!("--unseal-threshold {k} of --custodians {}: it must be 1 to {}", a.custodians, a.custodians);
+        }
+        (a.custodians, k)
+    };
     fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
     let cluster_id = hex::encode(crate::crypto::random_bytes::<8>()?);
     let cf = ClusterFile {
@@ -461,6 +597,9 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
         nodes: a.nodes,
         dev_retention_secs: a.dev_retention_secs,
         hosts: a.hosts.clone(),
+        custodians,
+        unseal_threshold,
+        dev_auto_unseal: a.dev_auto_unseal,
     };
     if !cf.hosts.is_empty() {
         if cf.hosts.len() as u64 != a.nodes {
@@ -476,10 +615,9 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
     let mut nodes = Vec::new();
     let mut registry = crate::vault::InitialRegistry::default();
     for p in &peers {
-        let config = write_node(&a.dir, &cf, &ca, p.id, peers.clone(), p.id == 1)?;
+        let (config, binding) = write_node(&a.dir, &cf, &ca, p.id, peers.clone(), p.id == 1)?;
         // The first members' keys go into the genesis, each with its own proofs (docs/KEYS.md §7).
-        let cfg = crate::config::NodeConfig::load(&config)?;
-        registry.nodes.push(crate::node::binding_from_files(&cfg)?);
+        registry.nodes.push(binding);
         nodes.push(InitNode { id: p.id, addr: p.addr.clone(), config, bootstrap: p.id == 1 });
     }
     let mut written = Vec::new();
@@ -524,6 +662,9 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
         profiles: written,
         systems: vec![DEMO_SYSTEM.to_string()],
         dev_retention_secs: cf.dev_retention_secs,
+        custodian_files: if cf.dev_auto_unseal { Vec::new() } else { (1..=usize::from(cf.custodians)).map(|k| custodian_file(&a.dir, k)).collect() },
+        unseal_threshold: if cf.dev_auto_unseal { 0 } else { cf.unseal_threshold },
+        dev_auto_unseal: cf.dev_auto_unseal,
     })
 }
 
@@ -549,7 +690,7 @@ pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<PathBuf> {
         (None, true) => {}
     }
     peers.push(PeerConfig { id: a.id, addr: addr(&cf, a.id)?.1 });
-    let config = write_node(&a.dir, &cf, &ca, a.id, peers, false)?;
+    let (config, _) = write_node(&a.dir, &cf, &ca, a.id, peers, false)?;
     if !cf.hosts.is_empty() {
         write_toml(&path, &cf)?;
     }

@@ -123,3 +123,23 @@ impl LocalCluster {
         }
     }
 }
+
+/// Reads one line from the terminal without echoing it (an unseal share),
+/// after printing `prompt` to stderr. nix's one home is this module.
+pub fn read_hidden_line(prompt: &str) -> anyhow::Result<crate::crypto::Secret<String>> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let saved = tcgetattr(&stdin).context("reading the terminal's settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning the terminal's echo off")?;
+    let mut line = crate::crypto::Secret::new(String::new());
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    read.context("reading the share")?;
+    Ok(line)
+}

@@ -12,6 +12,7 @@ pub mod init;
 mod local;
 pub mod ops;
 mod registry;
+mod seal;
 mod up;
 mod witness;
 
@@ -68,6 +69,9 @@ pub enum Command {
     /// Development PKI.
     #[command(subcommand)]
     Certs(CertsCmd),
+    /// A node's seal (docs/KEYS.md §8): unseal it with custodians' shares, or change the shares.
+    #[command(subcommand)]
+    Operator(seal::OperatorCmd),
     /// A consistent, point-in-time backup of the running cluster (admin):
     /// its state at one log index, its checkpoint, and every sealed chunk;
     /// resumes an unfinished one in the same directory. `backup verify DIR`
@@ -329,7 +333,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Node { config, new_disk } => {
             let cfg = crate::config::NodeConfig::load(&config)?;
             // The node serves the API it is handed: `node/` does not import `api/`.
-            crate::node::run(cfg, new_disk, crate::api::serve).await.map_err(Failure::from)
+            crate::node::run(cfg, new_disk, crate::api::serve, crate::api::serve_sealed).await.map_err(Failure::from)
         }
         Command::Cluster(ClusterCmd::Init(a)) => {
             let done = init::init(&a)?;
@@ -431,6 +435,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify(a) => audit::verify(&a, json),
         Command::Monitor { state, keys } => audit::monitor(&ops::session(cli.profile)?, &state, keys.as_deref(), json).await,
         Command::Witness(cmd) => witness::run(cmd, json).await,
+        Command::Operator(cmd) => seal::run(cmd, cli.profile, json).await,
     }
 }
 

@@ -178,6 +178,11 @@ impl Session {
         &self.endpoints
     }
 
+    /// The HTTPS client over the profile's certificate.
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
     /// `method path` on the one node at `base` (no leader following), logged in.
     pub async fn call_at<B: Serialize + Sync, T: DeserializeOwned>(
         &self,
@@ -280,6 +285,9 @@ pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
         if let Some(d) = st.dev_retention_secs {
             out.push_str(&format!("\nDEV CLUSTER: retention shortened to {d} s (standard) / {} s (important)", d * 2));
         }
+        if st.dev_auto_unseal {
+            out.push_str("\nDEV CLUSTER: nodes unseal themselves from a shares file, with no custodian");
+        }
         for m in &st.members {
             let h = m.health.as_ref();
             out.push_str(&format!(
@@ -287,7 +295,11 @@ pub async fn status(s: &Session, json: bool) -> Result<(), Failure> {
                 m.id,
                 m.addr,
                 if m.voter { "voter" } else { "learner" },
-                h.map(|h| h.state.as_str()).unwrap_or("UNREACHABLE"),
+                match (h, &m.seal) {
+                    (Some(h), _) => h.state.clone(),
+                    (None, Some(s)) => format!("SEALED {}/{}", s.progress, s.threshold),
+                    (None, None) => "UNREACHABLE".into(),
+                },
                 m.last_applied.map(|a| a.to_string()).unwrap_or("-".into()),
                 h.map(|h| h.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("; ")).unwrap_or_default()
             ));

@@ -99,6 +99,12 @@ impl Http {
         self.names.pin(id, addr)
     }
 
+    /// [`Http::node_url`] for node `id` while sealed: the call fails its
+    /// handshake unless the server holds node `id`'s seal certificate.
+    pub fn sealed_node_url(&self, id: u64, addr: &str) -> String {
+        self.names.pin_sealed(id, addr)
+    }
+
     /// Sends a request; the answer's status is not interpreted.
     pub async fn send(&self, req: Request<Body>, timeout: Duration) -> Result<Response<Incoming>, HttpError> {
         let url = req.uri().to_string();

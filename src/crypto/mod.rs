@@ -15,6 +15,36 @@ pub use custody_verify::crypto::Digest;
 /// value made for one purpose never verifies as another (domain separation).
 const CHUNK_AD_CONTEXT: &[u8] = b"custody/chunk/v1\0";
 
+/// Secret bytes wiped from memory when dropped (`zeroize`'s one home is here).
+pub type Secret<T> = zeroize::Zeroizing<T>;
+
+/// Context of a node's sealed secrets (docs/KEYS.md §8).
+const SEALED_SECRETS_CONTEXT: &[u8] = b"custody/sealed-secrets/v1\0";
+
+/// Seals a node's secrets under its root key: AES-256-GCM with a random
+/// 96-bit nonce, associated data `custody/sealed-secrets/v1\0 ‖ aad`.
+/// Answers the nonce and the ciphertext with its tag.
+pub fn seal_at_rest(root: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<([u8; 12], Vec<u8>), CryptoError> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, root).map_err(|_| CryptoError::Seal)?);
+    let nonce = random_bytes::<12>()?;
+    let mut buf = plaintext.to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from([SEALED_SECRETS_CONTEXT, aad].concat()), &mut buf)
+        .map_err(|_| CryptoError::Seal)?;
+    Ok((nonce, buf))
+}
+
+/// Opens what [`seal_at_rest`] sealed; the plaintext is wiped when dropped.
+pub fn open_at_rest(root: &[u8; 32], nonce: &[u8; 12], aad: &[u8], ciphertext: &[u8]) -> Result<Secret<Vec<u8>>, CryptoError> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, root).map_err(|_| CryptoError::Open)?);
+    let mut buf = Secret::new(ciphertext.to_vec());
+    let len = key
+        .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from([SEALED_SECRETS_CONTEXT, aad].concat()), &mut buf)
+        .map_err(|_| CryptoError::Open)?
+        .len();
+    buf.truncate(len);
+    Ok(buf)
+}
+
 /// Length of the random per-item nonce prefix; the chunk index fills the rest.
 pub const NONCE_PREFIX_BYTES: usize = 4;
 

@@ -195,6 +195,15 @@ pub fn split(secret: &[u8; 32], n: u8) -> Result<Vec<KeyShare>, CryptoError> {
     blahaj::Sharks(threshold(n)).dealer_rng(secret, &mut rng()).take(n as usize).map(|s| KeyShare::from_blahaj(&s)).collect()
 }
 
+/// Splits `secret` into `n` shares at x = 1..=n, any `k` of which rebuild it
+/// (custodians' unseal shares, docs/KEYS.md §8).
+pub fn split_k_of_n(secret: &[u8; 32], k: u8, n: u8) -> Result<Vec<KeyShare>, CryptoError> {
+    if k == 0 || k > n {
+        return Err(bad(format!("a threshold of {k} of {n} shares: it must be 1 to {n}")));
+    }
+    blahaj::Sharks(k).dealer_rng(secret, &mut rng()).take(n as usize).map(|s| KeyShare::from_blahaj(&s)).collect()
+}
+
 /// Rebuilds the secret from at least `k` shares of distinct x.
 pub fn recover(shares: &[KeyShare], k: u8) -> Result<[u8; 32], CryptoError> {
     let mut xs: Vec<u8> = shares.iter().map(|s| s.x).collect();

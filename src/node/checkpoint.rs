@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hyper::Method;
@@ -54,9 +54,8 @@ pub enum CosignError {
 }
 
 /// This node's checkpoint signer, loaded from its key file.
-pub fn load_signer(cfg: &NodeConfig) -> anyhow::Result<Signer> {
-    let seed = super::read_seed(&cfg.checkpoint_key).context("the checkpoint key")?;
-    Ok(Signer::from_seed(&signer_name(&cfg.cluster_id, cfg.id), &seed)?)
+pub fn load_signer(cfg: &NodeConfig, seed: &[u8; 32]) -> anyhow::Result<Signer> {
+    Ok(Signer::from_seed(&signer_name(&cfg.cluster_id, cfg.id), seed)?)
 }
 
 /// The signed-note key name of node `id`.
@@ -110,6 +109,12 @@ impl Node {
     pub(crate) async fn vouch(&self, size: u64, root: audit::Hash) -> Result<(), CosignError> {
         if let Some(why) = self.audit_broken.lock().map_err(|_| CosignError::Other("lock poisoned".into()))?.clone() {
             return Err(CosignError::Corrupt(why));
+        }
+        if self.seal.dev_auto_unseal && !query::config(&self.state).map_err(|e| CosignError::Other(e.to_string()))?.is_some_and(|c| c.dev_auto_unseal)
+        {
+            return Err(CosignError::Other(
+                "this node unsealed itself from a dev shares file, and this cluster's checkpoints do not say so: it signs none".into(),
+            ));
         }
         let have = tree::size(&self.state).map_err(|e| CosignError::Other(e.to_string()))?;
         if have < size {
@@ -187,7 +192,13 @@ pub async fn checkpoint_loop(node: Arc<Node>) {
 
 /// This node's own binding (docs/KEYS.md §7): its public keys, signed with its
 /// checkpoint key and its node certificate's key.
-pub fn own_binding(cfg: &NodeConfig, signer: &Signer, session_public: &[u8; 32], share_public: &[u8; 32]) -> anyhow::Result<NodeBinding> {
+pub fn own_binding(
+    cfg: &NodeConfig,
+    signer: &Signer,
+    session_public: &[u8; 32],
+    share_public: &[u8; 32],
+    tls_pkcs8: &[u8],
+) -> anyhow::Result<NodeBinding> {
     use base64::Engine;
     let cert = crate::tls::load_certs(&cfg.cert)?.into_iter().next().ok_or_else(|| anyhow!("{} holds no certificate", cfg.cert.display()))?;
     let keys = NodeKeys {
@@ -198,8 +209,7 @@ pub fn own_binding(cfg: &NodeConfig, signer: &Signer, session_public: &[u8; 32],
         share_key: hex::encode(share_public),
         certificate: base64::engine::general_purpose::STANDARD.encode(cert.as_ref()),
     };
-    let pkcs8 = crate::tls::pkcs8_of(&cfg.key)?;
-    let b = NodeBinding::sign(keys, signer, &pkcs8).map_err(|e| anyhow!("signing this node's key binding: {e}"))?;
+    let b = NodeBinding::sign(keys, signer, tls_pkcs8).map_err(|e| anyhow!("signing this node's key binding: {e}"))?;
     b.check(&cfg.cluster_id).map_err(|e| anyhow!("this node's own key binding does not check out: {e}"))?;
     Ok(b)
 }

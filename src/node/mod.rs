@@ -16,6 +16,7 @@ mod inflight;
 pub mod proposer;
 pub mod reshare;
 pub mod scrub;
+pub mod seal;
 mod snapshot;
 mod tsa;
 mod witnesses;
@@ -60,6 +61,10 @@ pub const BOOTSTRAP_MARKER: &str = "bootstrap-pending";
 /// lacks committed entries; the operator removes it from the cluster first and
 /// then starts it with `custody node --new-disk` (which stands for the marker).
 pub const NEW_DISK_MARKER: &str = "new-disk";
+/// Where a node answers with its seal (`wire::SealStatus`), sealed or not.
+pub const SEAL_PATH: &str = "/v1/seal";
+/// Where a sealed node takes a custodian's share (`wire::UnsealRequest`).
+pub const UNSEAL_PATH: &str = "/v1/seal/unseal";
 pub(crate) const IDENTITY_KEY: &[u8] = b"node/identity";
 
 /// Shared state of a running node. Its fields are private to `node/`: `api/`
@@ -142,6 +147,10 @@ pub struct Node {
     proposer: proposer::Proposer,
     /// What this node counts while it runs (`/metrics`).
     metrics: crate::metrics::Metrics,
+    /// This node's TLS identity and trust (read again when a file changes).
+    tls: Arc<crate::tls::Reloading>,
+    /// How this node came by its secrets (docs/KEYS.md §8): `sealed` is false here.
+    seal: crate::wire::SealStatus,
 }
 
 /// The current wall-clock time in unix milliseconds. Only the leader reads
@@ -286,7 +295,7 @@ fn parse_seed(path: &std::path::Path, text: &str) -> anyhow::Result<[u8; 32]> {
     hex::decode(text.trim()).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| anyhow::anyhow!("{} must hold 64 hex digits", path.display()))
 }
 
-fn load_or_make_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn load_or_make_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read_to_string(path) {
@@ -307,39 +316,118 @@ fn load_or_make_seed(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     }
 }
 
-/// The binding of the node whose config is `cfg`, from its key files (made
-/// when absent). `cluster init` writes the first members' into the genesis.
-pub fn binding_from_files(cfg: &NodeConfig) -> anyhow::Result<crate::vault::nodes::NodeBinding> {
-    let signer = checkpoint::load_signer(cfg)?;
-    let session = crate::crypto::SigningKey::from_seed(&load_or_make_seed(&cfg.session_key)?)?.public_key();
-    let share = crate::crypto::shares::ShareSecretKey::from_seed(&load_or_make_seed(&cfg.share_key)?).public_key();
-    checkpoint::own_binding(cfg, &signer, &session, &share)
+/// The binding of the node whose config is `cfg` and whose secrets are
+/// `secrets`. `cluster init` writes the first members' into the genesis.
+pub fn binding_of(cfg: &NodeConfig, secrets: &seal::NodeSecrets) -> anyhow::Result<crate::vault::nodes::NodeBinding> {
+    let signer = checkpoint::load_signer(cfg, &secrets.checkpoint_seed)?;
+    let session = crate::crypto::SigningKey::from_seed(&secrets.session_seed)?.public_key();
+    let share = crate::crypto::shares::ShareSecretKey::from_seed(&secrets.share_seed).public_key();
+    checkpoint::own_binding(cfg, &signer, &session, &share, &secrets.tls_key)
+}
+
+/// The secrets of the node whose config is `cfg`, without a custodian:
+/// from its key files, or from its sealed file with its dev shares file.
+pub fn secrets_without_custodians(cfg: &NodeConfig) -> anyhow::Result<seal::NodeSecrets> {
+    match &cfg.seal {
+        None => seal::NodeSecrets::from_files(cfg),
+        Some(sc) => match &sc.auto_unseal {
+            Some(p) => seal::auto_unseal(&seal::SealedFile::load(&sc.file)?, p),
+            None => bail!("node {}'s secrets are sealed: only its custodians' shares open them", cfg.id),
+        },
+    }
+}
+
+/// How this node came by its secrets.
+async fn open_secrets<SS, FS>(cfg: &NodeConfig, serve_sealed: SS) -> anyhow::Result<Option<(seal::NodeSecrets, crate::wire::SealStatus)>>
+where
+    SS: FnOnce(Arc<seal::Unsealer>, tokio::net::TcpListener, crate::tls::Acceptor) -> FS,
+    FS: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut status = crate::wire::SealStatus {
+        node: cfg.id,
+        cluster_id: cfg.cluster_id.clone(),
+        sealed: false,
+        threshold: 0,
+        shares: 0,
+        progress: 0,
+        dev_auto_unseal: false,
+    };
+    let Some(sc) = &cfg.seal else {
+        return Ok(Some((seal::NodeSecrets::from_files(cfg)?, status)));
+    };
+    let file = seal::SealedFile::load(&sc.file)?;
+    if file.node != cfg.id || file.cluster_id != cfg.cluster_id {
+        bail!("{} seals node {} of cluster {}, not this node {} of {}", sc.file.display(), file.node, file.cluster_id, cfg.id, cfg.cluster_id);
+    }
+    (status.threshold, status.shares) = (file.threshold, file.shares);
+    if let Some(p) = &sc.auto_unseal {
+        tracing::warn!(shares = %p.display(), "DEV: this node unseals itself from a shares file; the cluster says so in its checkpoints");
+        status.dev_auto_unseal = true;
+        return Ok(Some((seal::auto_unseal(&file, p)?, status)));
+    }
+    // Sealed: only health and unseal are served, with the seal certificate,
+    // which names `sealed.node-<id>.custody` and cannot pass for this node.
+    let tls = crate::tls::Reloading::load(crate::tls::TlsPaths {
+        ca: cfg.ca.clone(),
+        cert: sc.cert.clone(),
+        key: crate::tls::KeySource::File(sc.key.clone()),
+        crl: cfg.crl.clone(),
+    })?;
+    let acceptor = crate::tls::Acceptor::reloading(&tls)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
+    let unsealer = Arc::new(seal::Unsealer::new(file));
+    tracing::warn!(node = cfg.id, listen = %cfg.listen, "SEALED: waiting for the custodians' shares (`custody operator unseal --node {}`)", cfg.id);
+    let server = tokio::spawn(serve_sealed(unsealer.clone(), listener, acceptor));
+    let reload = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(crate::limits::TLS_RELOAD_SECS)).await;
+            if let Err(e) = tls.reload_if_changed() {
+                tracing::warn!(error = %e, "TLS files changed but do not load; the previous ones stay in use");
+            }
+        }
+    });
+    let secrets = tokio::select! {
+        s = unsealer.opened() => s,
+        () = shutdown_signal() => None,
+    };
+    server.abort();
+    reload.abort();
+    let _ = server.await;
+    Ok(secrets.map(|s| (s, status)))
 }
 
 /// Runs a node until SIGINT or SIGTERM. `serve` is the HTTPS API over this
 /// node (`api::serve`, which the `node` command hands in: `node/` does not know
 /// `api/`); it starts once the node is built and listening, before the
 /// bootstrap and the background loops, and stops before Raft does.
-pub async fn run<S, F>(cfg: NodeConfig, new_disk: bool, serve: S) -> anyhow::Result<()>
+pub async fn run<S, F, SS, FS>(cfg: NodeConfig, new_disk: bool, serve: S, serve_sealed: SS) -> anyhow::Result<()>
 where
     S: FnOnce(Arc<Node>, tokio::net::TcpListener, crate::tls::Acceptor) -> F,
     F: std::future::Future<Output = ()> + Send + 'static,
+    SS: FnOnce(Arc<seal::Unsealer>, tokio::net::TcpListener, crate::tls::Acceptor) -> FS,
+    FS: std::future::Future<Output = ()> + Send + 'static,
 {
-    let signer = checkpoint::load_signer(&cfg)?;
+    let Some((secrets, seal_status)) = open_secrets(&cfg, serve_sealed).await? else {
+        tracing::info!(node = cfg.id, "stopping, still sealed");
+        return Ok(());
+    };
+    let signer = checkpoint::load_signer(&cfg, &secrets.checkpoint_seed)?;
     if cfg.clock_offset_secs != 0 {
         tracing::warn!(secs = cfg.clock_offset_secs, "TESTING: this node's clock is shifted by clock_offset_secs");
         CLOCK_OFFSET_MS.store(cfg.clock_offset_secs.saturating_mul(1000), std::sync::atomic::Ordering::Relaxed);
     }
     let clock = clock::ClockGuard::new(cfg.max_clock_skew_secs);
-    let session_seed = load_or_make_seed(&cfg.session_key)?;
-    let session_public = crate::crypto::SigningKey::from_seed(&session_seed)?.public_key();
-    let sessions = crate::auth::SessionKeys::new(cfg.id, &session_seed, &cfg.cluster_id);
-    let share_secret = crate::crypto::shares::ShareSecretKey::from_seed(&load_or_make_seed(&cfg.share_key)?);
-    let binding = checkpoint::own_binding(&cfg, &signer, &session_public, &share_secret.public_key())?;
+    let session_public = crate::crypto::SigningKey::from_seed(&secrets.session_seed)?.public_key();
+    let sessions = crate::auth::SessionKeys::new(cfg.id, &secrets.session_seed, &cfg.cluster_id);
+    let share_secret = crate::crypto::shares::ShareSecretKey::from_seed(&secrets.share_seed);
+    let binding = checkpoint::own_binding(&cfg, &signer, &session_public, &share_secret.public_key(), &secrets.tls_key)?;
+    let key = match &cfg.seal {
+        Some(_) => crate::tls::KeySource::Held(Arc::new(secrets.tls_key)),
+        None => crate::tls::KeySource::File(cfg.key.clone()),
+    };
     // Read again when a file changes: a renewed certificate or a new
     // revocation list takes effect without a restart (`tls_reload_loop`).
-    let tls =
-        crate::tls::Reloading::load(crate::tls::TlsPaths { ca: cfg.ca.clone(), cert: cfg.cert.clone(), key: cfg.key.clone(), crl: cfg.crl.clone() })?;
+    let tls = crate::tls::Reloading::load(crate::tls::TlsPaths { ca: cfg.ca.clone(), cert: cfg.cert.clone(), key, crl: cfg.crl.clone() })?;
     let acceptor = crate::tls::Acceptor::reloading(&tls)?;
     let http = Http::new(tls.client_config()?);
 
@@ -392,6 +480,8 @@ where
         clock,
         proposer,
         metrics: crate::metrics::Metrics::new(),
+        tls: tls.clone(),
+        seal: seal_status,
     });
     tracing::info!(node = node.id(), listen = %node.cfg.listen, "node started");
 
@@ -490,7 +580,8 @@ impl Node {
         if query::config(&self.state)?.is_some() {
             return Ok(());
         }
-        let config = ClusterConfig { cluster_id: self.cfg.cluster_id.clone(), retention: self.cfg.retention };
+        let config =
+            ClusterConfig { cluster_id: self.cfg.cluster_id.clone(), retention: self.cfg.retention, dev_auto_unseal: self.seal.dev_auto_unseal };
         let mut registry: crate::vault::InitialRegistry = match &self.cfg.registry_file {
             Some(path) => serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
                 .with_context(|| format!("{} is not a registry file", path.display()))?,
@@ -573,8 +664,14 @@ impl Node {
     /// States this node's keys again, with the certificate now in its files
     /// (after a rotation): an administrator registers the new statement with
     /// `custody cluster bind`.
+    /// This node's seal, as `GET /v1/seal` reports it.
+    pub fn seal_status(&self) -> crate::wire::SealStatus {
+        self.seal.clone()
+    }
+
     fn restate_binding(&self) -> anyhow::Result<()> {
-        let b = checkpoint::own_binding(&self.cfg, &self.signer, &self.session_public, &self.share_secret.public_key())?;
+        let pkcs8 = self.tls.key_pkcs8()?;
+        let b = checkpoint::own_binding(&self.cfg, &self.signer, &self.session_public, &self.share_secret.public_key(), &pkcs8)?;
         match self.binding.write() {
             Ok(mut cur) => *cur = b,
             Err(poisoned) => *poisoned.into_inner() = b,
@@ -650,6 +747,13 @@ impl Node {
     ) -> Result<T, crate::client::HttpError> {
         let url = format!("{}{path}", self.route(id, addr));
         self.http.call(method, &url, body, timeout).await
+    }
+
+    /// Member `id`'s seal, asked of it as a sealed node (`cluster status`,
+    /// when it does not answer as itself).
+    pub async fn sealed_member_status(&self, id: NodeId, addr: &str, timeout: Duration) -> Result<crate::wire::SealStatus, crate::client::HttpError> {
+        let url = format!("{}{}", self.http.sealed_node_url(id, self.cfg.routes.get(&id).map(String::as_str).unwrap_or(addr)), SEAL_PATH);
+        self.http.call::<(), _>(hyper::Method::GET, &url, None, timeout).await
     }
 
     /// The configured witnesses as this node knows them (`cluster status`).

@@ -57,6 +57,20 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// [`write_atomic`] for a secret: the temporary file is made mode 0600
+/// (refusing one left over), fsynced, renamed over `path`, and the
+/// directory fsynced so the rename survives a power loss.
+pub fn write_secret_atomic(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    write_secret(&tmp, contents)?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
 /// One certificate the CA revoked, as `revoked.json` in its directory lists them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RevokedCert {
@@ -126,18 +140,76 @@ impl DevCa {
         Ok(DevCa { cert_path, cert_pem, key, not_after })
     }
 
-    fn issue(&self, mut params: CertificateParams, days: u32, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
-        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+    fn issue(&self, params: CertificateParams, days: u32, out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
         let key = KeyPair::generate()?;
+        self.certify(params, &key, days, out_cert)?;
+        write_secret(out_key, key.serialize_pem().as_bytes())?;
+        Ok(IssuedFiles { cert: out_cert.to_path_buf(), key: out_key.to_path_buf() })
+    }
+
+    /// Signs a certificate for `key` and writes it to `out_cert`.
+    fn certify(&self, mut params: CertificateParams, key: &impl rcgen::PublicKeyData, days: u32, out_cert: &Path) -> Result<(), PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         validity(&mut params, days, Some(self.not_after));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let cert = params.signed_by(&key, &issuer)?;
+        // A random serial (rcgen's default derives it from the key, so a
+        // certificate renewed over the same key would share the old one's
+        // serial, and revoking the old would revoke the new).
+        let mut serial = crate::crypto::random_bytes::<16>().map_err(|e| PkiError::Ca(e.to_string()))?;
+        serial[0] &= 0x7f;
+        serial[0] |= 0x01;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        let cert = params.signed_by(key, &issuer)?;
         if let Some(p) = out_cert.parent() {
             fs::create_dir_all(p).map_err(io_err(p))?;
         }
-        write_public(out_cert, &cert.pem())?;
-        write_secret(out_key, key.serialize_pem().as_bytes())?;
-        Ok(IssuedFiles { cert: out_cert.to_path_buf(), key: out_key.to_path_buf() })
+        write_public(out_cert, &cert.pem())
+    }
+
+    fn node_params(id: u64, hosts: &[String]) -> Result<CertificateParams, PkiError> {
+        let mut params = CertificateParams::new(vec![crate::tls::node_dns_name(id), "localhost".to_string()])?;
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        for h in hosts {
+            params.subject_alt_names.push(match h.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(h.as_str().try_into()?),
+            });
+        }
+        params.distinguished_name.push(DnType::CommonName, format!("custody node {id}"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        Ok(params)
+    }
+
+    /// Node `id`'s certificate with a new key that is not written anywhere:
+    /// answers the key as PKCS#8 DER, for the node's sealed file (docs/KEYS.md §8).
+    pub fn issue_sealed_node(&self, id: u64, days: u32, hosts: &[String], out_cert: &Path) -> Result<Vec<u8>, PkiError> {
+        let key = KeyPair::generate()?;
+        self.certify(Self::node_params(id, hosts)?, &key, days, out_cert)?;
+        Ok(key.serialize_der())
+    }
+
+    /// A new certificate for node `id` over the key of `old_der` (a sealed
+    /// node's key never leaves its sealed file, so renewal keeps it).
+    pub fn renew_node_same_key(&self, id: u64, days: u32, hosts: &[String], old_der: &[u8], out_cert: &Path) -> Result<(), PkiError> {
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(&crate::tls::spki_of(old_der).map_err(|e| PkiError::Ca(e.to_string()))?)?;
+        self.certify(Self::node_params(id, hosts)?, &spki, days, out_cert)
+    }
+
+    /// Node `id`'s seal certificate (docs/KEYS.md §8): server use only, it
+    /// names `sealed.node-<id>.custody`, localhost, 127.0.0.1 and `hosts`,
+    /// never `node-<id>.custody`; its key is kept in the clear.
+    pub fn issue_seal_cert(&self, id: u64, days: u32, hosts: &[String], out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
+        let mut params = CertificateParams::new(vec![crate::tls::sealed_node_dns_name(id), "localhost".to_string()])?;
+        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        for h in hosts {
+            params.subject_alt_names.push(match h.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(h.as_str().try_into()?),
+            });
+        }
+        params.distinguished_name.push(DnType::CommonName, format!("custody node {id} (sealed)"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params, days, out_cert, out_key)
     }
 
     /// The revoked certificates recorded in this CA's directory.
@@ -191,17 +263,7 @@ impl DevCa {
     /// [`DevCa::issue_node`], valid for `days`, also naming `hosts` (DNS
     /// names or IP addresses: where clients reach the node).
     pub fn issue_node_for(&self, id: u64, days: u32, hosts: &[String], out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
-        let mut params = CertificateParams::new(vec![crate::tls::node_dns_name(id), "localhost".to_string()])?;
-        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        for h in hosts {
-            params.subject_alt_names.push(match h.parse::<IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(h.as_str().try_into()?),
-            });
-        }
-        params.distinguished_name.push(DnType::CommonName, format!("custody node {id}"));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params, days, out_cert, out_key)
+        self.issue(Self::node_params(id, hosts)?, days, out_cert, out_key)
     }
 
     /// A user's client certificate: client use only, subject CN = the user name.

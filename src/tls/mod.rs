@@ -67,6 +67,11 @@ pub fn node_dns_name(id: u64) -> String {
     format!("node-{id}.custody")
 }
 
+/// The name node `id`'s seal certificate carries, and only it.
+pub fn sealed_node_dns_name(id: u64) -> String {
+    format!("sealed.node-{id}.custody")
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -137,8 +142,51 @@ pub fn client_config(files: &TlsFiles<'_>) -> Result<Arc<ClientConfig>, TlsError
 pub struct TlsPaths {
     pub ca: PathBuf,
     pub cert: PathBuf,
-    pub key: PathBuf,
+    pub key: KeySource,
     pub crl: Option<PathBuf>,
+}
+
+/// Where a node's TLS private key comes from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// A PEM file, read again when it changes (an unsealed node).
+    File(PathBuf),
+    /// PKCS#8 DER held in memory: a sealed node's key, from its unsealed
+    /// secrets (docs/KEYS.md §8). A renewed certificate must certify it.
+    Held(Arc<crate::crypto::Secret<Vec<u8>>>),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(p) => write!(f, "File({})", p.display()),
+            KeySource::Held(_) => f.write_str("Held(<secret>)"),
+        }
+    }
+}
+
+impl KeySource {
+    fn load(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+        match self {
+            KeySource::File(p) => load_key(p),
+            KeySource::Held(k) => Ok(PrivateKeyDer::Pkcs8(k.as_slice().to_vec().into())),
+        }
+    }
+
+    /// The key's PKCS#8 bytes (what a node signs its binding with).
+    pub fn pkcs8(&self) -> Result<crate::crypto::Secret<Vec<u8>>, TlsError> {
+        match self {
+            KeySource::File(p) => pkcs8_of(p).map(crate::crypto::Secret::new),
+            KeySource::Held(k) => Ok(crate::crypto::Secret::new(k.as_slice().to_vec())),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            KeySource::File(p) => p.display().to_string(),
+            KeySource::Held(_) => "the sealed key".into(),
+        }
+    }
 }
 
 /// What one reading of [`TlsPaths`] gave.
@@ -158,7 +206,11 @@ impl std::fmt::Debug for Loaded {
 }
 
 fn stamp(paths: &TlsPaths) -> Vec<Option<(std::time::SystemTime, u64)>> {
-    [Some(&paths.ca), Some(&paths.cert), Some(&paths.key), paths.crl.as_ref()]
+    let key = match &paths.key {
+        KeySource::File(p) => Some(p),
+        KeySource::Held(_) => None,
+    };
+    [Some(&paths.ca), Some(&paths.cert), key, paths.crl.as_ref()]
         .into_iter()
         .flatten()
         .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
@@ -188,8 +240,8 @@ fn load(paths: &TlsPaths) -> Result<Loaded, TlsError> {
         Some(p) => load_crls(p)?,
         None => (Vec::new(), 0),
     };
-    let key = rustls::sign::CertifiedKey::from_der(load_certs(&paths.cert)?, load_key(&paths.key)?, &provider())
-        .map_err(|e| TlsError::Config(format!("{} with {}: {e}", paths.cert.display(), paths.key.display())))?;
+    let key = rustls::sign::CertifiedKey::from_der(load_certs(&paths.cert)?, paths.key.load()?, &provider())
+        .map_err(|e| TlsError::Config(format!("{} with {}: {e}", paths.cert.display(), paths.key.describe())))?;
     let clients = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
         .with_crls(crls.clone())
         .build()
@@ -224,6 +276,11 @@ impl Reloading {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The private key in use, as PKCS#8.
+    pub fn key_pkcs8(&self) -> Result<crate::crypto::Secret<Vec<u8>>, TlsError> {
+        self.paths.key.pkcs8()
     }
 
     /// How many certificates the loaded revocation lists revoke.
@@ -391,13 +448,22 @@ impl NodeNames {
     /// remembered as where that name points. An address of another form is
     /// answered unchanged (and checked against its own host name).
     pub fn pin(&self, id: u64, addr: &str) -> String {
+        self.pin_name(node_dns_name(id), addr)
+    }
+
+    /// [`NodeNames::pin`] for node `id` while sealed: its seal certificate
+    /// names `sealed.node-<id>.custody` (docs/KEYS.md §8).
+    pub fn pin_sealed(&self, id: u64, addr: &str) -> String {
+        self.pin_name(sealed_node_dns_name(id), addr)
+    }
+
+    fn pin_name(&self, name: String, addr: &str) -> String {
         let Some(rest) = addr.strip_prefix("https://") else { return addr.to_string() };
         let rest = rest.trim_end_matches('/');
         let Some((host, port)) = rest.rsplit_once(':').filter(|(h, p)| !h.is_empty() && !h.contains('/') && p.parse::<u16>().is_ok()) else {
             return addr.to_string();
         };
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let name = node_dns_name(id);
         if let Ok(mut names) = self.0.write() {
             if names.get(&name) != Some(&host) {
                 names.insert(name.clone(), host);
@@ -554,6 +620,12 @@ pub fn san_hosts(der: &[u8]) -> Result<Vec<String>, TlsError> {
         }
     }
     Ok(out)
+}
+
+/// A certificate's SubjectPublicKeyInfo, DER.
+pub fn spki_of(der: &[u8]) -> Result<Vec<u8>, TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Identity(e.to_string()))?;
+    Ok(cert.public_key().raw.to_vec())
 }
 
 /// A certificate's validity period as unix seconds: (notBefore, notAfter).

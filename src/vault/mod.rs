@@ -50,6 +50,10 @@ pub trait StateRead {
 pub struct ClusterConfig {
     pub cluster_id: String,
     pub retention: RetentionPolicy,
+    /// Its nodes may unseal themselves from a shares file (a dev cluster,
+    /// docs/KEYS.md §8): the origin says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dev_auto_unseal: bool,
 }
 
 /// The registry a new cluster starts with (written by `cluster init`).
@@ -67,12 +71,14 @@ pub struct InitialRegistry {
 impl ClusterConfig {
     /// The origin line of this cluster's checkpoints. A dev cluster says so.
     pub fn origin(&self) -> String {
-        let base = format!("custody.vault/{}", self.cluster_id);
+        let mut origin = format!("custody.vault/{}", self.cluster_id);
         if self.retention.is_dev() {
-            format!("{base}/dev-retention-{}s", self.retention.standard_secs)
-        } else {
-            base
+            origin.push_str(&format!("/dev-retention-{}s", self.retention.standard_secs));
         }
+        if self.dev_auto_unseal {
+            origin.push_str("/dev-auto-unseal");
+        }
+        origin
     }
 }
 

@@ -185,7 +185,7 @@ fn signers(c: &Cluster) -> Vec<Signer> {
     (1..=3)
         .map(|id| {
             let seed: [u8; 32] =
-                hex::decode(std::fs::read_to_string(c.node_dir(id).join("checkpoint.key")).unwrap().trim()).unwrap().try_into().unwrap();
+                hex::decode(std::fs::read_to_string(c.keys_dir(id).join("checkpoint.key")).unwrap().trim()).unwrap().try_into().unwrap();
             Signer::from_seed(&custody::node::checkpoint::signer_name(&cluster_id, id), &seed).unwrap()
         })
         .collect()

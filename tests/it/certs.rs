@@ -17,7 +17,7 @@ fn init_with_cert_days(days: u32) -> Cluster {
     let out = Command::new(BIN)
         .args(["cluster", "init", "--dir"])
         .arg(dir.path())
-        .args(["--nodes", "3", "--base-port", &base_port.to_string(), "--cert-days", &days.to_string()])
+        .args(["--nodes", "3", "--base-port", &base_port.to_string(), "--cert-days", &days.to_string(), "--dev-auto-unseal"])
         .output()
         .unwrap();
     assert!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
@@ -229,6 +229,8 @@ fn certificates_rotate_in_place_without_a_restart() {
     let r = rotate("node3/tls.pem");
     assert_eq!(r["subject"], "node-3");
     assert_ne!(r["serial"], r["old_serial"]);
+    // A sealed node's key never leaves its sealed file: renewed over the same key.
+    assert!(r["key"].is_null() && !c.path().join("node3/tls.key").exists(), "{r}");
     // Node 3 serves with its new certificate within seconds; the others reach it.
     let fingerprint = |pem: &[u8]| {
         let der: rustls::pki_types::CertificateDer<'static> = rustls::pki_types::pem::PemObject::from_pem_slice(pem).unwrap();

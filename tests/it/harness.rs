@@ -77,7 +77,7 @@ impl Cluster {
         let out = Command::new(BIN)
             .args(["cluster", "init", "--dir"])
             .arg(dir.path())
-            .args(["--nodes", &n.to_string(), "--base-port", &base_port.to_string()])
+            .args(["--nodes", &n.to_string(), "--base-port", &base_port.to_string(), "--dev-auto-unseal"])
             .output()
             .unwrap();
         assert!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
@@ -111,6 +111,39 @@ impl Cluster {
     }
     pub fn node_dir(&self, id: u64) -> PathBuf {
         self.path().join(format!("node{id}"))
+    }
+
+    /// Node `id`'s secrets as plain key files, for tests that act as the node
+    /// (or as an insider holding its keys): opened from its dev seal and
+    /// written to `node<id>/opened/` as `tls.key` (PEM), `checkpoint.key`,
+    /// `session.key` and `share.key` (64 hex digits).
+    pub fn keys_dir(&self, id: u64) -> PathBuf {
+        use base64::Engine;
+        let dir = self.node_dir(id).join("opened");
+        if dir.exists() {
+            return dir;
+        }
+        let cfg = custody::config::NodeConfig::load(&self.node_dir(id).join("node.toml")).unwrap();
+        let s = match cfg.seal.as_ref().filter(|s| s.auto_unseal.is_none()) {
+            // Sealed for custodians: the test holds every custodian's file.
+            Some(sc) => {
+                let file = custody::node::seal::SealedFile::load(&sc.file).unwrap();
+                let mut text = String::new();
+                for e in std::fs::read_dir(self.path().join("custodians")).unwrap() {
+                    text.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+                }
+                file.open(&custody::node::seal::shares_in(&text, &file.cluster_id, id).unwrap()).unwrap()
+            }
+            None => custody::node::secrets_without_custodians(&cfg).unwrap(),
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(s.tls_key.as_slice());
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        std::fs::write(dir.join("tls.key"), format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))).unwrap();
+        std::fs::write(dir.join("checkpoint.key"), hex::encode(*s.checkpoint_seed)).unwrap();
+        std::fs::write(dir.join("session.key"), hex::encode(*s.session_seed)).unwrap();
+        std::fs::write(dir.join("share.key"), hex::encode(*s.share_seed)).unwrap();
+        dir
     }
     pub fn addr(&self, id: u64) -> String {
         format!("https://127.0.0.1:{}", self.base_port as u64 + id - 1)

@@ -110,7 +110,7 @@ fn a_cluster_on_three_hosts_with_their_own_addresses() {
     let out = Command::new(BIN)
         .args(["--json", "cluster", "init", "--dir"])
         .arg(h.path())
-        .args(["--nodes", "3", "--base-port", "7101", "--hosts", &hosts.join(",")])
+        .args(["--nodes", "3", "--base-port", "7101", "--hosts", &hosts.join(","), "--dev-auto-unseal"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -19,7 +19,7 @@ fn item_record(c: &Cluster, id: u64, item: &str) -> custody::vault::ItemRecord {
 }
 
 fn share_secret(c: &Cluster, id: u64) -> shares::ShareSecretKey {
-    let seed: [u8; 32] = hex::decode(std::fs::read_to_string(c.node_dir(id).join("share.key")).unwrap().trim()).unwrap().try_into().unwrap();
+    let seed: [u8; 32] = hex::decode(std::fs::read_to_string(c.keys_dir(id).join("share.key")).unwrap().trim()).unwrap().try_into().unwrap();
     shares::ShareSecretKey::from_seed(&seed)
 }
 

@@ -19,6 +19,7 @@ mod ops;
 mod purge;
 mod registry;
 mod scrub;
+mod seal;
 mod service;
 mod session;
 mod storage;

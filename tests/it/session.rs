@@ -21,7 +21,7 @@ fn seed_of(path: &std::path::Path) -> [u8; 32] {
 
 /// Node `id`'s own token key, as its directory holds it.
 fn session_keys(c: &Cluster, id: u64) -> custody::auth::SessionKeys {
-    custody::auth::SessionKeys::new(id, &seed_of(&c.node_dir(id).join("session.key")), &c.cluster_id())
+    custody::auth::SessionKeys::new(id, &seed_of(&c.keys_dir(id).join("session.key")), &c.cluster_id())
 }
 
 fn now() -> u64 {
@@ -57,7 +57,7 @@ fn every_resource_but_login_needs_a_valid_session_token() {
         let forged = custody::auth::SessionKeys::new(id, &[id as u8; 32], &cid).issue("alice", &alice_cert, now()).unwrap();
         assert_eq!(status("alice", &forged), "401", "a token signed by an unregistered key, kid node-{id}");
     }
-    let share = seed_of(&c.node_dir(1).join("share.key"));
+    let share = seed_of(&c.keys_dir(1).join("share.key"));
     let with_share_key = custody::auth::SessionKeys::new(1, &share, &cid).issue("alice", &alice_cert, now()).unwrap();
     assert_eq!(status("alice", &with_share_key), "401", "node 1's share key mints no tokens");
     let expired = keys.issue("alice", &alice_cert, now() - 2 * custody::auth::TOKEN_TTL_SECS).unwrap();
@@ -70,7 +70,7 @@ fn every_resource_but_login_needs_a_valid_session_token() {
     let claims = fresh.split('.').nth(1).unwrap();
     let none = format!("{}.{claims}.", B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#));
     assert_eq!(status("alice", &none), "401", "alg none");
-    let public = custody::crypto::SigningKey::from_seed(&seed_of(&c.node_dir(1).join("session.key"))).unwrap().public_key();
+    let public = custody::crypto::SigningKey::from_seed(&seed_of(&c.keys_dir(1).join("session.key"))).unwrap().public_key();
     let body: serde_json::Value = serde_json::from_slice(&B64URL.decode(claims).unwrap()).unwrap();
     let hs = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -167,7 +167,7 @@ fn every_published_v1_route_but_login_refuses_without_a_session() {
     let ca = c.path().join("certs/ca.pem");
     let p = c.path().join("profiles");
     let as_user = |u: &str| config(&ca, Some((&p.join(format!("{u}.pem")), &p.join(format!("{u}.key")))));
-    let node_cert = (c.node_dir(1).join("tls.pem"), c.node_dir(1).join("tls.key"));
+    let node_cert = (c.node_dir(1).join("tls.pem"), c.keys_dir(1).join("tls.key"));
     assert!(node_cert.0.exists(), "the node's certificate is at {}", node_cert.0.display());
     let as_node = config(&ca, Some((&node_cert.0, &node_cert.1)));
     let request = |method: &str, path: &str, token: Option<&str>| {

@@ -54,7 +54,7 @@ fn a_python_client_rebuilds_the_checkpoints_root_from_the_tiles_of_every_node() 
         assert!(seen["signatures"].as_u64().unwrap() >= 2, "a majority's cosignatures: {seen}");
         sizes.push(seen["size"].as_u64().unwrap());
         let other = id % 3 + 1;
-        let (cert, key) = (c.node_dir(other).join("tls.pem"), c.node_dir(other).join("tls.key"));
+        let (cert, key) = (c.node_dir(other).join("tls.pem"), c.keys_dir(other).join("tls.key"));
         let seen = check(&c, id, &cert, &key).unwrap_or_else(|e| panic!("node {id} as node {other}: {e}"));
         eprintln!("node {id} as node {other}: {seen}");
     }

@@ -117,13 +117,17 @@ fn only_member_nodes_may_send_raft_traffic_or_chunks() {
         "POST /internal/raft/vote HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{vote}",
         vote.len()
     );
-    let res = raw_request(c.base_port, config(&ca, Some((&n9.join("tls.pem"), &n9.join("tls.key")))), req.clone()).unwrap();
+    let res = raw_request(c.base_port, config(&ca, Some((&n9.join("tls.pem"), &c.keys_dir(9).join("tls.key")))), req.clone()).unwrap();
     assert!(res.starts_with("HTTP/1.1 403"), "a non-member node's vote request must be refused: {res}");
 
     // A member may not speak for another member.
     let n2 = c.node_dir(2);
-    let res = raw_request(c.base_port, config(&ca, Some((&n2.join("tls.pem"), &n2.join("tls.key")))), req.replace("\"node_id\":9", "\"node_id\":3"))
-        .unwrap();
+    let res = raw_request(
+        c.base_port,
+        config(&ca, Some((&n2.join("tls.pem"), &c.keys_dir(2).join("tls.key")))),
+        req.replace("\"node_id\":9", "\"node_id\":3"),
+    )
+    .unwrap();
     assert!(res.starts_with("HTTP/1.1 403"), "node 2 claiming to be node 3 must be refused: {res}");
 
     // A user certificate cannot push chunks.
@@ -134,7 +138,7 @@ fn only_member_nodes_may_send_raft_traffic_or_chunks() {
     let res = raw_request(c.base_port, config(&ca, Some((&p.join("alice.pem"), &p.join("alice.key")))), put).unwrap();
     assert!(res.starts_with("HTTP/1.1 403"), "{res}");
     // ... and a node certificate cannot use the client API.
-    let res = raw_request(c.base_port, config(&ca, Some((&n2.join("tls.pem"), &n2.join("tls.key")))), get("/v1/items")).unwrap();
+    let res = raw_request(c.base_port, config(&ca, Some((&n2.join("tls.pem"), &c.keys_dir(2).join("tls.key")))), get("/v1/items")).unwrap();
     assert!(res.starts_with("HTTP/1.1 403"), "{res}");
 }
 

@@ -294,7 +294,12 @@ pub fn verify(b: &Bundle, keys: &[TrustedKey], clip_sha256: Option<&str>) -> Vec
     let mut checks = Vec::new();
     let cp = match verify_checkpoint(&b.checkpoint, keys) {
         Ok((cp, signers, valid)) => {
-            let dev = if cp.origin.contains("/dev-retention-") { " — a DEV cluster with shortened retention" } else { "" };
+            let dev = match (cp.origin.contains("/dev-retention-"), cp.origin.ends_with("/dev-auto-unseal")) {
+                (false, false) => "",
+                (true, false) => " — a DEV cluster with shortened retention",
+                (false, true) => " — a DEV cluster whose nodes unseal themselves",
+                (true, true) => " — a DEV cluster with shortened retention, whose nodes unseal themselves",
+            };
             checks.push(check(
                 "checkpoint signatures",
                 Ok(format!(

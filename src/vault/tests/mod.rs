@@ -126,7 +126,11 @@ fn configure(secs: u64) -> Command {
         systems: vec![registry::SourceSystem { id: "cam-1".into(), filing: "F-1".into(), operator: "op".into(), location: "road".into() }],
         nodes: VOTERS.iter().map(|&v| binding(v)).collect(),
     };
-    Command::Configure { config: ClusterConfig { cluster_id: "c1".into(), retention: RetentionPolicy::dev(secs) }, registry, time_ms: 0 }
+    Command::Configure {
+        config: ClusterConfig { cluster_id: "c1".into(), retention: RetentionPolicy::dev(secs), dev_auto_unseal: false },
+        registry,
+        time_ms: 0,
+    }
 }
 
 fn person(name: &str, role: &str) -> registry::Person {
