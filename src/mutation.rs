@@ -21,6 +21,10 @@ pub enum Mutation {
     /// `node-<id>.custody` (issue 16: a node must reach the very node it
     /// meant to call).
     UnpinnedPeers,
+    /// Append Raft log entries without fsyncing the write-ahead log (issue
+    /// 16: a power loss must not take acknowledged deposits with it; a kill
+    /// -9 does not show this, the page cache survives it).
+    UnsyncedLog,
 }
 
 impl Mutation {
@@ -30,6 +34,7 @@ impl Mutation {
             Mutation::ServeBeforeRecord => "serve-before-record",
             Mutation::BundleOmitsLastAccess => "bundle-omits-last-access",
             Mutation::UnpinnedPeers => "unpinned-peers",
+            Mutation::UnsyncedLog => "unsynced-log",
         }
     }
 }

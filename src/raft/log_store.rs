@@ -111,7 +111,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .blocking(move |db| {
                 // Entries must be durable before openraft counts them toward a
                 // commit quorum: fsync the WAL as part of the write.
-                db.write(b, Durability::Fsync).map_err(logs_write_err)
+                let durability = if crate::mutation::on(crate::mutation::Mutation::UnsyncedLog) { Durability::Buffered } else { Durability::Fsync };
+                db.write(b, durability).map_err(logs_write_err)
             })
             .await;
         match res {

@@ -16,6 +16,7 @@ mod input;
 mod json;
 mod keys;
 mod ops;
+mod power;
 mod purge;
 mod registry;
 mod scrub;
