@@ -136,9 +136,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StalledWrites<T> {
 /// `CONNECTION_IDLE_TIMEOUT_SECS` ends in an error (the handler then answers
 /// or drops the request), so a stalled upload does not hold a deposit open.
 pub async fn body_idle_timeout(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    use futures::StreamExt;
-    let idle = Duration::from_secs(crate::limits::CONNECTION_IDLE_TIMEOUT_SECS);
     let (parts, body) = req.into_parts();
+    let body = idle_limited(body, Duration::from_secs(crate::limits::CONNECTION_IDLE_TIMEOUT_SECS));
+    next.run(axum::extract::Request::from_parts(parts, body)).await
+}
+
+/// `body`, ending in a `TimedOut` error once it sends no bytes for `idle`.
+fn idle_limited(body: axum::body::Body, idle: Duration) -> axum::body::Body {
+    use futures::StreamExt;
     let frames = body.into_data_stream();
     let timed = futures::stream::unfold(Some(frames), move |frames| async move {
         let mut frames = frames?;
@@ -149,7 +154,7 @@ pub async fn body_idle_timeout(req: axum::extract::Request, next: axum::middlewa
             Err(_) => Some((Err(io::Error::new(io::ErrorKind::TimedOut, "the request body sent nothing for too long")), None)),
         }
     });
-    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from_stream(timed))).await
+    axum::body::Body::from_stream(timed)
 }
 
 #[cfg(test)]
@@ -179,6 +184,29 @@ mod tests {
             let e = s.write_all(&[7u8; 64]).await.unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::TimedOut);
             assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+        });
+    }
+
+    /// A body that trickles is read whole; one that stops sending ends in
+    /// `TimedOut` after the idle time, so a stalled upload frees its request.
+    #[test]
+    fn a_stalled_request_body_ends_in_an_error_and_a_slow_one_does_not() {
+        use futures::StreamExt;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let idle = Duration::from_millis(300);
+            let trickle = futures::stream::iter(0..8u8).then(|i| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, io::Error>(bytes::Bytes::from(vec![i; 10]))
+            });
+            let got = axum::body::to_bytes(idle_limited(axum::body::Body::from_stream(trickle), idle), usize::MAX).await.unwrap();
+            assert_eq!(got.len(), 80);
+            // Ten bytes, then nothing, ever.
+            let stalled = futures::stream::iter([Ok::<_, io::Error>(bytes::Bytes::from_static(b"0123456789"))]).chain(futures::stream::pending());
+            let t = Instant::now();
+            let e = axum::body::to_bytes(idle_limited(axum::body::Body::from_stream(stalled), idle), usize::MAX).await.unwrap_err();
+            assert!(t.elapsed() >= Duration::from_millis(250) && t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+            assert!(format!("{e:?}").contains("sent nothing for too long"), "{e:?}");
         });
     }
 
