@@ -124,6 +124,32 @@ pub struct RawSealConfig {
     /// The cluster then says so in its checkpoints' origin and in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_unseal: Option<String>,
+    /// A PKCS#11 token whose key unwraps the root key at start (docs/KEYS.md §8.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<RawPkcs11Config>,
+}
+
+/// The `[seal.pkcs11]` table of a node config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPkcs11Config {
+    /// The PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`).
+    pub module: String,
+    /// The token's label.
+    pub token: String,
+    /// A file holding the user PIN (mode 0600).
+    pub pin_file: String,
+    /// The label of the token's AES-256 key that wraps the root key.
+    pub key_label: String,
+}
+
+/// `[seal.pkcs11]`, its paths resolved.
+#[derive(Clone, Debug)]
+pub struct Pkcs11Config {
+    pub module: PathBuf,
+    pub token: String,
+    pub pin_file: PathBuf,
+    pub key_label: String,
 }
 
 /// A node's `[seal]` table, its paths resolved.
@@ -133,6 +159,7 @@ pub struct SealConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub auto_unseal: Option<PathBuf>,
+    pub pkcs11: Option<Pkcs11Config>,
 }
 
 /// The `[alerts]` table of a node config.
@@ -285,6 +312,12 @@ impl NodeConfig {
             cert: resolve(base, &s.cert),
             key: resolve(base, &s.key),
             auto_unseal: s.auto_unseal.as_deref().map(|a| resolve(base, a)),
+            pkcs11: s.pkcs11.as_ref().map(|p| Pkcs11Config {
+                module: PathBuf::from(&p.module),
+                token: p.token.clone(),
+                pin_file: resolve(base, &p.pin_file),
+                key_label: p.key_label.clone(),
+            }),
         });
         if raw.bootstrap && !raw.peers.iter().any(|p| p.id == raw.id) {
             return Err(perr("a bootstrap node must list itself among the peers".into()));
@@ -367,5 +400,17 @@ impl Profile {
             key: resolve(base, &raw.key),
             signing_key: raw.signing_key.map(|s| resolve(base, &s)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The commented example in `cluster/` is a config a node accepts, sealed.
+    #[test]
+    fn the_example_node_config_loads() {
+        let cfg = super::NodeConfig::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/node.example.toml")).unwrap();
+        let seal = cfg.seal.expect("the example is sealed");
+        assert!(seal.file.ends_with("cluster/sealed.json") && seal.auto_unseal.is_none() && seal.pkcs11.is_none());
+        assert_eq!(cfg.peers.len(), 3);
     }
 }

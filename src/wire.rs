@@ -274,6 +274,21 @@ pub struct SealStatus {
     pub progress: u8,
     /// The node opened itself from a dev shares file (`up`, `demo`).
     pub dev_auto_unseal: bool,
+    /// The node was unsealed by its PKCS#11 token, not by custodians.
+    #[serde(default)]
+    pub pkcs11: bool,
+}
+
+/// `operator wrap --json`: a node's root key wrapped by its PKCS#11 token.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TokenWrapped {
+    pub node: u64,
+    /// The sealed file, now holding the wrapped root key (`pkcs11`).
+    pub sealed_file: std::path::PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// The label of the token's AES-256 key that wraps it.
+    pub key_label: String,
 }
 
 /// `operator rekey --json`: a node's seal with new custodian shares.
@@ -743,6 +758,7 @@ pub const CLI_JSON: &[(&str, &str)] = &[
     ("certs rotate", "RotatedCert"),
     ("operator unseal", "SealStatus"),
     ("operator rekey", "Rekeyed"),
+    ("operator wrap", "TokenWrapped"),
     ("cluster bind", "ChangeStatus"),
     ("backup", "BackupWritten"),
     ("backup verify", "BackupReport"),
@@ -837,6 +853,7 @@ pub fn schemas() -> serde_json::Map<String, serde_json::Value> {
         SealStatus,
         UnsealRequest,
         Rekeyed,
+        TokenWrapped,
         crate::cli::backup::BackupWritten,
         crate::cli::backup::BackupReport,
         crate::cli::backup::RestoreWritten,

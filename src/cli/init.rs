@@ -519,6 +519,7 @@ fn write_node(
             cert: "seal.pem".into(),
             key: "seal.key".into(),
             auto_unseal: cf.dev_auto_unseal.then(|| DEV_SHARES_FILE.to_string()),
+            pkcs11: None,
         };
         (Some(seal), Some(secrets))
     };

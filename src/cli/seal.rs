@@ -11,7 +11,7 @@ use super::{emit, Failure};
 use crate::crypto::Secret;
 use crate::node::seal::{shares_in, SealedFile};
 use crate::node::{SEAL_PATH, UNSEAL_PATH};
-use crate::wire::{Rekeyed, SealStatus, UnsealRequest};
+use crate::wire::{Rekeyed, SealStatus, TokenWrapped, UnsealRequest};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -53,6 +53,17 @@ pub enum OperatorCmd {
         #[arg(long)]
         share_file: Vec<PathBuf>,
     },
+    /// On a node's host: wraps its root key with the PKCS#11 token its config
+    /// names (`[seal.pkcs11]`; the token's AES-256 key is made there if
+    /// absent), so that it unseals itself at start with the token; its
+    /// custodians can still unseal it. Reads k current shares (piped, or
+    /// --share-file). A rekey drops the wrapping: wrap again after one.
+    Wrap {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        share_file: Vec<PathBuf>,
+    },
 }
 
 pub async fn run(cmd: OperatorCmd, profile: Option<PathBuf>, json: bool) -> Result<(), Failure> {
@@ -63,6 +74,7 @@ pub async fn run(cmd: OperatorCmd, profile: Option<PathBuf>, json: bool) -> Resu
         OperatorCmd::Rekey { config, custodians, unseal_threshold, out, share_file } => {
             rekey(&config, custodians, unseal_threshold, &out, &share_file, json)
         }
+        OperatorCmd::Wrap { config, share_file } => wrap(&config, &share_file, json),
     }
 }
 
@@ -70,6 +82,8 @@ fn summary(s: &SealStatus) -> String {
     if !s.sealed {
         let how = if s.dev_auto_unseal {
             " (DEV: it unsealed itself from a shares file)"
+        } else if s.pkcs11 {
+            " (by its PKCS#11 token)"
         } else if s.shares == 0 {
             " (its secrets are not sealed at rest)"
         } else {
@@ -194,6 +208,28 @@ fn rekey(config: &Path, custodians: u8, threshold: Option<u8>, out: &Path, share
         }
         s.push_str("\nhand each to its custodian, then remove it from here");
         s
+    });
+    Ok(())
+}
+
+fn wrap(config: &Path, share_files: &[PathBuf], json: bool) -> Result<(), Failure> {
+    let cfg = crate::config::NodeConfig::load(config)?;
+    let sc = cfg.seal.as_ref().ok_or_else(|| Failure::new(2, format!("{} has no [seal]: this node's secrets are not sealed", config.display())))?;
+    let token = sc.pkcs11.as_ref().ok_or_else(|| Failure::new(2, format!("{} has no [seal.pkcs11] naming the token", config.display())))?;
+    let mut file = SealedFile::load(&sc.file)?;
+    let text = read_input(share_files, Some(cfg.id))?;
+    let shares = shares_in(&text, &file.cluster_id, file.node).map_err(|e| Failure::new(2, e.to_string()))?;
+    let root = file.root_key(&shares).map_err(|e| Failure::new(1, format!("the shares do not open {}: {e}", sc.file.display())))?;
+    file.open_with_root(&root).map_err(|e| Failure::new(1, format!("the shares do not open {}: {e}", sc.file.display())))?;
+    let wrapped = crate::node::pkcs11::Token::from_config(token)?.wrap(&root, &file.header())?;
+    file.pkcs11 = Some(wrapped);
+    file.write(&sc.file)?;
+    let done = TokenWrapped { node: file.node, sealed_file: sc.file.clone(), token: token.token.clone(), key_label: token.key_label.clone() };
+    emit(json, &serde_json::to_value(&done)?, || {
+        format!(
+            "node {}: its root key is wrapped by key {:?} of token {:?}; it unseals itself at start with the token",
+            done.node, done.key_label, done.token
+        )
     });
     Ok(())
 }

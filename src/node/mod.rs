@@ -13,6 +13,7 @@ pub mod heads;
 pub mod heal;
 mod held;
 mod inflight;
+pub mod pkcs11;
 pub mod proposer;
 pub mod reshare;
 pub mod scrub;
@@ -351,6 +352,7 @@ where
         shares: 0,
         progress: 0,
         dev_auto_unseal: false,
+        pkcs11: false,
     };
     let Some(sc) = &cfg.seal else {
         return Ok(Some((seal::NodeSecrets::from_files(cfg)?, status)));
@@ -364,6 +366,18 @@ where
         tracing::warn!(shares = %p.display(), "DEV: this node unseals itself from a shares file; the cluster says so in its checkpoints");
         status.dev_auto_unseal = true;
         return Ok(Some((seal::auto_unseal(&file, p)?, status)));
+    }
+    if let Some(token) = &sc.pkcs11 {
+        let (f, t) = (file.clone(), token.clone());
+        match tokio::task::spawn_blocking(move || seal::token_unseal(&f, &t)).await? {
+            Ok(secrets) => {
+                tracing::info!(token = %token.token, "unsealed with the PKCS#11 token");
+                status.pkcs11 = true;
+                return Ok(Some((secrets, status)));
+            }
+            // The custodians can still open it.
+            Err(e) => tracing::error!(error = format!("{e:#}"), "the PKCS#11 token did not unseal this node: waiting for custodians' shares"),
+        }
     }
     // Sealed: only health and unseal are served, with the seal certificate,
     // which names `sealed.node-<id>.custody` and cannot pass for this node.

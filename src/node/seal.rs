@@ -201,6 +201,9 @@ pub struct SealedFile {
     pub nonce: String,
     /// The sealed secrets and their tag, base64.
     pub ciphertext: String,
+    /// The root key wrapped by a PKCS#11 token's key (`operator wrap`, §8.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<super::pkcs11::Wrapped>,
 }
 
 impl SealedFile {
@@ -234,6 +237,7 @@ impl SealedFile {
             share_digests: shares.iter().map(UnsealShare::digest).collect(),
             nonce: String::new(),
             ciphertext: String::new(),
+            pkcs11: None,
         };
         let (nonce, ct) = crate::crypto::seal_at_rest(&root, &file.aad(), &secrets.to_plain())?;
         file.nonce = hex::encode(nonce);
@@ -257,17 +261,32 @@ impl SealedFile {
 
     /// Opens the secrets with at least `threshold` checked shares of distinct x.
     pub fn open(&self, shares: &[UnsealShare]) -> Result<NodeSecrets, SealError> {
+        let root = self.root_key(shares)?;
+        self.open_with_root(&root)
+    }
+
+    /// The root key, rebuilt from at least `threshold` checked shares of distinct x.
+    pub fn root_key(&self, shares: &[UnsealShare]) -> Result<Secret<[u8; 32]>, SealError> {
         for s in shares {
             self.check(s)?;
         }
         let keys: Vec<KeyShare> =
             shares.iter().map(|s| KeyShare::from_bytes(&s.share.to_bytes())).collect::<Result<_, _>>().map_err(|_| SealError::Open)?;
-        let root = Secret::new(crate::crypto::shares::recover(&keys, self.threshold).map_err(|e| SealError::Malformed(e.to_string()))?);
+        Ok(Secret::new(crate::crypto::shares::recover(&keys, self.threshold).map_err(|e| SealError::Malformed(e.to_string()))?))
+    }
+
+    /// The header the root key's token wrapping is bound to (the same as the ciphertext's).
+    pub fn header(&self) -> Vec<u8> {
+        self.aad()
+    }
+
+    /// Opens the secrets with the root key.
+    pub fn open_with_root(&self, root: &[u8; 32]) -> Result<NodeSecrets, SealError> {
         let nonce: [u8; 12] =
             hex::decode(&self.nonce).ok().and_then(|n| n.try_into().ok()).ok_or_else(|| SealError::File("nonce is not 24 hex digits".into()))?;
         let ct =
             base64::engine::general_purpose::STANDARD.decode(&self.ciphertext).map_err(|_| SealError::File("ciphertext is not base64".into()))?;
-        let plain = crate::crypto::open_at_rest(&root, &nonce, &self.aad(), &ct).map_err(|_| SealError::Open)?;
+        let plain = crate::crypto::open_at_rest(root, &nonce, &self.aad(), &ct).map_err(|_| SealError::Open)?;
         NodeSecrets::from_plain(&plain)
     }
 
@@ -315,6 +334,7 @@ impl Unsealer {
             shares: self.file.shares,
             progress: u8::try_from(self.given().len()).unwrap_or(u8::MAX),
             dev_auto_unseal: false,
+            pkcs11: false,
         }
     }
 
@@ -357,6 +377,15 @@ impl Unsealer {
         rx.wait_for(|o| *o).await.ok()?;
         self.secrets.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+}
+
+/// Opens a node's secrets with its PKCS#11 token: the root key the sealed
+/// file keeps wrapped, unwrapped by the token's key (docs/KEYS.md §8.5).
+pub fn token_unseal(file: &SealedFile, token: &crate::config::Pkcs11Config) -> anyhow::Result<NodeSecrets> {
+    let wrapped =
+        file.pkcs11.as_ref().ok_or_else(|| anyhow::anyhow!("the sealed file holds no root key wrapped by a token (`custody operator wrap`)"))?;
+    let root = super::pkcs11::Token::from_config(token)?.unwrap(wrapped, &file.header())?;
+    Ok(file.open_with_root(&root)?)
 }
 
 /// Opens a dev node's secrets with the shares in its `auto_unseal` file.

@@ -234,3 +234,92 @@ fn a_dev_cluster_that_unseals_itself_says_so_in_its_checkpoints_and_status() {
     let seal: Value = serde_json::from_str(&seal).unwrap();
     assert_eq!((&seal["sealed"], &seal["dev_auto_unseal"]), (&Value::Bool(false), &Value::Bool(true)), "{seal}");
 }
+
+/// A fresh SoftHSM2 token (Debian's `softhsm2`, its default configuration),
+/// deleted when dropped.
+struct SoftToken {
+    label: String,
+}
+
+impl Drop for SoftToken {
+    fn drop(&mut self) {
+        let _ = Command::new("softhsm2-util").args(["--delete-token", "--token", &self.label]).output();
+    }
+}
+
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+#[test]
+fn a_pkcs11_token_unseals_its_node_and_its_custodians_still_can() {
+    if !Path::new(SOFTHSM).exists() || Command::new("softhsm2-util").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs Debian's softhsm2 (.ci/run installs it)");
+        return;
+    }
+    let mut c = init_sealed(3, 3, 2);
+    let token = SoftToken { label: format!("custody-it-{}", c.cluster_id()) };
+    let out = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", &token.label, "--pin", "1234", "--so-pin", "5678"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pin = c.node_dir(1).join("token.pin");
+    std::fs::write(&pin, "1234\n").unwrap();
+    let config = c.node_dir(1).join("node.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[seal.pkcs11]\nmodule = \"{SOFTHSM}\"\ntoken = \"{}\"\npin_file = \"token.pin\"\nkey_label = \"custody-node-1\"\n",
+        token.label
+    ));
+    std::fs::write(&config, text).unwrap();
+    // Wrapping needs the node's root key: k custodians' shares.
+    let w = c.cli_json(
+        &c.profile("admin"),
+        &[
+            "operator",
+            "wrap",
+            "--config",
+            config.to_str().unwrap(),
+            "--share-file",
+            custodian(&c, 1).to_str().unwrap(),
+            "--share-file",
+            custodian(&c, 2).to_str().unwrap(),
+        ],
+    );
+    crate::json::Schemas::new().output("operator wrap", &w);
+    assert_eq!((&w["node"], w["token"].as_str()), (&1.into(), Some(token.label.as_str())), "{w}");
+    // One share is not enough to wrap.
+    let out =
+        c.cli(&c.profile("admin"), &["operator", "wrap", "--config", config.to_str().unwrap(), "--share-file", custodian(&c, 3).to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+
+    c.start_all(3);
+    // Node 1 opens itself with the token; nodes 2 and 3 wait for custodians.
+    let seal1 = wait_until("node 1 unsealed by its token", Duration::from_secs(30), || {
+        let (s, b) = get(&c, 1, "/v1/seal");
+        (s == 200).then(|| serde_json::from_str::<Value>(&b).ok()).flatten().filter(|v| v["sealed"] == false)
+    });
+    assert_eq!(seal1["pkcs11"], true, "{seal1}");
+    for id in [2, 3] {
+        seal_of(&unseal_piped(&c, id, &custodian(&c, 1)));
+        seal_of(&unseal_piped(&c, id, &custodian(&c, 3)));
+    }
+    c.wait_leader(3);
+    let clip = c.path().join("clip.bin");
+    write_clip(&clip, 100_000, 9);
+    c.deposit("alice", &clip, "CASE-HSM");
+
+    // With a wrong PIN the token opens nothing: node 1 stays sealed, and its custodians open it.
+    c.kill(1);
+    std::fs::write(&pin, "9999\n").unwrap();
+    c.start(1);
+    let st = wait_until("node 1 sealed", Duration::from_secs(30), || {
+        let (s, b) = get(&c, 1, "/v1/seal");
+        (s == 200).then(|| serde_json::from_str::<Value>(&b).ok()).flatten()
+    });
+    assert_eq!((&st["sealed"], &st["pkcs11"]), (&Value::Bool(true), &Value::Bool(false)), "{st}");
+    seal_of(&unseal_piped(&c, 1, &custodian(&c, 2)));
+    let st = seal_of(&unseal_piped(&c, 1, &custodian(&c, 3)));
+    assert_eq!(st["sealed"], false, "{st}");
+    c.wait_leader(3);
+    assert_eq!(c.items(&c.profile("alice")).len(), 1);
+}
