@@ -166,8 +166,9 @@ impl DevCa {
         write_public(out_cert, &cert.pem())
     }
 
-    fn node_params(id: u64, hosts: &[String]) -> Result<CertificateParams, PkiError> {
-        let mut params = CertificateParams::new(vec![crate::tls::node_dns_name(id), "localhost".to_string()])?;
+    /// A server certificate's names: `name`, localhost, 127.0.0.1 and `hosts`.
+    fn server_params(name: String, hosts: &[String]) -> Result<CertificateParams, PkiError> {
+        let mut params = CertificateParams::new(vec![name, "localhost".to_string()])?;
         params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         for h in hosts {
             params.subject_alt_names.push(match h.parse::<IpAddr>() {
@@ -175,6 +176,11 @@ impl DevCa {
                 Err(_) => SanType::DnsName(h.as_str().try_into()?),
             });
         }
+        Ok(params)
+    }
+
+    fn node_params(id: u64, hosts: &[String]) -> Result<CertificateParams, PkiError> {
+        let mut params = Self::server_params(crate::tls::node_dns_name(id), hosts)?;
         params.distinguished_name.push(DnType::CommonName, format!("custody node {id}"));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         Ok(params)
@@ -199,14 +205,7 @@ impl DevCa {
     /// names `sealed.node-<id>.custody`, localhost, 127.0.0.1 and `hosts`,
     /// never `node-<id>.custody`; its key is kept in the clear.
     pub fn issue_seal_cert(&self, id: u64, days: u32, hosts: &[String], out_cert: &Path, out_key: &Path) -> Result<IssuedFiles, PkiError> {
-        let mut params = CertificateParams::new(vec![crate::tls::sealed_node_dns_name(id), "localhost".to_string()])?;
-        params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        for h in hosts {
-            params.subject_alt_names.push(match h.parse::<IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(h.as_str().try_into()?),
-            });
-        }
+        let mut params = Self::server_params(crate::tls::sealed_node_dns_name(id), hosts)?;
         params.distinguished_name.push(DnType::CommonName, format!("custody node {id} (sealed)"));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(params, days, out_cert, out_key)

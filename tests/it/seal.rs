@@ -223,7 +223,16 @@ fn a_dev_cluster_that_unseals_itself_says_so_in_its_checkpoints_and_status() {
     assert_eq!(st["dev_auto_unseal"], true, "{st}");
     let clip = c.path().join("clip.bin");
     write_clip(&clip, 10_000, 3);
-    c.deposit("alice", &clip, "CASE-DEV");
+    let item = c.deposit("alice", &clip, "CASE-DEV")["item"].as_str().unwrap().to_string();
+    // The court's verifier says so too: the origin is in every bundle's signed checkpoint.
+    let (bundle, keys) = (c.path().join("bundle.json"), c.pin_keys());
+    let said = wait_until("a bundle that verifies", Duration::from_secs(30), || {
+        c.cli_json(&c.profile("dave"), &["proof", &item, "--out", bundle.to_str().unwrap()]);
+        let v = c.cli_json(&c.profile("dave"), &["verify", bundle.to_str().unwrap(), "--keys", keys.to_str().unwrap()]);
+        (v["valid"] == true).then_some(v)
+    });
+    let checkpoint = said["checks"].as_array().unwrap().iter().find(|c| c["name"] == "checkpoint signatures").unwrap();
+    assert!(checkpoint["detail"].as_str().unwrap().contains("a DEV cluster whose nodes unseal themselves"), "{checkpoint}");
     let cp = wait_until("a checkpoint", Duration::from_secs(30), || {
         let out = c.cli(&c.profile("dave"), &["checkpoint"]);
         out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).ok()).flatten()
