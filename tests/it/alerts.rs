@@ -125,3 +125,43 @@ fn a_webhook_that_is_down_holds_up_no_deposit_and_shows_in_status() {
     c.deposit("alice", &clip, "case-A");
     assert!(t.elapsed() < Duration::from_secs(10), "a deposit waited {:?} with the webhook down", t.elapsed());
 }
+
+/// A holder refusing to release its share (no recorded access by the one
+/// asking) raises `key_release_refused`, naming the item, the access leaf
+/// claimed, who asked and why.
+#[test]
+fn a_refused_key_release_is_alerted_with_who_asked_and_why() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hook = Receiver::start(0);
+    let mut c = Cluster::init(3, &format!("[alerts]\nwebhook = \"http://127.0.0.1:{}/hook\"\n", hook.port));
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.bin");
+    write_clip(&clip, 50_000, 4);
+    let item = c.deposit("alice", &clip, "CASE-ALERT")["item"].as_str().unwrap().to_string();
+    // Bob, logged in, asks node 1 for its share of alice's item, claiming leaf 1 as his access.
+    let token = c.token("bob");
+    let body = format!(r#"{{"access_leaf":1,"fetch_key":"{}"}}"#, "11".repeat(32));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answer = rt.block_on(async {
+        let mut tls = c.connect_as("bob", 1).await;
+        let req = format!(
+            "POST /v1/items/{item}/share HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tls.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let got = wait_until("the key_release_refused alert", Duration::from_secs(30), || {
+        let a = hook.alerts("key_release_refused");
+        (!a.is_empty()).then_some(a)
+    });
+    let a = &got[0]["alert"];
+    crate::json::Schemas::new().shape("AlertDelivery", &got[0], "webhook body");
+    assert_eq!((a["item"].as_str(), a["access"].as_u64(), a["by"].as_str()), (Some(item.as_str()), Some(1), Some("bob")), "{a}");
+    assert!(!a["reason"].as_str().unwrap().is_empty(), "{a}");
+    assert_eq!(got[0]["node"], 1, "{}", got[0]);
+}
