@@ -675,14 +675,14 @@ impl Node {
         }
     }
 
-    /// States this node's keys again, with the certificate now in its files
-    /// (after a rotation): an administrator registers the new statement with
-    /// `custody cluster bind`.
     /// This node's seal, as `GET /v1/seal` reports it.
     pub fn seal_status(&self) -> crate::wire::SealStatus {
         self.seal.clone()
     }
 
+    /// States this node's keys again, with the certificate now in its files
+    /// (after a rotation): an administrator registers the new statement with
+    /// `custody cluster bind`.
     fn restate_binding(&self) -> anyhow::Result<()> {
         let pkcs8 = self.tls.key_pkcs8()?;
         let b = checkpoint::own_binding(&self.cfg, &self.signer, &self.session_public, &self.share_secret.public_key(), &pkcs8)?;
