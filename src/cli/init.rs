@@ -39,15 +39,18 @@ pub struct InitArgs {
     /// How long the dev CA is valid, in days; no certificate it issues outlives it.
     #[arg(long, default_value_t = crate::limits::DEV_CA_VALID_DAYS, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::limits::MAX_CERT_VALID_DAYS)))]
     pub cert_days: u32,
-    /// How many custodians hold shares of each node's seal (docs/KEYS.md §8):
-    /// custodian K's shares, one per node, go to `custodians/custodian-K.shares`.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::node::seal::MAX_CUSTODIANS)))]
-    pub custodians: u8,
+    /// Seal every node for N custodians (docs/KEYS.md §8): custodian K's
+    /// shares, one per node, go to `custodians/custodian-K.shares`, and each
+    /// node starts sealed until k of them unseal it. Without it, a dev
+    /// cluster: every node unseals itself from a shares file beside its
+    /// config, and the cluster's status and checkpoints say so.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::node::seal::MAX_CUSTODIANS)))]
+    pub custodians: Option<u8>,
     /// How many custodians' shares unseal a node [default: a majority of them].
-    #[arg(long)]
+    #[arg(long, requires = "custodians")]
     pub unseal_threshold: Option<u8>,
-    /// DEV ONLY: every node unseals itself at start from a shares file beside
-    /// its config, with no custodian; the cluster's checkpoints say so.
+    /// Say it outright: the dev cluster that `cluster init` makes without
+    /// --custodians, its nodes unsealing themselves.
     #[arg(long, conflicts_with_all = ["custodians", "unseal_threshold"])]
     pub dev_auto_unseal: bool,
 }
@@ -63,7 +66,7 @@ impl InitArgs {
             dev_retention_secs,
             cert_days: crate::limits::DEV_CA_VALID_DAYS,
             hosts: Vec::new(),
-            custodians: 1,
+            custodians: None,
             unseal_threshold: None,
             dev_auto_unseal: true,
         }
@@ -580,14 +583,15 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
     if a.dir.join(CLUSTER_FILE).exists() {
         bail!("{} already holds a cluster", a.dir.display());
     }
-    let (custodians, unseal_threshold) = if a.dev_auto_unseal {
-        (1, 1)
-    } else {
-        let k = a.unseal_threshold.unwrap_or(a.custodians / 2 + 1);
-        if k == 0 || k > a.custodians {
-            bail!("--unseal-threshold {k} of --custodians {}: it must be 1 to {}", a.custodians, a.custodians);
+    let (custodians, unseal_threshold, dev_auto_unseal) = match a.custodians {
+        None => (1, 1, true),
+        Some(n) => {
+            let k = a.unseal_threshold.unwrap_or(n / 2 + 1);
+            if k == 0 || k > n {
+                bail!("--unseal-threshold {k} of --custodians {n}: it must be 1 to {n}");
+            }
+            (n, k, false)
         }
-        (a.custodians, k)
     };
     fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
     let cluster_id = hex::encode(crate::crypto::random_bytes::<8>()?);
@@ -600,7 +604,7 @@ pub fn init(a: &InitArgs) -> anyhow::Result<Initialised> {
         hosts: a.hosts.clone(),
         custodians,
         unseal_threshold,
-        dev_auto_unseal: a.dev_auto_unseal,
+        dev_auto_unseal,
     };
     if !cf.hosts.is_empty() {
         if cf.hosts.len() as u64 != a.nodes {

@@ -77,7 +77,7 @@ impl Cluster {
         let out = Command::new(BIN)
             .args(["cluster", "init", "--dir"])
             .arg(dir.path())
-            .args(["--nodes", &n.to_string(), "--base-port", &base_port.to_string(), "--dev-auto-unseal"])
+            .args(["--nodes", &n.to_string(), "--base-port", &base_port.to_string()])
             .output()
             .unwrap();
         assert!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
