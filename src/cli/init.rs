@@ -702,6 +702,84 @@ pub fn new_node(a: &NewNodeArgs) -> anyhow::Result<PathBuf> {
     Ok(config)
 }
 
+#[derive(Args)]
+pub struct ExportP12Args {
+    /// The user: their certificate is USER.pem and its key USER.key in --from.
+    pub user: String,
+    /// The directory holding USER.pem and USER.key (a dev cluster's `profiles/`).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The CA certificate to put after the user's [default: FROM/../certs/ca.pem, when it exists].
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// The PKCS#12 file to write (mode 0600; an existing file is refused).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A file whose first line is the password; otherwise it is typed (hidden) or piped.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `certs export-p12 --json`: a user's certificate and key as a PKCS#12 file for a browser.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct P12Written {
+    pub user: String,
+    /// The file written (mode 0600).
+    pub out: PathBuf,
+    /// The certificate's serial number (hex).
+    pub serial: String,
+    /// The certificate's notAfter (RFC 3339 UTC).
+    pub not_after: String,
+    /// The CA certificate is in the file after the user's.
+    pub includes_ca: bool,
+}
+
+/// `certs export-p12`: USER.pem and USER.key as one password-protected
+/// PKCS#12 file (PBES2 with AES-256-CBC, HMAC-SHA256 MAC), what a browser
+/// imports to reach the console over mutual TLS.
+pub fn certs_export_p12(a: &ExportP12Args) -> Result<P12Written, super::Failure> {
+    use std::io::{BufRead, IsTerminal};
+    check_user_name(&a.user).map_err(|e| usage(&e))?;
+    let (cert, key) = (a.from.join(format!("{}.pem", a.user)), a.from.join(format!("{}.key", a.user)));
+    let der = crate::tls::load_certs(&cert)
+        .map_err(|e| usage(&e))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| usage(&format!("{} holds no certificate", cert.display())))?;
+    let pkcs8 = crate::crypto::Secret::new(crate::tls::pkcs8_of(&key).map_err(|e| usage(&e))?);
+    let ca = a.ca.clone().or_else(|| Some(a.from.join("../certs/ca.pem")).filter(|p| p.exists()));
+    let chain: Vec<Vec<u8>> = match &ca {
+        Some(p) => crate::tls::load_certs(p).map_err(|e| usage(&e))?.into_iter().map(|c| c.as_ref().to_vec()).collect(),
+        None => Vec::new(),
+    };
+    let password = match &a.password_file {
+        Some(f) => crate::crypto::Secret::new(fs::read_to_string(f).map_err(|e| usage(&format!("reading {}: {e}", f.display())))?),
+        None if std::io::stdin().is_terminal() => {
+            super::local::read_hidden_line("a password for the PKCS#12 file (input is hidden): ").map_err(|e| usage(&e))?
+        }
+        None => {
+            let mut line = crate::crypto::Secret::new(String::new());
+            std::io::stdin().lock().read_line(&mut line).map_err(|e| usage(&e))?;
+            line
+        }
+    };
+    let password = crate::crypto::Secret::new(password.lines().next().unwrap_or_default().to_string());
+    if password.is_empty() {
+        return Err(super::Failure::new(2, "the PKCS#12 file needs a password"));
+    }
+    let p12 = crate::pki::export_p12(&a.user, der.as_ref(), &pkcs8, &chain, &password).map_err(|e| usage(&e))?;
+    write_secret(&a.out, &p12).map_err(|e| usage(&e))?;
+    let (serial, _, _) = crate::tls::serial_subject_issuer(der.as_ref()).map_err(|e| usage(&e))?;
+    let (_, until) = crate::tls::validity_of(der.as_ref()).map_err(|e| usage(&e))?;
+    Ok(P12Written {
+        user: a.user.clone(),
+        out: a.out.clone(),
+        serial,
+        not_after: crate::wire::rfc3339_ms(u64::try_from(until).unwrap_or(0) * 1000),
+        includes_ca: !chain.is_empty(),
+    })
+}
+
 fn check_user_name(u: &str) -> anyhow::Result<()> {
     if u.is_empty() || u.len() > 64 || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') || u.starts_with('.') {
         bail!("user name `{u}` must be 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'");

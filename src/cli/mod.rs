@@ -247,6 +247,9 @@ pub enum CertsCmd {
     /// Replaces a node's or a user's certificate and key with new ones from
     /// the CA, in place: nodes load them within seconds, without a restart.
     Rotate(init::RotateArgs),
+    /// A user's certificate and key as one password-protected PKCS#12 file,
+    /// for a browser (the console is served over the same mutual TLS).
+    ExportP12(init::ExportP12Args),
 }
 
 /// An error with the exit status it should produce.
@@ -370,6 +373,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             emit(json, &serde_json::to_value(&done)?, || {
                 let last = done.revoked.last().map(|r| format!("{} (serial {})", r.subject, r.serial)).unwrap_or_default();
                 format!("revoked {last}; {} now lists {} certificates", done.crl.display(), done.revoked.len())
+            });
+            Ok(())
+        }
+        Command::Certs(CertsCmd::ExportP12(a)) => {
+            let done = init::certs_export_p12(&a)?;
+            emit(json, &serde_json::to_value(&done)?, || {
+                format!(
+                    "{}: {} (valid until {}{}); import it into the browser with its password",
+                    done.user,
+                    done.out.display(),
+                    done.not_after,
+                    if done.includes_ca { ", the CA after it" } else { "" }
+                )
             });
             Ok(())
         }

@@ -278,3 +278,27 @@ impl DevCa {
         self.issue(params, days, out_cert, out_key)
     }
 }
+
+/// A PKCS#12 file (the one home of `p12-keystore`) holding `cert_der` and
+/// its PKCS#8 key, with `chain` after it (the CA), encrypted with `password`:
+/// PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) and an HMAC-SHA256 MAC, which
+/// browsers import (`custody certs export-p12`).
+pub fn export_p12(alias: &str, cert_der: &[u8], key_pkcs8: &[u8], chain: &[Vec<u8>], password: &str) -> Result<Vec<u8>, PkiError> {
+    let err = |e: p12_keystore::error::Error| PkiError::Ca(format!("PKCS#12: {e}"));
+    let mut certs = vec![p12_keystore::Certificate::from_der(cert_der).map_err(err)?];
+    for c in chain {
+        certs.push(p12_keystore::Certificate::from_der(c).map_err(err)?);
+    }
+    let key = p12_keystore::PrivateKey::from_der(key_pkcs8).map_err(err)?;
+    let id = crate::crypto::sha256(cert_der);
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(alias, p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(id.to_vec(), key, certs)));
+    store
+        .writer(password)
+        .encryption_algorithm(p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
+        .mac_algorithm(p12_keystore::MacAlgorithm::HmacSha256)
+        .encryption_iterations(100_000)
+        .mac_iterations(100_000)
+        .write()
+        .map_err(err)
+}

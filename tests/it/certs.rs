@@ -4,6 +4,8 @@
 //! CA, whose profile then works once an administrator files them.
 
 use std::process::Command;
+
+use rustls::pki_types::pem::PemObject;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -278,4 +280,49 @@ fn certificates_rotate_in_place_without_a_restart() {
     let clip = c.path().join("clip.mp4");
     crate::harness::write_clip(&clip, 10_000, 1);
     c.deposit("alice", &clip, "case-ROT");
+}
+
+/// `certs export-p12`: a user's certificate, key and the CA in one
+/// password-protected PKCS#12 file, as a browser imports it; read back with
+/// OpenSSL (another implementation), and refused with a wrong password.
+#[test]
+fn a_users_certificate_exports_as_pkcs12_that_openssl_reads_back() {
+    let c = Cluster::init(1, "");
+    let (p, out, pw) = (c.path().join("profiles"), c.path().join("alice.p12"), c.path().join("p12.pass"));
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let run = || {
+        Command::new(BIN)
+            .args(["--json", "certs", "export-p12", "alice", "--from"])
+            .arg(&p)
+            .arg("--out")
+            .arg(&out)
+            .arg("--password-file")
+            .arg(&pw)
+            .output()
+            .unwrap()
+    };
+    let done = run();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let v: Value = serde_json::from_slice(&done.stdout).unwrap();
+    crate::json::Schemas::new().output("certs export-p12", &v);
+    assert_eq!((v["user"].as_str(), v["includes_ca"].as_bool()), (Some("alice"), Some(true)), "{v}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    // An existing file is not overwritten.
+    assert_eq!(run().status.code(), Some(2));
+    let openssl = |args: &[&str], pass: &str| {
+        Command::new("openssl").arg("pkcs12").arg("-in").arg(&out).args(["-passin", &format!("pass:{pass}")]).args(args).output().unwrap()
+    };
+    let pem_der = |text: &[u8]| -> Vec<Vec<u8>> { rustls::pki_types::CertificateDer::pem_slice_iter(text).map(|c| c.unwrap().to_vec()).collect() };
+    let der_of = |path: &std::path::Path| pem_der(&std::fs::read(path).unwrap());
+    let user = openssl(&["-nokeys", "-clcerts"], "correct horse");
+    assert!(user.status.success(), "{}", String::from_utf8_lossy(&user.stderr));
+    assert_eq!(pem_der(&user.stdout), der_of(&p.join("alice.pem")), "the user's certificate");
+    let ca = openssl(&["-nokeys", "-cacerts"], "correct horse");
+    assert_eq!(pem_der(&ca.stdout), der_of(&c.path().join("certs/ca.pem")), "the CA after it");
+    let key = openssl(&["-nocerts", "-nodes"], "correct horse");
+    let got: rustls::pki_types::PrivateKeyDer<'static> = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key.stdout).unwrap();
+    let want: rustls::pki_types::PrivateKeyDer<'static> = rustls::pki_types::PrivateKeyDer::from_pem_file(p.join("alice.key")).unwrap();
+    assert_eq!(got.secret_der(), want.secret_der(), "the user's key");
+    assert!(!openssl(&["-nokeys"], "wrong").status.success(), "a wrong password opens nothing");
 }
