@@ -32,6 +32,7 @@ pub fn router(unsealer: Arc<Unsealer>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { sealed() })
         .layer(axum::extract::DefaultBodyLimit::max(crate::limits::MAX_JSON_BODY_BYTES))
+        .layer(axum::middleware::from_fn(super::edge::body_idle_timeout))
         // One request per connection: once the node is unsealed its real
         // server answers, and no client keeps talking to this one.
         .layer(axum::middleware::map_response(|mut r: axum::response::Response| async move {
