@@ -56,15 +56,15 @@ pub fn cpu_us(pid: &str) -> Option<f64> {
 }
 
 impl Bench {
-    /// `cluster init` for 3 nodes in `dir`, the nodes started, a leader elected.
-    pub async fn start(dir: &Path) -> anyhow::Result<Bench> {
-        let base_port = free_base_port(4)?;
-        init::init(&InitArgs::local(dir, 3, base_port, None))?;
+    /// `cluster init` for `nodes` nodes in `dir`, the nodes started, a leader elected.
+    pub async fn start(dir: &Path, nodes: u64) -> anyhow::Result<Bench> {
+        let base_port = free_base_port(u16::try_from(nodes + 1)?)?;
+        init::init(&InitArgs::local(dir, nodes, base_port, None))?;
         let mut cluster = LocalCluster::new(dir);
         cluster.start_all()?;
         let admin = session(dir, "admin")?;
-        let b = Bench { dir: dir.to_path_buf(), cluster, admin, next_node: 4 };
-        b.wait_healthy(3, Duration::from_secs(60)).await?;
+        let b = Bench { dir: dir.to_path_buf(), cluster, admin, next_node: nodes + 1 };
+        b.wait_healthy(usize::try_from(nodes)?, Duration::from_secs(60)).await?;
         Ok(b)
     }
 

@@ -10,14 +10,17 @@ use crate::crypto::{ChunkCipher, DataKey, Hasher};
 use crate::evidence::aligned_copy;
 
 /// How the crypto budget counts the work a deposit costs the cluster, per byte
-/// of clip (3 nodes, the client on the same machine):
+/// of clip, with `nodes` nodes (F = nodes − 1 followers; the client on the
+/// same machine):
 /// - AES-256-GCM: the upload's TLS (client seals, leader opens), the chunk
-///   seal, and the chunk push's TLS to two followers (leader seals twice,
-///   each follower opens once): 1 + 1 + 1 + 2 + 2 = 7 passes.
+///   seal, and the chunk push's TLS to each follower (leader seals, the
+///   follower opens): 1 + 1 + 1 + 2·F passes (7 for 3 nodes, 11 for 5).
 /// - SHA-256: the plaintext digest, the chunk name on the leader, and each
-///   follower's check of the name: 1 + 1 + 2 = 4 passes.
-pub const AES_PASSES_PER_BYTE: f64 = 7.0;
-pub const SHA_PASSES_PER_BYTE: f64 = 4.0;
+///   follower's check of the name: 1 + 1 + F passes (4 for 3 nodes, 6 for 5).
+pub fn passes_per_byte(nodes: u64) -> (f64, f64) {
+    let followers = nodes.saturating_sub(1) as f64;
+    (3.0 + 2.0 * followers, 2.0 + followers)
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Limits {
@@ -74,13 +77,13 @@ pub fn sha_rate(min_time: Duration) -> f64 {
     rate(bytes, start.elapsed())
 }
 
-/// Three threads each write `mib` MiB to their own file in `dir` and fsync
+/// `writers` threads (one per node) each write `mib` MiB to their own file in `dir` and fsync
 /// it; the clip rate is `mib` over the time the slowest took. `None` when
 /// `direct` I/O was asked for and the file system refuses it.
-pub fn disk_rate(dir: &Path, mib: u64, direct: bool) -> anyhow::Result<Option<f64>> {
+pub fn disk_rate(dir: &Path, mib: u64, direct: bool, writers: u64) -> anyhow::Result<Option<f64>> {
     use std::os::unix::fs::OpenOptionsExt;
     let block = pseudo_random_block(1 << 20)?;
-    let paths: Vec<_> = (0..3).map(|w| dir.join(format!("disk-test-{w}"))).collect();
+    let paths: Vec<_> = (0..writers).map(|w| dir.join(format!("disk-test-{w}"))).collect();
     let refused = |e: &std::io::Error| direct && e.raw_os_error() == Some(nix::libc::EINVAL);
     let start = Instant::now();
     let writers: Vec<_> = paths
@@ -116,13 +119,14 @@ pub fn disk_rate(dir: &Path, mib: u64, direct: bool) -> anyhow::Result<Option<f6
     Ok(Some(rate(mib << 20, elapsed)))
 }
 
-pub fn measure(dir: &Path, disk_mib: u64) -> anyhow::Result<Limits> {
+pub fn measure(dir: &Path, disk_mib: u64, nodes: u64) -> anyhow::Result<Limits> {
     let aes = aes_rate(Duration::from_secs(1))?;
     let sha = sha_rate(Duration::from_secs(1));
-    let crypto = 1.0 / (AES_PASSES_PER_BYTE / aes + SHA_PASSES_PER_BYTE / sha);
-    let buffered = disk_rate(dir, disk_mib, false)?.unwrap_or(0.0);
+    let (aes_passes, sha_passes) = passes_per_byte(nodes);
+    let crypto = 1.0 / (aes_passes / aes + sha_passes / sha);
+    let buffered = disk_rate(dir, disk_mib, false, nodes)?.unwrap_or(0.0);
     // A file system without direct I/O (tmpfs) refuses it: the chunk store then writes buffered too.
-    let direct = disk_rate(dir, disk_mib, true)?.unwrap_or(0.0);
+    let direct = disk_rate(dir, disk_mib, true, nodes)?.unwrap_or(0.0);
     let disk = buffered.max(direct);
     let (limit, by) = if crypto <= disk { (crypto, "crypto") } else { (disk, "disk") };
     Ok(Limits {
