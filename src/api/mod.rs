@@ -97,7 +97,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v1/seal", get(seal::status))
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz));
+        .route("/readyz", get(ops::readyz))
+        // The court's offline page (custody verify --page).
+        .route("/verify", get(ops::verify_page));
     // The standard read-only view of the audit log (C2SP tlog-tiles, api/tiles.rs): no
     // session, so mirrors and monitors need no login; a node's or a registered person's
     // certificate, the same readers as /v1's audit routes.

@@ -45,3 +45,23 @@ pub async fn readyz(State(node): State<Arc<Node>>) -> Result<Json<Healthy>, ApiE
         Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", reasons.join("; ")))
     }
 }
+
+/// `GET /verify`: the court's offline page (`custody verify --page`), the
+/// same file byte for byte. Any certificate of the cluster's CA, no session:
+/// the page holds no data of the vault, only the checks.
+pub async fn verify_page() -> impl IntoResponse {
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let page = PAGE.get_or_init(custody_verify::page::html).as_str();
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page's own policy, also as a header: it may fetch nothing.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        page,
+    )
+}

@@ -53,6 +53,10 @@ fn range_key(r: &crate::vault::nodes::KeyRange) -> Result<bundle::TrustedKey, St
 
 /// `custody verify`: offline, no network; the court's own verifier (`custody-verify`) runs the same code.
 pub fn verify(a: &custody_verify::run::VerifyArgs, json: bool) -> Result<(), Failure> {
+    if a.page {
+        print!("{}", custody_verify::page::html());
+        return Ok(());
+    }
     let report = custody_verify::run::verify(a).map_err(|e| usage(e.0))?;
     emit(json, &serde_json::to_value(&report)?, || custody_verify::run::report_text(&report));
     if report.valid {

@@ -6,6 +6,7 @@ mod alerts;
 mod audit;
 mod backup;
 mod bench;
+mod browser;
 mod certs;
 mod cluster;
 mod demo;

@@ -82,14 +82,32 @@ fn failed(v: &Value) -> Vec<String> {
 /// Verify must answer `valid: false` (exit 1) and name a failed check that `names` accepts.
 #[track_caller]
 fn rejected_by(what: &str, bundle: &Value, names: impl Fn(&str) -> bool) {
+    vector(what, bundle);
     let (code, v) = verify(bundle);
     assert_eq!((code, &v["valid"]), (1, &Value::Bool(false)), "{what}: accepted: {v}");
     let f = failed(&v);
     assert!(f.iter().any(|n| names(n)), "{what}: rejected, but not by the expected check: {f:?}");
 }
 
+/// With `CUSTODY_WRITE_VECTORS` set, writes the case to the shared vectors
+/// (verify/tests/vectors/bundles/, `cluster-…`): a real cluster's bundle,
+/// altered, and the keys pinned for it; `custody-verify`'s own tests add the
+/// verdict (run them after this with the variable still set).
+fn vector(what: &str, bundle: &Value) {
+    if std::env::var_os("CUSTODY_WRITE_VECTORS").is_none() {
+        return;
+    }
+    let v = serde_json::json!({ "description": format!("a real cluster's bundle: {what}"), "keys": fixture().keys.clone() + "\n", "clip_sha256": null,
+        "witness_keys": null, "min_witnesses": null, "bundle": bundle });
+    let slug: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).take(40).collect();
+    let digest = hex::encode(&custody::crypto::sha256(serde_json::to_string(&v).unwrap().as_bytes())[..4]);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("verify/tests/vectors/bundles");
+    std::fs::write(dir.join(format!("cluster-{}-{digest}.json", slug.trim_matches('-'))), serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+}
+
 #[test]
 fn the_untouched_bundle_verifies() {
+    vector("untouched", &fixture().bundle);
     let (code, v) = verify(&fixture().bundle);
     assert_eq!((code, &v["valid"]), (0, &Value::Bool(true)), "{v}");
 }

@@ -16,7 +16,8 @@
 //! - [`cosignature`]: C2SP `tlog-cosignature` witness cosignatures;
 //! - [`timestamp`]: RFC 3161 timestamp tokens on checkpoints;
 //! - [`crypto`]: SHA-256 and Ed25519 (the crate's one importer of `ring`);
-//! - [`run`]: the command both binaries run (files in, a report out).
+//! - [`run`]: the command both binaries run (files in, a report out);
+//! - [`page`]: the same checks as one offline HTML page for a browser.
 //!
 //! Pure computation but for [`run`], which reads the files it is given.
 
@@ -27,6 +28,7 @@ pub mod heads;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod page;
 pub mod records;
 pub mod run;
 pub mod strict;

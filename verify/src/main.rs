@@ -16,6 +16,10 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if cli.args.page {
+        print!("{}", custody_verify::page::html());
+        return std::process::ExitCode::SUCCESS;
+    }
     match custody_verify::run::verify(&cli.args) {
         Ok(report) => {
             if cli.json {

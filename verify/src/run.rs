@@ -10,7 +10,8 @@ use crate::bundle::{self, Check, TrustedKey, VerifyReport};
 #[derive(clap::Args, Clone, Debug)]
 pub struct VerifyArgs {
     /// The proof bundle (`custody proof --out FILE`).
-    pub bundle: PathBuf,
+    #[arg(required_unless_present = "page")]
+    pub bundle: Option<PathBuf>,
     /// The clip to check against the deposited SHA-256.
     #[arg(long)]
     pub file: Option<PathBuf>,
@@ -27,6 +28,10 @@ pub struct VerifyArgs {
     /// the bundle's RFC 3161 token must verify under it.
     #[arg(long)]
     pub tsa_cert: Option<PathBuf>,
+    /// Print the court's page instead: one self-contained HTML file that runs
+    /// these checks in a browser, offline (`> verify.html`).
+    #[arg(long, conflicts_with_all = ["bundle", "file", "keys", "witness_keys", "tsa_cert"])]
+    pub page: bool,
 }
 
 /// A file could not be read, or is not what its flag asks for: a usage error
@@ -68,8 +73,9 @@ pub fn verify(a: &VerifyArgs) -> Result<VerifyReport, UsageError> {
         .as_deref()
         .ok_or_else(|| UsageError("--keys FILE is required: the node verifier keys you trust (from `custody cluster keys`)".into()))?;
     let keys = read_keys(keys_path)?;
-    let bytes = std::fs::read(&a.bundle).map_err(|e| usage(&a.bundle, e))?;
-    let b = bundle::parse(&bytes).map_err(|e| usage(&a.bundle, e))?;
+    let bundle_path = a.bundle.as_deref().ok_or_else(|| UsageError("BUNDLE is required: the proof bundle (`custody proof --out FILE`)".into()))?;
+    let bytes = std::fs::read(bundle_path).map_err(|e| usage(bundle_path, e))?;
+    let b = bundle::parse(&bytes).map_err(|e| usage(bundle_path, e))?;
     let clip_sha = a.file.as_deref().map(file_sha256).transpose()?;
     let tsa = match a.tsa_cert.as_deref() {
         Some(path) => {

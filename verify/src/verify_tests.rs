@@ -285,6 +285,7 @@ fn failed(b: &Bundle) -> Vec<String> {
 
 #[track_caller]
 fn rejected_by(what: &str, b: &Bundle, name: &str) {
+    vector(what, b, None, None);
     let f = failed(b);
     assert!(f.iter().any(|n| n == name), "{what}: expected `{name}` to fail; failed: {f:?}");
 }
@@ -296,6 +297,8 @@ fn leaf_json(p: &LeafProof) -> Value {
 #[test]
 fn the_honest_bundle_verifies_and_every_check_is_named() {
     let b = build(&honest());
+    vector("the honest bundle, with its clip", &b, Some(SHA), None);
+    vector("the honest bundle, another clip", &b, Some(&SHA.replace('f', "e")), None);
     let checks = bundle::verify(&b, &trusted(), Some(SHA));
     assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
     let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
@@ -352,6 +355,7 @@ fn item_metadata_is_bound_to_the_deposit_and_the_latest_retention_and_hold_recor
     // `hold`, when present, is the latest hold record's reason.
     let mut b = good.clone();
     b.item["hold"] = json!("appeal");
+    vector("item hold as the latest hold record says", &b, None, None);
     assert!(failed(&b).is_empty(), "{:?}", failed(&b));
     b.item["hold"] = Value::Null;
     rejected_by("hold hidden", &b, "item hold");
@@ -478,6 +482,7 @@ fn a_grant_needs_two_officers_and_a_non_participant_approver_with_their_roles() 
     log.records[2] = add("carol", &["officer"]);
     rejected_by("an approver without the role", &build(&log), "trail[3] grant signatures");
     // An emergency grant needs an emergency-approver; an ordinary one an approver.
+    vector("an emergency grant by an emergency-approver", &build(&honest_with(true, &["emergency-approver"])), None, None);
     assert!(failed(&build(&honest_with(true, &["emergency-approver"]))).is_empty());
     rejected_by("an approver for an emergency", &build(&honest_with(true, &["approver"])), "trail[3] grant signatures");
     rejected_by("an emergency-approver for an ordinary request", &build(&honest_with(false, &["emergency-approver"])), "trail[3] grant signatures");
@@ -709,4 +714,107 @@ proptest! {
             }
         }
     }
+}
+
+// ---- The shared vectors (tests/vectors/bundles/, README there): the cases
+// above as files, each with the verdict of every check, so that another
+// verifier (the court's page, verify/page/verify.js, or one written by
+// another team) can be held to this one. `CUSTODY_WRITE_VECTORS=1 cargo test
+// -p custody-verify` writes them; `every_vector_is_this_verifiers_verdict`
+// holds the files to this code.
+
+fn vectors_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bundles")
+}
+
+/// Writes case `what` when `CUSTODY_WRITE_VECTORS` is set: the bundle, the
+/// keys, the clip's SHA-256, witnesses, and the verdict and every check.
+fn vector(what: &str, b: &Bundle, clip: Option<&str>, witnesses: Option<(&str, usize)>) {
+    if std::env::var_os("CUSTODY_WRITE_VECTORS").is_none() {
+        return;
+    }
+    let keys = trusted().iter().map(|k| k.to_line()).collect::<Vec<_>>().join("\n") + "\n";
+    let v = json!({
+        "description": what,
+        "keys": keys,
+        "clip_sha256": clip,
+        "witness_keys": witnesses.map(|w| w.0),
+        "min_witnesses": witnesses.map(|w| w.1),
+        "bundle": b,
+    });
+    let v = with_verdict(v).unwrap();
+    let slug: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).take(48).collect();
+    let digest = hex::encode(&crate::crypto::sha256(serde_json::to_string(&v).unwrap().as_bytes())[..4]);
+    std::fs::create_dir_all(vectors_dir()).unwrap();
+    std::fs::write(vectors_dir().join(format!("{}-{digest}.json", slug.trim_matches('-'))), serde_json::to_string_pretty(&v).unwrap() + "\n")
+        .unwrap();
+}
+
+/// The vector `v` (inputs only) with this verifier's verdict: `valid`,
+/// `item` and each check's `name` and `ok` (details are for people, and may
+/// be worded otherwise by another verifier).
+fn with_verdict(mut v: Value) -> Result<Value, String> {
+    let bytes = serde_json::to_vec_pretty(&v["bundle"]).unwrap();
+    let keys = bundle::parse_keys(v["keys"].as_str().unwrap()).map_err(|e| e.to_string())?;
+    let b = bundle::parse(&bytes).map_err(|e| e.to_string())?;
+    let mut checks = bundle::verify(&b, &keys, v["clip_sha256"].as_str());
+    if let Some(w) = v["witness_keys"].as_str() {
+        let wkeys = crate::cosignature::parse_witness_keys(w)?;
+        let min = v["min_witnesses"].as_u64().unwrap_or(0) as usize;
+        let ok = crate::cosignature::check_witnesses(&b.checkpoint, &wkeys, min).is_ok();
+        checks.push(bundle::Check { name: "witness cosignatures".into(), ok, detail: String::new() });
+    }
+    v["valid"] = json!(checks.iter().all(|c| c.ok));
+    v["item"] = json!(bundle::reported_item(&b));
+    v["checks"] = checks.iter().map(|c| json!({ "name": c.name, "ok": c.ok })).collect();
+    Ok(v)
+}
+
+#[test]
+fn witness_vectors() {
+    use crate::cosignature::Cosigner;
+    let mut b = build(&honest());
+    let w = Cosigner::new(Signer::from_seed("witness.example/w1", &[21; 32]).unwrap()).unwrap();
+    let other = Cosigner::new(Signer::from_seed("witness.example/w2", &[22; 32]).unwrap()).unwrap();
+    let text = Note::parse(&b.checkpoint).unwrap().text;
+    b.checkpoint.push_str(&w.cosign(&text, 1_800_000_000).unwrap().to_line());
+    let keys = format!("{}\n{}\n", w.key(), other.key());
+    vector("cosigned by one of two witnesses, one needed", &b, None, Some((&keys, 1)));
+    vector("cosigned by one of two witnesses, two needed", &b, None, Some((&keys, 2)));
+    let mut bad = b.clone();
+    let last = bad.checkpoint.trim_end().rsplit(' ').next().unwrap().to_string();
+    let mut sig = BASE64.decode(&last).unwrap();
+    sig[20] ^= 1;
+    bad.checkpoint = bad.checkpoint.replace(&last, &b64(&sig));
+    vector("a witness cosignature altered", &bad, None, Some((&keys, 0)));
+    assert!(with_verdict(json!({"keys": bundle::parse_keys(&trusted()[0].to_line()).map(|_| trusted()[0].to_line()).unwrap(), "witness_keys": keys,
+        "min_witnesses": 1, "bundle": b}))
+    .unwrap()["valid"]
+        .as_bool()
+        .unwrap());
+}
+
+#[test]
+fn every_vector_is_this_verifiers_verdict() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(vectors_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if v.get("checks").is_none() && std::env::var_os("CUSTODY_WRITE_VECTORS").is_some() {
+            // Written by the vault's integration tests (tests/it/verify.rs), inputs only.
+            std::fs::write(&path, serde_json::to_string_pretty(&with_verdict(v.clone()).unwrap()).unwrap() + "\n").unwrap();
+            n += 1;
+            continue;
+        }
+        let mut inputs = v.clone();
+        for k in ["valid", "item", "checks"] {
+            inputs.as_object_mut().unwrap().remove(k);
+        }
+        assert_eq!(with_verdict(inputs).unwrap(), v, "{}: this verifier's verdict differs from the file's", path.display());
+        n += 1;
+    }
+    assert!(n >= 60, "only {n} vectors in {}", vectors_dir().display());
 }

@@ -420,12 +420,13 @@ async fn court_bundle(b: &cluster::Bench) -> anyhow::Result<Value> {
     let text = serde_json::to_string_pretty(&bundle)? + "\n";
     std::fs::write(dir.join("bundle.json"), &text)?;
     let args = custody_verify::run::VerifyArgs {
-        bundle: dir.join("bundle.json"),
+        bundle: Some(dir.join("bundle.json")),
         file: None,
         keys: Some(dir.join("keys.txt")),
         witness_keys: None,
         min_witnesses: 0,
         tsa_cert: None,
+        page: false,
     };
     let mut times = Vec::new();
     let mut valid = true;
