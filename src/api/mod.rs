@@ -8,6 +8,7 @@
 pub mod access;
 mod audit;
 mod backup;
+mod console;
 mod edge;
 mod internal;
 mod json;
@@ -99,7 +100,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         // The court's offline page (custody verify --page).
-        .route("/verify", get(ops::verify_page));
+        .route("/verify", get(ops::verify_page))
+        // The web console: pages behind the session cookie (api/console/).
+        .merge(console::router());
     // The standard read-only view of the audit log (C2SP tlog-tiles, api/tiles.rs): no
     // session, so mirrors and monitors need no login; a node's or a registered person's
     // certificate, the same readers as /v1's audit routes.

@@ -154,21 +154,35 @@ pub async fn login(State(node): State<Arc<Node>>, Extension(caller): Extension<C
 /// puts on the request for the handler.
 pub async fn require_session(State(node): State<Arc<Node>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let caller = req.extensions().get::<Caller>().cloned().ok_or_else(|| unauthenticated("no client certificate"))?;
-    let (user, cert) = caller.user()?;
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthenticated("a session token is required: log in first"))?;
+    let principal = principal(&node, &caller, token)?;
+    req.extensions_mut().insert(principal);
+    Ok(next.run(req).await)
+}
+
+/// The [`Principal`] a session token makes for the caller: the token, bound to
+/// this certificate, verified; the person registered and unrevoked. The one
+/// check behind both the bearer token of `/v1` and the console's cookie.
+pub fn principal(node: &Node, caller: &Caller, token: &str) -> Result<Principal, ApiError> {
+    let (user, cert) = caller.user()?;
     // A node that knows no members yet cannot judge who issued a token: elsewhere.
-    require_caught_up(&node)?;
+    require_caught_up(node)?;
     let verified = node.verify_session(token, user, cert).map_err(|e| unauthenticated(e.to_string()))?;
     match registry::person(node.state(), user).map_err(ApiError::internal)? {
-        Some(p) if !p.revoked => {}
-        _ => return Err(unauthenticated(format!("{user} is not a registered, unrevoked person"))),
+        Some(p) if !p.revoked => Ok(Principal::of(verified)),
+        _ => Err(unauthenticated(format!("{user} is not a registered, unrevoked person"))),
     }
-    // The token, bound to this certificate, verified; the person is registered and unrevoked.
-    req.extensions_mut().insert(Principal::of(verified));
-    Ok(next.run(req).await)
+}
+
+/// What the console's login page signs for (`GET /console/whoami`): the name
+/// on the caller's certificate and its thumbprint, as `auth::login_message`
+/// binds them. A browser cannot read its own client certificate.
+pub fn whoami(caller: &Caller) -> Result<(String, String), ApiError> {
+    let (user, cert) = caller.user()?;
+    Ok((user.to_string(), crate::auth::thumbprint(cert)))
 }

@@ -86,15 +86,50 @@ pub(super) fn view(r: &ItemRecord) -> ItemView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct ListQuery {
-    case: Option<String>,
+    /// Only items of this case.
+    pub case: Option<String>,
+    /// Only items from this source system.
+    pub system: Option<String>,
+    /// Only items this officer deposited.
+    pub depositor: Option<String>,
+    /// Only items deposited at or after this time (RFC 3339, or a date `YYYY-MM-DD`).
+    pub from: Option<String>,
+    /// Only items deposited before this time (RFC 3339, or a date: before the day after it).
+    pub until: Option<String>,
+}
+
+/// Milliseconds of an RFC 3339 time or of a date's midnight UTC (`YYYY-MM-DD`), and
+/// for `until` of a bare date, the midnight after it.
+fn bound_ms(text: &str, end_of_day: bool) -> Result<u64, ApiError> {
+    if let Some(ms) = custody_verify::trail::parse_rfc3339_ms(text) {
+        return Ok(ms);
+    }
+    let day = custody_verify::trail::parse_rfc3339_ms(&format!("{text}T00:00:00Z"))
+        .ok_or_else(|| ApiError::bad_request(format!("`{text}` is neither an RFC 3339 time nor a date YYYY-MM-DD")))?;
+    Ok(if end_of_day { day + 86_400_000 } else { day })
+}
+
+/// The items `q` selects, in deposit order.
+pub fn select_items(node: &Node, q: &ListQuery) -> Result<Vec<ItemView>, ApiError> {
+    let from = q.from.as_deref().map(|t| bound_ms(t, false)).transpose()?;
+    let until = q.until.as_deref().map(|t| bound_ms(t, true)).transpose()?;
+    let all = query::items(node.state()).map_err(ApiError::internal)?;
+    let same = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.is_empty() || w == have);
+    Ok(all
+        .iter()
+        .map(view)
+        .filter(|v| same(&q.case, &v.case) && same(&q.system, &v.system) && same(&q.depositor, &v.depositor))
+        .filter(|v| {
+            let at = custody_verify::trail::parse_rfc3339_ms(&v.deposited_at).unwrap_or(0);
+            from.is_none_or(|f| at >= f) && until.is_none_or(|u| at < u)
+        })
+        .collect())
 }
 
 pub async fn list_items(State(node): State<Arc<Node>>, _who: Principal, Query(q): Query<ListQuery>) -> Result<Json<ItemList>, ApiError> {
-    let all = query::items(node.state()).map_err(ApiError::internal)?;
-    let items = all.iter().filter(|r| q.case.as_ref().is_none_or(|c| &r.manifest.meta.case == c)).map(view).collect();
-    Ok(Json(ItemList { items }))
+    Ok(Json(ItemList { items: select_items(&node, &q)? }))
 }
 
 pub async fn show_item(State(node): State<Arc<Node>>, _who: Principal, Path(id): Path<String>) -> Result<Json<ItemDetail>, ApiError> {

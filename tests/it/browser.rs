@@ -34,17 +34,23 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium; `args` are added to
     /// Chromium's command line.
     pub async fn start(args: &[&str]) -> Browser {
+        Browser::start_in(None, args).await
+    }
+
+    /// As [`Browser::start`], with `HOME` set to `home` for chromedriver and
+    /// Chromium: its NSS database (`home/.pki/nssdb`) holds the certificates
+    /// this browser has (tests/it/console.rs puts a user's there).
+    pub async fn start_in(home: Option<&Path>, args: &[&str]) -> Browser {
         for bin in ["chromium", "chromedriver"] {
             let found = Command::new("sh").args(["-c", &format!("command -v {bin}")]).output().map(|o| o.status.success()).unwrap_or(false);
             assert!(found, "`{bin}` is not installed: `apt-get install chromium chromium-driver` (.ci/run does)");
         }
         let port = free_ports(1);
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        let mut driver = Command::new("chromedriver");
+        if let Some(home) = home {
+            driver.env("HOME", home);
+        }
+        let driver = driver.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start chromedriver");
         wait_until("chromedriver to listen", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
         let profile = tempfile::Builder::new().prefix("custody-chromium-").tempdir().unwrap();
         let mut chrome_args: Vec<String> = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400"]

@@ -9,6 +9,7 @@ mod bench;
 mod browser;
 mod certs;
 mod cluster;
+mod console;
 mod demo;
 mod edge;
 mod harness;

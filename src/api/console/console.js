@@ -1,0 +1,105 @@
+// The console's script (issue 17). Logging in: the CLI's signed challenge
+// (custody/login/v1, auth::login_message) signed here with WebCrypto Ed25519.
+// The signing key is the user's key file (hex of the 32-byte seed), imported
+// non-extractable; optionally kept in IndexedDB, still non-extractable. It is
+// never sent anywhere. Every rule is the vault's: this script only signs.
+"use strict";
+
+const b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)));
+const enc = new TextEncoder();
+
+// PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): WebCrypto imports no raw private key.
+const PKCS8_ED25519 = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+async function importSeedHex(text) {
+  const hex = text.trim();
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new Error("not a signing key: expected 64 hex digits (the key file the CLI uses)");
+  const seed = hex.match(/../g).map((h) => parseInt(h, 16));
+  return crypto.subtle.importKey("pkcs8", new Uint8Array([...PKCS8_ED25519, ...seed]), { name: "Ed25519" }, false, ["sign"]);
+}
+
+// IndexedDB: one store, keys by user name; values are non-extractable CryptoKeys.
+function db() {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open("custody-console", 1);
+    r.onupgradeneeded = () => r.result.createObjectStore("keys");
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+async function storeKey(user, key) {
+  const d = await db();
+  await new Promise((res, rej) => {
+    const tx = d.transaction("keys", "readwrite");
+    tx.objectStore("keys").put(key, user);
+    tx.oncomplete = res;
+    tx.onerror = () => rej(tx.error);
+  });
+}
+async function storedKey(user) {
+  const d = await db();
+  return new Promise((res) => {
+    const r = d.transaction("keys").objectStore("keys").get(user);
+    r.onsuccess = () => res(r.result || null);
+    r.onerror = () => res(null);
+  });
+}
+
+async function problemText(resp) {
+  try {
+    const p = await resp.json();
+    return `${p.title}: ${p.detail}`;
+  } catch (_) {
+    return `HTTP ${resp.status}`;
+  }
+}
+
+// Signs the login challenge for this connection's certificate and opens the console's session.
+async function logIn(key) {
+  const who = await (await fetch("/console/whoami")).json();
+  const time_ms = Date.now();
+  const message = `custody/login/v1\n${who.user}\n${who.thumbprint}\n${time_ms}\n`;
+  const signature = b64(await crypto.subtle.sign({ name: "Ed25519" }, key, enc.encode(message)));
+  const r = await fetch("/v1/login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user: who.user, time_ms, signature }) });
+  if (!r.ok) throw new Error(await problemText(r));
+  const s = await r.json();
+  sessionStorage.setItem("custody-token", s.token);
+  const c = await fetch("/console/session", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: s.token }) });
+  if (!c.ok) throw new Error(await problemText(c));
+  return who.user;
+}
+
+async function loginPage() {
+  const box = document.getElementById("login");
+  const error = document.getElementById("login-error");
+  const show = (e) => {
+    error.textContent = e.message || String(e);
+    error.hidden = false;
+  };
+  const who = await (await fetch("/console/whoami")).json().catch(() => null);
+  const stored = who && (await storedKey(who.user).catch(() => null));
+  if (stored) {
+    document.getElementById("stored").hidden = false;
+    document.getElementById("login-stored").addEventListener("click", () =>
+      logIn(stored).then(() => location.assign("/console/items"), show),
+    );
+  }
+  document.getElementById("login-file").addEventListener("click", async () => {
+    error.hidden = true;
+    try {
+      const file = document.getElementById("key-file").files[0];
+      if (!file) throw new Error("choose your signing key file");
+      const key = await importSeedHex(await file.text());
+      const user = await logIn(key);
+      if (document.getElementById("remember").checked) await storeKey(user, key);
+      location.assign("/console/items");
+    } catch (e) {
+      show(e);
+    }
+  });
+  box.dataset.ready = "true";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (document.getElementById("login")) loginPage();
+});

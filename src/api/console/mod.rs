@@ -1,0 +1,436 @@
+//! The web console (issue 17): server-rendered pages for evidence units,
+//! over the same mutual TLS as the API, in Chinese and English. The one home
+//! of `maud`. Every page is built from the very handlers `/v1` runs, for the
+//! [`Principal`] the session check makes: the console enforces no rule of
+//! its own, the vault does.
+//!
+//! Logging in is the CLI's signed challenge (`auth::login_message`) signed in
+//! the browser with WebCrypto Ed25519 (`console.js`): the signing key never
+//! leaves the browser. The token `/v1/login` returns is then handed to
+//! `POST /console/session`, which checks it as the API does and keeps it in
+//! an `HttpOnly; Secure; SameSite=Strict` cookie for the pages.
+
+mod text;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+
+use super::session::{self, Caller};
+use super::{ApiError, Json};
+use crate::auth::Principal;
+use crate::node::Node;
+use crate::wire::{ItemView, TrailEntry};
+use text::{Lang, T};
+
+const COOKIE: &str = "custody_session";
+const LANG_COOKIE: &str = "custody_lang";
+/// Items a page of the list shows.
+const PAGE_SIZE: usize = 25;
+/// What a console page may load: itself only; no frame may hold it.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/console", get(|| async { Redirect::to("/console/items") }))
+        .route("/console/login", get(login_page))
+        .route("/console/whoami", get(whoami))
+        .route("/console/session", post(start_session))
+        .route("/console/logout", post(logout))
+        .route("/console/items", get(items_page))
+        .route("/console/items/{id}", get(item_page))
+        .route("/console/items/{id}/proof", get(proof))
+        .route("/console/health", get(health_page))
+        .route("/console/static/console.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("console.js")) }))
+        .route("/console/static/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("console.css")) }))
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The page's language: `?lang=` (which also sets the cookie), the cookie, or Chinese.
+#[derive(Deserialize, Default)]
+pub struct LangQuery {
+    lang: Option<String>,
+}
+
+fn lang_of(headers: &HeaderMap, q: &LangQuery) -> (Lang, bool) {
+    match q.lang.as_deref().and_then(Lang::parse) {
+        Some(l) => (l, true),
+        None => (cookie(headers, LANG_COOKIE).and_then(Lang::parse).unwrap_or(Lang::Zh), false),
+    }
+}
+
+/// The session a page acts under, or the way to the login page.
+fn principal(node: &Node, caller: &Caller, headers: &HeaderMap) -> Result<Principal, Response> {
+    let token = cookie(headers, COOKIE).ok_or_else(|| Redirect::to("/console/login").into_response())?;
+    session::principal(node, caller, token).map_err(|e| {
+        if e.0 == StatusCode::UNAUTHORIZED {
+            Redirect::to("/console/login").into_response()
+        } else {
+            e.into_response()
+        }
+    })
+}
+
+/// A whole page: the frame (navigation, language switch) around `body`.
+fn page(lang: Lang, set_lang: bool, who: Option<&Principal>, title: &str, body: Markup) -> Response {
+    let t = T(lang);
+    let markup = html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — " (t.get("product")) }
+                link rel="stylesheet" href="/console/static/console.css";
+                script src="/console/static/console.js" defer {}
+            }
+            body {
+                header {
+                    a.brand href="/console/items" { (t.get("product")) }
+                    @if who.is_some() {
+                        nav {
+                            a href="/console/items" { (t.get("items")) }
+                            a href="/console/health" { (t.get("health")) }
+                            a href="/verify" { (t.get("court_page")) }
+                        }
+                    }
+                    span.spacer {}
+                    a.lang href="?lang=zh-CN" aria-current=[(lang == Lang::Zh).then_some("true")] { "中文" }
+                    a.lang href="?lang=en" aria-current=[(lang == Lang::En).then_some("true")] { "English" }
+                    @if let Some(p) = who {
+                        span id="user" { (p.name()) }
+                        form method="post" action="/console/logout" { button id="logout" type="submit" { (t.get("logout")) } }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
+        markup.into_string(),
+    )
+        .into_response();
+    if set_lang {
+        let c = format!("{LANG_COOKIE}={}; Path=/; Secure; SameSite=Strict; Max-Age=31536000", lang.code());
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// A refusal of the vault, as a page.
+fn problem_page(lang: Lang, who: Option<&Principal>, e: ApiError) -> Response {
+    let status = e.0;
+    let mut r = page(lang, false, who, T(lang).get("refused"), html! { p.problem data-type=(e.1.kind) { (e.1.title) ": " (e.1.detail) } });
+    *r.status_mut() = status;
+    r
+}
+
+async fn login_page(headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
+    let (lang, set) = lang_of(&headers, &q);
+    let t = T(lang);
+    let body = html! {
+        p { (t.get("login_intro")) }
+        div id="login" data-ready="false" {
+            p id="stored" hidden { button id="login-stored" type="button" { (t.get("login_stored")) } }
+            label { (t.get("signing_key")) " " input id="key-file" type="file"; }
+            label { input id="remember" type="checkbox"; " " (t.get("remember_key")) }
+            p { button id="login-file" type="button" { (t.get("login")) } }
+            p id="login-error" class="problem" role="alert" hidden {}
+        }
+    };
+    page(lang, set, None, t.get("login"), body)
+}
+
+#[derive(serde::Serialize)]
+struct WhoAmI {
+    user: String,
+    thumbprint: String,
+}
+
+/// `GET /console/whoami`: the name and thumbprint of the certificate this
+/// connection presented: what the login signature must cover.
+async fn whoami(Extension(caller): Extension<Caller>) -> Result<Json<WhoAmI>, ApiError> {
+    let (user, thumbprint) = session::whoami(&caller)?;
+    Ok(Json(WhoAmI { user, thumbprint }))
+}
+
+#[derive(Deserialize)]
+struct StartSession {
+    token: String,
+}
+
+/// `POST /console/session`: a token `/v1/login` issued to this certificate
+/// becomes the pages' cookie, once it checks out as it would on `/v1`.
+async fn start_session(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    Json(s): Json<StartSession>,
+) -> Result<Response, ApiError> {
+    session::principal(&node, &caller, &s.token)?;
+    let c = format!("{COOKIE}={}; Path=/console; Secure; HttpOnly; SameSite=Strict; Max-Age={}", s.token, crate::auth::TOKEN_TTL_SECS);
+    let c = HeaderValue::from_str(&c).map_err(|_| ApiError::bad_request("the token is not a header value"))?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, c)]).into_response())
+}
+
+async fn logout() -> Response {
+    let gone = format!("{COOKIE}=; Path=/console; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    let mut r = Redirect::to("/console/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize, Default)]
+struct ItemsQuery {
+    #[serde(flatten)]
+    filter: super::v1::ListQuery,
+    #[serde(default)]
+    page: Option<usize>,
+    /// Items a page shows (1–100, default 25).
+    #[serde(default)]
+    per_page: Option<usize>,
+    #[serde(flatten)]
+    lang: LangQuery,
+}
+
+fn size_text(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+async fn items_page(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Query<ItemsQuery>,
+) -> Response {
+    let (lang, set) = lang_of(&headers, &q.lang);
+    let t = T(lang);
+    let who = match principal(&node, &caller, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let items = match super::v1::select_items(&node, &q.filter) {
+        Ok(i) => i,
+        Err(e) => return problem_page(lang, Some(&who), e),
+    };
+    let total = items.len();
+    let per = q.per_page.unwrap_or(PAGE_SIZE).clamp(1, 100);
+    let pages = total.div_ceil(per).max(1);
+    let current = q.page.unwrap_or(1).clamp(1, pages);
+    // Newest first.
+    let shown: Vec<&ItemView> = items.iter().rev().skip((current - 1) * per).take(per).collect();
+    let f = &q.filter;
+    let link = |p: usize| {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        for (k, v) in [("case", &f.case), ("system", &f.system), ("depositor", &f.depositor), ("from", &f.from), ("until", &f.until)] {
+            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                pairs.push((k, v.clone()));
+            }
+        }
+        if per != PAGE_SIZE {
+            pairs.push(("per_page", per.to_string()));
+        }
+        pairs.push(("page", p.to_string()));
+        format!("/console/items?{}", pairs.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect::<Vec<_>>().join("&"))
+    };
+    let body = html! {
+        form id="filter" method="get" action="/console/items" {
+            label { (t.get("case")) input name="case" value=[f.case.as_deref()]; }
+            label { (t.get("system")) input name="system" value=[f.system.as_deref()]; }
+            label { (t.get("depositor")) input name="depositor" value=[f.depositor.as_deref()]; }
+            label { (t.get("from")) input name="from" type="date" value=[f.from.as_deref()]; }
+            label { (t.get("until")) input name="until" type="date" value=[f.until.as_deref()]; }
+            button type="submit" { (t.get("search")) }
+        }
+        p id="count" data-total=(total) { (t.count(total)) }
+        table id="items" {
+            thead { tr { th { (t.get("item")) } th { (t.get("case")) } th { (t.get("system")) } th { (t.get("depositor")) } th { (t.get("deposited_at")) } th { (t.get("size")) } th { (t.get("retention")) } th { (t.get("hold")) } } }
+            tbody {
+                @for i in &shown {
+                    tr data-item=(i.item) {
+                        td.mono { a href={ "/console/items/" (i.item) } { (i.item) } }
+                        td { (i.case) } td { (i.system) } td { (i.depositor) } td { (i.deposited_at) }
+                        td { (size_text(i.size)) } td { (t.get(&i.retention.to_string())) } td { (i.hold.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+        nav.pages {
+            @if current > 1 { a id="prev" href=(link(current - 1)) { "‹ " (t.get("previous")) } }
+            span id="page" data-page=(current) data-pages=(pages) { (t.page_of(current, pages)) }
+            @if current < pages { a id="next" href=(link(current + 1)) { (t.get("next")) " ›" } }
+        }
+    };
+    page(lang, set, Some(&who), t.get("items"), body)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A trail entry's string field, or a list of strings joined.
+fn field(e: &TrailEntry, name: &str) -> Option<String> {
+    match e.fields.get(name)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+async fn item_page(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let (lang, set) = lang_of(&headers, &q);
+    let t = T(lang);
+    let who = match principal(&node, &caller, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let detail = match super::v1::show_item(State(node.clone()), who.clone(), Path(id)).await {
+        Ok(Json(d)) => d,
+        Err(e) => return problem_page(lang, Some(&who), e),
+    };
+    let i = &detail.item;
+    let body = html! {
+        dl id="meta" {
+            dt { (t.get("item")) } dd.mono { (i.item) }
+            dt { (t.get("case")) } dd { (i.case) }
+            dt { (t.get("system")) } dd { (i.system) }
+            dt { (t.get("depositor")) } dd { (i.depositor) }
+            dt { (t.get("deposited_at")) } dd { (i.deposited_at) }
+            dt { (t.get("size")) } dd { (size_text(i.size)) " (" (i.size) " B)" }
+            dt { "SHA-256" } dd.mono { (i.sha256) }
+            dt { (t.get("retention")) } dd { (t.get(&i.retention.to_string())) " — " (t.get("retain_until")) " " (i.retain_until) }
+            @if let Some(h) = &i.hold { dt { (t.get("hold")) } dd { (h) } }
+            @if let Some(n) = &i.note { dt { (t.get("note")) } dd { (n) } }
+        }
+        p { a id="proof" href={ "/console/items/" (i.item) "/proof" } download { (t.get("download_proof")) } " · " a href="/verify" { (t.get("court_page")) } }
+        h2 { (t.get("trail")) }
+        // Art. 18 registration: who, when, purpose, approval document, credentials.
+        table id="trail" {
+            thead { tr { th { (t.get("leaf")) } th { (t.get("when")) } th { (t.get("event")) } th { (t.get("who")) } th { (t.get("purpose")) } th { (t.get("approval_doc")) } th { (t.get("credentials")) } } }
+            tbody {
+                @for e in &detail.trail {
+                    tr data-kind=(e.kind) {
+                        td { (e.leaf_index) }
+                        td { (e.time) }
+                        td { (t.get(&format!("kind.{}", e.kind))) @if let Some(a) = field(e, "action") { " · " (a) } }
+                        td { (["by", "signer", "depositor"].iter().find_map(|k| field(e, k)).unwrap_or_default())
+                             @if let Some(o) = field(e, "officers") { br; small { (t.get("officers")) ": " (o) } }
+                             @if let Some(a) = field(e, "approver") { br; small { (t.get("approver")) ": " (a) } } }
+                        td { (field(e, "purpose").or_else(|| field(e, "reason")).unwrap_or_default()) }
+                        td { (field(e, "approval_doc").unwrap_or_default()) }
+                        td { @if e.fields.contains_key("signature") { (t.get("signed")) } @else if e.kind == "grant" { (t.get("signatures_checked")) } }
+                    }
+                }
+            }
+        }
+    };
+    page(lang, set, Some(&who), &format!("{} {}", t.get("item"), &i.item.to_string()[..8]), body)
+}
+
+/// The item's proof bundle as a file, for the court (the `/v1` handler's).
+async fn proof(State(node): State<Arc<Node>>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let who = match principal(&node, &caller, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match super::audit::proof_bundle(State(node), who, Path(id.clone())).await {
+        Ok(Json(b)) => {
+            let body = serde_json::to_vec_pretty(&b).unwrap_or_default();
+            let name = format!("attachment; filename=\"bundle-{}.json\"", id.chars().filter(char::is_ascii_hexdigit).collect::<String>());
+            let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+            if let Ok(v) = HeaderValue::from_str(&name) {
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn health_page(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let (lang, set) = lang_of(&headers, &q);
+    let t = T(lang);
+    let who = match principal(&node, &caller, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let s = match super::v1::cluster_status(State(node.clone()), who.clone()).await {
+        Ok(Json(s)) => s,
+        Err(e) => return problem_page(lang, Some(&who), e),
+    };
+    let body = html! {
+        p id="cluster" { (t.get("cluster")) " " span.mono { (s.cluster_id) } " · " (t.get("leader")) " " (s.leader.map(|l| l.to_string()).unwrap_or("—".into())) " · " (t.get("term")) " " (s.term)
+            @if s.dev_auto_unseal { " · " strong.warn { (t.get("dev_cluster")) } } }
+        table id="members" {
+            thead { tr { th { (t.get("node")) } th { (t.get("address")) } th { (t.get("role")) } th { (t.get("state")) } th { (t.get("last_applied")) } th { (t.get("missing_chunks")) } } }
+            tbody {
+                @for m in &s.members {
+                    tr data-node=(m.id) data-reachable=(m.reachable) {
+                        td { (m.id) } td.mono { (m.addr) } td { (t.get(if m.voter { "voter" } else { "learner" })) }
+                        td { @if let Some(h) = &m.health { (h.state) } @else if m.seal.is_some() { strong.warn { (t.get("sealed")) } } @else { strong.warn { (t.get("unreachable")) } } }
+                        td { (m.last_applied.map(|a| a.to_string()).unwrap_or_default()) }
+                        td { (m.health.as_ref().map(|h| h.missing_chunks.to_string()).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+        @if !s.witnesses.is_empty() {
+            h2 { (t.get("witnesses")) }
+            ul { @for w in &s.witnesses { li.mono { (serde_json::to_string(w).unwrap_or_default()) } } }
+        }
+        p { small { (t.get("health_json")) " " code { "custody --json cluster status" } } }
+    };
+    page(lang, set, Some(&who), t.get("health"), body)
+}

@@ -1,0 +1,141 @@
+//! The console's words, in Chinese (the regulation's language, and the
+//! default) and English. Field labels follow the art. 18 registration form:
+//! who, when, purpose, approval document, credentials.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "zh-CN" | "zh" => Some(Lang::Zh),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// (key, Chinese, English).
+const WORDS: &[(&str, &str, &str)] = &[
+    ("product", "custody 证据保管库", "custody evidence vault"),
+    ("items", "证据", "Items"),
+    ("health", "集群状态", "Cluster health"),
+    ("court_page", "法庭核验页", "Court's page"),
+    ("logout", "退出", "Log out"),
+    ("login", "登录", "Log in"),
+    ("refused", "被拒绝", "Refused"),
+    (
+        "login_intro",
+        "使用本人的签名密钥登录：密钥只在本浏览器内签名，绝不发送到服务器。",
+        "Log in with your own signing key: it signs in this browser and is never sent to the server.",
+    ),
+    ("signing_key", "签名密钥文件", "Signing key file"),
+    ("remember_key", "在本浏览器中保存密钥（不可导出）", "Keep the key in this browser (non-extractable)"),
+    ("login_stored", "使用已保存的密钥登录", "Log in with the stored key"),
+    ("case", "案件编号", "Case"),
+    ("system", "来源系统", "Source system"),
+    ("depositor", "存证人", "Depositor"),
+    ("from", "自", "From"),
+    ("until", "至", "Until"),
+    ("search", "查询", "Search"),
+    ("item", "证据编号", "Item"),
+    ("deposited_at", "存证时间", "Deposited"),
+    ("size", "大小", "Size"),
+    ("retention", "保存期限", "Retention"),
+    ("retain_until", "保存至", "kept until"),
+    ("hold", "司法保全", "Legal hold"),
+    ("note", "备注", "Note"),
+    ("standard", "普通（15 天）", "standard (15 days)"),
+    ("important", "重要（365 天）", "important (365 days)"),
+    ("previous", "上一页", "Previous"),
+    ("next", "下一页", "Next"),
+    ("download_proof", "下载证明包", "Download the proof bundle"),
+    ("trail", "保管记录", "Custody trail"),
+    ("leaf", "记录号", "Leaf"),
+    ("when", "时间", "When"),
+    ("event", "事项", "Event"),
+    ("who", "人员", "Who"),
+    ("purpose", "事由", "Purpose"),
+    ("approval_doc", "审批文书", "Approval document"),
+    ("credentials", "凭证", "Credentials"),
+    ("officers", "经办民警", "Officers"),
+    ("approver", "审批人", "Approver"),
+    ("signed", "本人签名（已核验）", "own signature (verified)"),
+    ("signatures_checked", "依据经核验的签名", "on verified signatures"),
+    ("kind.deposit", "存证", "Deposit"),
+    ("kind.request", "调阅申请", "Request"),
+    ("kind.approval", "审批签名", "Approval"),
+    ("kind.grant", "批准", "Grant"),
+    ("kind.access", "调阅", "Access"),
+    ("kind.hold", "司法保全", "Hold"),
+    ("kind.retention", "保存期限变更", "Retention change"),
+    ("kind.purge", "销毁", "Purge"),
+    ("kind.scrub", "巡检发现", "Scrub finding"),
+    ("kind.reshare", "密钥份额重分", "Re-share"),
+    ("cluster", "集群", "Cluster"),
+    ("leader", "主节点", "leader"),
+    ("term", "任期", "term"),
+    ("dev_cluster", "开发集群（节点自动解封）", "DEV cluster (nodes unseal themselves)"),
+    ("node", "节点", "Node"),
+    ("address", "地址", "Address"),
+    ("role", "角色", "Role"),
+    ("state", "状态", "State"),
+    ("last_applied", "已应用", "Applied"),
+    ("missing_chunks", "缺失数据块", "Missing chunks"),
+    ("voter", "投票成员", "voter"),
+    ("learner", "学习成员", "learner"),
+    ("sealed", "已封存", "SEALED"),
+    ("unreachable", "不可达", "UNREACHABLE"),
+    ("witnesses", "见证方", "Witnesses"),
+    ("health_json", "脚本请用", "For scripts:"),
+];
+
+/// The words of one language.
+#[derive(Clone, Copy)]
+pub struct T(pub Lang);
+
+impl T {
+    /// The word for `key`; the key itself when there is none (a new kind shows as itself).
+    pub fn get<'a>(&self, key: &'a str) -> &'a str {
+        match WORDS.iter().find(|(k, ..)| *k == key) {
+            Some((_, zh, en)) => match self.0 {
+                Lang::Zh => zh,
+                Lang::En => en,
+            },
+            None => key,
+        }
+    }
+    pub fn count(&self, n: usize) -> String {
+        match self.0 {
+            Lang::Zh => format!("共 {n} 件"),
+            Lang::En => format!("{n} item{}", if n == 1 { "" } else { "s" }),
+        }
+    }
+    pub fn page_of(&self, page: usize, pages: usize) -> String {
+        match self.0 {
+            Lang::Zh => format!("第 {page} / {pages} 页"),
+            Lang::En => format!("page {page} of {pages}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_word_has_both_languages_and_keys_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, zh, en) in super::WORDS {
+            assert!(seen.insert(k), "`{k}` twice");
+            assert!(!zh.is_empty() && !en.is_empty(), "`{k}`");
+        }
+    }
+}

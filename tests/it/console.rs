@@ -1,0 +1,172 @@
+//! Issue 17, the web console in a real browser: a user's certificate
+//! exported with `custody certs export-p12` and imported into the browser's
+//! own NSS database, the server's CA trusted there (no certificate error is
+//! ignored), the login signed in the page with WebCrypto Ed25519, then the
+//! items list with its filters and pages, an item's custody trail, the proof
+//! download and cluster health, in Chinese and English.
+//!
+//! Chromium asks which client certificate to send; a headless one cannot be
+//! asked, so the test installs the policy a managed browser would have
+//! (`AutoSelectCertificateForUrls` for https://127.0.0.1, in
+//! /etc/chromium/policies/managed/custody-tests.json). It needs root, as CI has.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+
+use crate::browser::{screenshots, Browser};
+use crate::harness::{write_clip, Cluster, BIN};
+
+const POLICY: &str = "/etc/chromium/policies/managed/custody-tests.json";
+
+/// Lets Chromium send the one client certificate it has to https://127.0.0.1.
+fn install_policy() {
+    let policy = r#"{ "AutoSelectCertificateForUrls": ["{\"pattern\":\"https://127.0.0.1:*\",\"filter\":{}}"] }"#;
+    if std::fs::read_to_string(POLICY).ok().as_deref() != Some(policy) {
+        std::fs::create_dir_all(Path::new(POLICY).parent().unwrap()).expect("create Chromium's policy directory (root needed)");
+        std::fs::write(POLICY, policy).unwrap();
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (apt-get install libnss3-tools)"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A browser home whose NSS database holds `user`'s certificate and key
+/// (from `custody certs export-p12`) and trusts the cluster's CA.
+fn browser_home(c: &Cluster, user: &str) -> tempfile::TempDir {
+    let home = tempfile::Builder::new().prefix("custody-browser-home-").tempdir().unwrap();
+    let db = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&db).unwrap();
+    let sql = format!("sql:{}", db.display());
+    run(Command::new("certutil").args(["-N", "-d", &sql, "--empty-password"]));
+    let pw = home.path().join("p12.pw");
+    std::fs::write(&pw, "console-test\n").unwrap();
+    let p12 = home.path().join(format!("{user}.p12"));
+    let profiles = c.path().join("profiles");
+    run(Command::new(BIN).args(["certs", "export-p12", user, "--from"]).arg(&profiles).arg("--out").arg(&p12).arg("--password-file").arg(&pw));
+    run(Command::new("pk12util").args(["-i"]).arg(&p12).args(["-d", &sql, "-w"]).arg(&pw));
+    run(Command::new("certutil").args(["-A", "-n", "custody-ca", "-t", "C,,", "-d", &sql, "-i"]).arg(c.path().join("certs/ca.pem")));
+    home
+}
+
+async fn text_of(c: &Client, css: &str) -> anyhow::Result<String> {
+    Ok(c.find(Locator::Css(css)).await?.text().await?)
+}
+
+async fn shot(c: &Client, name: &str) {
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(screenshots().join(format!("{name}.png")), png);
+    }
+}
+
+/// Logs in on the login page with the key file (or the key kept in the browser).
+async fn log_in(c: &Client, base: &str, key_file: Option<&Path>, remember: bool) -> anyhow::Result<()> {
+    c.goto(&format!("{base}/console/login")).await?;
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#login[data-ready='true']")).await?;
+    match key_file {
+        Some(k) => {
+            c.find(Locator::Css("#key-file")).await?.send_keys(&k.display().to_string()).await?;
+            if remember {
+                c.find(Locator::Css("#remember")).await?.click().await?;
+            }
+            c.find(Locator::Css("#login-file")).await?.click().await?;
+        }
+        None => c.find(Locator::Css("#login-stored")).await?.click().await?,
+    }
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("table#items, #login-error:not([hidden])")).await?;
+    if let Ok(e) = c.find(Locator::Css("#login-error:not([hidden])")).await {
+        anyhow::bail!("the login failed: {}", e.text().await?);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_logs_in_with_the_key_in_the_browser_and_reads_items_trails_and_health() {
+    install_policy();
+    let mut cluster = Cluster::init(3, "");
+    cluster.start_all(3);
+    cluster.wait_leader(3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut items = Vec::new();
+    for (i, case) in ["case-A", "case-A", "case-B"].iter().enumerate() {
+        let clip = dir.path().join(format!("clip{i}.mp4"));
+        write_clip(&clip, 50_000 + i as u64, i as u8);
+        items.push(cluster.deposit("alice", &clip, case)["item"].as_str().unwrap().to_string());
+    }
+    let req = cluster.grant(&items[0], "view");
+    let out = dir.path().join("fetched.mp4");
+    cluster.cli_json(&cluster.profile("bob"), &["fetch", &items[0], "--request", &req, "--out", out.to_str().unwrap()]);
+
+    let base = format!("https://127.0.0.1:{}", cluster.base_port);
+    let key = cluster.path().join("profiles/alice.signing.key");
+    let home = browser_home(&cluster, "alice");
+    let b = Browser::start_in(Some(home.path()), &[]).await;
+    let c = b.client.clone();
+    let first = items[0].clone();
+    b.checked("console", async move {
+        // Without a session every page leads to the login.
+        c.goto(&format!("{base}/console/items")).await?;
+        anyhow::ensure!(c.current_url().await?.path() == "/console/login", "no session, yet not at the login page");
+        shot(&c, "console-login").await;
+        log_in(&c, &base, Some(&key), true).await?;
+        let load = c.execute("const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;", vec![]).await?;
+        eprintln!("console: the items page loaded in {:.1} ms", load.as_f64().unwrap_or(f64::NAN));
+        anyhow::ensure!(text_of(&c, "#user").await? == "alice", "the page names the user");
+        let total = c.find(Locator::Css("#count")).await?.attr("data-total").await?;
+        anyhow::ensure!(total.as_deref() == Some("3"), "three items, not {total:?}");
+        shot(&c, "console-items").await;
+
+        // Filters and pages, as the vault selects them.
+        c.goto(&format!("{base}/console/items?case=case-A")).await?;
+        anyhow::ensure!(c.find_all(Locator::Css("#items tbody tr")).await?.len() == 2, "case-A has two items");
+        c.goto(&format!("{base}/console/items?case=case-A&per_page=1")).await?;
+        anyhow::ensure!(text_of(&c, "#page").await?.contains('2'), "two pages of one");
+        c.find(Locator::Css("#next")).await?.click().await?;
+        let url = c.current_url().await?;
+        anyhow::ensure!(url.query().is_some_and(|q| q.contains("case=case-A") && q.contains("page=2")), "the next page keeps the filter: {url}");
+        anyhow::ensure!(c.find_all(Locator::Css("#items tbody tr")).await?.len() == 1, "one item on page 2");
+        c.goto(&format!("{base}/console/items?depositor=nobody")).await?;
+        anyhow::ensure!(c.find(Locator::Css("#count")).await?.attr("data-total").await?.as_deref() == Some("0"), "no item of nobody");
+        c.goto(&format!("{base}/console/items?from=2000-01-01&until=2000-01-02")).await?;
+        anyhow::ensure!(c.find(Locator::Css("#count")).await?.attr("data-total").await?.as_deref() == Some("0"), "none deposited in 2000");
+
+        // The item's page: its metadata and its custody trail in log order.
+        c.goto(&format!("{base}/console/items/{first}?lang=en")).await?;
+        let kinds: Vec<String> = {
+            let mut v = Vec::new();
+            for row in c.find_all(Locator::Css("#trail tbody tr")).await? {
+                v.push(row.attr("data-kind").await?.unwrap_or_default());
+            }
+            v
+        };
+        anyhow::ensure!(
+            kinds.first().map(String::as_str) == Some("deposit")
+                && kinds.contains(&"grant".into())
+                && kinds.last().map(String::as_str) == Some("access"),
+            "trail {kinds:?}"
+        );
+        anyhow::ensure!(text_of(&c, "#trail").await?.contains("Purpose"), "English labels after ?lang=en");
+        shot(&c, "console-item").await;
+        // The language sticks (a cookie) until switched back.
+        c.goto(&format!("{base}/console/health")).await?;
+        anyhow::ensure!(text_of(&c, "h1").await? == "Cluster health", "English kept");
+        anyhow::ensure!(c.find_all(Locator::Css("#members tbody tr")).await?.len() == 3, "three members");
+        shot(&c, "console-health").await;
+        c.goto(&format!("{base}/console/health?lang=zh-CN")).await?;
+        anyhow::ensure!(text_of(&c, "h1").await? == "集群状态", "Chinese again");
+
+        // Log out; the session cookie is gone; log in again with the key kept in the browser.
+        c.find(Locator::Css("#logout")).await?.click().await?;
+        c.goto(&format!("{base}/console/items")).await?;
+        anyhow::ensure!(c.current_url().await?.path() == "/console/login", "logged out");
+        log_in(&c, &base, None, false).await?;
+        anyhow::ensure!(text_of(&c, "#user").await? == "alice", "logged in with the stored key");
+        Ok(())
+    })
+    .await;
+    b.close().await;
+}
