@@ -84,6 +84,16 @@ pub fn request(s: &dyn StateRead, id: &str) -> Result<Option<RequestRecord>, Vau
         .transpose()
 }
 
+/// Every request ever filed, in id order (the console's queue filters them).
+pub fn requests(s: &dyn StateRead) -> Result<Vec<RequestRecord>, VaultError> {
+    s.scan_prefix(keys::REQUEST_PREFIX)?
+        .into_iter()
+        .map(|(k, v)| {
+            serde_json::from_slice(&v).map_err(|e| VaultError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), detail: e.to_string() })
+        })
+        .collect()
+}
+
 /// Leaf indices of every record about `item`, in order.
 pub fn item_log(s: &dyn StateRead, item: &ItemId) -> Result<Vec<u64>, VaultError> {
     let prefix = keys::item_log_prefix(item);

@@ -170,3 +170,109 @@ async fn an_officer_logs_in_with_the_key_in_the_browser_and_reads_items_trails_a
     .await;
     b.close().await;
 }
+
+/// A browser of `user`'s, logged in with their key file (kept in the browser when `remember`).
+async fn browser_of(c: &Cluster, user: &str, base: &str) -> (Browser, tempfile::TempDir) {
+    let home = browser_home(c, user);
+    let b = Browser::start_in(Some(home.path()), &[]).await;
+    let key = c.path().join(format!("profiles/{user}.signing.key"));
+    log_in(&b.client, base, Some(&key), true).await.unwrap_or_else(|e| panic!("{user} logs in: {e:#}"));
+    (b, home)
+}
+
+/// Signs the open request `id` on the queue page; the vault's refusal, if any.
+async fn sign_in_queue(c: &Client, base: &str, id: &str) -> anyhow::Result<Option<String>> {
+    c.goto(&format!("{base}/console/requests")).await?;
+    c.find(Locator::Css(&format!("button.sign-request[data-request='{id}']"))).await?.click().await?;
+    // Either the page reloads (signed) or the vault's problem shows.
+    for _ in 0..100 {
+        if let Ok(e) = c.find(Locator::Css("#sign-error:not([hidden])")).await {
+            return Ok(Some(e.text().await?));
+        }
+        let row = c.find(Locator::Css(&format!("tr[data-request='{id}']"))).await;
+        let signed = match row {
+            Ok(r) => r.find(Locator::Css("button.sign-request")).await.is_err(),
+            Err(_) => true, // granted: no longer open
+        };
+        if signed {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("neither signed nor refused")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_officers_and_an_approver_sign_a_request_each_in_their_own_browser() {
+    install_policy();
+    let mut cluster = Cluster::init(3, "");
+    cluster.start_all(3);
+    cluster.wait_leader(3);
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    write_clip(&clip, 70_000, 9);
+    let item = cluster.deposit("alice", &clip, "case-Q")["item"].as_str().unwrap().to_string();
+    let base = format!("https://127.0.0.1:{}", cluster.base_port);
+
+    // Alice files the request in her browser, naming bob.
+    let (alice, _h1) = browser_of(&cluster, "alice", &base).await;
+    let c = alice.client.clone();
+    let (b2, i2) = (base.clone(), item.clone());
+    let filed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let id_out = filed.clone();
+    alice
+        .checked("console-file-request", async move {
+            c.goto(&format!("{b2}/console/items/{i2}/request")).await?;
+            for (name, value) in [("purpose", "trial preparation"), ("approval_doc", "PSB-2026-117"), ("with", "bob")] {
+                c.find(Locator::Css(&format!("[name='{name}']"))).await?.send_keys(value).await?;
+            }
+            shot(&c, "console-request-form").await;
+            c.find(Locator::Css("#file-request")).await?.click().await?;
+            c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#filed:not([hidden]), #sign-error:not([hidden])")).await?;
+            if let Ok(e) = c.find(Locator::Css("#sign-error:not([hidden])")).await {
+                anyhow::bail!("filing failed: {}", e.text().await?);
+            }
+            let id = c.find(Locator::Css("#filed")).await?.attr("data-request").await?.unwrap_or_default();
+            anyhow::ensure!(id.len() == 32, "a request id: {id:?}");
+            *id_out.lock().unwrap() = id;
+            Ok(())
+        })
+        .await;
+    alice.close().await;
+    let id = filed.lock().unwrap().clone();
+
+    // Dave, no participant and no approver, is refused by the vault, not by the page.
+    let (dave, _h4) = browser_of(&cluster, "dave", &base).await;
+    let c = dave.client.clone();
+    let (b2, id2) = (base.clone(), id.clone());
+    dave.checked("console-refused", async move {
+        let refused = sign_in_queue(&c, &b2, &id2).await?;
+        anyhow::ensure!(refused.is_some(), "dave's signature was taken");
+        shot(&c, "console-queue-refused").await;
+        Ok(())
+    })
+    .await;
+    dave.close().await;
+
+    // Bob signs as the second officer, then carol as the approver: granted.
+    for user in ["bob", "carol"] {
+        let (b, _home) = browser_of(&cluster, user, &base).await;
+        let c = b.client.clone();
+        let (b2, id2, u) = (base.clone(), id.clone(), user.to_string());
+        b.checked(&format!("console-sign-{user}"), async move {
+            if u == "bob" {
+                c.goto(&format!("{b2}/console/requests")).await?;
+                shot(&c, "console-queue").await;
+            }
+            let refused = sign_in_queue(&c, &b2, &id2).await?;
+            anyhow::ensure!(refused.is_none(), "{u} was refused: {refused:?}");
+            Ok(())
+        })
+        .await;
+        b.close().await;
+    }
+    // Granted after two officers and an approver signed in their browsers: bob fetches under it.
+    let out = dir.path().join("fetched.mp4");
+    cluster.cli_json(&cluster.profile("bob"), &["fetch", &item, "--request", &id, "--out", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clip).unwrap());
+}

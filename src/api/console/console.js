@@ -100,6 +100,100 @@ async function loginPage() {
   box.dataset.ready = "true";
 }
 
+// RFC 8785 for what the console signs: objects of strings, safe integers,
+// booleans and arrays (an access request); the same bytes as the CLI's.
+function canonical(v) {
+  if (v === null || typeof v === "boolean") return String(v);
+  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "number") {
+    if (!Number.isSafeInteger(v)) throw new Error("only safe integers are signed");
+    return String(v);
+  }
+  if (Array.isArray(v)) return "[" + v.map(canonical).join(",") + "]";
+  return "{" + Object.keys(v).sort().map((k) => JSON.stringify(k) + ":" + canonical(v[k])).join(",") + "}";
+}
+// The bytes every signer of a request signs (approval::AccessRequest::signing_bytes).
+const requestBytes = (r) => enc.encode("custody/access-request/v1\n" + canonical(r));
+
+// The key that signs on this page: the one kept in this browser, or the chosen file.
+async function signingKey() {
+  const who = await (await fetch("/console/whoami")).json();
+  const stored = await storedKey(who.user).catch(() => null);
+  if (stored) return stored;
+  const file = document.getElementById("sign-key").files[0];
+  if (!file) throw new Error("choose your signing key file");
+  return importSeedHex(await file.text());
+}
+async function api(method, path, body) {
+  const token = sessionStorage.getItem("custody-token");
+  if (!token) throw new Error("no session token in this tab: log in again");
+  const r = await fetch(path, { method, headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: body && JSON.stringify(body) });
+  if (!r.ok) throw new Error(await problemText(r));
+  return r.json();
+}
+function signError(e) {
+  const p = document.getElementById("sign-error");
+  p.textContent = e.message || String(e);
+  p.hidden = false;
+}
+async function keyPicker() {
+  const who = await (await fetch("/console/whoami")).json();
+  if (await storedKey(who.user).catch(() => null)) document.getElementById("key-stored").hidden = false;
+}
+
+function requestPage(form) {
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    document.getElementById("sign-error").hidden = true;
+    try {
+      const f = new FormData(form);
+      const others = String(f.get("with")).split(",").map((s) => s.trim()).filter(Boolean);
+      const nonce = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+      const request = {
+        item: form.dataset.item,
+        action: String(f.get("action")),
+        purpose: String(f.get("purpose")),
+        approval_doc: String(f.get("approval_doc")),
+        participants: [form.dataset.user, ...others],
+        emergency: f.get("emergency") === "on",
+        expires_at_ms: Date.now() + Number(f.get("hours")) * 3600 * 1000,
+        nonce,
+        max_fetches: Number(f.get("max_fetches")),
+      };
+      const key = await signingKey();
+      const signature = b64(await crypto.subtle.sign({ name: "Ed25519" }, key, requestBytes(request)));
+      const status = await api("POST", "/v1/requests", { request, signature });
+      const link = document.getElementById("filed-link");
+      link.textContent = `${status.request} (${status.status})`;
+      document.getElementById("filed").hidden = false;
+      document.getElementById("filed").dataset.request = status.request;
+    } catch (e) {
+      signError(e);
+    }
+  });
+}
+
+function queuePage() {
+  for (const b of document.querySelectorAll("button.sign-request")) {
+    b.addEventListener("click", async () => {
+      document.getElementById("sign-error").hidden = true;
+      try {
+        const rec = await api("GET", `/v1/requests/${b.dataset.request}`);
+        const key = await signingKey();
+        const signature = b64(await crypto.subtle.sign({ name: "Ed25519" }, key, requestBytes(rec.request)));
+        await api("POST", `/v1/requests/${b.dataset.request}/approvals`, { signature });
+        location.reload();
+      } catch (e) {
+        signError(e);
+      }
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   if (document.getElementById("login")) loginPage();
+  if (document.getElementById("key-picker")) keyPicker();
+  const form = document.getElementById("request-form");
+  if (form) requestPage(form);
+  if (document.getElementById("queue")) queuePage();
 });

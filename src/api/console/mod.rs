@@ -47,6 +47,8 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/console/items/{id}", get(item_page))
         .route("/console/items/{id}/proof", get(proof))
         .route("/console/health", get(health_page))
+        .route("/console/requests", get(requests_page))
+        .route("/console/items/{id}/request", get(request_form))
         .route("/console/static/console.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("console.js")) }))
         .route("/console/static/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("console.css")) }))
 }
@@ -110,6 +112,7 @@ fn page(lang: Lang, set_lang: bool, who: Option<&Principal>, title: &str, body: 
                     @if who.is_some() {
                         nav {
                             a href="/console/items" { (t.get("items")) }
+                            a href="/console/requests" { (t.get("requests")) }
                             a href="/console/health" { (t.get("health")) }
                             a href="/verify" { (t.get("court_page")) }
                         }
@@ -349,7 +352,11 @@ async fn item_page(
             @if let Some(h) = &i.hold { dt { (t.get("hold")) } dd { (h) } }
             @if let Some(n) = &i.note { dt { (t.get("note")) } dd { (n) } }
         }
-        p { a id="proof" href={ "/console/items/" (i.item) "/proof" } download { (t.get("download_proof")) } " · " a href="/verify" { (t.get("court_page")) } }
+        p {
+            a id="new-request" href={ "/console/items/" (i.item) "/request" } { (t.get("new_request")) } " · "
+            a id="proof" href={ "/console/items/" (i.item) "/proof" } download { (t.get("download_proof")) } " · "
+            a href="/verify" { (t.get("court_page")) }
+        }
         h2 { (t.get("trail")) }
         // Art. 18 registration: who, when, purpose, approval document, credentials.
         table id="trail" {
@@ -433,4 +440,101 @@ async fn health_page(
         p { small { (t.get("health_json")) " " code { "custody --json cluster status" } } }
     };
     page(lang, set, Some(&who), t.get("health"), body)
+}
+
+/// Where the signing key comes from on a page that signs: the key kept in
+/// this browser, or the key file chosen here (console.js decides which).
+fn key_picker(t: T) -> Markup {
+    html! {
+        p id="key-picker" {
+            label { (t.get("signing_key")) " " input id="sign-key" type="file"; }
+            span id="key-stored" hidden { (t.get("key_stored")) }
+        }
+        p id="sign-error" class="problem" role="alert" hidden {}
+    }
+}
+
+/// `GET /console/items/{id}/request`: filing a request (art. 18): purpose,
+/// approval document, co-officers. The page signs it; the vault judges it.
+async fn request_form(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let (lang, set) = lang_of(&headers, &q);
+    let t = T(lang);
+    let who = match principal(&node, &caller, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let detail = match super::v1::show_item(State(node.clone()), who.clone(), Path(id)).await {
+        Ok(Json(d)) => d,
+        Err(e) => return problem_page(lang, Some(&who), e),
+    };
+    let i = &detail.item;
+    let body = html! {
+        p { (t.get("item")) " " a.mono href={ "/console/items/" (i.item) } { (i.item) } " · " (t.get("case")) " " (i.case) }
+        form id="request-form" data-item=(i.item) data-user=(who.name()) {
+            label { (t.get("action")) select name="action" {
+                @for a in ["view", "retrieve", "copy", "purge"] { option value=(a) { (t.get(&format!("action.{a}"))) } }
+            } }
+            label { (t.get("purpose")) textarea name="purpose" required {} }
+            label { (t.get("approval_doc")) input name="approval_doc" required; }
+            label { (t.get("co_officers")) input name="with" placeholder="bob, dave" required; }
+            label { (t.get("max_fetches")) input name="max_fetches" type="number" min="1" max="100" value="1"; }
+            label { (t.get("expires_hours")) input name="hours" type="number" min="1" max="720" value="24"; }
+            label { input name="emergency" type="checkbox"; " " (t.get("emergency")) }
+            (key_picker(t))
+            button id="file-request" type="submit" { (t.get("sign_and_file")) }
+        }
+        p id="filed" hidden { (t.get("filed")) " " a id="filed-link" href="/console/requests" { "" } }
+    };
+    page(lang, set, Some(&who), t.get("new_request"), body)
+}
+
+/// `GET /console/requests`: the approver's queue: every open request (not
+/// granted, not expired), who has signed it, and a button to sign it.
+async fn requests_page(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let (lang, set) = lang_of(&headers, &q);
+    let t = T(lang);
+    let who = match principal(&node, &caller, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let all = match crate::vault::access::requests(node.state()) {
+        Ok(r) => r,
+        Err(e) => return problem_page(lang, Some(&who), ApiError::internal(e)),
+    };
+    let now = crate::node::now_ms();
+    let mut open: Vec<_> = all.into_iter().filter(|r| r.grant.is_none() && r.request.expires_at_ms > now).collect();
+    open.sort_by_key(|r| std::cmp::Reverse(r.filed_at_ms));
+    let body = html! {
+        (key_picker(t))
+        table id="queue" {
+            thead { tr { th { (t.get("request")) } th { (t.get("item")) } th { (t.get("action")) } th { (t.get("purpose")) } th { (t.get("approval_doc")) } th { (t.get("officers")) } th { (t.get("signed_by")) } th { (t.get("expires")) } th {} } }
+            tbody {
+                @for r in &open {
+                    @let q = &r.request;
+                    tr data-request=(r.id) {
+                        td.mono { (&r.id[..8.min(r.id.len())]) }
+                        td.mono { a href={ "/console/items/" (q.item) } { (&q.item.to_string()[..8]) } }
+                        td { (t.get(&format!("action.{}", q.action))) @if q.emergency { " " strong.warn { (t.get("emergency")) } } }
+                        td { (q.purpose) } td { (q.approval_doc) } td { (q.participants.join(", ")) }
+                        td { (r.signatures.keys().cloned().collect::<Vec<_>>().join(", ")) }
+                        td { (custody_verify::trail::rfc3339_ms(q.expires_at_ms).unwrap_or_default()) }
+                        td { @if !r.signatures.contains_key(who.name()) { button.sign-request type="button" data-request=(r.id) { (t.get("sign")) } } }
+                    }
+                }
+            }
+        }
+        @if open.is_empty() { p id="queue-empty" { (t.get("queue_empty")) } }
+    };
+    page(lang, set, Some(&who), t.get("requests"), body)
 }
