@@ -354,7 +354,7 @@ pub fn openapi_document() -> serde_json::Value {
     sealed["responses"]["200"] =
         serde_json::json!({ "description": "The sealed chunks, back to back", "content": { "application/octet-stream": {} } });
     let mut paths = BTreeMap::new();
-    paths.insert("/v1/items", serde_json::json!({ "post": deposit, "get": op("List items (query: case)", Some("ItemList"), None) }));
+    paths.insert("/v1/items", serde_json::json!({ "post": deposit, "get": op("List items (query: case, system, depositor, from, until; from/until RFC 3339 or YYYY-MM-DD)", Some("ItemList"), None) }));
     paths.insert("/v1/items/{id}", serde_json::json!({ "get": op("An item's metadata and custody trail", Some("ItemDetail"), None) }));
     paths.insert("/v1/items/{id}/proof", serde_json::json!({ "get": op("The item's proof bundle for a court (docs/AUDIT_FORMATS.md)", None, None) }));
     paths.insert(

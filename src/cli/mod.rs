@@ -94,11 +94,8 @@ pub enum Command {
     },
     /// Deposit a clip.
     Deposit(ops::DepositArgs),
-    /// List items.
-    Items {
-        #[arg(long)]
-        case: Option<String>,
-    },
+    /// List items, filtered as the console filters them.
+    Items(ops::ItemsFilter),
     /// Show one item's metadata and custody trail.
     Show { item: String },
     /// The latest majority-cosigned checkpoint, as signed-note text.
@@ -404,7 +401,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster(ClusterCmd::Bind { id, addr }) => ops::bind(&ops::session(cli.profile)?, id, &addr, json).await,
         Command::Cluster(ClusterCmd::RemoveNode { id }) => ops::remove_node(&ops::session(cli.profile)?, id, json).await,
         Command::Deposit(a) => ops::deposit(&ops::session(cli.profile)?, a, json).await.map(|_| ()),
-        Command::Items { case } => ops::items(&ops::session(cli.profile)?, case, json).await,
+        Command::Items(f) => ops::items(&ops::session(cli.profile)?, &f, json).await,
         Command::Show { item } => ops::show(&ops::session(cli.profile)?, &item, json).await,
         Command::Cluster(ClusterCmd::Keys) => audit::keys(&ops::session(cli.profile)?, json).await,
         Command::Checkpoint => audit::checkpoint(&ops::session(cli.profile)?, json).await,

@@ -412,11 +412,32 @@ fn line(i: &ItemView) -> String {
     format!("{}  {:>12} B  case {:<16} system {:<12} {:<9} until {}", i.item, i.size, i.case, i.system, i.retention, i.retain_until)
 }
 
-pub async fn items(s: &Session, case: Option<String>, json: bool) -> Result<(), Failure> {
-    let path = match &case {
-        Some(c) => format!("/v1/items?{}", serde_urlencoded::to_string([("case", c)])?),
-        None => "/v1/items".to_string(),
-    };
+/// `custody items`' filters (`GET /v1/items`' query).
+#[derive(clap::Args, Debug)]
+pub struct ItemsFilter {
+    /// Only items of this case.
+    #[arg(long)]
+    pub case: Option<String>,
+    /// Only items from this source system.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Only items this officer deposited.
+    #[arg(long)]
+    pub depositor: Option<String>,
+    /// Deposited at or after (RFC 3339, or YYYY-MM-DD).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Deposited before (RFC 3339, or YYYY-MM-DD: before the next day).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+pub async fn items(s: &Session, f: &ItemsFilter, json: bool) -> Result<(), Failure> {
+    let pairs: Vec<(&str, &String)> = [("case", &f.case), ("system", &f.system), ("depositor", &f.depositor), ("from", &f.from), ("until", &f.until)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+    let path = if pairs.is_empty() { "/v1/items".to_string() } else { format!("/v1/items?{}", serde_urlencoded::to_string(&pairs)?) };
     let list: ItemList = s.call::<(), _>(Method::GET, &path, None, CALL_TIMEOUT).await?;
     emit(json, &serde_json::to_value(&list)?, || {
         if list.items.is_empty() {

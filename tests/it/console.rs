@@ -101,6 +101,16 @@ async fn an_officer_logs_in_with_the_key_in_the_browser_and_reads_items_trails_a
     let out = dir.path().join("fetched.mp4");
     cluster.cli_json(&cluster.profile("bob"), &["fetch", &items[0], "--request", &req, "--out", out.to_str().unwrap()]);
 
+    // The same filters through the API, as `custody items` scripts them.
+    let dave = cluster.profile("dave");
+    let count = |args: &[&str]| cluster.cli_json(&dave, &[&["items"], args].concat())["items"].as_array().unwrap().len();
+    assert_eq!(count(&["--case", "case-A"]), 2);
+    assert_eq!(count(&["--depositor", "alice", "--system", "cam-demo-1"]), 3);
+    assert_eq!(count(&["--from", "2000-01-01", "--until", "2000-01-01"]), 0);
+    assert_eq!(count(&["--from", "2000-01-01"]), 3);
+    let bad = cluster.cli(&dave, &["items", "--from", "yesterday"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stdout).contains("neither an RFC 3339 time nor a date"), "{bad:?}");
+
     let base = format!("https://127.0.0.1:{}", cluster.base_port);
     let key = cluster.path().join("profiles/alice.signing.key");
     let home = browser_home(&cluster, "alice");
