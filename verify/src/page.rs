@@ -7,6 +7,12 @@
 const TEMPLATE: &str = include_str!("../page/verify.html");
 const SCRIPT: &str = include_str!("../page/verify.js");
 
+/// The page's script alone (`CustodyVerify`): the console loads it for its
+/// streamed SHA-256.
+pub fn script() -> &'static str {
+    SCRIPT
+}
+
 /// The page, script inlined: nothing else to fetch.
 pub fn html() -> String {
     TEMPLATE.replacen("/*VERIFY_JS*/", SCRIPT, 1).replacen("/*VERSION*/", env!("CARGO_PKG_VERSION"), 1)

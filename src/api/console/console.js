@@ -128,7 +128,14 @@ async function api(method, path, body) {
   const token = sessionStorage.getItem("custody-token");
   if (!token) throw new Error("no session token in this tab: log in again");
   const r = await fetch(path, { method, headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: body && JSON.stringify(body) });
-  if (!r.ok) throw new Error(await problemText(r));
+  if (!r.ok) {
+    let p = null;
+    try {
+      p = await r.json();
+    } catch (_) {}
+    if (p && p.type === "urn:custody:not-leader") throw new Error(`${p.detail}: open the console on the leader${p.leader ? ` (${p.leader}/console)` : ""}`);
+    throw new Error(p ? `${p.title}: ${p.detail}` : `HTTP ${r.status}`);
+  }
   return r.json();
 }
 function signError(e) {
@@ -189,6 +196,9 @@ function queuePage() {
     });
   }
 }
+
+// For console-seal.js (an ES module).
+window.CustodyConsole = { canonical, b64, signingKey, api };
 
 document.addEventListener("DOMContentLoaded", () => {
   if (document.getElementById("login")) loginPage();

@@ -49,11 +49,24 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/console/health", get(health_page))
         .route("/console/requests", get(requests_page))
         .route("/console/items/{id}/request", get(request_form))
-        .route("/console/static/console.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("console.js")) }))
-        .route("/console/static/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("console.css")) }))
+        .route("/console/deposit", get(deposit_page))
+        .route("/console/static/{*file}", get(static_file))
 }
 
-fn asset(kind: &'static str, body: &'static str) -> Response {
+/// The console's scripts and style, and the vendored ChaCha20-Poly1305 (vendor/noble-ciphers/VENDORED.md).
+async fn static_file(Path(file): Path<String>) -> Response {
+    const JS: &str = "text/javascript; charset=utf-8";
+    let (kind, body): (&str, &str) = match file.as_str() {
+        "console.js" => (JS, include_str!("console.js")),
+        "console-seal.js" => (JS, include_str!("console-seal.js")),
+        "console.css" => ("text/css; charset=utf-8", include_str!("console.css")),
+        "verify.js" => (JS, custody_verify::page::script()),
+        "vendor/noble-ciphers/chacha.js" => (JS, include_str!("vendor/noble-ciphers/chacha.js")),
+        "vendor/noble-ciphers/_arx.js" => (JS, include_str!("vendor/noble-ciphers/_arx.js")),
+        "vendor/noble-ciphers/_poly1305.js" => (JS, include_str!("vendor/noble-ciphers/_poly1305.js")),
+        "vendor/noble-ciphers/utils.js" => (JS, include_str!("vendor/noble-ciphers/utils.js")),
+        _ => return ApiError::not_found(format!("no console file {file}")).into_response(),
+    };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
@@ -113,6 +126,7 @@ fn page(lang: Lang, set_lang: bool, who: Option<&Principal>, title: &str, body: 
                         nav {
                             a href="/console/items" { (t.get("items")) }
                             a href="/console/requests" { (t.get("requests")) }
+                            a href="/console/deposit" { (t.get("deposit")) }
                             a href="/console/health" { (t.get("health")) }
                             a href="/verify" { (t.get("court_page")) }
                         }
@@ -537,4 +551,43 @@ async fn requests_page(
         @if open.is_empty() { p id="queue-empty" { (t.get("queue_empty")) } }
     };
     page(lang, set, Some(&who), t.get("requests"), body)
+}
+
+/// `GET /console/deposit`: a clip sealed in the browser (console-seal.js) and
+/// streamed to this node, with a progress bar. A deposit goes to the leader:
+/// on a follower the page names the leader's console.
+async fn deposit_page(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let (lang, set) = lang_of(&headers, &q);
+    let t = T(lang);
+    let who = match principal(&node, &caller, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let leader = node.leader().filter(|(id, _)| *id != node.id());
+    let body = html! {
+        @if let Some((id, addr)) = &leader {
+            p id="not-leader" class="problem" { (t.get("not_leader")) " " a href={ (addr) "/console/deposit" } { (t.get("node")) " " (id) } }
+        }
+        form id="deposit-form" data-seal=(t.get("sealing")) data-upload=(t.get("uploading")) {
+            label { (t.get("clip")) " " input id="clip" type="file" required; }
+            label { (t.get("case")) input name="case" required; }
+            label { (t.get("system")) input name="system" required; }
+            label { (t.get("retention")) select name="retention" {
+                option value="standard" { (t.get("standard")) } option value="important" { (t.get("important")) }
+            } }
+            label { (t.get("note")) input name="note"; }
+            (key_picker(t))
+            button id="deposit-button" type="submit" { (t.get("seal_and_deposit")) }
+            p { progress id="deposit-progress" max="1" value="0" hidden {} " " span id="deposit-phase" {} }
+        }
+        p id="deposited" hidden { (t.get("deposited")) " " a id="deposited-link" href="#" {} " · " span id="deposited-rate" {} }
+        script src="/console/static/verify.js" {}
+        script type="module" src="/console/static/console-seal.js" {}
+    };
+    page(lang, set, Some(&who), t.get("deposit"), body)
 }

@@ -116,6 +116,13 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("expires", "有效至", "Expires"),
     ("sign", "签名批准", "Sign"),
     ("queue_empty", "没有待审批的申请", "No open request"),
+    ("deposit", "存证", "Deposit"),
+    ("clip", "视频文件", "Clip"),
+    ("not_leader", "存证须提交到主节点；请在主节点打开控制台：", "A deposit goes to the leader; open the console there:"),
+    ("sealing", "正在本地加密：", "Sealing here:"),
+    ("uploading", "正在上传：", "Uploading:"),
+    ("seal_and_deposit", "加密、签名并存证", "Seal, sign and deposit"),
+    ("deposited", "已存证：", "Deposited:"),
 ];
 
 /// The words of one language.
