@@ -117,6 +117,8 @@ async fn an_officer_logs_in_with_the_key_in_the_browser_and_reads_items_trails_a
     let b = Browser::start_in(Some(home.path()), &[]).await;
     let c = b.client.clone();
     let first = items[0].clone();
+    let report_bundle = dir.path().join("report-bundle.json");
+    let keys = cluster.pin_keys();
     b.checked("console", async move {
         // Without a session every page leads to the login.
         c.goto(&format!("{base}/console/items")).await?;
@@ -169,7 +171,26 @@ async fn an_officer_logs_in_with_the_key_in_the_browser_and_reads_items_trails_a
         c.goto(&format!("{base}/console/health?lang=zh-CN")).await?;
         anyhow::ensure!(text_of(&c, "h1").await? == "集群状态", "Chinese again");
 
+        // The custody report: bilingual, the filing number, the access with its art. 18 fields,
+        // the proof bundle embedded (checked below with custody verify), printable to PDF.
+        c.goto(&format!("{base}/console/items/{first}/report")).await?;
+        anyhow::ensure!(text_of(&c, "#filing").await? == "LN-DEMO-0001", "the source system's filing number");
+        let rows = c.find_all(Locator::Css("#report-accesses tr[data-leaf]")).await?;
+        anyhow::ensure!(rows.len() == 1, "one access in the report");
+        let row = rows[0].text().await?;
+        anyhow::ensure!(row.contains("bob") && row.contains("test") && row.contains("DOC"), "the access row: {row}");
+        let h1 = text_of(&c, "h1").await?;
+        anyhow::ensure!(h1.contains("电子证据保管报告") && h1.contains("Custody report"), "both languages: {h1}");
+        let embedded = c.find(Locator::Css("#custody-bundle")).await?.prop("textContent").await?.unwrap_or_default();
+        std::fs::write(report_bundle.as_path(), embedded)?;
+        shot(&c, "console-report").await;
+        let pdf = c.print(fantoccini::wd::PrintConfiguration::builder().build().map_err(|e| anyhow::anyhow!("{e:?}"))?).await?;
+        anyhow::ensure!(pdf.starts_with(b"%PDF"), "Chromium printed no PDF");
+        std::fs::write(screenshots().join("custody-report.pdf"), &pdf)?;
+        eprintln!("console: the custody report printed to a {} B PDF", pdf.len());
+
         // Log out; the session cookie is gone; log in again with the key kept in the browser.
+        c.goto(&format!("{base}/console/items")).await?;
         c.find(Locator::Css("#logout")).await?.click().await?;
         c.goto(&format!("{base}/console/items")).await?;
         anyhow::ensure!(c.current_url().await?.path() == "/console/login", "logged out");
@@ -179,6 +200,10 @@ async fn an_officer_logs_in_with_the_key_in_the_browser_and_reads_items_trails_a
     })
     .await;
     b.close().await;
+    // The bundle embedded in the report verifies.
+    let out = Command::new(BIN).args(["--json", "verify"]).arg(dir.path().join("report-bundle.json")).arg("--keys").arg(&keys).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true, "the report's embedded bundle: {v}");
 }
 
 /// A browser of `user`'s, logged in with their key file (kept in the browser when `remember`).

@@ -50,6 +50,7 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/console/requests", get(requests_page))
         .route("/console/items/{id}/request", get(request_form))
         .route("/console/deposit", get(deposit_page))
+        .route("/console/items/{id}/report", get(report_page))
         .route("/console/static/{*file}", get(static_file))
 }
 
@@ -368,6 +369,7 @@ async fn item_page(
         }
         p {
             a id="new-request" href={ "/console/items/" (i.item) "/request" } { (t.get("new_request")) } " · "
+            a id="report" href={ "/console/items/" (i.item) "/report" } { (t.get("report")) } " · "
             a id="proof" href={ "/console/items/" (i.item) "/proof" } download { (t.get("download_proof")) } " · "
             a href="/verify" { (t.get("court_page")) }
         }
@@ -590,4 +592,123 @@ async fn deposit_page(
         script type="module" src="/console/static/console-seal.js" {}
     };
     page(lang, set, Some(&who), t.get("deposit"), body)
+}
+
+/// Both languages of `key`, Chinese first: the custody report is bilingual.
+fn both(key: &str) -> Markup {
+    let (zh, en) = (T(Lang::Zh).get(key), T(Lang::En).get(key));
+    html! { span.zh { (zh) } " " span.en { (en) } }
+}
+
+/// `GET /console/items/{id}/report`: the custody report of an item, for print
+/// (the browser's "Save as PDF"), in Chinese and English: the item, its
+/// source system and filing number, every access with the art. 18 fields,
+/// the approvals, and the proof, with the proof bundle embedded so that the
+/// report itself can be verified (the court's page reads the bundle saved
+/// from it).
+async fn report_page(State(node): State<Arc<Node>>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let lang = lang_of(&headers, &LangQuery::default()).0;
+    let who = match principal(&node, &caller, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let detail = match super::v1::show_item(State(node.clone()), who.clone(), Path(id.clone())).await {
+        Ok(Json(d)) => d,
+        Err(e) => return problem_page(lang, Some(&who), e),
+    };
+    let bundle = match super::audit::proof_bundle(State(node.clone()), who.clone(), Path(id)).await {
+        Ok(Json(b)) => b,
+        Err(e) => return problem_page(lang, Some(&who), e),
+    };
+    let system = crate::vault::registry::system(node.state(), &detail.item.system).ok().flatten();
+    let bundle_json = serde_json::to_string_pretty(&bundle).unwrap_or_default();
+    use base64::Engine;
+    let bundle_b64 = base64::engine::general_purpose::STANDARD.encode(bundle_json.as_bytes());
+    let cp = custody_verify::Note::parse(&bundle.checkpoint).ok().and_then(|n| custody_verify::Checkpoint::parse(&n.text).ok());
+    let i = &detail.item;
+    let accesses: Vec<&TrailEntry> = detail.trail.iter().filter(|e| e.kind == "access").collect();
+    let approvals: Vec<&TrailEntry> = detail.trail.iter().filter(|e| matches!(e.kind.as_str(), "request" | "approval" | "grant")).collect();
+    let markup = html! {
+        (DOCTYPE)
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                title { "证据保管报告 Custody report " (i.item) }
+                link rel="stylesheet" href="/console/static/console.css";
+            }
+            body.report {
+                h1 { (both("custody_report")) }
+                p.mono { (i.item) }
+                p { small { (both("report_generated")) " " (custody_verify::trail::rfc3339_ms(crate::node::now_ms()).unwrap_or_default()) " · " (who.name()) } }
+                h2 { (both("item")) }
+                table id="report-item" {
+                    tr { th { (both("case")) } td { (i.case) } }
+                    tr { th { (both("system")) } td { (i.system) } }
+                    tr { th { (both("filing")) } td id="filing" { (system.as_ref().map(|s| s.filing.as_str()).unwrap_or("—")) } }
+                    tr { th { (both("operator")) } td { (system.as_ref().map(|s| format!("{} · {}", s.operator, s.location)).unwrap_or_default()) } }
+                    tr { th { (both("depositor")) } td { (i.depositor) } }
+                    tr { th { (both("deposited_at")) } td { (i.deposited_at) } }
+                    tr { th { "SHA-256" } td.mono { (i.sha256) } }
+                    tr { th { (both("size")) } td { (i.size) " B" } }
+                    tr { th { (both("retention")) } td { (i.retention.to_string()) " → " (i.retain_until) } }
+                    @if let Some(h) = &i.hold { tr { th { (both("hold")) } td { (h) } } }
+                }
+                h2 { (both("accesses")) }
+                table id="report-accesses" {
+                    tr { th { (both("when")) } th { (both("who")) } th { (both("action")) } th { (both("purpose")) } th { (both("approval_doc")) } th { (both("credentials")) } th { (both("leaf")) } }
+                    @for e in &accesses {
+                        tr data-leaf=(e.leaf_index) {
+                            td { (e.time) }
+                            td { (field(e, "by").unwrap_or_default()) br; small { (both("officers")) ": " (field(e, "officers").unwrap_or_default()) } }
+                            td { (field(e, "action").unwrap_or_default()) }
+                            td { (field(e, "purpose").unwrap_or_default()) }
+                            td { (field(e, "approval_doc").unwrap_or_default()) }
+                            td { (both("signed")) br; small.mono { "fetch key " (field(e, "fetch_key").unwrap_or_default()) } }
+                            td { (e.leaf_index) }
+                        }
+                    }
+                    @if accesses.is_empty() { tr { td colspan="7" { (both("no_access")) } } }
+                }
+                h2 { (both("approvals")) }
+                table id="report-approvals" {
+                    tr { th { (both("when")) } th { (both("event")) } th { (both("who")) } th { (both("purpose")) } th { (both("approval_doc")) } th { (both("leaf")) } }
+                    @for e in &approvals {
+                        tr {
+                            td { (e.time) }
+                            td { (T(Lang::Zh).get(&format!("kind.{}", e.kind))) " " (T(Lang::En).get(&format!("kind.{}", e.kind))) }
+                            td { (["by", "signer"].iter().find_map(|k| field(e, k)).unwrap_or_default())
+                                 @if let Some(a) = field(e, "approver") { " → " (a) } }
+                            td { (field(e, "purpose").unwrap_or_default()) }
+                            td { (field(e, "approval_doc").unwrap_or_default()) }
+                            td { (e.leaf_index) }
+                        }
+                    }
+                }
+                h2 { (both("proof")) }
+                p { (both("proof_text")) }
+                @if let Some(cp) = &cp {
+                    table id="report-proof" {
+                        tr { th { (both("log")) } td.mono { (cp.origin) } }
+                        tr { th { (both("tree_size")) } td { (cp.size) } }
+                        tr { th { (both("root")) } td.mono { (base64::engine::general_purpose::STANDARD.encode(cp.root)) } }
+                        tr { th { (both("deposit_leaf")) } td { (bundle.deposit.index) } }
+                        tr { th { (both("trail_records")) } td { (bundle.trail.len() + 1) } }
+                    }
+                }
+                pre.mono.checkpoint { (bundle.checkpoint) }
+                p.noprint { a id="report-bundle" download={ "bundle-" (i.item) ".json" } href={ "data:application/json;base64," (bundle_b64) } { (both("save_bundle")) } }
+                // The bundle itself, for any tool that reads this file.
+                script id="custody-bundle" type="application/json" { (maud::PreEscaped(bundle_json.replace("</", "<\\/"))) }
+            }
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        markup.into_string(),
+    )
+        .into_response()
 }

@@ -123,6 +123,22 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("uploading", "正在上传：", "Uploading:"),
     ("seal_and_deposit", "加密、签名并存证", "Seal, sign and deposit"),
     ("deposited", "已存证：", "Deposited:"),
+    ("report", "保管报告", "Custody report"),
+    ("custody_report", "电子证据保管报告", "Custody report of an evidence item"),
+    ("report_generated", "生成于", "Generated"),
+    ("filing", "备案编号", "Filing number"),
+    ("operator", "运营单位 · 位置", "Operator · location"),
+    ("accesses", "调阅登记", "Accesses"),
+    ("no_access", "无调阅记录", "No access recorded"),
+    ("approvals", "审批", "Approvals"),
+    ("proof", "完整性证明", "Proof"),
+    ("proof_text", "下列记录均在经多数节点签名的审计日志中；本报告内嵌证明包，可用 custody-verify 或法庭核验页离线核验。", "Every record above is in the audit log a majority of the nodes signed; the proof bundle is embedded in this report and can be checked offline with custody-verify or the court's page."),
+    ("log", "日志", "Log"),
+    ("tree_size", "日志长度", "Tree size"),
+    ("root", "根哈希", "Root hash"),
+    ("deposit_leaf", "存证记录号", "Deposit leaf"),
+    ("trail_records", "证据链记录数", "Trail records"),
+    ("save_bundle", "保存证明包", "Save the proof bundle"),
 ];
 
 /// The words of one language.
