@@ -1219,5 +1219,5 @@ const CustodyVerify = (() => {
     return { valid: checks.every((c) => c.ok), item: itemId, checks };
   }
 
-  return { verify, fileSha256, Sha256, UsageError, hex, sha256 };
+  return { verify, fileSha256, Sha256, UsageError, hex, sha256, concat };
 })();

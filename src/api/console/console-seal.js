@@ -10,16 +10,8 @@ import { chacha20poly1305 } from "./vendor/noble-ciphers/chacha.js";
 
 const C = window.CustodyConsole;
 const te = new TextEncoder();
-const cat = (...parts) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
-const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+// The court's page script (verify.js, loaded before this module) lends its byte helpers and streamed SHA-256.
+const { concat: cat, hex } = CustodyVerify;
 const fromHex = (s) => Uint8Array.from(s.match(/../g) || [], (h) => parseInt(h, 16));
 const random = (n) => crypto.getRandomValues(new Uint8Array(n));
 const be64 = (n) => {

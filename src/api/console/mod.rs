@@ -95,6 +95,45 @@ fn lang_of(headers: &HeaderMap, q: &LangQuery) -> (Lang, bool) {
     }
 }
 
+/// Who a page is for, and in which language: the session cookie checked as
+/// `/v1` checks a bearer token, or the way to the login page.
+struct Viewer {
+    lang: Lang,
+    /// `?lang=` asked for it: the page sets the language cookie.
+    set_lang: bool,
+    who: Principal,
+}
+
+impl axum::extract::FromRequestParts<Arc<Node>> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, node: &Arc<Node>) -> Result<Self, Response> {
+        let q = Query::<LangQuery>::try_from_uri(&parts.uri).map(|Query(q)| q).unwrap_or_default();
+        let (lang, set_lang) = lang_of(&parts.headers, &q);
+        let caller = parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError::forbidden("no client certificate").into_response())?;
+        let who = principal(node, &caller, &parts.headers)?;
+        Ok(Viewer { lang, set_lang, who })
+    }
+}
+
+impl Viewer {
+    fn t(&self) -> T {
+        T(self.lang)
+    }
+    /// A whole page for this viewer.
+    fn page(&self, title: &str, body: Markup) -> Response {
+        page(self.lang, self.set_lang, Some(&self.who), title, body)
+    }
+    /// The vault's refusal, as a page.
+    fn refused(&self, e: ApiError) -> Response {
+        problem_page(self.lang, Some(&self.who), e)
+    }
+    /// An item and its trail, through `/v1`'s handler.
+    async fn item(&self, node: &Arc<Node>, id: String) -> Result<crate::wire::ItemDetail, Response> {
+        super::v1::show_item(State(node.clone()), self.who.clone(), Path(id)).await.map(|Json(d)| d).map_err(|e| self.refused(e))
+    }
+}
+
 /// The session a page acts under, or the way to the login page.
 fn principal(node: &Node, caller: &Caller, headers: &HeaderMap) -> Result<Principal, Response> {
     let token = cookie(headers, COOKIE).ok_or_else(|| Redirect::to("/console/login").into_response())?;
@@ -236,8 +275,6 @@ struct ItemsQuery {
     /// Items a page shows (1–100, default 25).
     #[serde(default)]
     per_page: Option<usize>,
-    #[serde(flatten)]
-    lang: LangQuery,
 }
 
 fn size_text(n: u64) -> String {
@@ -249,21 +286,11 @@ fn size_text(n: u64) -> String {
     }
 }
 
-async fn items_page(
-    State(node): State<Arc<Node>>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Query<ItemsQuery>,
-) -> Response {
-    let (lang, set) = lang_of(&headers, &q.lang);
-    let t = T(lang);
-    let who = match principal(&node, &caller, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn items_page(State(node): State<Arc<Node>>, v: Viewer, Query(q): Query<ItemsQuery>) -> Response {
+    let t = v.t();
     let items = match super::v1::select_items(&node, &q.filter) {
         Ok(i) => i,
-        Err(e) => return problem_page(lang, Some(&who), e),
+        Err(e) => return v.refused(e),
     };
     let total = items.len();
     let per = q.per_page.unwrap_or(PAGE_SIZE).clamp(1, 100);
@@ -313,7 +340,7 @@ async fn items_page(
             @if current < pages { a id="next" href=(link(current + 1)) { (t.get("next")) " ›" } }
         }
     };
-    page(lang, set, Some(&who), t.get("items"), body)
+    v.page(t.get("items"), body)
 }
 
 fn urlencode(s: &str) -> String {
@@ -336,22 +363,11 @@ fn field(e: &TrailEntry, name: &str) -> Option<String> {
     }
 }
 
-async fn item_page(
-    State(node): State<Arc<Node>>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let (lang, set) = lang_of(&headers, &q);
-    let t = T(lang);
-    let who = match principal(&node, &caller, &headers) {
-        Ok(p) => p,
+async fn item_page(State(node): State<Arc<Node>>, v: Viewer, Path(id): Path<String>) -> Response {
+    let t = v.t();
+    let detail = match v.item(&node, id).await {
+        Ok(d) => d,
         Err(r) => return r,
-    };
-    let detail = match super::v1::show_item(State(node.clone()), who.clone(), Path(id)).await {
-        Ok(Json(d)) => d,
-        Err(e) => return problem_page(lang, Some(&who), e),
     };
     let i = &detail.item;
     let body = html! {
@@ -394,16 +410,12 @@ async fn item_page(
             }
         }
     };
-    page(lang, set, Some(&who), &format!("{} {}", t.get("item"), &i.item.to_string()[..8]), body)
+    v.page(&format!("{} {}", t.get("item"), &i.item.to_string()[..8]), body)
 }
 
 /// The item's proof bundle as a file, for the court (the `/v1` handler's).
-async fn proof(State(node): State<Arc<Node>>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let who = match principal(&node, &caller, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    match super::audit::proof_bundle(State(node), who, Path(id.clone())).await {
+async fn proof(State(node): State<Arc<Node>>, v: Viewer, Path(id): Path<String>) -> Response {
+    match super::audit::proof_bundle(State(node), v.who, Path(id.clone())).await {
         Ok(Json(b)) => {
             let body = serde_json::to_vec_pretty(&b).unwrap_or_default();
             let name = format!("attachment; filename=\"bundle-{}.json\"", id.chars().filter(char::is_ascii_hexdigit).collect::<String>());
@@ -417,21 +429,11 @@ async fn proof(State(node): State<Arc<Node>>, Extension(caller): Extension<Calle
     }
 }
 
-async fn health_page(
-    State(node): State<Arc<Node>>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let (lang, set) = lang_of(&headers, &q);
-    let t = T(lang);
-    let who = match principal(&node, &caller, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let s = match super::v1::cluster_status(State(node.clone()), who.clone()).await {
+async fn health_page(State(node): State<Arc<Node>>, v: Viewer) -> Response {
+    let t = v.t();
+    let s = match super::v1::cluster_status(State(node.clone()), v.who.clone()).await {
         Ok(Json(s)) => s,
-        Err(e) => return problem_page(lang, Some(&who), e),
+        Err(e) => return v.refused(e),
     };
     let body = html! {
         p id="cluster" { (t.get("cluster")) " " span.mono { (s.cluster_id) } " · " (t.get("leader")) " " (s.leader.map(|l| l.to_string()).unwrap_or("—".into())) " · " (t.get("term")) " " (s.term)
@@ -455,7 +457,7 @@ async fn health_page(
         }
         p { small { (t.get("health_json")) " " code { "custody --json cluster status" } } }
     };
-    page(lang, set, Some(&who), t.get("health"), body)
+    v.page(t.get("health"), body)
 }
 
 /// Where the signing key comes from on a page that signs: the key kept in
@@ -472,27 +474,16 @@ fn key_picker(t: T) -> Markup {
 
 /// `GET /console/items/{id}/request`: filing a request (art. 18): purpose,
 /// approval document, co-officers. The page signs it; the vault judges it.
-async fn request_form(
-    State(node): State<Arc<Node>>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let (lang, set) = lang_of(&headers, &q);
-    let t = T(lang);
-    let who = match principal(&node, &caller, &headers) {
-        Ok(p) => p,
+async fn request_form(State(node): State<Arc<Node>>, v: Viewer, Path(id): Path<String>) -> Response {
+    let t = v.t();
+    let detail = match v.item(&node, id).await {
+        Ok(d) => d,
         Err(r) => return r,
-    };
-    let detail = match super::v1::show_item(State(node.clone()), who.clone(), Path(id)).await {
-        Ok(Json(d)) => d,
-        Err(e) => return problem_page(lang, Some(&who), e),
     };
     let i = &detail.item;
     let body = html! {
         p { (t.get("item")) " " a.mono href={ "/console/items/" (i.item) } { (i.item) } " · " (t.get("case")) " " (i.case) }
-        form id="request-form" data-item=(i.item) data-user=(who.name()) {
+        form id="request-form" data-item=(i.item) data-user=(v.who.name()) {
             label { (t.get("action")) select name="action" {
                 @for a in ["view", "retrieve", "copy", "purge"] { option value=(a) { (t.get(&format!("action.{a}"))) } }
             } }
@@ -507,26 +498,16 @@ async fn request_form(
         }
         p id="filed" hidden { (t.get("filed")) " " a id="filed-link" href="/console/requests" { "" } }
     };
-    page(lang, set, Some(&who), t.get("new_request"), body)
+    v.page(t.get("new_request"), body)
 }
 
 /// `GET /console/requests`: the approver's queue: every open request (not
 /// granted, not expired), who has signed it, and a button to sign it.
-async fn requests_page(
-    State(node): State<Arc<Node>>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let (lang, set) = lang_of(&headers, &q);
-    let t = T(lang);
-    let who = match principal(&node, &caller, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn requests_page(State(node): State<Arc<Node>>, v: Viewer) -> Response {
+    let t = v.t();
     let all = match crate::vault::access::requests(node.state()) {
         Ok(r) => r,
-        Err(e) => return problem_page(lang, Some(&who), ApiError::internal(e)),
+        Err(e) => return v.refused(ApiError::internal(e)),
     };
     let now = crate::node::now_ms();
     let mut open: Vec<_> = all.into_iter().filter(|r| r.grant.is_none() && r.request.expires_at_ms > now).collect();
@@ -545,31 +526,21 @@ async fn requests_page(
                         td { (q.purpose) } td { (q.approval_doc) } td { (q.participants.join(", ")) }
                         td { (r.signatures.keys().cloned().collect::<Vec<_>>().join(", ")) }
                         td { (custody_verify::trail::rfc3339_ms(q.expires_at_ms).unwrap_or_default()) }
-                        td { @if !r.signatures.contains_key(who.name()) { button.sign-request type="button" data-request=(r.id) { (t.get("sign")) } } }
+                        td { @if !r.signatures.contains_key(v.who.name()) { button.sign-request type="button" data-request=(r.id) { (t.get("sign")) } } }
                     }
                 }
             }
         }
         @if open.is_empty() { p id="queue-empty" { (t.get("queue_empty")) } }
     };
-    page(lang, set, Some(&who), t.get("requests"), body)
+    v.page(t.get("requests"), body)
 }
 
 /// `GET /console/deposit`: a clip sealed in the browser (console-seal.js) and
 /// streamed to this node, with a progress bar. A deposit goes to the leader:
 /// on a follower the page names the leader's console.
-async fn deposit_page(
-    State(node): State<Arc<Node>>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let (lang, set) = lang_of(&headers, &q);
-    let t = T(lang);
-    let who = match principal(&node, &caller, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn deposit_page(State(node): State<Arc<Node>>, v: Viewer) -> Response {
+    let t = v.t();
     let leader = node.leader().filter(|(id, _)| *id != node.id());
     let body = html! {
         @if let Some((id, addr)) = &leader {
@@ -591,7 +562,7 @@ async fn deposit_page(
         script src="/console/static/verify.js" {}
         script type="module" src="/console/static/console-seal.js" {}
     };
-    page(lang, set, Some(&who), t.get("deposit"), body)
+    v.page(t.get("deposit"), body)
 }
 
 /// Both languages of `key`, Chinese first: the custody report is bilingual.
@@ -606,19 +577,14 @@ fn both(key: &str) -> Markup {
 /// the approvals, and the proof, with the proof bundle embedded so that the
 /// report itself can be verified (the court's page reads the bundle saved
 /// from it).
-async fn report_page(State(node): State<Arc<Node>>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let lang = lang_of(&headers, &LangQuery::default()).0;
-    let who = match principal(&node, &caller, &headers) {
-        Ok(p) => p,
+async fn report_page(State(node): State<Arc<Node>>, v: Viewer, Path(id): Path<String>) -> Response {
+    let detail = match v.item(&node, id.clone()).await {
+        Ok(d) => d,
         Err(r) => return r,
     };
-    let detail = match super::v1::show_item(State(node.clone()), who.clone(), Path(id.clone())).await {
-        Ok(Json(d)) => d,
-        Err(e) => return problem_page(lang, Some(&who), e),
-    };
-    let bundle = match super::audit::proof_bundle(State(node.clone()), who.clone(), Path(id)).await {
+    let bundle = match super::audit::proof_bundle(State(node.clone()), v.who.clone(), Path(id)).await {
         Ok(Json(b)) => b,
-        Err(e) => return problem_page(lang, Some(&who), e),
+        Err(e) => return v.refused(e),
     };
     let system = crate::vault::registry::system(node.state(), &detail.item.system).ok().flatten();
     let bundle_json = serde_json::to_string_pretty(&bundle).unwrap_or_default();
@@ -639,7 +605,7 @@ async fn report_page(State(node): State<Arc<Node>>, Extension(caller): Extension
             body.report {
                 h1 { (both("custody_report")) }
                 p.mono { (i.item) }
-                p { small { (both("report_generated")) " " (custody_verify::trail::rfc3339_ms(crate::node::now_ms()).unwrap_or_default()) " · " (who.name()) } }
+                p { small { (both("report_generated")) " " (custody_verify::trail::rfc3339_ms(crate::node::now_ms()).unwrap_or_default()) " · " (v.who.name()) } }
                 h2 { (both("item")) }
                 table id="report-item" {
                     tr { th { (both("case")) } td { (i.case) } }
