@@ -377,3 +377,107 @@ async fn a_clip_sealed_and_deposited_in_the_browser_opens_with_the_cli_fetch() {
         cli / secs
     );
 }
+
+/// Files a registry change on the registry page; its status, or the vault's refusal.
+async fn file_on_registry_page(
+    c: &Client,
+    base: &str,
+    form: &str,
+    fields: &[(&str, &str)],
+    roles: &[&str],
+) -> anyhow::Result<Result<String, String>> {
+    c.goto(&format!("{base}/console/registry")).await?;
+    for (name, value) in fields {
+        c.find(Locator::Css(&format!("#{form} [name='{name}']"))).await?.send_keys(value).await?;
+    }
+    for role in roles {
+        c.find(Locator::Css(&format!("#{form} [name='roles'][value='{role}']"))).await?.click().await?;
+    }
+    c.find(Locator::Css(&format!("#{form} button[type='submit']"))).await?.click().await?;
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#change-filed:not([hidden]), #sign-error:not([hidden])")).await?;
+    if let Ok(e) = c.find(Locator::Css("#sign-error:not([hidden])")).await {
+        return Ok(Err(e.text().await?));
+    }
+    Ok(Ok(c.find(Locator::Css("#change-filed")).await?.attr("data-change").await?.unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_administrators_register_a_person_in_their_browsers_and_an_officer_cannot() {
+    install_policy();
+    let mut cluster = Cluster::init(3, "");
+    cluster.start_all(3);
+    let leader = cluster.wait_leader(3);
+    let base = format!("https://127.0.0.1:{}", cluster.base_port + leader as u16 - 1);
+    use base64::Engine;
+    let frank_key = base64::engine::general_purpose::STANDARD.encode(custody::crypto::SigningKey::from_seed(&[77; 32]).unwrap().public_key());
+
+    // An officer's change is refused by the vault (only administrators file changes).
+    let (alice, _h1) = browser_of(&cluster, "alice", &base).await;
+    let c = alice.client.clone();
+    let (b2, k2) = (base.clone(), frank_key.clone());
+    alice
+        .checked("console-registry-officer", async move {
+            let r = file_on_registry_page(
+                &c,
+                &b2,
+                "add-person",
+                &[("name", "mallory"), ("badge", "B-9"), ("unit", "U"), ("public_key", &k2)],
+                &["officer"],
+            )
+            .await?;
+            anyhow::ensure!(r.is_err(), "an officer filed a registry change: {r:?}");
+            Ok(())
+        })
+        .await;
+    alice.close().await;
+
+    // admin files frank; the change waits for a second administrator.
+    let (admin, _h2) = browser_of(&cluster, "admin", &base).await;
+    let c = admin.client.clone();
+    let (b2, k2) = (base.clone(), frank_key.clone());
+    let filed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let out = filed.clone();
+    admin
+        .checked("console-registry-file", async move {
+            let r = file_on_registry_page(
+                &c,
+                &b2,
+                "add-person",
+                &[("name", "frank"), ("badge", "B-77"), ("unit", "U-2"), ("public_key", &k2)],
+                &["officer", "court"],
+            )
+            .await?;
+            let id = r.map_err(|e| anyhow::anyhow!("admin's change refused: {e}"))?;
+            anyhow::ensure!(c.find(Locator::Css("#change-filed")).await?.attr("data-status").await?.as_deref() == Some("pending"), "pending");
+            // The filer cannot approve their own change: the page offers no button, and the vault would refuse.
+            c.goto(&format!("{b2}/console/registry")).await?;
+            anyhow::ensure!(c.find(Locator::Css(&format!("button.sign-change[data-change='{id}']"))).await.is_err(), "a sign button for the filer");
+            shot(&c, "console-registry").await;
+            *out.lock().unwrap() = id;
+            Ok(())
+        })
+        .await;
+    admin.close().await;
+    let id = filed.lock().unwrap().clone();
+
+    // admin2 signs it: applied.
+    let (admin2, _h3) = browser_of(&cluster, "admin2", &base).await;
+    let c = admin2.client.clone();
+    let (b2, id2) = (base.clone(), id.clone());
+    admin2
+        .checked("console-registry-approve", async move {
+            c.goto(&format!("{b2}/console/registry")).await?;
+            c.find(Locator::Css(&format!("button.sign-change[data-change='{id2}']"))).await?.click().await?;
+            c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("tr[data-person='frank'], #sign-error:not([hidden])")).await?;
+            if let Ok(e) = c.find(Locator::Css("#sign-error:not([hidden])")).await {
+                anyhow::bail!("admin2's approval refused: {}", e.text().await?);
+            }
+            Ok(())
+        })
+        .await;
+    admin2.close().await;
+    let reg = cluster.cli_json(&cluster.profile("admin"), &["registry", "list"]);
+    let frank = reg["people"].as_array().unwrap().iter().find(|p| p["name"] == "frank").cloned().unwrap_or_default();
+    assert_eq!((frank["badge"].as_str(), frank["public_key"].as_str()), (Some("B-77"), Some(frank_key.as_str())), "{reg}");
+    assert_eq!(frank["roles"], serde_json::json!(["officer", "court"]));
+}

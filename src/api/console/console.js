@@ -197,6 +197,59 @@ function queuePage() {
   }
 }
 
+// ---- The registry (docs/KEYS.md §5): a change is signed by the administrator who files it
+// and by a second one; the bytes are `custody/registry-change/v1\n` ‖ the proposal as RFC 8785.
+const ROLE_ORDER = ["officer", "approver", "emergency-approver", "court", "admin"]; // the vault's set order
+const changeBytes = (p) => enc.encode("custody/registry-change/v1\n" + canonical(p));
+const nonceHex = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+
+async function fileChange(change) {
+  const proposal = { change, nonce: nonceHex(), expires_at_ms: Date.now() + 7 * 86400 * 1000 };
+  const key = await signingKey();
+  const signature = b64(await crypto.subtle.sign({ name: "Ed25519" }, key, changeBytes(proposal)));
+  const status = await api("POST", "/v1/registry/changes", { proposal, signature });
+  const p = document.getElementById("change-filed");
+  p.textContent = `${status.change} (${status.status})`;
+  p.dataset.change = status.change;
+  p.dataset.status = status.status;
+  p.hidden = false;
+}
+
+function registryPage() {
+  const guard = (f) => async (ev) => {
+    ev.preventDefault();
+    document.getElementById("sign-error").hidden = true;
+    try {
+      await f(new FormData(ev.target));
+    } catch (e) {
+      signError(e);
+    }
+  };
+  document.getElementById("add-person").addEventListener("submit", guard((f) => fileChange({
+    change: "add_person",
+    person: {
+      name: String(f.get("name")), badge: String(f.get("badge")), unit: String(f.get("unit")),
+      roles: f.getAll("roles").map(String).sort((a, b) => ROLE_ORDER.indexOf(a) - ROLE_ORDER.indexOf(b)),
+      public_key: String(f.get("public_key")).trim(), revoked: false,
+    },
+  })));
+  document.getElementById("revoke-person").addEventListener("submit", guard((f) => fileChange({ change: "revoke_person", name: String(f.get("name")) })));
+  for (const b of document.querySelectorAll("button.sign-change")) {
+    b.addEventListener("click", async () => {
+      document.getElementById("sign-error").hidden = true;
+      try {
+        const pending = await api("GET", `/v1/registry/changes/${b.dataset.change}`);
+        const key = await signingKey();
+        const signature = b64(await crypto.subtle.sign({ name: "Ed25519" }, key, changeBytes(pending.proposal)));
+        await api("POST", `/v1/registry/changes/${b.dataset.change}/approvals`, { signature });
+        location.reload();
+      } catch (e) {
+        signError(e);
+      }
+    });
+  }
+}
+
 // For console-seal.js (an ES module).
 window.CustodyConsole = { canonical, b64, signingKey, api };
 
@@ -206,4 +259,5 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("request-form");
   if (form) requestPage(form);
   if (document.getElementById("queue")) queuePage();
+  if (document.getElementById("add-person")) registryPage();
 });

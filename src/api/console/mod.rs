@@ -50,6 +50,7 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/console/requests", get(requests_page))
         .route("/console/items/{id}/request", get(request_form))
         .route("/console/deposit", get(deposit_page))
+        .route("/console/registry", get(registry_page))
         .route("/console/items/{id}/report", get(report_page))
         .route("/console/static/{*file}", get(static_file))
 }
@@ -167,6 +168,7 @@ fn page(lang: Lang, set_lang: bool, who: Option<&Principal>, title: &str, body: 
                             a href="/console/items" { (t.get("items")) }
                             a href="/console/requests" { (t.get("requests")) }
                             a href="/console/deposit" { (t.get("deposit")) }
+                            a href="/console/registry" { (t.get("registry")) }
                             a href="/console/health" { (t.get("health")) }
                             a href="/verify" { (t.get("court_page")) }
                         }
@@ -677,4 +679,73 @@ async fn report_page(State(node): State<Arc<Node>>, v: Viewer, Path(id): Path<St
         markup.into_string(),
     )
         .into_response()
+}
+
+/// `GET /console/registry`: the people, the source systems and the changes
+/// waiting for a second administrator; an administrator files a change
+/// (add a person, revoke one) or signs another's, in the browser
+/// (docs/KEYS.md §5). Whether they may is the vault's rule.
+async fn registry_page(State(node): State<Arc<Node>>, v: Viewer) -> Response {
+    let t = v.t();
+    let r = match super::registry::list(State(node.clone()), v.who.clone()).await {
+        Ok(Json(r)) => r,
+        Err(e) => return v.refused(e),
+    };
+    let body = html! {
+        h2 { (t.get("pending")) }
+        (key_picker(t))
+        table id="pending" {
+            thead { tr { th { (t.get("change")) } th { (t.get("subject")) } th { (t.get("filed_by")) } th { (t.get("detail")) } th {} } }
+            tbody {
+                @for c in &r.pending {
+                    tr data-change=(c.change) {
+                        td.mono { (&c.change[..8.min(c.change.len())]) }
+                        td { (c.proposal.change.subject()) }
+                        td { (c.by) }
+                        td.mono { (serde_json::to_string(&c.proposal.change).unwrap_or_default()) }
+                        td { @if c.by != v.who.name() { button.sign-change type="button" data-change=(c.change) { (t.get("sign")) } } }
+                    }
+                }
+            }
+        }
+        @if r.pending.is_empty() { p id="pending-empty" { (t.get("queue_empty")) } }
+        h2 { (t.get("people")) }
+        table id="people" {
+            thead { tr { th { (t.get("name")) } th { (t.get("badge")) } th { (t.get("unit")) } th { (t.get("roles")) } th { (t.get("state")) } } }
+            tbody {
+                @for p in &r.people {
+                    tr data-person=(p.name) data-revoked=(p.revoked) {
+                        td { (p.name) } td { (p.badge) } td { (p.unit) }
+                        td { (p.roles.iter().map(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()).collect::<Vec<_>>().join(", ")) }
+                        td { @if p.revoked { strong.warn { (t.get("revoked")) } } }
+                    }
+                }
+            }
+        }
+        h2 { (t.get("systems")) }
+        table id="systems" {
+            thead { tr { th { (t.get("system")) } th { (t.get("filing")) } th { (t.get("operator")) } } }
+            tbody { @for s in &r.systems { tr { td { (s.id) } td { (s.filing) } td { (s.operator) " · " (s.location) } } } }
+        }
+        h2 { (t.get("add_person")) }
+        form id="add-person" {
+            label { (t.get("name")) input name="name" required; }
+            label { (t.get("badge")) input name="badge" required; }
+            label { (t.get("unit")) input name="unit" required; }
+            label { (t.get("public_key")) input name="public_key" required; }
+            fieldset { legend { (t.get("roles")) }
+                @for role in ["officer", "approver", "emergency-approver", "court", "admin"] {
+                    label { input type="checkbox" name="roles" value=(role); " " (role) }
+                }
+            }
+            button id="file-add-person" type="submit" { (t.get("sign_and_file")) }
+        }
+        h2 { (t.get("revoke_person")) }
+        form id="revoke-person" {
+            label { (t.get("name")) input name="name" required; }
+            button id="file-revoke" type="submit" { (t.get("sign_and_file")) }
+        }
+        p id="change-filed" hidden {}
+    };
+    v.page(t.get("registry"), body)
 }

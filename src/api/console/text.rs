@@ -139,6 +139,22 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("deposit_leaf", "存证记录号", "Deposit leaf"),
     ("trail_records", "证据链记录数", "Trail records"),
     ("save_bundle", "保存证明包", "Save the proof bundle"),
+    ("registry", "人员登记", "Registry"),
+    ("pending", "待第二名管理员批准的变更", "Changes waiting for a second administrator"),
+    ("change", "变更", "Change"),
+    ("subject", "对象", "Subject"),
+    ("filed_by", "提交人", "Filed by"),
+    ("detail", "内容", "Detail"),
+    ("people", "人员", "People"),
+    ("name", "姓名", "Name"),
+    ("badge", "警号", "Badge"),
+    ("unit", "单位", "Unit"),
+    ("roles", "角色", "Roles"),
+    ("revoked", "已注销", "REVOKED"),
+    ("systems", "来源系统", "Source systems"),
+    ("add_person", "登记人员", "Register a person"),
+    ("public_key", "签名公钥（Base64）", "Signing public key (base64)"),
+    ("revoke_person", "注销人员", "Revoke a person"),
 ];
 
 /// The words of one language.
