@@ -154,6 +154,8 @@ pub async fn login(State(node): State<Arc<Node>>, Extension(caller): Extension<C
 /// puts on the request for the handler.
 pub async fn require_session(State(node): State<Arc<Node>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let caller = req.extensions().get::<Caller>().cloned().ok_or_else(|| unauthenticated("no client certificate"))?;
+    // A node's certificate is refused before any token is looked for (403, not 401).
+    caller.require_user()?;
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
