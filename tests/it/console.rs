@@ -192,6 +192,8 @@ async fn an_officer_logs_in_with_the_key_in_the_browser_and_reads_items_trails_a
         // Log out; the session cookie is gone; log in again with the key kept in the browser.
         c.goto(&format!("{base}/console/items")).await?;
         c.find(Locator::Css("#logout")).await?.click().await?;
+        // The logout answer (which clears the cookie) has landed once the login page shows.
+        c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#login[data-ready='true']")).await?;
         c.goto(&format!("{base}/console/items")).await?;
         anyhow::ensure!(c.current_url().await?.path() == "/console/login", "logged out");
         log_in(&c, &base, None, false).await?;

@@ -318,6 +318,12 @@ impl Cluster {
         self.cli_json(profile, &["items"])["items"].as_array().unwrap().clone()
     }
 
+    /// The items, or `None` while the node asked cannot answer (not caught up yet).
+    pub fn try_items(&self, profile: &Path) -> Option<Vec<Value>> {
+        let out = self.cli(profile, &["items"]);
+        out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).ok()?["items"].as_array().cloned()).flatten()
+    }
+
     pub fn chunk_path(&self, id: u64, name: &str) -> PathBuf {
         self.node_dir(id).join(format!("data/chunks/{}/{name}", &name[..2]))
     }

@@ -48,7 +48,7 @@ fn one_nodes_directory_opens_no_item_and_a_majority_of_shares_does() {
     let item = c.deposit("alice", &clip, "case-K")["item"].as_str().unwrap().to_string();
     // Every node has the record before they stop.
     crate::harness::wait_until("every node lists the item", Duration::from_secs(30), || {
-        (1..=3).all(|i| c.items(&c.node_profile("admin", i)).iter().any(|v| v["item"] == item)).then_some(())
+        (1..=3).all(|i| c.try_items(&c.node_profile("admin", i)).is_some_and(|l| l.iter().any(|v| v["item"] == item))).then_some(())
     });
     for id in 1..=3 {
         c.kill(id);
