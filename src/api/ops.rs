@@ -56,10 +56,7 @@ pub async fn verify_page() -> impl IntoResponse {
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             // The page's own policy, also as a header: it may fetch nothing.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, custody_verify::page::CSP),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         page,

@@ -128,6 +128,22 @@ async fn an_officer_logs_in_with_the_key_in_the_browser_and_reads_items_trails_a
         let load = c.execute("const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;", vec![]).await?;
         eprintln!("console: the items page loaded in {:.1} ms", load.as_f64().unwrap_or(f64::NAN));
         anyhow::ensure!(text_of(&c, "#user").await? == "alice", "the page names the user");
+        // A token the vault did not issue to this certificate makes no console session; the
+        // pages load nothing but the console's own files (their CSP).
+        let probe = c
+            .execute_async(
+                r#"const done = arguments[0];
+                (async () => {
+                  const bad = await fetch("/console/session", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: "eyJhbGciOiJFZERTQSJ9.e30.AAAA" }) });
+                  const page = await fetch("/console/items");
+                  return { session: bad.status, cookie: bad.headers.has("set-cookie"), csp: page.headers.get("content-security-policy") };
+                })().then(done, (e) => done({ error: String(e) }));"#,
+                vec![],
+            )
+            .await?;
+        anyhow::ensure!(probe["session"] == 401, "a forged token made a console session: {probe}");
+        let csp = probe["csp"].as_str().unwrap_or_default();
+        anyhow::ensure!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "the console's CSP: {csp}");
         let total = c.find(Locator::Css("#count")).await?.attr("data-total").await?;
         anyhow::ensure!(total.as_deref() == Some("3"), "three items, not {total:?}");
         shot(&c, "console-items").await;

@@ -924,15 +924,20 @@ const CustodyVerify = (() => {
     }
     return `under the grant of leaf ${i} (same request ${x.get("request")} and action ${x.get("action")}); ${x.get("by")} is a participant; fetch ${fetch} of ${max}; before its expiry, no signer of it revoked`;
   }
+  // Does base64 `signature` over `signed` verify under the key `registered` gave (`reg`)?
+  // Throws when the key or the signature is not even well formed.
+  async function registeredSignature(reg, signed, signature) {
+    const key = b64key32(reg.key);
+    if (!key) throw new Error("the registered key is not 32 bytes of base64");
+    const sig = b64decode(signature);
+    if (!sig) throw new Error("the signature is not base64");
+    return ed25519Verify(key, signed, sig);
+  }
   async function accessSignature(at, x, people) {
     const reg = registered(people, x.get("by"), at);
     const statement = new Map([["item", x.get("item")], ["request", x.get("request")], ["fetcher", x.get("by")], ["fetch_key", x.get("fetch_key")]]);
     const signed = concat(utf8("custody/access/v1\n"), canonicalBytes(statement));
-    const key = b64key32(reg.key);
-    if (!key) throw new Error("the registered key is not 32 bytes of base64");
-    const sig = b64decode(x.get("signature"));
-    if (!sig) throw new Error("the signature is not base64");
-    if (!(await ed25519Verify(key, signed, sig))) {
+    if (!(await registeredSignature(reg, signed, x.get("signature")))) {
       throw new Error(`the access statement's signature does not verify with ${x.get("by")}'s key registered at leaf ${reg.at}`);
     }
     return `${x.get("by")} signed the access statement (item, request, fetcher, fetch_key) with the key registered at leaf ${reg.at}`;
@@ -1040,11 +1045,7 @@ const CustodyVerify = (() => {
     if (!reg.roles.includes("officer")) throw new Error(`${depositor} was not an officer at leaf ${index}`);
     const statement = new Map([...d.m].filter(([k]) => !["v", "kind", "time", "retain_until", "signature"].includes(k)));
     const signed = concat(utf8("custody/deposit/v1\n"), canonicalBytes(statement));
-    const key = b64key32(reg.key);
-    if (!key) throw new Error("the registered key is not 32 bytes of base64");
-    const sig = b64decode(d.get("signature"));
-    if (!sig) throw new Error("the signature is not base64");
-    if (!(await ed25519Verify(key, signed, sig))) {
+    if (!(await registeredSignature(reg, signed, d.get("signature")))) {
       throw new Error(`the deposit statement's signature does not verify with ${depositor}'s key registered at leaf ${reg.at}`);
     }
     return `${depositor} (an officer) signed the deposit with the key registered at leaf ${reg.at}`;

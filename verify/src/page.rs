@@ -5,6 +5,9 @@
 //! and this crate must agree are `tests/vectors/bundles/`.
 
 const TEMPLATE: &str = include_str!("../page/verify.html");
+/// The page's Content-Security-Policy: no request of any kind, only its own
+/// inline script and style. In the page's `<meta>`, and the header a node serves it with.
+pub const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'";
 const SCRIPT: &str = include_str!("../page/verify.js");
 
 /// The page's script alone (`CustodyVerify`): the console loads it for its
@@ -15,7 +18,7 @@ pub fn script() -> &'static str {
 
 /// The page, script inlined: nothing else to fetch.
 pub fn html() -> String {
-    TEMPLATE.replacen("/*VERIFY_JS*/", SCRIPT, 1).replacen("/*VERSION*/", env!("CARGO_PKG_VERSION"), 1)
+    TEMPLATE.replacen("/*CSP*/", CSP, 1).replacen("/*VERIFY_JS*/", SCRIPT, 1).replacen("/*VERSION*/", env!("CARGO_PKG_VERSION"), 1)
 }
 
 #[cfg(test)]
