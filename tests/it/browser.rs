@@ -60,13 +60,22 @@ impl Browser {
         chrome_args.push(format!("--user-data-dir={}", profile.path().display()));
         chrome_args.extend(args.iter().map(|s| s.to_string()));
         let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), json!({ "args": chrome_args }));
+        // Downloads go to the profile's `downloads/`, without asking (`Browser::downloads`).
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
+        let prefs = json!({ "download.default_directory": downloads, "download.prompt_for_download": false });
+        caps.insert("goog:chromeOptions".into(), json!({ "args": chrome_args, "prefs": prefs }));
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("a WebDriver session with Chromium");
         Browser { client, driver, _profile: profile }
+    }
+
+    /// Where this browser's downloads land.
+    pub fn downloads(&self) -> PathBuf {
+        self._profile.path().join("downloads")
     }
 
     /// Saves a PNG of the page as `<screenshots>/<name>.png`.

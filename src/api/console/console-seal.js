@@ -1,6 +1,7 @@
 // The console's deposit (issue 17): the clip is sealed in the browser exactly
 // as the CLI seals it (docs/KEYS.md §4.1), so no node sees the plaintext or
-// the data key. AES-256-GCM, SHA-256, X25519, HMAC and Ed25519 are WebCrypto's;
+// the data key. The HPKE opening and Shamir combining here serve the fetch
+// (console-fetch.js, §4.2). AES-256-GCM, SHA-256, X25519, HMAC and Ed25519 are WebCrypto's;
 // ChaCha20-Poly1305 (the share envelopes' HPKE AEAD), which WebCrypto lacks, is
 // @noble/ciphers (vendor/noble-ciphers, VENDORED.md). HPKE (RFC 9180, base
 // mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305) and Shamir
@@ -46,6 +47,22 @@ export function split(secret, k, n) {
   return shares;
 }
 
+const div = (a, b) => (a ? EXP[LOG[a] + 255 - LOG[b]] : 0); // b ≠ 0
+// The secret of k shares `x ‖ y` with distinct x: Lagrange interpolation at 0 (subtraction is XOR).
+export function combine(shares) {
+  const xs = shares.map((s) => s[0]);
+  if (xs.some((x) => x === 0) || new Set(xs).size !== xs.length) throw new Error("shares need distinct x in 1..255");
+  const out = new Uint8Array(shares[0].length - 1);
+  shares.forEach((s, i) => {
+    let l = 1;
+    xs.forEach((xm, m) => {
+      if (m !== i) l = mul(l, div(xm, xm ^ xs[i]));
+    });
+    for (let j = 0; j < out.length; j++) out[j] ^= mul(l, s[j + 1]);
+  });
+  return out;
+}
+
 // ---- HPKE (RFC 9180), base mode, single shot.
 const KEM_SUITE = cat(te.encode("KEM"), Uint8Array.of(0x00, 0x20));
 const HPKE_SUITE = cat(te.encode("HPKE"), Uint8Array.of(0x00, 0x20, 0x00, 0x01, 0x00, 0x03));
@@ -59,12 +76,8 @@ const expand32 = async (prk, info, len) => (await hmac(prk, cat(info, Uint8Array
 const labeledExtract = (suite, salt, label, ikm) => extract(salt, cat(te.encode("HPKE-v1"), suite, te.encode(label), ikm));
 const labeledExpand = (suite, prk, label, info, len) =>
   expand32(prk, cat(Uint8Array.of(len >> 8, len & 255), te.encode("HPKE-v1"), suite, te.encode(label), info), len);
-// Seals `plaintext` to the X25519 public key `pkR`: `enc (32) ‖ ciphertext`.
-export async function hpkeSeal(pkR, info, aad, plaintext) {
-  const eph = await crypto.subtle.generateKey({ name: "X25519" }, true, ["deriveBits"]);
-  const enc = new Uint8Array(await crypto.subtle.exportKey("raw", eph.publicKey));
-  const peer = await crypto.subtle.importKey("raw", pkR, { name: "X25519" }, false, []);
-  const dh = new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: peer }, eph.privateKey, 256));
+// The key and base nonce of a base-mode context (RFC 9180 §4.1, §5.1) from the DH output.
+async function keySchedule(dh, enc, pkR, info) {
   const eaePrk = await labeledExtract(KEM_SUITE, new Uint8Array(0), "eae_prk", dh);
   const shared = await labeledExpand(KEM_SUITE, eaePrk, "shared_secret", cat(enc, pkR), 32);
   const pskIdHash = await labeledExtract(HPKE_SUITE, new Uint8Array(0), "psk_id_hash", new Uint8Array(0));
@@ -73,9 +86,33 @@ export async function hpkeSeal(pkR, info, aad, plaintext) {
   const secret = await labeledExtract(HPKE_SUITE, shared, "secret", new Uint8Array(0));
   const key = await labeledExpand(HPKE_SUITE, secret, "key", context, 32);
   const nonce = await labeledExpand(HPKE_SUITE, secret, "base_nonce", context, 12);
+  [shared, secret].forEach((b) => b.fill(0));
+  return { key, nonce };
+}
+// Seals `plaintext` to the X25519 public key `pkR`: `enc (32) ‖ ciphertext`.
+export async function hpkeSeal(pkR, info, aad, plaintext) {
+  const eph = await crypto.subtle.generateKey({ name: "X25519" }, true, ["deriveBits"]);
+  const enc = new Uint8Array(await crypto.subtle.exportKey("raw", eph.publicKey));
+  const peer = await crypto.subtle.importKey("raw", pkR, { name: "X25519" }, false, []);
+  const dh = new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: peer }, eph.privateKey, 256));
+  const { key, nonce } = await keySchedule(dh, enc, pkR, info);
   const ct = chacha20poly1305(key, nonce, aad).encrypt(plaintext);
-  [dh, shared, secret, key].forEach((b) => b.fill(0));
+  [dh, key].forEach((b) => b.fill(0));
   return cat(enc, ct);
+}
+// Opens `enc (32) ‖ ciphertext` sealed to our key pair (`skR` a WebCrypto X25519 private key, `pkR` its
+// raw public key); throws when the envelope was not sealed to it, for this info and aad.
+export async function hpkeOpen(skR, pkR, info, aad, envelope) {
+  if (envelope.length < 32 + 16) throw new Error("an HPKE envelope is at least 48 bytes");
+  const enc = envelope.slice(0, 32);
+  const peer = await crypto.subtle.importKey("raw", enc, { name: "X25519" }, false, []);
+  const dh = new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: peer }, skR, 256));
+  const { key, nonce } = await keySchedule(dh, enc, pkR, info);
+  try {
+    return chacha20poly1305(key, nonce, aad).decrypt(envelope.slice(32));
+  } finally {
+    [dh, key].forEach((b) => b.fill(0));
+  }
 }
 
 // ---- The deposit (docs/KEYS.md §4.1). `progress(phase, done, total)`.

@@ -10,6 +10,7 @@
 //! `POST /console/session`, which checks it as the API does and keeps it in
 //! an `HttpOnly; Secure; SameSite=Strict` cookie for the pages.
 
+mod fetch;
 mod text;
 
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/console/deposit", get(deposit_page))
         .route("/console/registry", get(registry_page))
         .route("/console/items/{id}/report", get(report_page))
+        .route("/console/items/{id}/fetch", get(fetch::fetch_page))
+        .route("/console/items/{id}/share", post(fetch::share))
         .route("/console/static/{*file}", get(static_file))
 }
 
@@ -61,6 +64,7 @@ async fn static_file(Path(file): Path<String>) -> Response {
     let (kind, body): (&str, &str) = match file.as_str() {
         "console.js" => (JS, include_str!("console.js")),
         "console-seal.js" => (JS, include_str!("console-seal.js")),
+        "console-fetch.js" => (JS, include_str!("console-fetch.js")),
         "console.css" => ("text/css; charset=utf-8", include_str!("console.css")),
         "verify.js" => (JS, custody_verify::page::script()),
         "vendor/noble-ciphers/chacha.js" => (JS, include_str!("vendor/noble-ciphers/chacha.js")),
@@ -387,6 +391,7 @@ async fn item_page(State(node): State<Arc<Node>>, v: Viewer, Path(id): Path<Stri
         }
         p {
             a id="new-request" href={ "/console/items/" (i.item) "/request" } { (t.get("new_request")) } " · "
+            a id="fetch" href={ "/console/items/" (i.item) "/fetch" } { (t.get("fetch")) } " · "
             a id="report" href={ "/console/items/" (i.item) "/report" } { (t.get("report")) } " · "
             a id="proof" href={ "/console/items/" (i.item) "/proof" } download { (t.get("download_proof")) } " · "
             a href="/verify" { (t.get("court_page")) }

@@ -155,6 +155,19 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("add_person", "登记人员", "Register a person"),
     ("public_key", "签名公钥（Base64）", "Signing public key (base64)"),
     ("revoke_person", "注销人员", "Revoke a person"),
+    ("fetch", "调阅", "Fetch"),
+    ("fetches", "已调阅 / 可调阅", "Fetches used / allowed"),
+    (
+        "fetch_intro",
+        "调阅前先登记：本浏览器签署调阅声明，主节点记录后，各节点才各自释放密钥份额；视频在本浏览器内解密并核对 SHA-256。",
+        "The access is recorded first: this browser signs the access statement, the leader records it, and only then does each node release its key share; the clip is opened in this browser and its SHA-256 checked.",
+    ),
+    ("fetch_not_leader", "调阅须由主节点登记；请在主节点打开：", "An access is recorded by the leader; open this page there:"),
+    ("no_grants", "您没有此证据的已批准申请。", "You hold no granted request for this item."),
+    ("opening", "正在解密：", "Opening:"),
+    ("downloading", "正在接收：", "Receiving:"),
+    ("fetched", "已调阅并核对：", "Fetched and checked:"),
+    ("save_clip", "保存视频", "Save the clip"),
 ];
 
 /// The words of one language.
