@@ -206,6 +206,14 @@ pub struct SmallRecords {
     /// CPU time each process spent per committed record (`bench` is this
     /// process: the 32 clients).
     pub cpu_us_per_record: BTreeMap<String, f64>,
+    /// Their sum: the CPU the whole system spent per record.
+    pub cpu_us_per_record_total: f64,
+    /// The key releases of the fetches in this load (each one the shares of
+    /// a majority of holders), and their latency's median and 99th
+    /// percentile (none when no fetch completed).
+    pub key_releases: u64,
+    pub key_release_p50_ms: Option<f64>,
+    pub key_release_p99_ms: Option<f64>,
 }
 
 /// The leader's applied audit tree size and last log index.
@@ -225,6 +233,8 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
     let (tiny, _) = b.deposit(4096, "tiny").await?;
     let item = tiny.item.to_string();
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    // Each fetch's key release (shares from a majority), timed under this very load.
+    let releases = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let mut sessions = Vec::new();
     for _ in 0..clients {
         let (alice, bob, carol) = (session(&b.dir, "alice")?, session(&b.dir, "bob")?, session(&b.dir, "carol")?);
@@ -242,7 +252,7 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
     let tasks: Vec<_> = sessions
         .into_iter()
         .map(|(alice, bob, carol)| {
-            let (item, counts) = (item.clone(), counts.clone());
+            let (item, counts, releases) = (item.clone(), counts.clone(), releases.clone());
             tokio::spawn(async move {
                 let bump = |k: usize, ok: bool| counts[if ok { k } else { 3 }].fetch_add(1, Ordering::Relaxed);
                 while Instant::now() < deadline {
@@ -259,7 +269,11 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
                         granted &= ok;
                     }
                     if granted {
-                        bump(2, access::fetch_checked(&bob, &item, &filed.request).await.is_ok());
+                        let fetched = access::fetch_checked_timed(&bob, &item, &filed.request).await;
+                        if let Ok((_, steps)) = &fetched {
+                            releases.lock().unwrap_or_else(|p| p.into_inner()).push(steps.release_ms);
+                        }
+                        bump(2, fetched.is_ok());
                     }
                 }
             })
@@ -274,8 +288,11 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
     let total = grew(size_after, size_before)?;
     let [requests, approvals, accesses, errors] = [0, 1, 2, 3].map(|k| counts[k].load(Ordering::Relaxed));
     anyhow::ensure!(total > 0, "no small record committed");
-    let cpu_us_per_record =
+    let cpu_us_per_record: BTreeMap<String, f64> =
         pids.iter().zip(cpu_before).filter_map(|((name, pid), before)| Some((name.clone(), (cpu_us(pid)? - before?) / total as f64))).collect();
+    let mut rel = std::mem::take(&mut *releases.lock().unwrap_or_else(|p| p.into_inner()));
+    rel.sort_by(f64::total_cmp);
+    let at = |q: f64| rel.get(((rel.len().max(1) - 1) as f64 * q).round() as usize).copied();
     Ok(SmallRecords {
         per_sec: total as f64 / elapsed,
         leaves: total,
@@ -286,6 +303,10 @@ pub async fn small_records(b: &Bench, clients: usize, secs: f64) -> anyhow::Resu
         accesses,
         errors,
         log_entries: grew(log_after, log_before)?,
+        cpu_us_per_record_total: cpu_us_per_record.values().sum(),
         cpu_us_per_record,
+        key_releases: rel.len() as u64,
+        key_release_p50_ms: at(0.5),
+        key_release_p99_ms: at(0.99),
     })
 }

@@ -12,14 +12,26 @@ use crate::evidence::aligned_copy;
 /// How the crypto budget counts the work a deposit costs the cluster, per byte
 /// of clip, with `nodes` nodes (F = nodes − 1 followers; the client on the
 /// same machine):
-/// - AES-256-GCM: the upload's TLS (client seals, leader opens), the chunk
-///   seal, and the chunk push's TLS to each follower (leader seals, the
-///   follower opens): 1 + 1 + 1 + 2·F passes (7 for 3 nodes, 11 for 5).
-/// - SHA-256: the plaintext digest, the chunk name on the leader, and each
-///   follower's check of the name: 1 + 1 + F passes (4 for 3 nodes, 6 for 5).
+/// - AES-256-GCM: the client's chunk seal, the upload's TLS (client seals,
+///   leader opens), and the chunk push's TLS to each follower (leader seals,
+///   the follower opens): 1 + 2 + 2·F passes (7 for 3 nodes, 11 for 5).
+/// - SHA-256: the client's plaintext digest and its chunk names, the leader's
+///   naming of each chunk it cuts from the stream, and each follower's check
+///   of the name: 1 + 1 + 1 + F passes (5 for 3 nodes, 7 for 5).
 pub fn passes_per_byte(nodes: u64) -> (f64, f64) {
     let followers = nodes.saturating_sub(1) as f64;
-    (3.0 + 2.0 * followers, 2.0 + followers)
+    (3.0 + 2.0 * followers, 3.0 + followers)
+}
+
+/// The same for a fetch, which does not depend on the cluster's size: the
+/// node checks each chunk's name as it reads it (1 SHA) and seals it into
+/// TLS (1 AES); the client opens the TLS (1 AES) and the chunk (1 AES) and
+/// hashes the plaintext (1 SHA). 3 AES and 2 SHA passes.
+pub const FETCH_PASSES: (f64, f64) = (3.0, 2.0);
+
+/// Clip bytes per second one core carries through `passes` of AES-GCM and SHA-256.
+pub fn budget(aes: f64, sha: f64, passes: (f64, f64)) -> f64 {
+    1.0 / (passes.0 / aes + passes.1 / sha)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -28,8 +40,10 @@ pub struct Limits {
     pub aes_gcm_mb_per_sec: f64,
     /// One core hashing 4 MiB buffers.
     pub sha256_mb_per_sec: f64,
-    /// Clip bytes per second one core can carry through every pass above.
+    /// Clip bytes per second one core can carry through every pass of a deposit.
     pub crypto_limit_mb_per_sec: f64,
+    /// ... through every pass of a fetch (`FETCH_PASSES`): the fetch's limit.
+    pub fetch_limit_mb_per_sec: f64,
     /// Three concurrent writers, each writing and fsyncing `disk_test_mib`:
     /// the better of the two ways below.
     pub disk_limit_mb_per_sec: f64,
@@ -122,8 +136,7 @@ pub fn disk_rate(dir: &Path, mib: u64, direct: bool, writers: u64) -> anyhow::Re
 pub fn measure(dir: &Path, disk_mib: u64, nodes: u64) -> anyhow::Result<Limits> {
     let aes = aes_rate(Duration::from_secs(1))?;
     let sha = sha_rate(Duration::from_secs(1));
-    let (aes_passes, sha_passes) = passes_per_byte(nodes);
-    let crypto = 1.0 / (aes_passes / aes + sha_passes / sha);
+    let crypto = budget(aes, sha, passes_per_byte(nodes));
     let buffered = disk_rate(dir, disk_mib, false, nodes)?.unwrap_or(0.0);
     // A file system without direct I/O (tmpfs) refuses it: the chunk store then writes buffered too.
     let direct = disk_rate(dir, disk_mib, true, nodes)?.unwrap_or(0.0);
@@ -133,6 +146,7 @@ pub fn measure(dir: &Path, disk_mib: u64, nodes: u64) -> anyhow::Result<Limits> 
         aes_gcm_mb_per_sec: aes,
         sha256_mb_per_sec: sha,
         crypto_limit_mb_per_sec: crypto,
+        fetch_limit_mb_per_sec: budget(aes, sha, FETCH_PASSES),
         disk_limit_mb_per_sec: disk,
         disk_buffered_mb_per_sec: buffered,
         disk_direct_mb_per_sec: direct,
