@@ -23,15 +23,6 @@ const be64 = (n) => {
 };
 const sha256 = async (b) => new Uint8Array(await crypto.subtle.digest("SHA-256", b));
 
-async function problemOf(r) {
-  try {
-    const p = await r.json();
-    return `${p.title}: ${p.detail}`;
-  } catch (_) {
-    return `HTTP ${r.status}`;
-  }
-}
-
 // Every k-subset of `all` that contains `last`.
 function subsetsWith(all, last, k) {
   const rest = all.filter((s) => s !== last);
@@ -67,7 +58,7 @@ async function dataKey(view, item, fetchKey, pair, token) {
           credentials: "include",
           body: JSON.stringify({ token, access_leaf: view.access_leaf, fetch_key: fetchKey }),
         });
-        if (!r.ok) throw new Error(await problemOf(r));
+        if (!r.ok) throw new Error(await C.problemText(r));
         const rel = await r.json();
         if (rel.node !== h.node || rel.x !== h.x) throw new Error(`answered for node ${rel.node}, x ${rel.x}`);
         const aad = cat(te.encode(view.cluster_id), Uint8Array.of(0), itemBytes, be64(h.node), Uint8Array.of(h.x), be64(view.access_leaf));
@@ -120,7 +111,7 @@ export async function fetchClip(item, request, key, progress) {
   dk.fill(0);
 
   const r = await fetch(`/v1/items/${item}/sealed?access=${view.access_leaf}`, { headers: { authorization: `Bearer ${token}` } });
-  if (!r.ok) throw new Error(await problemOf(r));
+  if (!r.ok) throw new Error(await C.problemText(r));
   const reader = r.body.getReader();
   const cs = view.chunk_size, count = view.chunks, size = view.size;
   const itemBytes = fromHex(item), prefix = fromHex(view.nonce_prefix);

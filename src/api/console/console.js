@@ -251,7 +251,7 @@ function registryPage() {
 }
 
 // For console-seal.js (an ES module).
-window.CustodyConsole = { canonical, b64, signingKey, api };
+window.CustodyConsole = { canonical, b64, signingKey, api, problemText };
 
 document.addEventListener("DOMContentLoaded", () => {
   if (document.getElementById("login")) loginPage();
