@@ -80,11 +80,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             }
             Err(e) => return Err(ApiError::bad_request(format!("the request body could not be read: {}", e.body_text()))),
         };
-        if depth(&bytes) > MAX_JSON_DEPTH {
-            return Err(ApiError::bad_request(format!("the JSON body nests deeper than {MAX_JSON_DEPTH} levels")));
-        }
-        serde_json::from_slice(&bytes).map(Json).map_err(|e| ApiError::bad_request(format!("the JSON body is not what this route takes: {e}")))
+        parse(&bytes).map(Json)
     }
+}
+
+/// A JSON body already read, checked as every route's: nesting bounded, then
+/// the shape. For a route whose body cannot be `application/json` (the
+/// console's cross-origin share release, `text/plain`).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if depth(bytes) > MAX_JSON_DEPTH {
+        return Err(ApiError::bad_request(format!("the JSON body nests deeper than {MAX_JSON_DEPTH} levels")));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the JSON body is not what this route takes: {e}")))
 }
 
 #[cfg(test)]

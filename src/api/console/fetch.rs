@@ -144,7 +144,7 @@ pub(super) async fn share(
         return ApiError::forbidden(format!("this route serves the console of a member's origin, not {asked}")).into_response();
     };
     let answer = async {
-        let ask: ShareAsk = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the share request is not valid JSON: {e}")))?;
+        let ask: ShareAsk = super::super::json::parse(&body)?;
         let who = session::principal(&node, &caller, &ask.token)?;
         super::super::access::share(State(node.clone()), who, Path(id), Json(ShareRequest { access_leaf: ask.access_leaf, fetch_key: ask.fetch_key }))
             .await
