@@ -15,7 +15,7 @@ pub const MAX_CLIP_SIZE_BYTES: u64 = 1 << 40;
 pub const GCM_TAG_BYTES: u64 = 16;
 /// How many sealed chunks the leader keeps in flight per deposit: bounds a
 /// deposit's memory to about `(PIPELINE_CHUNKS + 2) * chunk size`.
-pub const PIPELINE_CHUNKS: usize = 4;
+pub const PIPELINE_CHUNKS: usize = 2;
 /// Batches of small records the leader keeps in flight in Raft at once
 /// (`node::proposer`): while one commits, new records queue for the next.
 /// One is best under load (32 clients: ~20 records per entry, against ~5.5

@@ -404,29 +404,63 @@ pub async fn fetch_timed(
     Ok((done, FetchTimings { record_ms, release_ms, open_ms: ms(opened) }))
 }
 
-/// Asks every node for its share; stops once a threshold of them rebuilds a key
-/// that matches the item's commitment (a holder answering garbage is outvoted).
+/// How long the holders asked may take before one more is asked as well.
+const HEDGE_AFTER: Duration = Duration::from_millis(250);
+
+/// Asks a threshold of the holders for their shares, starting at a random one
+/// (so the work spreads over them), and one more for each that fails, answers
+/// garbage (it is outvoted: every share is checked against the commitment) or
+/// has not answered after [`HEDGE_AFTER`]. Stops at the first key that matches
+/// the item's commitment.
 async fn gather(s: &impl Vault, view: &AccessView, fetch_secret: &ShareSecretKey, fetch_key: &str) -> Result<DataKey, SealingError> {
     let item = view.item;
     let commitment = crate::evidence::parse_hex::<32>(&view.key_commitment, "key commitment").map_err(|e| bad(e.to_string()))?;
     let ask = ShareRequest { access_leaf: view.access_leaf, fetch_key: fetch_key.to_string() };
     let path = format!("/v1/items/{item}/share");
-    // Each holder where the vault says it is, and every node of the profile besides
-    // (a wrong address costs only time: every share is checked against the commitment).
+    // Each holder where the vault says it is, then every node of the profile besides
+    // (a wrong address costs only time).
     let mut targets: Vec<String> = view.holders.iter().filter_map(|h| h.addr.clone()).collect();
+    let from = crate::crypto::random_bytes::<1>().map(|b| b[0] as usize).unwrap_or(0);
+    if !targets.is_empty() {
+        let n = targets.len();
+        targets.rotate_left(from % n);
+    }
     targets.extend(s.endpoints().iter().cloned());
     let mut seen = std::collections::BTreeSet::new();
     targets.retain(|t| seen.insert(t.clone()));
-    let mut pending: FuturesUnordered<_> = targets
-        .iter()
-        .map(|base| {
-            let (ask, path) = (&ask, &path);
-            async move { (base.clone(), s.call_at::<_, ShareRelease>(base, Method::POST, path, Some(ask), RELEASE_TIMEOUT).await) }
-        })
-        .collect();
+    let ask_one = |base: &String| {
+        let (ask, path, base) = (&ask, &path, base.clone());
+        async move {
+            let answer = s.call_at::<_, ShareRelease>(&base, Method::POST, path, Some(ask), RELEASE_TIMEOUT).await;
+            (base, answer)
+        }
+    };
+    let mut untried = targets.iter();
+    let mut pending = FuturesUnordered::new();
     let mut got: Vec<KeyShare> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
-    while let Some((base, answer)) = pending.next().await {
+    loop {
+        // Enough asked to reach a threshold if all of them answer well; one more when a threshold
+        // is in hand that does not rebuild the key.
+        let wanted = (view.threshold as usize).saturating_sub(got.len()).max(1);
+        while pending.len() < wanted {
+            let Some(base) = untried.next() else { break };
+            pending.push(ask_one(base));
+        }
+        let next = if untried.len() > 0 {
+            match tokio::time::timeout(HEDGE_AFTER, pending.next()).await {
+                Ok(next) => next,
+                Err(_slow) => {
+                    if let Some(base) = untried.next() {
+                        pending.push(ask_one(base));
+                    }
+                    continue;
+                }
+            }
+        } else {
+            pending.next().await
+        };
+        let Some((base, answer)) = next else { break };
         let release = match answer {
             Ok(r) => r,
             Err(e) => {

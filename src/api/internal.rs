@@ -13,7 +13,7 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapsho
 
 use super::session::Caller;
 use super::ApiError;
-use crate::evidence::{ChunkName, ChunkStoreError, Put};
+use crate::evidence::{AlignedBuf, ChunkName, ChunkStoreError, Put};
 use crate::limits;
 use crate::node::Node;
 use crate::raft::{NodeId, TypeConfig};
@@ -88,10 +88,11 @@ pub async fn put_chunk(
     Extension(peer): Extension<Caller>,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
     member_peer(&node, &peer)?;
     let name = parse_name(&name)?;
+    let body = aligned_body(body, MAX_CHUNK_BODY_BYTES).await?;
     // A chunk of a deposit still streaming: kept from the orphan collector while the deposit is active.
     let deposit = headers.get(crate::node::DEPOSIT_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<crate::evidence::ItemId>().ok());
     match node.receive_chunk(name, deposit, body).await {
@@ -106,11 +107,34 @@ pub async fn put_chunk(
     }
 }
 
+/// A whole request body of at most `limit` bytes, gathered into an [`AlignedBuf`]
+/// (its length, when the request states it, reserved at once).
+async fn aligned_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_long = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large", format!("a chunk is at most {limit} bytes"));
+    let stated = usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).unwrap_or(usize::MAX);
+    if stated > limit {
+        return Err(too_long());
+    }
+    let mut buf = AlignedBuf::with_capacity(stated);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the chunk: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                return Err(too_long());
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.into_bytes())
+}
+
 pub async fn get_chunk(State(node): State<Arc<Node>>, Extension(peer): Extension<Caller>, Path(name): Path<String>) -> Result<Bytes, ApiError> {
     member_peer(&node, &peer)?;
     let name = parse_name(&name)?;
     match node.stored_chunk(name).await {
-        Ok(b) => Ok(Bytes::from(b)),
+        Ok(b) => Ok(b),
         Err(ChunkStoreError::Missing(n)) => Err(ApiError::not_found(format!("chunk {n} is not on this node"))),
         Err(ChunkStoreError::HashMismatch(n)) => {
             tracing::error!(chunk = %n, "a stored chunk does not match its name: not serving it");

@@ -170,7 +170,8 @@ async fn serve_app(app: Router, listener: TcpListener, acceptor: Acceptor) {
             };
             let watched = peer.clone();
             let untrusted = acceptor.until_untrusted(&watched);
-            let svc = TowerToHyperService::new(app.layer(Extension(session::Caller::new(peer))));
+            // The caller wraps the whole router once (`Router::layer` would rebuild every route per connection).
+            let svc = TowerToHyperService::new(tower::Layer::layer(&Extension(session::Caller::new(peer)), app));
             tokio::select! {
                 r = server.serve_connection(io, svc) => if let Err(e) = r {
                     tracing::debug!(%remote, error = %e, "connection ended");

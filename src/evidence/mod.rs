@@ -3,7 +3,7 @@
 
 mod chunk_store;
 
-pub use chunk_store::{aligned_copy, write_new_file, ChunkStore, ChunkStoreError, Put, DIRECT_IO_ALIGN};
+pub use chunk_store::{aligned_copy, write_new_file, AlignedBuf, ChunkStore, ChunkStoreError, Put, DIRECT_IO_ALIGN};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

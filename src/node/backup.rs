@@ -45,7 +45,7 @@ impl Node {
     }
 
     /// A sealed chunk this node holds, by name.
-    pub fn sealed_chunk(&self, name: &ChunkName) -> anyhow::Result<Vec<u8>> {
+    pub fn sealed_chunk(&self, name: &ChunkName) -> anyhow::Result<bytes::Bytes> {
         Ok(self.chunks.get(name)?)
     }
 }

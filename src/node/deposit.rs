@@ -20,7 +20,7 @@ use super::{now_ms, Node};
 use crate::auth::Principal;
 use crate::client::{full, read_body};
 use crate::crypto;
-use crate::evidence::{chunk_count, ChunkName, ChunkRef, ChunkStoreError, ItemId, Manifest};
+use crate::evidence::{chunk_count, AlignedBuf, ChunkName, ChunkRef, ChunkStoreError, ItemId, Manifest};
 use crate::limits;
 use crate::vault::{Command, Outcome, Refusal};
 
@@ -200,7 +200,8 @@ where
 
     let mut chunks: Vec<ChunkRef> = Vec::with_capacity(count as usize);
     let mut namer = Namer { naming: None, started: 0 };
-    let mut buf: Vec<u8> = Vec::with_capacity(piece as usize);
+    // Each chunk gathered where direct I/O can write it from (`AlignedBuf`): no copy to store it.
+    let mut buf = AlignedBuf::with_capacity(piece as usize);
     let mut manifest_json: Vec<u8> = Vec::with_capacity(((expected - up.sealed_bytes) as usize).min(1 << 20));
     let mut received: u64 = 0;
 
@@ -222,8 +223,8 @@ where
                 frame.advance(take);
                 let done = namer.started * piece + buf.len() as u64;
                 if buf.len() as u64 == piece || done == up.sealed_bytes {
-                    let full = std::mem::replace(&mut buf, Vec::with_capacity(piece as usize));
-                    namer.name(full, &mut chunks, &mut senders).await?;
+                    let full = std::mem::replace(&mut buf, AlignedBuf::with_capacity(piece as usize));
+                    namer.name(full.into_bytes(), &mut chunks, &mut senders).await?;
                 }
             }
         }
@@ -303,7 +304,7 @@ where
     outcome
 }
 
-type Named = Result<(Vec<u8>, ChunkName), DepositError>;
+type Named = Result<(Bytes, ChunkName), DepositError>;
 
 /// Names chunks (the SHA-256 of their sealed bytes) off the executor, one at a
 /// time and in order, while the next chunk is being received.
@@ -315,7 +316,7 @@ struct Namer {
 
 impl Namer {
     /// Hands the chunk named before to the writers, then starts naming `buf`.
-    async fn name(&mut self, buf: Vec<u8>, chunks: &mut Vec<ChunkRef>, senders: &mut [Sender]) -> Result<(), DepositError> {
+    async fn name(&mut self, buf: Bytes, chunks: &mut Vec<ChunkRef>, senders: &mut [Sender]) -> Result<(), DepositError> {
         self.finish(chunks, senders).await?;
         self.started += 1;
         self.naming = Some(tokio::task::spawn_blocking(move || {
@@ -330,7 +331,7 @@ impl Namer {
         let Some(task) = self.naming.take() else { return Ok(()) };
         let (buf, name) = task.await.map_err(internal)??;
         chunks.push(ChunkRef { name, size: buf.len() as u64 });
-        let bytes = Bytes::from(buf);
+        let bytes = buf;
         for (_, slot) in senders.iter_mut() {
             if let Some(tx) = slot {
                 if tx.send((name, bytes.clone())).await.is_err() {

@@ -116,6 +116,9 @@ const APPLY_WAIT_MS: u64 = 10_000;
 /// The access at `leaf`, once this node has applied it: by `user`, to `item`.
 async fn applied_access(node: &Node, leaf: u64, item: &ItemId, user: &str) -> Result<AccessRecord, FetchError> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(APPLY_WAIT_MS);
+    // Raft's metrics change whenever this node applies an entry: subscribed before the first
+    // look, so an apply between the look and the wait still wakes it.
+    let mut applies = node.raft.metrics();
     loop {
         if let Some(a) = access::access_at(&node.state, leaf).map_err(internal)? {
             if a.item != *item || a.by != user {
@@ -136,7 +139,9 @@ async fn applied_access(node: &Node, leaf: u64, item: &ItemId, user: &str) -> Re
                 format!("this node's applied log records no access at leaf {leaf}: nothing is released"),
             ));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if let Ok(Err(_stopped)) = tokio::time::timeout_at(deadline, applies.changed()).await {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -221,7 +226,7 @@ pub async fn sealed_chunks(node: &Arc<Node>, who: &Principal, item: ItemId, acce
         async move {
             let b = read_chunk(&node, &c.name).await?;
             node.metrics.fetched(b.len());
-            Ok(Bytes::from(b))
+            Ok(b)
         }
     });
     let node = node.clone();
@@ -233,7 +238,7 @@ pub async fn sealed_chunks(node: &Arc<Node>, who: &Principal, item: ItemId, acce
 }
 
 /// A chunk from this node's store, or from a peer if this node's copy is missing or corrupt.
-async fn read_chunk(node: &Arc<Node>, name: &ChunkName) -> Result<Vec<u8>, std::io::Error> {
+async fn read_chunk(node: &Arc<Node>, name: &ChunkName) -> Result<Bytes, std::io::Error> {
     let store = node.chunks.clone();
     let n = *name;
     match tokio::task::spawn_blocking(move || store.get(&n)).await.map_err(std::io::Error::other)? {

@@ -743,7 +743,7 @@ impl Node {
     }
 
     /// A chunk from this node's own store, checked against its name.
-    pub async fn stored_chunk(&self, name: crate::evidence::ChunkName) -> Result<Vec<u8>, crate::evidence::ChunkStoreError> {
+    pub async fn stored_chunk(&self, name: crate::evidence::ChunkName) -> Result<bytes::Bytes, crate::evidence::ChunkStoreError> {
         let store = self.chunks.clone();
         tokio::task::spawn_blocking(move || store.get(&name)).await.map_err(|e| crate::evidence::ChunkStoreError::Io(std::io::Error::other(e)))?
     }

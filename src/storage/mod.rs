@@ -85,14 +85,33 @@ pub struct Db {
     db: Arc<DB>,
 }
 
+/// What RocksDB may hold in memory, for all column families together (a node's
+/// peak RSS is a figure of `custody bench`): the memtables, flushed to table
+/// files once they reach this between them...
+const MEMTABLES_BYTES: usize = 16 << 20;
+/// ... of which one column family's memtable ...
+const MEMTABLE_BYTES: usize = 8 << 20;
+/// ... and the blocks of table files read lately, with their indexes and filters.
+const BLOCK_CACHE_BYTES: usize = 8 << 20;
+
 /// Apply looks up keys that often do not exist yet (a new request's id, an
 /// item's next trail entry): once the memtable is flushed, bloom filters answer
 /// those without reading a block of every table file.
-fn cf_options() -> Options {
+fn cf_options(cache: &rocksdb::Cache) -> Options {
     let mut o = Options::default();
     let mut t = rocksdb::BlockBasedOptions::default();
     t.set_bloom_filter(10.0, false);
+    t.set_block_cache(cache);
+    // Indexes and filters count against the cache (they grow with the data); the
+    // newest files' stay in it.
+    t.set_cache_index_and_filter_blocks(true);
+    t.set_pin_l0_filter_and_index_blocks_in_cache(true);
     o.set_block_based_table_factory(&t);
+    // The same for the memtable, where most of apply's lookups end under load: a miss
+    // skips the skip list's search.
+    o.set_memtable_prefix_bloom_ratio(0.1);
+    o.set_memtable_whole_key_filtering(true);
+    o.set_write_buffer_size(MEMTABLE_BYTES);
     o
 }
 
@@ -104,7 +123,10 @@ impl Db {
         opts.create_missing_column_families(true);
         // Encrypted chunks live outside RocksDB; what is inside is small metadata.
         opts.set_max_background_jobs(2);
-        let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options()));
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let memtables = rocksdb::WriteBufferManager::new_write_buffer_manager(MEMTABLES_BYTES, false);
+        opts.set_write_buffer_manager(&memtables);
+        let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(&cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(Db { db: Arc::new(db) })
     }

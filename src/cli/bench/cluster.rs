@@ -104,6 +104,49 @@ impl Bench {
         Ok((receipt, secs))
     }
 
+    /// Runs this binary's CLI as `user` (`custody <args> --json --profile ...`), as a
+    /// user would, in its own process; returns its JSON answer, its peak RSS in MiB
+    /// (`VmHWM`, read every 50 ms until it exits) and the seconds it ran.
+    pub async fn cli(&self, user: &str, args: &[&str]) -> anyhow::Result<(serde_json::Value, f64, f64)> {
+        let profile = self.dir.join(format!("profiles/{user}.toml"));
+        let t = Instant::now();
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(args)
+            .arg("--json")
+            .arg("--profile")
+            .arg(&profile)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().ok_or_else(|| anyhow::anyhow!("the CLI exited at once"))?;
+        let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                if let Some(mut p) = pipe {
+                    tokio::io::AsyncReadExt::read_to_end(&mut p, &mut bytes).await?;
+                }
+                Ok::<_, std::io::Error>(bytes)
+            })
+        };
+        let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let mut peak = 0f64;
+        let status = loop {
+            if let Some((_, hwm)) = rss_mib(pid) {
+                peak = peak.max(hwm);
+            }
+            match child.try_wait()? {
+                Some(status) => break status,
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let secs = t.elapsed().as_secs_f64();
+        let (stdout, stderr) = (out.await??, err.await??);
+        anyhow::ensure!(status.success(), "custody {}: {}", args.join(" "), String::from_utf8_lossy(&stderr).trim());
+        Ok((serde_json::from_slice(&stdout)?, peak, secs))
+    }
+
     /// Files a request for `item` as alice with bob, approved by bob and carol.
     pub async fn grant(&self, item: &str) -> anyhow::Result<String> {
         let (alice, bob, carol) = (session(&self.dir, "alice")?, session(&self.dir, "bob")?, session(&self.dir, "carol")?);
