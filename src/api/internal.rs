@@ -92,7 +92,8 @@ pub async fn put_chunk(
 ) -> Result<StatusCode, ApiError> {
     member_peer(&node, &peer)?;
     let name = parse_name(&name)?;
-    let body = aligned_body(body, MAX_CHUNK_BODY_BYTES).await?;
+    let stated = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let body = aligned_body(body, stated, MAX_CHUNK_BODY_BYTES).await?;
     // A chunk of a deposit still streaming: kept from the orphan collector while the deposit is active.
     let deposit = headers.get(crate::node::DEPOSIT_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<crate::evidence::ItemId>().ok());
     match node.receive_chunk(name, deposit, body).await {
@@ -108,15 +109,16 @@ pub async fn put_chunk(
 }
 
 /// A whole request body of at most `limit` bytes, gathered into an [`AlignedBuf`]
-/// (its length, when the request states it, reserved at once).
-async fn aligned_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+/// of the `stated` length (the request's `Content-Length`; the body itself no
+/// longer knows it behind `edge::body_idle_timeout`), or else of a default chunk.
+async fn aligned_body(body: axum::body::Body, stated: Option<usize>, limit: usize) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let too_long = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large", format!("a chunk is at most {limit} bytes"));
-    let stated = usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).unwrap_or(usize::MAX);
-    if stated > limit {
+    if stated.is_some_and(|n| n > limit) {
         return Err(too_long());
     }
-    let mut buf = AlignedBuf::with_capacity(stated);
+    let default = (limits::CHUNK_SIZE_BYTES + limits::GCM_TAG_BYTES) as usize;
+    let mut buf = AlignedBuf::with_capacity(stated.unwrap_or(default).min(limit));
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the chunk: {e}")))?;

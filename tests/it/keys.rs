@@ -326,3 +326,33 @@ fn a_joining_node_refuses_a_snapshot_whose_registry_its_leaves_do_not_record() {
     let db = Db::open(&c.node_dir(4).join("data/db")).unwrap();
     assert!(db.get(Cf::State, &person("mallory")).unwrap().is_none(), "the forged person reached node 4's state");
 }
+
+/// docs/KEYS.md §4.2: a fetch asks k holders and one more when they are slow,
+/// so a holder that stops answering (paused, not gone: its connection hangs)
+/// costs a fetch a quarter of a second, not the 20 s a release may take.
+#[test]
+fn a_holder_that_hangs_does_not_hold_up_a_fetch() {
+    let mut c = Cluster::init(3, "");
+    c.start_all(3);
+    let leader = c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    let sha = write_clip(&clip, 1 << 20, 9);
+    let item = c.deposit("alice", &clip, "case-H")["item"].as_str().unwrap().to_string();
+    let hung = (1..=3).find(|i| *i != leader).unwrap();
+    let order: Vec<u64> = std::iter::once(leader).chain((1..=3).filter(|i| *i != leader && *i != hung)).chain([hung]).collect();
+    // Bob's client logs in and streams from the leader; the holders it asks start at a random one.
+    let bob = c.profile_asking("bob", &order);
+    let pid = c.children[&hung].id().to_string();
+    let stop = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    stop("-STOP");
+    // Four fetches: the hung holder is among the first k asked in each with probability 2/3.
+    for round in 0..4 {
+        let req = c.grant(&item, "view");
+        let out_path = c.path().join(format!("fetched-{round}.mp4"));
+        let t = std::time::Instant::now();
+        let v = c.cli_json(&bob, &["fetch", &item, "--request", &req, "--out", out_path.to_str().unwrap()]);
+        assert_eq!(v["sha256"], sha, "{v}");
+        assert!(t.elapsed() < Duration::from_secs(10), "fetch {round} took {:?} with a holder hung", t.elapsed());
+    }
+    stop("-CONT");
+}
