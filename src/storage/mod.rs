@@ -91,7 +91,7 @@ pub struct Db {
 const MEMTABLES_BYTES: usize = 16 << 20;
 /// ... of which one column family's memtable ...
 const MEMTABLE_BYTES: usize = 8 << 20;
-/// ... and the blocks of table files read lately, with their indexes and filters.
+/// ... and the blocks of table files read lately.
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
 /// Apply looks up keys that often do not exist yet (a new request's id, an
@@ -102,10 +102,9 @@ fn cf_options(cache: &rocksdb::Cache) -> Options {
     let mut t = rocksdb::BlockBasedOptions::default();
     t.set_bloom_filter(10.0, false);
     t.set_block_cache(cache);
-    // Indexes and filters count against the cache (they grow with the data); the
-    // newest files' stay in it.
-    t.set_cache_index_and_filter_blocks(true);
-    t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Indexes and filters stay outside the cache, loaded with each table file: counted
+    // against this small cache they were evicted by every scan, and an audit proof at
+    // 10,000,000 leaves took 4.2 ms instead of 0.18 (`custody bench`).
     o.set_block_based_table_factory(&t);
     // The same for the memtable, where most of apply's lookups end under load: a miss
     // skips the skip list's search.
