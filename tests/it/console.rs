@@ -78,7 +78,16 @@ async fn log_in(c: &Client, base: &str, key_file: Option<&Path>, remember: bool)
         }
         None => c.find(Locator::Css("#login-stored")).await?.click().await?,
     }
-    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("table#items, #login-error:not([hidden])")).await?;
+    // The login navigates to the items page: a query that meets the navigation is aborted
+    // ("aborted by navigation"), which `wait()` does not retry, so this loop does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.find(Locator::Css("table#items, #login-error:not([hidden])")).await {
+            Ok(_) => break,
+            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
     if let Ok(e) = c.find(Locator::Css("#login-error:not([hidden])")).await {
         anyhow::bail!("the login failed: {}", e.text().await?);
     }
