@@ -98,7 +98,14 @@ pub fn read_file(path: &Path) -> io::Result<bytes::Bytes> {
     while done < padded {
         match f.read(&mut buf.v[off + done..]) {
             Ok(0) => break,
-            Ok(n) => done += n,
+            Ok(n) => {
+                done += n;
+                // Less than whole blocks: the end of the file (asking again would ask
+                // at an offset direct I/O may refuse).
+                if done % DIRECT_IO_ALIGN != 0 {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // Opened, but the file system will not read direct after all.
             Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return buffered(),
