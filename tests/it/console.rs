@@ -476,24 +476,17 @@ async fn a_clip_sealed_and_deposited_in_the_browser_opens_with_the_cli_fetch() {
     let t = std::time::Instant::now();
     cluster.deposit("alice", &clip, "case-cli");
     let cli = t.elapsed().as_secs_f64();
-    eprintln!(
-        "console: deposit of {:.1} MiB: browser {:.2} s ({:.1} MB/s), CLI {:.2} s ({:.1} MB/s); ratio {:.2}",
-        size as f64 / (1 << 20) as f64,
-        secs,
-        size as f64 / 1e6 / secs,
-        cli,
-        size as f64 / 1e6 / cli,
-        cli / secs
-    );
-    eprintln!(
-        "console: fetch of {:.1} MiB: browser {:.2} s ({:.1} MB/s), CLI {:.2} s ({:.1} MB/s); ratio {:.2}",
-        size as f64 / (1 << 20) as f64,
-        browser_fetch,
-        size as f64 / 1e6 / browser_fetch,
-        cli_fetch,
-        size as f64 / 1e6 / cli_fetch,
-        cli_fetch / browser_fetch
-    );
+    let figure = |what: &str, browser: f64, cli: f64| {
+        let (mib, mb) = (size as f64 / (1 << 20) as f64, size as f64 / 1e6);
+        eprintln!(
+            "console: {what} of {mib:.1} MiB: browser {browser:.2} s ({:.1} MB/s), CLI {cli:.2} s ({:.1} MB/s); ratio {:.2}",
+            mb / browser,
+            mb / cli,
+            cli / browser
+        );
+    };
+    figure("deposit", secs, cli);
+    figure("fetch", browser_fetch, cli_fetch);
 }
 
 /// Files a registry change on the registry page; its status, or the vault's refusal.

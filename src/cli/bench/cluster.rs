@@ -110,7 +110,7 @@ impl Bench {
     pub async fn cli(&self, user: &str, args: &[&str]) -> anyhow::Result<(serde_json::Value, f64, f64)> {
         let profile = self.dir.join(format!("profiles/{user}.toml"));
         let t = Instant::now();
-        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        let child = tokio::process::Command::new(std::env::current_exe()?)
             .args(args)
             .arg("--json")
             .arg("--profile")
@@ -120,31 +120,26 @@ impl Bench {
             .kill_on_drop(true)
             .spawn()?;
         let pid = child.id().ok_or_else(|| anyhow::anyhow!("the CLI exited at once"))?;
-        let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+        let peak = Arc::new(std::sync::Mutex::new(0f64));
+        let watcher = {
+            let peak = peak.clone();
             tokio::spawn(async move {
-                let mut bytes = Vec::new();
-                if let Some(mut p) = pipe {
-                    tokio::io::AsyncReadExt::read_to_end(&mut p, &mut bytes).await?;
+                loop {
+                    if let Some((_, hwm)) = rss_mib(pid) {
+                        let mut p = peak.lock().unwrap_or_else(|e| e.into_inner());
+                        *p = p.max(hwm);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Ok::<_, std::io::Error>(bytes)
             })
         };
-        let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-        let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-        let mut peak = 0f64;
-        let status = loop {
-            if let Some((_, hwm)) = rss_mib(pid) {
-                peak = peak.max(hwm);
-            }
-            match child.try_wait()? {
-                Some(status) => break status,
-                None => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
+        let output = child.wait_with_output().await;
+        watcher.abort();
+        let output = output?;
         let secs = t.elapsed().as_secs_f64();
-        let (stdout, stderr) = (out.await??, err.await??);
-        anyhow::ensure!(status.success(), "custody {}: {}", args.join(" "), String::from_utf8_lossy(&stderr).trim());
-        Ok((serde_json::from_slice(&stdout)?, peak, secs))
+        anyhow::ensure!(output.status.success(), "custody {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        let peak = *peak.lock().unwrap_or_else(|e| e.into_inner());
+        Ok((serde_json::from_slice(&output.stdout)?, peak, secs))
     }
 
     /// Files a request for `item` as alice with bob, approved by bob and carol.

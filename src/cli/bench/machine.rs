@@ -184,18 +184,3 @@ pub fn write_clip(path: &Path, bytes: u64) -> anyhow::Result<String> {
     f.flush()?;
     Ok(hex::encode(h.finish()))
 }
-
-/// The SHA-256 of the file at `path`, in hex.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut h = Hasher::new();
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finish()))
-}

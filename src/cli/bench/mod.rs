@@ -327,7 +327,7 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
     let req = b.grant(&item).await?;
     let out_arg = out.to_string_lossy().into_owned();
     let (_, fetch_peak, fsecs) = b.cli("bob", &["fetch", "--request", req.as_str(), "--out", out_arg.as_str(), item.as_str()]).await?;
-    anyhow::ensure!(machine::sha256_file(&out)? == want, "the fetched clip is not the deposited one");
+    anyhow::ensure!(custody_verify::run::file_sha256(&out).map_err(|e| anyhow::anyhow!(e.0))? == want, "the fetched clip is not the deposited one");
     std::fs::remove_file(&out)?;
     watch.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let sampled = watch.1.join().map_err(|_| anyhow::anyhow!("the RSS watcher panicked"))?;
