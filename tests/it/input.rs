@@ -167,6 +167,11 @@ fn orphan_collection_deletes_no_chunk_on_the_word_of_one_node() {
     let item = c.items(&c.profile("alice")).remove(0);
     let victim = (1..=3).find(|id| *id != leader).unwrap();
     wait_until("the victim to hold the item", Duration::from_secs(30), || c.holds_item(victim, &item).then_some(()));
+    // And to have applied it (its chunk index is what the test takes away): the deposit was
+    // acknowledged once a majority held it, which need not include the victim yet.
+    wait_until("the victim to list the item", Duration::from_secs(30), || {
+        c.try_items(&c.node_profile("admin", victim)).is_some_and(|l| l.iter().any(|v| v["item"] == item["item"])).then_some(())
+    });
     c.kill(victim);
     // The victim's state loses the item's chunk index, as a forged snapshot
     // would leave it; and its disk gets a real orphan, a chunk nobody deposited.
