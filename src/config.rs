@@ -107,6 +107,38 @@ pub struct RawNodeConfig {
     /// its custodians' shares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<RawSealConfig>,
+    /// Where chunks are kept (docs/STORAGE.md): absent, or `backend = "local"`, on this node's
+    /// disk; `backend = "s3"`, in an S3 bucket with Object Lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<RawChunksConfig>,
+}
+
+/// The `[chunks]` table of a node config. Every member of a cluster must name the same backend
+/// and, for `s3`, the same bucket.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChunksConfig {
+    /// `local` (the default) or `s3`.
+    pub backend: String,
+    /// The S3 API, `http://host:port` or `https://host:port` (path-style requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The SigV4 signing region (default `us-east-1`; Ceph RGW answers to any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// A file holding the secret key (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<String>,
+    /// Object names start with this (default `chunks/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The CA (PEM) an `https` endpoint is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 /// The `[seal]` table of a node config.
@@ -235,6 +267,8 @@ pub struct NodeConfig {
     pub unreachable_after_secs: u64,
     /// Set when this node's secrets are sealed at rest.
     pub seal: Option<SealConfig>,
+    /// Set when chunks go to an S3 bucket rather than this node's disk.
+    pub bucket: Option<crate::evidence::BucketConfig>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -319,6 +353,40 @@ impl NodeConfig {
                 key_label: p.key_label.clone(),
             }),
         });
+        let bucket = match &raw.chunks {
+            None => None,
+            Some(c) if c.backend == "local" => None,
+            Some(c) if c.backend == "s3" => {
+                let need = |v: &Option<String>, what: &str| {
+                    v.clone().filter(|v| !v.is_empty()).ok_or_else(|| perr(format!("[chunks] backend = \"s3\" needs `{what}`")))
+                };
+                let endpoint = need(&c.endpoint, "endpoint")?.trim_end_matches('/').to_string();
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                    return Err(perr(format!("[chunks] endpoint `{endpoint}` must start with http:// or https://")));
+                }
+                if endpoint.starts_with("https://") && c.ca.is_none() {
+                    return Err(perr("[chunks] an https endpoint needs `ca`, the CA its certificate is checked against".into()));
+                }
+                let secret_file = resolve(base, &need(&c.secret_key_file, "secret_key_file")?);
+                let secret_key = std::fs::read_to_string(&secret_file)
+                    .map_err(|e| perr(format!("[chunks] secret_key_file {}: {e}", secret_file.display())))?
+                    .trim()
+                    .to_string();
+                if secret_key.is_empty() {
+                    return Err(perr(format!("[chunks] secret_key_file {} is empty", secret_file.display())));
+                }
+                Some(crate::evidence::BucketConfig {
+                    endpoint,
+                    bucket: need(&c.bucket, "bucket")?,
+                    region: c.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                    access_key: need(&c.access_key, "access_key")?,
+                    secret_key,
+                    prefix: c.prefix.clone().unwrap_or_else(|| "chunks/".into()),
+                    ca: c.ca.as_deref().map(|p| resolve(base, p)),
+                })
+            }
+            Some(c) => return Err(perr(format!("[chunks] backend `{}` is neither \"local\" nor \"s3\"", c.backend))),
+        };
         if raw.bootstrap && !raw.peers.iter().any(|p| p.id == raw.id) {
             return Err(perr("a bootstrap node must list itself among the peers".into()));
         }
@@ -356,6 +424,7 @@ impl NodeConfig {
                 .unwrap_or(limits::MEMBER_UNREACHABLE_ALERT_SECS)
                 .max(1),
             seal,
+            bucket,
         })
     }
 }

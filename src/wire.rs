@@ -162,6 +162,17 @@ pub struct ItemDetail {
     pub trail: Vec<TrailEntry>,
 }
 
+/// Where a node keeps chunks (docs/STORAGE.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkBackend {
+    /// On its own disk (`<data_dir>/chunks`), every voter a copy.
+    #[default]
+    Local,
+    /// In an S3 bucket with Object Lock, one copy the store replicates.
+    S3,
+}
+
 /// A node's own view of itself (`/internal/health`).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct NodeHealth {
@@ -171,8 +182,12 @@ pub struct NodeHealth {
     pub leader: Option<u64>,
     pub last_log_index: Option<u64>,
     pub last_applied: Option<u64>,
-    /// Chunks committed manifests name that this node does not hold yet.
+    /// Chunks committed manifests name that this node does not hold yet (always 0 with
+    /// `chunk_backend` `s3`: the members hold no chunks).
     pub missing_chunks: u64,
+    /// Where this node keeps chunks (`[chunks] backend`, docs/STORAGE.md).
+    #[serde(default)]
+    pub chunk_backend: ChunkBackend,
     /// This node's checkpoint verifier key (signed-note format).
     pub checkpoint_key: String,
     /// Base64 of this node's Ed25519 session-token public key (docs/KEYS.md §3).

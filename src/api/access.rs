@@ -173,6 +173,11 @@ async fn retention_change(
     let item: ItemId = id.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
     match propose(node, who, |by| make(item, by)).await? {
         Outcome::RetentionChanged { item, retain_until_ms, hold, leaf_index } => {
+            // In bucket mode the store's locks follow before the answer (docs/STORAGE.md); if the
+            // store cannot be reached, the change stands and the keeper's sweep sets them.
+            if let Err(e) = crate::node::objects::sync_item(node, &item).await {
+                tracing::error!(item = %item, error = %e, "the retention change committed, but the bucket's locks could not follow yet");
+            }
             Ok(Json(crate::wire::RetentionView { item, retain_until: crate::wire::rfc3339_ms(retain_until_ms), hold, leaf_index }))
         }
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),

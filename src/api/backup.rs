@@ -40,11 +40,7 @@ pub async fn snapshot(State(node): State<Arc<Node>>, who: Principal) -> Result<R
 pub async fn chunk(State(node): State<Arc<Node>>, who: Principal, Path(name): Path<String>) -> Result<Response, ApiError> {
     super::v1::require_admin(&node, &who)?;
     let name: ChunkName = name.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
-    let node2 = node.clone();
-    let bytes = tokio::task::spawn_blocking(move || node2.sealed_chunk(&name))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::not_found(format!("this node does not hold that chunk: {e:#}")))?;
+    let bytes = node.sealed_chunk(name).await.map_err(|e| ApiError::not_found(format!("this node does not hold that chunk: {e:#}")))?;
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/octet-stream")

@@ -555,6 +555,7 @@ fn write_node(
         tsa: None,
         alerts: None,
         seal,
+        chunks: None,
     };
     let path = node_dir.join("node.toml");
     write_toml(&path, &raw)?;

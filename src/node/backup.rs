@@ -44,9 +44,14 @@ impl Node {
         Ok((meta, file))
     }
 
-    /// A sealed chunk this node holds, by name.
-    pub fn sealed_chunk(&self, name: &ChunkName) -> anyhow::Result<bytes::Bytes> {
-        Ok(self.chunks.get(name)?)
+    /// A sealed chunk by name, checked against it: from this node's disk, or in bucket mode
+    /// from the bucket.
+    pub async fn sealed_chunk(&self, name: ChunkName) -> anyhow::Result<bytes::Bytes> {
+        if let Some(bucket) = &self.bucket {
+            return Ok(bucket.get(&name).await?);
+        }
+        let store = self.chunks.clone();
+        Ok(tokio::task::spawn_blocking(move || store.get(&name)).await??)
     }
 }
 

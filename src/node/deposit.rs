@@ -36,7 +36,7 @@ pub enum DepositError {
     TooLong(u64),
     #[error("the upload broke off: {0}; nothing was stored")]
     Upload(String),
-    #[error("only {held} of the {needed} voters needed hold every chunk durably ({detail}); nothing was committed")]
+    #[error("only {held} of the {needed} copies needed hold every chunk durably ({detail}); nothing was committed")]
     NoQuorum { held: usize, needed: usize, detail: String },
     #[error("the voters or their share keys changed while the clip was sealed for {0:?}: seal it again for the new ones")]
     HoldersChanged(Vec<u64>),
@@ -191,8 +191,15 @@ where
     let mut tasks = Vec::new();
     let (tx, rx) = mpsc::channel(limits::PIPELINE_CHUNKS);
     senders.push((true, Some(tx)));
-    tasks.push((true, "local".to_string(), tokio::spawn(store_locally(node.clone(), item, rx))));
-    for (id, addr, voter) in node.routed_peers().iter().filter(|_| !early_ack) {
+    // In bucket mode the object store is the one copy the deposit waits for (it keeps its own
+    // replicas); the members hold no chunks.
+    let needed = if node.bucket.is_some() { 1 } else { needed };
+    if node.bucket.is_some() {
+        tasks.push((true, "the bucket".to_string(), tokio::spawn(super::objects::store_in_bucket(node.clone(), item, rx))));
+    } else {
+        tasks.push((true, "local".to_string(), tokio::spawn(store_locally(node.clone(), item, rx))));
+    }
+    for (id, addr, voter) in node.routed_peers().iter().filter(|_| !early_ack && node.bucket.is_none()) {
         let (tx, rx) = mpsc::channel(limits::PIPELINE_CHUNKS);
         senders.push((*voter, Some(tx)));
         tasks.push((*voter, format!("node {id}"), tokio::spawn(replicate_to(node.clone(), item, addr.clone(), rx))));
@@ -278,9 +285,30 @@ where
             }
         }
         let time_ms = now_ms();
+        // In bucket mode the store refuses to delete the chunks before the seal can commit: each
+        // is locked until the retention the seal will give it (apply may stamp a later time;
+        // the lock is then extended before the acknowledgement).
+        let mut locked_until = 0;
+        if let Some(bucket) = &node.bucket {
+            let policy =
+                crate::vault::query::config(&node.state).map_err(internal)?.ok_or_else(|| internal("the cluster is not configured"))?.retention;
+            locked_until = time_ms.saturating_add(policy.period_secs(manifest.meta.retention).saturating_mul(1000));
+            super::objects::lock_all(bucket, &names, locked_until).await.map_err(|e| DepositError::NoQuorum {
+                held: 0,
+                needed: 1,
+                detail: format!("the bucket did not lock the chunks: {e}"),
+            })?;
+        }
         match node.raft.client_write(Command::Seal { manifest: manifest.clone(), time_ms }).await {
             Ok(resp) => match resp.data {
                 Outcome::Sealed { retain_until_ms, seq, leaf_index, .. } => {
+                    if let Some(bucket) = node.bucket.as_ref().filter(|_| retain_until_ms > locked_until) {
+                        super::objects::lock_all(bucket, &names, retain_until_ms).await.map_err(|e| {
+                            internal(format!(
+                                "the deposit committed, but extending its chunks' locks to its retention failed ({e}); the keeper retries"
+                            ))
+                        })?;
+                    }
                     node.metrics.deposited(manifest.size);
                     Ok(Deposited { manifest, time_ms, retain_until_ms, seq, leaf_index })
                 }
@@ -293,6 +321,10 @@ where
     }
     .await;
     if outcome.is_err() {
+        if let Some(bucket) = node.bucket.clone() {
+            tokio::spawn(super::objects::discard(bucket, names));
+            return outcome;
+        }
         // Nothing committed: drop our copies now rather than waiting for the orphan collector.
         let store = node.chunks.clone();
         tokio::task::spawn_blocking(move || {

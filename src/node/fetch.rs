@@ -239,6 +239,9 @@ pub async fn sealed_chunks(node: &Arc<Node>, who: &Principal, item: ItemId, acce
 
 /// A chunk from this node's store, or from a peer if this node's copy is missing or corrupt.
 async fn read_chunk(node: &Arc<Node>, name: &ChunkName) -> Result<Bytes, std::io::Error> {
+    if node.bucket.is_some() {
+        return super::objects::read_chunk(node, name).await;
+    }
     let store = node.chunks.clone();
     let n = *name;
     match tokio::task::spawn_blocking(move || store.get(&n)).await.map_err(std::io::Error::other)? {

@@ -13,6 +13,7 @@ pub mod heads;
 pub mod heal;
 mod held;
 mod inflight;
+pub mod objects;
 pub mod pkcs11;
 pub mod proposer;
 pub mod reshare;
@@ -102,6 +103,8 @@ pub struct Node {
     db: Db,
     state: StateView,
     chunks: ChunkStore,
+    /// Set in bucket mode (`[chunks] backend = "s3"`): chunks live there, not in `chunks`.
+    bucket: Option<Arc<crate::evidence::Bucket>>,
     http: Http,
     /// Chunks this node should hold but does not (kept by the healer).
     missing_chunks: AtomicU64,
@@ -449,6 +452,15 @@ where
     let db = Db::open(&cfg.data_dir.join("db")).with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
     check_identity(&db, &cfg, new_disk)?;
     let chunks = ChunkStore::open(&cfg.data_dir.join("chunks"))?;
+    let bucket = match cfg.bucket.clone() {
+        None => None,
+        Some(b) => {
+            let b = crate::evidence::Bucket::new(b)?;
+            b.ensure().await.with_context(|| format!("the chunk bucket {b:?}"))?;
+            tracing::info!(bucket = ?b, "chunks go to the object store");
+            Some(Arc::new(b))
+        }
+    };
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let log_store = LogStore::new(db.clone());
@@ -473,6 +485,7 @@ where
         db,
         state,
         chunks,
+        bucket,
         http,
         missing_chunks: AtomicU64::new(0),
         signer,
@@ -510,8 +523,12 @@ where
     tokio::spawn(configure_loop(node.clone()));
     tokio::spawn(checkpoint::verify_at_start(node.clone()));
     tokio::spawn(checkpoint::checkpoint_loop(node.clone()));
-    tokio::spawn(heal::heal_loop(node.clone(), events_rx));
-    tokio::spawn(heal::orphan_loop(node.clone()));
+    if node.bucket.is_some() {
+        tokio::spawn(objects::keep_loop(node.clone(), events_rx));
+    } else {
+        tokio::spawn(heal::heal_loop(node.clone(), events_rx));
+        tokio::spawn(heal::orphan_loop(node.clone()));
+    }
     tokio::spawn(scrub::scrub_loop(node.clone()));
     tokio::spawn(reshare::reshare_loop(node.clone()));
 
@@ -885,6 +902,7 @@ impl Node {
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index),
             missing_chunks: missing,
+            chunk_backend: if self.bucket.is_some() { crate::wire::ChunkBackend::S3 } else { crate::wire::ChunkBackend::Local },
             checkpoint_key: self.signer.verifier_key().to_string(),
             session_key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.session_public),
             share_key: hex::encode(self.share_secret.public_key()),

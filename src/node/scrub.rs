@@ -46,7 +46,15 @@ pub async fn record(node: &Arc<Node>, reporter: u64, f: Finding) -> anyhow::Resu
 pub async fn scrub_once(node: &Arc<Node>, pause: Duration) -> anyhow::Result<ScrubReport> {
     let mut r = ScrubReport { node: node.id(), ..Default::default() };
     let n = node.clone();
-    let names = tokio::task::spawn_blocking(move || query::all_chunks(&n.state)).await??;
+    let names = if node.bucket.is_some() {
+        // One reader of the bucket, not one per member: the leader.
+        if node.is_leader() {
+            super::objects::scrub(node, pause, &mut r).await?;
+        }
+        Vec::new()
+    } else {
+        tokio::task::spawn_blocking(move || query::all_chunks(&n.state)).await??
+    };
     for name in names {
         r.checked += 1;
         let store = node.chunks.clone();

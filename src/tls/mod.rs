@@ -508,6 +508,29 @@ pub fn https_connector(cfg: Arc<ClientConfig>, names: NodeNames) -> HttpsConnect
     hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*cfg).clone()).https_only().enable_http1().wrap_connector(http)
 }
 
+/// The connector to an object store (`[chunks] backend = "s3"`, docs/STORAGE.md): plain HTTP, or
+/// HTTPS with the server checked against `ca` (PEM). No client certificate: the store
+/// authenticates each request by its signature (SigV4).
+pub fn object_store_connector(ca: Option<&Path>) -> Result<ObjectStoreConnector, TlsError> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    let roots = match ca {
+        Some(ca) => roots(ca)?,
+        None => RootCertStore::empty(),
+    };
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(cfg).https_or_http().enable_http1().wrap_connector(http))
+}
+
+/// What [`object_store_connector`] makes.
+pub type ObjectStoreConnector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
 /// Accepts TLS connections and names the authenticated peer.
 #[derive(Clone)]
 pub struct Acceptor {

@@ -17,6 +17,7 @@ mod hosts;
 mod input;
 mod json;
 mod keys;
+mod object_store;
 mod ops;
 mod power;
 mod purge;

@@ -1,0 +1,285 @@
+//! Chunks in an S3 bucket with Object Lock (`[chunks] backend = "s3"`, docs/STORAGE.md
+//! §"Object store"): what the deposit, fetch, healer, scrubber and purge do in that mode.
+//!
+//! - **Deposit**: the leader PUTs each chunk once (the store checks its SHA-256, the chunk's
+//!   name), then, with the manifest read and checked, locks every chunk in compliance mode until
+//!   the item's retention ends, and only then proposes the seal. The commit is the
+//!   acknowledgement, as with local chunks.
+//! - **Fetch**: the serving node reads the objects and checks each against its name.
+//! - **Keeper** (the healer's job here): the leader checks that every committed chunk's object
+//!   exists, is locked at least until its item's retention ends and carries a legal hold exactly
+//!   while its item does, and sets what is missing. It copies nothing. Purged items' objects are
+//!   deleted, every version.
+//! - **Scrub**: reads every object back and checks its hash; an object altered or deleted behind
+//!   the vault's back is a finding recorded in the audit log, and the intact, locked version under
+//!   it is brought back when the store still has it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::Node;
+use crate::evidence::{Bucket, BucketError, ChunkName};
+use crate::limits;
+use crate::raft::state_machine::SmEvent;
+use crate::vault::{query, ItemRecord};
+
+/// Requests to the store in flight at once for one item's chunks.
+const CONCURRENCY: usize = 4;
+/// Rounds of `HEAL_INTERVAL_SECS` between the keeper's sweeps over every item.
+const SWEEP_EVERY_ROUNDS: u32 = 12;
+/// Tries at deleting a purged item's objects before leaving them to the sweep.
+const PURGE_ATTEMPTS: u32 = 5;
+
+/// The deposit's writer in bucket mode: PUTs every chunk it is handed, a few at a time.
+pub async fn store_in_bucket(node: Arc<Node>, item: crate::evidence::ItemId, rx: mpsc::Receiver<(ChunkName, Bytes)>) -> Result<(), String> {
+    let bucket = node.bucket.clone().ok_or("no bucket configured")?;
+    let mut puts = futures::stream::poll_fn({
+        let mut rx = rx;
+        move |cx| rx.poll_recv(cx)
+    })
+    .map(|(name, bytes): (ChunkName, Bytes)| {
+        let (bucket, node) = (bucket.clone(), node.clone());
+        async move {
+            node.inflight.touch(item, name);
+            bucket.put(&name, bytes).await.map_err(|e| e.to_string())
+        }
+    })
+    .buffer_unordered(limits::PIPELINE_CHUNKS.max(CONCURRENCY));
+    while let Some(r) = puts.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Runs `f` over `names`, a few at a time; the first error ends it.
+async fn each<F, Fut>(names: &[ChunkName], f: F) -> Result<(), BucketError>
+where
+    F: Fn(ChunkName) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BucketError>>,
+{
+    let mut s = futures::stream::iter(names.iter().copied()).map(f).buffer_unordered(CONCURRENCY);
+    while let Some(r) = s.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Locks every chunk in compliance mode until `until_ms`.
+pub async fn lock_all(bucket: &Bucket, names: &[ChunkName], until_ms: u64) -> Result<(), BucketError> {
+    each(names, |n| async move { bucket.lock(&n, until_ms).await }).await
+}
+
+/// After a deposit failed: deletes its chunks' objects (those not yet locked; the store keeps
+/// locked ones until their lock ends, and the keeper's listing names them as orphans).
+pub async fn discard(bucket: Arc<Bucket>, names: Vec<ChunkName>) {
+    for n in names {
+        if let Err(e) = bucket.delete_all(&n).await {
+            tracing::warn!(chunk = %n, error = %e, "could not delete a failed deposit's object");
+        }
+    }
+}
+
+/// Reads a chunk for a fetch. An object altered or hidden behind the vault's back is brought
+/// back from the intact version under it when the store still has it.
+pub async fn read_chunk(node: &Arc<Node>, name: &ChunkName) -> Result<Bytes, std::io::Error> {
+    let bucket = node.bucket.clone().ok_or_else(|| std::io::Error::other("no bucket configured"))?;
+    match bucket.get(name).await {
+        Ok(b) => return Ok(b),
+        Err(e @ (BucketError::HashMismatch(_) | BucketError::Missing(_))) => {
+            tracing::error!(chunk = %name, error = %e, "the bucket's object is not the chunk deposited; looking for the intact version");
+        }
+        Err(e) => return Err(std::io::Error::other(e.to_string())),
+    }
+    match bucket.restore(name).await {
+        Ok(true) => bucket.get(name).await.map_err(|e| std::io::Error::other(e.to_string())),
+        Ok(false) => Err(std::io::Error::other(format!("no intact version of chunk {name} is left in the bucket"))),
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
+}
+
+/// What checking one item's objects found.
+#[derive(Default, Debug)]
+pub struct Kept {
+    pub checked: u64,
+    /// Chunks whose object was gone: (chunk, brought back from an older version).
+    pub missing: Vec<(ChunkName, bool)>,
+    /// Locks or legal holds set or extended.
+    pub fixed: u64,
+}
+
+/// Makes the objects of one committed item match it: present, locked in compliance mode at
+/// least until its retention ends, on legal hold exactly while it is. A purged item's objects
+/// are deleted.
+pub async fn keep_item(bucket: &Bucket, rec: &ItemRecord) -> Result<Kept, BucketError> {
+    let mut k = Kept::default();
+    let names: Vec<ChunkName> = rec.manifest.chunks.iter().map(|c| c.name).collect();
+    if rec.purged.is_some() {
+        for n in &names {
+            bucket.delete_all(n).await?;
+        }
+        return Ok(k);
+    }
+    let hold = rec.hold.is_some();
+    for n in &names {
+        k.checked += 1;
+        let lock = match bucket.lock_of(n).await? {
+            Some(l) => l,
+            None => {
+                let back = bucket.restore(n).await?;
+                k.missing.push((*n, back));
+                match (back, bucket.lock_of(n).await?) {
+                    (true, Some(l)) => l,
+                    _ => continue,
+                }
+            }
+        };
+        if lock.mode.as_deref() != Some("COMPLIANCE") || lock.retain_until_ms.is_none_or(|u| u < rec.retain_until_ms) {
+            bucket.lock(n, rec.retain_until_ms.max(lock.retain_until_ms.unwrap_or(0))).await?;
+            k.fixed += 1;
+        }
+        if lock.legal_hold != hold {
+            bucket.legal_hold(n, hold).await?;
+            k.fixed += 1;
+        }
+    }
+    Ok(k)
+}
+
+/// Brings one item's locks up to date right after a change to its retention or hold committed.
+pub async fn sync_item(node: &Node, item: &crate::evidence::ItemId) -> anyhow::Result<()> {
+    let Some(bucket) = node.bucket.clone() else { return Ok(()) };
+    let Some(rec) = query::item(&node.state, item)? else { return Ok(()) };
+    keep_item(&bucket, &rec).await?;
+    Ok(())
+}
+
+/// One sweep over every item: returns the objects found missing.
+async fn sweep(node: &Arc<Node>, bucket: &Bucket) -> anyhow::Result<Vec<(ChunkName, bool)>> {
+    let n = node.clone();
+    let items = tokio::task::spawn_blocking(move || query::items(&n.state)).await??;
+    let mut missing = Vec::new();
+    for rec in items {
+        if !node.is_leader() {
+            break;
+        }
+        match keep_item(bucket, &rec).await {
+            Ok(k) => {
+                if k.fixed > 0 {
+                    tracing::warn!(item = %rec.manifest.item, fixed = k.fixed, "set locks or legal holds the bucket lacked");
+                }
+                missing.extend(k.missing);
+            }
+            Err(e) => tracing::warn!(item = %rec.manifest.item, error = %e, "could not check the item's objects"),
+        }
+    }
+    Ok(missing)
+}
+
+/// The keeper: the healer's loop in bucket mode. Every node deletes a purged item's objects
+/// when it applies the purge (whichever gets there first; the rest find nothing); the leader
+/// sweeps every item now and then, and records each object it found gone.
+pub async fn keep_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEvent>) {
+    let Some(bucket) = node.bucket.clone() else { return };
+    let mut round = 0u32;
+    loop {
+        let wait = tokio::time::sleep(Duration::from_secs(limits::HEAL_INTERVAL_SECS));
+        tokio::pin!(wait);
+        tokio::select! {
+            _ = &mut wait => {
+                round += 1;
+                if round % SWEEP_EVERY_ROUNDS == 1 && node.is_leader() {
+                    match sweep(&node, &bucket).await {
+                        Ok(missing) => {
+                            for (chunk, repaired) in missing {
+                                tracing::error!(chunk = %chunk, repaired, "a chunk's object was gone from the bucket");
+                                let f = super::scrub::Finding { chunk, found: "missing".into(), repaired };
+                                if let Err(e) = super::scrub::record(&node, node.id(), f).await {
+                                    tracing::warn!(error = %e, "could not record a missing-object finding");
+                                }
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "sweeping the bucket"),
+                    }
+                }
+            }
+            ev = events.recv() => match ev {
+                Some(SmEvent::Purged(names)) => {
+                    tokio::spawn(delete_purged(bucket.clone(), names));
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+    }
+}
+
+/// Deletes a purged item's objects, every version. The store's lock ends on the second after the
+/// retention (S3 dates have no milliseconds), so a refusal is tried again a few times; after that
+/// the leader's sweep retries.
+async fn delete_purged(bucket: Arc<Bucket>, names: Vec<ChunkName>) {
+    let mut left = names;
+    let mut deleted = 0;
+    for attempt in 0..PURGE_ATTEMPTS {
+        let mut still = Vec::new();
+        for n in left {
+            match bucket.delete_all(&n).await {
+                Ok(v) => deleted += v,
+                Err(e) => {
+                    if attempt + 1 == PURGE_ATTEMPTS {
+                        tracing::error!(chunk = %n, error = %e, "could not delete a purged chunk's object; the leader's sweep retries");
+                    }
+                    still.push(n);
+                }
+            }
+        }
+        left = still;
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    tracing::info!(versions = deleted, left = left.len(), "deleted the objects of a purged item");
+}
+
+/// The scrubber's pass in bucket mode: reads every committed chunk's object back.
+pub async fn scrub(node: &Arc<Node>, pause: Duration, r: &mut crate::wire::ScrubReport) -> anyhow::Result<()> {
+    let Some(bucket) = node.bucket.clone() else { return Ok(()) };
+    let n = node.clone();
+    let names = tokio::task::spawn_blocking(move || query::all_chunks(&n.state)).await??;
+    for name in names {
+        r.checked += 1;
+        let found = match bucket.get(&name).await {
+            Ok(_) => None,
+            Err(BucketError::Missing(_)) => Some("missing"),
+            Err(BucketError::HashMismatch(_)) => Some("corrupt"),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(found) = found {
+            if found == "missing" {
+                r.missing += 1;
+            } else {
+                r.corrupt += 1;
+            }
+            tracing::warn!(chunk = %name, found, "scrub: the bucket's object of a chunk is {found}");
+            let repaired = matches!(bucket.restore(&name).await, Ok(true)) && bucket.get(&name).await.is_ok();
+            if repaired {
+                r.repaired += 1;
+                tracing::warn!(chunk = %name, "scrub: brought back the intact, locked version");
+            } else {
+                tracing::error!(chunk = %name, "scrub: NO intact version of this chunk is left in the bucket; its item is damaged");
+                r.unrepairable.push(name.to_string());
+            }
+            if let Err(e) = super::scrub::record(node, node.id(), super::scrub::Finding { chunk: name, found: found.into(), repaired }).await {
+                tracing::error!(error = %e, "scrub: could not record the finding");
+            }
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    Ok(())
+}
