@@ -58,7 +58,7 @@ pub async fn deposit(
                 DepositError::Invalid(d) => ApiError::bad_request(d),
                 DepositError::Refused(r, d) => ApiError::refused(r, d),
                 e @ (DepositError::Truncated { .. } | DepositError::TooLong(_) | DepositError::Upload(_)) => ApiError::bad_request(e.to_string()),
-                e @ DepositError::NoQuorum { .. } => ApiError::unavailable(e.to_string()),
+                e @ (DepositError::NoQuorum { .. } | DepositError::Store(_)) => ApiError::unavailable(e.to_string()),
                 e @ DepositError::HoldersChanged(_) => ApiError::new(StatusCode::CONFLICT, "holders-changed", "Holders changed", e.to_string()),
                 DepositError::Internal(d) => ApiError::internal(d),
             })

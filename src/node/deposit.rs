@@ -36,8 +36,10 @@ pub enum DepositError {
     TooLong(u64),
     #[error("the upload broke off: {0}; nothing was stored")]
     Upload(String),
-    #[error("only {held} of the {needed} copies needed hold every chunk durably ({detail}); nothing was committed")]
+    #[error("only {held} of the {needed} voters needed hold every chunk durably ({detail}); nothing was committed")]
     NoQuorum { held: usize, needed: usize, detail: String },
+    #[error("the object store did not keep every chunk ({0}); nothing was committed")]
+    Store(String),
     #[error("the voters or their share keys changed while the clip was sealed for {0:?}: seal it again for the new ones")]
     HoldersChanged(Vec<u64>),
     #[error("the vault refused the deposit: {0}")]
@@ -257,6 +259,9 @@ where
     let names: Vec<ChunkName> = chunks.iter().map(|c| c.name).collect();
     let outcome = async {
         result?;
+        if node.bucket.is_some() && held < needed {
+            return Err(DepositError::Store(failures.join("; ")));
+        }
         if held < needed {
             return Err(DepositError::NoQuorum { held, needed, detail: failures.join("; ") });
         }
@@ -287,27 +292,24 @@ where
         let time_ms = now_ms();
         // In bucket mode the store refuses to delete the chunks before the seal can commit: each
         // is locked until the retention the seal will give it (apply may stamp a later time;
-        // the lock is then extended before the acknowledgement).
+        // the lock is then extended before the acknowledgement). Only an error before the
+        // commit reaches the clean-up below.
         let mut locked_until = 0;
         if let Some(bucket) = &node.bucket {
             let policy =
                 crate::vault::query::config(&node.state).map_err(internal)?.ok_or_else(|| internal("the cluster is not configured"))?.retention;
             locked_until = time_ms.saturating_add(policy.period_secs(manifest.meta.retention).saturating_mul(1000));
-            super::objects::lock_all(bucket, &names, locked_until).await.map_err(|e| DepositError::NoQuorum {
-                held: 0,
-                needed: 1,
-                detail: format!("the bucket did not lock the chunks: {e}"),
-            })?;
+            super::objects::lock_all(bucket, &names, locked_until).await.map_err(|e| DepositError::Store(format!("locking the chunks: {e}")))?;
         }
         match node.raft.client_write(Command::Seal { manifest: manifest.clone(), time_ms }).await {
             Ok(resp) => match resp.data {
                 Outcome::Sealed { retain_until_ms, seq, leaf_index, .. } => {
                     if let Some(bucket) = node.bucket.as_ref().filter(|_| retain_until_ms > locked_until) {
-                        super::objects::lock_all(bucket, &names, retain_until_ms).await.map_err(|e| {
-                            internal(format!(
-                                "the deposit committed, but extending its chunks' locks to its retention failed ({e}); the keeper retries"
-                            ))
-                        })?;
+                        // Committed: the deposit stands whatever happens here (its chunks are
+                        // locked until `locked_until` already); the keeper extends what this misses.
+                        if let Err(e) = super::objects::lock_all(bucket, &names, retain_until_ms).await {
+                            tracing::error!(item = %manifest.item, error = %e, "could not extend the chunks' locks to the committed retention; the keeper retries");
+                        }
                     }
                     node.metrics.deposited(manifest.size);
                     Ok(Deposited { manifest, time_ms, retain_until_ms, seq, leaf_index })

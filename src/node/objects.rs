@@ -245,41 +245,18 @@ async fn delete_purged(bucket: Arc<Bucket>, names: Vec<ChunkName>) {
     tracing::info!(versions = deleted, left = left.len(), "deleted the objects of a purged item");
 }
 
-/// The scrubber's pass in bucket mode: reads every committed chunk's object back.
-pub async fn scrub(node: &Arc<Node>, pause: Duration, r: &mut crate::wire::ScrubReport) -> anyhow::Result<()> {
-    let Some(bucket) = node.bucket.clone() else { return Ok(()) };
-    let n = node.clone();
-    let names = tokio::task::spawn_blocking(move || query::all_chunks(&n.state)).await??;
-    for name in names {
-        r.checked += 1;
-        let found = match bucket.get(&name).await {
-            Ok(_) => None,
-            Err(BucketError::Missing(_)) => Some("missing"),
-            Err(BucketError::HashMismatch(_)) => Some("corrupt"),
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(found) = found {
-            if found == "missing" {
-                r.missing += 1;
-            } else {
-                r.corrupt += 1;
-            }
-            tracing::warn!(chunk = %name, found, "scrub: the bucket's object of a chunk is {found}");
-            let repaired = matches!(bucket.restore(&name).await, Ok(true)) && bucket.get(&name).await.is_ok();
-            if repaired {
-                r.repaired += 1;
-                tracing::warn!(chunk = %name, "scrub: brought back the intact, locked version");
-            } else {
-                tracing::error!(chunk = %name, "scrub: NO intact version of this chunk is left in the bucket; its item is damaged");
-                r.unrepairable.push(name.to_string());
-            }
-            if let Err(e) = super::scrub::record(node, node.id(), super::scrub::Finding { chunk: name, found: found.into(), repaired }).await {
-                tracing::error!(error = %e, "scrub: could not record the finding");
-            }
-        }
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
+/// The scrubber's look at one chunk in bucket mode: `None` when its object is intact, else
+/// `missing` or `corrupt`.
+pub async fn scrub_check(bucket: &Bucket, name: &ChunkName) -> Result<Option<&'static str>, BucketError> {
+    match bucket.get(name).await {
+        Ok(_) => Ok(None),
+        Err(BucketError::Missing(_)) => Ok(Some("missing")),
+        Err(BucketError::HashMismatch(_)) => Ok(Some("corrupt")),
+        Err(e) => Err(e),
     }
-    Ok(())
+}
+
+/// The scrubber's repair in bucket mode: the intact, locked version brought back.
+pub async fn scrub_repair(bucket: &Bucket, name: &ChunkName) -> bool {
+    matches!(bucket.restore(name).await, Ok(true)) && bucket.get(name).await.is_ok()
 }

@@ -1,7 +1,9 @@
 //! The scrubber: a node re-reads every chunk a committed manifest names,
 //! checks it against its name, repairs what is corrupt or missing from a
 //! healthy replica (the same fetch-by-name the healer uses), records each
-//! finding in the audit log, and re-checks its stored audit tree.
+//! finding in the audit log, and re-checks its stored audit tree. In bucket
+//! mode the leader reads the bucket's objects instead and brings back the
+//! locked version under an altered or hidden one (`node/objects.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,23 +48,24 @@ pub async fn record(node: &Arc<Node>, reporter: u64, f: Finding) -> anyhow::Resu
 pub async fn scrub_once(node: &Arc<Node>, pause: Duration) -> anyhow::Result<ScrubReport> {
     let mut r = ScrubReport { node: node.id(), ..Default::default() };
     let n = node.clone();
-    let names = if node.bucket.is_some() {
-        // One reader of the bucket, not one per member: the leader.
-        if node.is_leader() {
-            super::objects::scrub(node, pause, &mut r).await?;
-        }
-        Vec::new()
-    } else {
-        tokio::task::spawn_blocking(move || query::all_chunks(&n.state)).await??
-    };
+    // In bucket mode one member reads the bucket, not every one: the leader.
+    let bucket = node.bucket.clone();
+    let names =
+        if bucket.is_some() && !node.is_leader() { Vec::new() } else { tokio::task::spawn_blocking(move || query::all_chunks(&n.state)).await?? };
+    let place = if bucket.is_some() { "the bucket's object" } else { "this node's copy" };
     for name in names {
         r.checked += 1;
-        let store = node.chunks.clone();
-        let found = match tokio::task::spawn_blocking(move || store.get(&name)).await? {
-            Ok(_) => None,
-            Err(ChunkStoreError::Missing(_)) => Some("missing"),
-            Err(ChunkStoreError::HashMismatch(_)) => Some("corrupt"),
-            Err(e) => return Err(e.into()),
+        let found = match &bucket {
+            Some(b) => super::objects::scrub_check(b, &name).await?,
+            None => {
+                let store = node.chunks.clone();
+                match tokio::task::spawn_blocking(move || store.get(&name)).await? {
+                    Ok(_) => None,
+                    Err(ChunkStoreError::Missing(_)) => Some("missing"),
+                    Err(ChunkStoreError::HashMismatch(_)) => Some("corrupt"),
+                    Err(e) => return Err(e.into()),
+                }
+            }
         };
         if let Some(found) = found {
             if found == "missing" {
@@ -70,14 +73,20 @@ pub async fn scrub_once(node: &Arc<Node>, pause: Duration) -> anyhow::Result<Scr
             } else {
                 r.corrupt += 1;
             }
-            tracing::warn!(chunk = %name, found, "scrub: this node's copy of a chunk is {found}");
-            let _ = node.chunks.remove(&name);
-            let repaired = super::heal::fetch_from_peers(node, &name).await.is_ok() && node.chunks.get(&name).is_ok();
+            tracing::warn!(chunk = %name, found, "scrub: {place} of a chunk is {found}");
+            let repaired = match &bucket {
+                // The store keeps the locked version under whatever was put over it.
+                Some(b) => super::objects::scrub_repair(b, &name).await,
+                None => {
+                    let _ = node.chunks.remove(&name);
+                    super::heal::fetch_from_peers(node, &name).await.is_ok() && node.chunks.get(&name).is_ok()
+                }
+            };
             if repaired {
                 r.repaired += 1;
-                tracing::warn!(chunk = %name, "scrub: repaired from a healthy replica");
+                tracing::warn!(chunk = %name, "scrub: repaired from an intact copy");
             } else {
-                tracing::error!(chunk = %name, "scrub: NO healthy replica holds this chunk; its item is damaged");
+                tracing::error!(chunk = %name, "scrub: NO intact copy of this chunk is left; its item is damaged");
                 r.unrepairable.push(name.to_string());
             }
             if let Err(e) = record(node, node.id(), Finding { chunk: name, found: found.into(), repaired }).await {

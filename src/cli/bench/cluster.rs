@@ -58,8 +58,21 @@ pub fn cpu_us(pid: &str) -> Option<f64> {
 impl Bench {
     /// `cluster init` for `nodes` nodes in `dir`, the nodes started, a leader elected.
     pub async fn start(dir: &Path, nodes: u64) -> anyhow::Result<Bench> {
+        Self::start_with(dir, nodes, None).await
+    }
+
+    /// As [`Bench::start`], with `table` (TOML, e.g. a `[chunks]` table) added to every node's config.
+    pub async fn start_with(dir: &Path, nodes: u64, table: Option<&str>) -> anyhow::Result<Bench> {
         let base_port = free_base_port(u16::try_from(nodes + 1)?)?;
         init::init(&InitArgs::local(dir, nodes, base_port, None))?;
+        for id in 1..=nodes {
+            let Some(table) = table else { break };
+            let path = dir.join(format!("node{id}/node.toml"));
+            let text = std::fs::read_to_string(&path)?;
+            // Tables go before the `[[peers]]` array, after the top-level keys.
+            let at = text.find("[[peers]]").unwrap_or(text.len());
+            std::fs::write(&path, format!("{}{table}\n{}", &text[..at], &text[at..]))?;
+        }
         let mut cluster = LocalCluster::new(dir);
         cluster.start_all()?;
         let admin = session(dir, "admin")?;

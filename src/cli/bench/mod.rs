@@ -76,6 +76,12 @@ pub struct BenchArgs {
     /// machine's limits count each one's work.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
     pub nodes: u64,
+    /// Also time a deposit and a fetch with chunks in an S3 bucket (`[chunks] backend = "s3"`,
+    /// docs/STORAGE.md): a file of `CUSTODY_S3_ENDPOINT`, `CUSTODY_S3_ACCESS_KEY`,
+    /// `CUSTODY_S3_SECRET_KEY` and optionally `CUSTODY_S3_REGION` lines, as
+    /// `cluster/ceph-up.sh` writes it. A second cluster makes a new bucket there.
+    #[arg(long)]
+    pub s3_env: Option<PathBuf>,
 }
 
 struct Sizes {
@@ -187,6 +193,10 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
     p.phase("stopping the cluster");
     b.cluster.stop_all().await;
     let ClusterFigures { deposit, fetch, key_release, court, memory, records, backup, ops, recovery } = result?;
+    let object_store = match &a.s3_env {
+        None => Value::Null,
+        Some(env) => object_store(a, s, dir, env, &deposit, p).await?,
+    };
 
     let bars = json!({
         "deposit": deposit["ratio_to_limit"].as_f64().unwrap_or(0.0) >= DEPOSIT_RATIO_BAR,
@@ -234,6 +244,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
         "backup": backup,
         "ops": ops,
         "recovery": recovery,
+        "object_store": object_store,
         "bars_met": bars,
         "all_bars_met": all,
         "recovery_ratio_to_deposit": recovery_ratio,
@@ -374,6 +385,49 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
         json!({ "evidence_mib": held_mib.round(), "join_secs": secs, "joined_peak_rss_mib": rss })
     };
     Ok(ClusterFigures { deposit, fetch, key_release, court, memory, records, backup, ops, recovery })
+}
+
+/// Issue 19: the deposit and fetch of the same clip size with chunks in an S3 bucket, on a
+/// second cluster of as many nodes, against the local-chunk deposit measured before.
+async fn object_store(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, env: &std::path::Path, local: &Value, p: &Progress) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(env).map_err(|e| anyhow::anyhow!("{}: {e}", env.display()))?;
+    let get = |k: &str| text.lines().find_map(|l| l.trim().strip_prefix(&format!("{k}="))).map(str::to_string);
+    let need = |k: &str| get(k).ok_or_else(|| anyhow::anyhow!("{} has no {k}= line", env.display()));
+    let secret = dir.join("s3.secret");
+    std::fs::write(&secret, need("CUSTODY_S3_SECRET_KEY")?)?;
+    let bucket = format!("custody-bench-{}", hex::encode(crate::crypto::random_bytes::<4>()?));
+    let table = format!(
+        "[chunks]\nbackend = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nregion = \"{}\"\naccess_key = \"{}\"\nsecret_key_file = \"{}\"\n",
+        need("CUSTODY_S3_ENDPOINT")?,
+        get("CUSTODY_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+        need("CUSTODY_S3_ACCESS_KEY")?,
+        secret.display()
+    );
+    p.phase(format!("object store: a {}-node cluster with its chunks in bucket {bucket}", a.nodes));
+    let mut b = cluster::Bench::start_with(&dir.join("cluster-s3"), a.nodes, Some(&table)).await?;
+    let figures = async {
+        // A fresh store makes its data pool on the first write: a small deposit first, untimed.
+        b.deposit(4 << 20, "warm-up-s3").await?;
+        let bytes = s.deposit_mib << 20;
+        let (receipt, secs) = b.deposit(bytes, "deposit-s3").await?;
+        let mbps = bytes as f64 / 1e6 / secs;
+        let req = b.grant(&receipt.item.to_string()).await?;
+        let (fsecs, _) = b.fetch_timed(&receipt.item.to_string(), &req).await?;
+        let fetch_mbps = bytes as f64 / 1e6 / fsecs;
+        let local_mbps = local["mb_per_sec"].as_f64().unwrap_or(f64::NAN);
+        p.done(format!(
+            "object store: deposit {} MiB {mbps:.1} MB/s ({:.2} of the local chunks' {local_mbps:.1}), fetch {fetch_mbps:.1} MB/s",
+            s.deposit_mib,
+            mbps / local_mbps
+        ));
+        Ok::<_, anyhow::Error>(
+            json!({ "bucket": bucket, "clip_mib": s.deposit_mib, "deposit_mb_per_sec": mbps, "deposit_ratio_to_local": mbps / local_mbps,
+                                       "fetch_mb_per_sec": fetch_mbps }),
+        )
+    }
+    .await;
+    b.cluster.stop_all().await;
+    figures
 }
 
 /// Issue 16: how long a Prometheus scrape of `/metrics` takes, end to end
@@ -588,6 +642,12 @@ fn table(r: &Value) -> String {
     row("  90th percentile".into(), format!("{:.1} ms", f(&kr["release_p90_ms"])), String::new(), "");
     row("  99th percentile".into(), format!("{:.1} ms", f(&kr["release_p99_ms"])), String::new(), "");
     row("  the access record before it: median".into(), format!("{:.1} ms", f(&kr["record_median_ms"])), String::new(), "");
+    let os = &r["object_store"];
+    if !os.is_null() {
+        row(format!("deposit of {} MiB, chunks in S3", os["clip_mib"]), format!("{:.1} MB/s", f(&os["deposit_mb_per_sec"])), String::new(), "");
+        row("  ratio to the local chunks' deposit".into(), format!("{:.2}", f(&os["deposit_ratio_to_local"])), String::new(), "");
+        row(format!("fetch of {} MiB, chunks in S3", os["clip_mib"]), format!("{:.1} MB/s", f(&os["fetch_mb_per_sec"])), String::new(), "");
+    }
     let co = &r["court_bundle"];
     row(format!("court: bundle of an item with {} records", co["trail_records"]), format!("{} B", co["bundle_bytes"]), String::new(), "");
     row("  custody-verify on it (files in, report out)".into(), format!("{:.1} ms", f(&co["verify_median_ms"])), String::new(), "");
