@@ -139,6 +139,9 @@ pub struct RawChunksConfig {
     /// The CA (PEM) an `https` endpoint is checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
+    /// Seconds between the leader's checks of every item's objects and locks (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_every_secs: Option<u64>,
 }
 
 /// The `[seal]` table of a node config.
@@ -383,6 +386,7 @@ impl NodeConfig {
                     secret_key,
                     prefix: c.prefix.clone().unwrap_or_else(|| "chunks/".into()),
                     ca: c.ca.as_deref().map(|p| resolve(base, p)),
+                    sweep_every_secs: c.sweep_every_secs.unwrap_or(limits::OBJECT_SWEEP_SECS).max(1),
                 })
             }
             Some(c) => return Err(perr(format!("[chunks] backend `{}` is neither \"local\" nor \"s3\"", c.backend))),

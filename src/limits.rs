@@ -34,6 +34,9 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 pub const ORPHAN_CHUNK_GRACE_SECS: u64 = 3600;
 /// How often a node looks for chunks it should hold but lacks.
 pub const HEAL_INTERVAL_SECS: u64 = 5;
+/// Seconds between the keeper's sweeps over every item's objects in bucket mode (a node
+/// config's `[chunks] sweep_every_secs`; docs/STORAGE.md, "Object store").
+pub const OBJECT_SWEEP_SECS: u64 = 60;
 /// Raft entries between state-machine snapshots.
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 5000;
 /// Records per RocksDB write batch when a snapshot is installed.

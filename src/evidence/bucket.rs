@@ -42,6 +42,8 @@ pub struct BucketConfig {
     pub prefix: String,
     /// The CA (PEM) an `https` endpoint's certificate is checked against.
     pub ca: Option<PathBuf>,
+    /// Seconds between the leader's sweeps over every item's objects (the keeper).
+    pub sweep_every_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

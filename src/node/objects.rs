@@ -14,6 +14,7 @@
 //!   the vault's back is a finding recorded in the audit log, and the intact, locked version under
 //!   it is brought back when the store still has it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,15 +23,13 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::Node;
-use crate::evidence::{Bucket, BucketError, ChunkName};
+use crate::evidence::{Bucket, BucketError, ChunkName, ItemId};
 use crate::limits;
 use crate::raft::state_machine::SmEvent;
 use crate::vault::{query, ItemRecord};
 
 /// Requests to the store in flight at once for one item's chunks.
 const CONCURRENCY: usize = 4;
-/// Rounds of `HEAL_INTERVAL_SECS` between the keeper's sweeps over every item.
-const SWEEP_EVERY_ROUNDS: u32 = 12;
 /// Tries at deleting a purged item's objects before leaving them to the sweep.
 const PURGE_ATTEMPTS: u32 = 5;
 
@@ -119,11 +118,21 @@ pub async fn keep_item(bucket: &Bucket, rec: &ItemRecord) -> Result<Kept, Bucket
     let names: Vec<ChunkName> = rec.manifest.chunks.iter().map(|c| c.name).collect();
     if rec.purged.is_some() {
         for n in &names {
-            bucket.delete_all(n).await?;
+            if let Err(e) = bucket.delete_all(n).await {
+                // A legal hold the release did not get to lift keeps the object: lift it, once.
+                if e.code() != Some("AccessDenied") {
+                    return Err(e);
+                }
+                bucket.legal_hold(n, false).await?;
+                bucket.delete_all(n).await?;
+            }
         }
         return Ok(k);
     }
     let hold = rec.hold.is_some();
+    // S3 refuses a retention date in the past: past its retention an item's objects stay
+    // unlocked until the purge (THREAT_MODEL.md).
+    let inside_retention = rec.retain_until_ms > super::now_ms();
     for n in &names {
         k.checked += 1;
         let lock = match bucket.lock_of(n).await? {
@@ -137,7 +146,7 @@ pub async fn keep_item(bucket: &Bucket, rec: &ItemRecord) -> Result<Kept, Bucket
                 }
             }
         };
-        if lock.mode.as_deref() != Some("COMPLIANCE") || lock.retain_until_ms.is_none_or(|u| u < rec.retain_until_ms) {
+        if inside_retention && (lock.mode.as_deref() != Some("COMPLIANCE") || lock.retain_until_ms.is_none_or(|u| u < rec.retain_until_ms)) {
             bucket.lock(n, rec.retain_until_ms.max(lock.retain_until_ms.unwrap_or(0))).await?;
             k.fixed += 1;
         }
@@ -158,7 +167,9 @@ pub async fn sync_item(node: &Node, item: &crate::evidence::ItemId) -> anyhow::R
 }
 
 /// One sweep over every item: returns the objects found missing.
-async fn sweep(node: &Arc<Node>, bucket: &Bucket) -> anyhow::Result<Vec<(ChunkName, bool)>> {
+/// `purged_done` holds the purged items whose objects are known gone (this process's memory: a
+/// restarted leader checks each once more).
+async fn sweep(node: &Arc<Node>, bucket: &Bucket, purged_done: &mut HashSet<ItemId>) -> anyhow::Result<Vec<(ChunkName, bool)>> {
     let n = node.clone();
     let items = tokio::task::spawn_blocking(move || query::items(&n.state)).await??;
     let mut missing = Vec::new();
@@ -166,8 +177,14 @@ async fn sweep(node: &Arc<Node>, bucket: &Bucket) -> anyhow::Result<Vec<(ChunkNa
         if !node.is_leader() {
             break;
         }
+        if rec.purged.is_some() && purged_done.contains(&rec.manifest.item) {
+            continue;
+        }
         match keep_item(bucket, &rec).await {
             Ok(k) => {
+                if rec.purged.is_some() {
+                    purged_done.insert(rec.manifest.item);
+                }
                 if k.fixed > 0 {
                     tracing::warn!(item = %rec.manifest.item, fixed = k.fixed, "set locks or legal holds the bucket lacked");
                 }
@@ -184,17 +201,29 @@ async fn sweep(node: &Arc<Node>, bucket: &Bucket) -> anyhow::Result<Vec<(ChunkNa
 /// sweeps every item now and then, and records each object it found gone.
 pub async fn keep_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEvent>) {
     let Some(bucket) = node.bucket.clone() else { return };
-    let mut round = 0u32;
+    let sweep_every = Duration::from_secs(bucket.config().sweep_every_secs);
+    // The first sweep one period after start (a new leader sweeps as soon as a period has passed).
+    let mut last_sweep = Some(std::time::Instant::now());
+    let mut purged_done = HashSet::new();
+    // Objects found gone and recorded: a finding once, not once a sweep.
+    let mut reported: HashSet<ChunkName> = HashSet::new();
     loop {
         let wait = tokio::time::sleep(Duration::from_secs(limits::HEAL_INTERVAL_SECS));
         tokio::pin!(wait);
         tokio::select! {
             _ = &mut wait => {
-                round += 1;
-                if round % SWEEP_EVERY_ROUNDS == 1 && node.is_leader() {
-                    match sweep(&node, &bucket).await {
+                if node.is_leader() && last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+                    last_sweep = Some(std::time::Instant::now());
+                    match sweep(&node, &bucket, &mut purged_done).await {
                         Ok(missing) => {
                             for (chunk, repaired) in missing {
+                                let first = reported.insert(chunk);
+                                if repaired {
+                                    reported.remove(&chunk);
+                                }
+                                if !first && !repaired {
+                                    continue;
+                                }
                                 tracing::error!(chunk = %chunk, repaired, "a chunk's object was gone from the bucket");
                                 let f = super::scrub::Finding { chunk, found: "missing".into(), repaired };
                                 if let Err(e) = super::scrub::record(&node, node.id(), f).await {

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{free_ports, wait_until, write_clip, Cluster};
 
+/// The keeper's first sweep comes an hour after start, after the test: the scrubber is what the
+/// test watches find and record an object altered or hidden (the keeper would find a hidden one too).
+const SWEEP: &str = "sweep_every_secs = 3600\n";
+
 /// A single-host Ceph cluster for one test; stopped when dropped.
 pub struct Ceph {
     pub dir: tempfile::TempDir,
@@ -44,7 +48,7 @@ impl Ceph {
         let secret = c.path().join("s3.secret");
         std::fs::write(&secret, &self.secret_key).unwrap();
         format!(
-            "[chunks]\nbackend = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nregion = \"default\"\naccess_key = \"{}\"\nsecret_key_file = \"{}\"\n",
+            "[chunks]\nbackend = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nregion = \"default\"\naccess_key = \"{}\"\nsecret_key_file = \"{}\"\n{SWEEP}",
             self.endpoint,
             self.access_key,
             secret.display()
@@ -184,6 +188,7 @@ fn chunks_in_an_object_locked_bucket_survive_the_nodes_own_credentials_and_go_on
         secret_key: ceph.secret_key.clone(),
         prefix: "chunks/".into(),
         ca: None,
+        sweep_every_secs: 60,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ours = custody::evidence::Bucket::new(bucket_cfg).unwrap();
@@ -218,5 +223,57 @@ fn chunks_in_an_object_locked_bucket_survive_the_nodes_own_credentials_and_go_on
     assert_eq!(done["chunks_destroyed"], 3, "{done}");
     wait_until("the purged chunks' objects to be gone", Duration::from_secs(60), || {
         names.iter().all(|n| ceph.versions(bucket, &format!("chunks/{n}")).is_empty()).then_some(())
+    });
+}
+
+/// The keeper (the healer's job in bucket mode): an object hidden behind a delete marker is
+/// brought back and recorded once, not once a sweep; a legal hold set while the store was down
+/// reaches the store's objects once it is back.
+#[test]
+fn the_keeper_brings_back_a_hidden_object_and_sets_a_hold_the_store_missed() {
+    let ceph = Ceph::start();
+    let bucket = "kept";
+    let mut c = Cluster::init(3, "");
+    let table = ceph.chunks_table(&c, bucket).replace(SWEEP, "sweep_every_secs = 2\n");
+    for id in 1..=3 {
+        c.append_node_config(id, &table);
+    }
+    c.start_all(3);
+    c.wait_leader(3);
+    let clip = c.path().join("clip.mp4");
+    write_clip(&clip, 5 << 20, 9);
+    let item = c.deposit("alice", &clip, "case-K")["item"].as_str().unwrap().to_string();
+    let shown = c.cli_json(&c.profile("alice"), &["show", &item]);
+    let names: Vec<String> = shown["item"]["chunks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    let findings = || {
+        let v = c.cli_json(&c.profile("alice"), &["show", &item]);
+        v["trail"].as_array().unwrap().iter().filter(|t| t["kind"].as_str().unwrap_or("").starts_with("scrub")).count()
+    };
+
+    let (status, _) = ceph.curl("DELETE", &format!("{bucket}/chunks/{}", names[0]), None);
+    assert_eq!(status, 204);
+    assert_eq!(ceph.curl("GET", &format!("{bucket}/chunks/{}", names[0]), None).0, 404, "hidden");
+    wait_until("the keeper to bring the object back", Duration::from_secs(30), || {
+        (ceph.curl("GET", &format!("{bucket}/chunks/{}", names[0]), None).0 == 200).then_some(())
+    });
+    wait_until("the finding in the item's trail", Duration::from_secs(30), || (findings() == 1).then_some(()));
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(findings(), 1, "one finding, not one a sweep");
+
+    // The store goes away; a hold commits all the same; the keeper sets it once the store is back.
+    let pid = std::fs::read_to_string(ceph.dir.path().join("run/client.rgw.a.pid")).unwrap().trim().to_string();
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    wait_until("RGW to stop", Duration::from_secs(30), || (!Path::new(&format!("/proc/{pid}")).exists()).then_some(()));
+    c.cli_json(&c.profile("alice"), &["hold", &item, "--reason", "appeal"]);
+    let conf = ceph.dir.path().join("ceph.conf");
+    assert!(Command::new("radosgw").arg("-c").arg(&conf).args(["-n", "client.rgw.a"]).status().unwrap().success());
+    wait_until("the keeper to set the legal holds", Duration::from_secs(60), || {
+        names
+            .iter()
+            .all(|n| {
+                let (status, r) = ceph.curl("GET", &format!("{bucket}/chunks/{n}?legal-hold="), None);
+                status == 200 && xml_field(&r, "Status").as_deref() == Some("ON")
+            })
+            .then_some(())
     });
 }
