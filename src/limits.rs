@@ -37,6 +37,8 @@ pub const HEAL_INTERVAL_SECS: u64 = 5;
 /// Seconds between the keeper's sweeps over every item's objects in bucket mode (a node
 /// config's `[chunks] sweep_every_secs`; docs/STORAGE.md, "Object store").
 pub const OBJECT_SWEEP_SECS: u64 = 60;
+/// Chunks a fetch reads ahead from a bucket (a node holds that many more in memory per fetch).
+pub const BUCKET_READ_AHEAD: usize = 4;
 /// Raft entries between state-machine snapshots.
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 5000;
 /// Records per RocksDB write batch when a snapshot is installed.
