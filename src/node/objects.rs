@@ -110,10 +110,10 @@ pub struct Kept {
     pub fixed: u64,
 }
 
-/// Makes the objects of one committed item match it: present, locked in compliance mode at
-/// least until its retention ends, on legal hold exactly while it is. A purged item's objects
-/// are deleted.
-pub async fn keep_item(bucket: &Bucket, rec: &ItemRecord) -> Result<Kept, BucketError> {
+/// Makes the objects of one committed item match it: present (with `restore`, an object gone is
+/// brought back from the version under it), locked in compliance mode at least until its
+/// retention ends, on legal hold exactly while it is. A purged item's objects are deleted.
+pub async fn keep_item(bucket: &Bucket, rec: &ItemRecord, restore: bool) -> Result<Kept, BucketError> {
     let mut k = Kept::default();
     let names: Vec<ChunkName> = rec.manifest.chunks.iter().map(|c| c.name).collect();
     if rec.purged.is_some() {
@@ -137,6 +137,8 @@ pub async fn keep_item(bucket: &Bucket, rec: &ItemRecord) -> Result<Kept, Bucket
         k.checked += 1;
         let lock = match bucket.lock_of(n).await? {
             Some(l) => l,
+            // Left to the sweep, which records what it finds.
+            None if !restore => continue,
             None => {
                 let back = bucket.restore(n).await?;
                 k.missing.push((*n, back));
@@ -162,7 +164,7 @@ pub async fn keep_item(bucket: &Bucket, rec: &ItemRecord) -> Result<Kept, Bucket
 pub async fn sync_item(node: &Node, item: &crate::evidence::ItemId) -> anyhow::Result<()> {
     let Some(bucket) = node.bucket.clone() else { return Ok(()) };
     let Some(rec) = query::item(&node.state, item)? else { return Ok(()) };
-    keep_item(&bucket, &rec).await?;
+    keep_item(&bucket, &rec, false).await?;
     Ok(())
 }
 
@@ -180,7 +182,7 @@ async fn sweep(node: &Arc<Node>, bucket: &Bucket, purged_done: &mut HashSet<Item
         if rec.purged.is_some() && purged_done.contains(&rec.manifest.item) {
             continue;
         }
-        match keep_item(bucket, &rec).await {
+        match keep_item(bucket, &rec, true).await {
             Ok(k) => {
                 if rec.purged.is_some() {
                     purged_done.insert(rec.manifest.item);
