@@ -413,16 +413,6 @@ impl Bucket {
         Err(Self::refused("DeleteObject", &a))
     }
 
-    /// Deletes a chunk's object without naming a version: in a versioned bucket this only puts a
-    /// delete marker over it (what a careless or hostile client would do).
-    pub async fn delete_current(&self, name: &ChunkName) -> Result<(), BucketError> {
-        let a = self.send("DeleteObject", Method::DELETE, &self.url(Some(&self.key(name)), ""), &[], Bytes::new(), EMPTY_SHA256).await?;
-        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
-            return Ok(());
-        }
-        Err(Self::refused("DeleteObject", &a))
-    }
-
     /// Deletes every version of a chunk's object (purge after retention, or a failed deposit's
     /// unlocked chunks). Stops at the first version the store refuses to delete.
     pub async fn delete_all(&self, name: &ChunkName) -> Result<usize, BucketError> {

@@ -50,8 +50,7 @@ impl Node {
         if let Some(bucket) = &self.bucket {
             return Ok(bucket.get(&name).await?);
         }
-        let store = self.chunks.clone();
-        Ok(tokio::task::spawn_blocking(move || store.get(&name)).await??)
+        Ok(self.stored_chunk(name).await?)
     }
 }
 

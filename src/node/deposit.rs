@@ -82,7 +82,7 @@ async fn replicate_to(node: Arc<Node>, item: ItemId, addr: String, rx: mpsc::Rec
     Ok(())
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> {
+pub(super) fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -196,8 +196,8 @@ where
     // In bucket mode the object store is the one copy the deposit waits for (it keeps its own
     // replicas); the members hold no chunks.
     let needed = if node.bucket.is_some() { 1 } else { needed };
-    if node.bucket.is_some() {
-        tasks.push((true, "the bucket".to_string(), tokio::spawn(super::objects::store_in_bucket(node.clone(), item, rx))));
+    if let Some(bucket) = &node.bucket {
+        tasks.push((true, "the bucket".to_string(), tokio::spawn(super::objects::store_in_bucket(bucket.clone(), rx))));
     } else {
         tasks.push((true, "local".to_string(), tokio::spawn(store_locally(node.clone(), item, rx))));
     }
@@ -324,7 +324,7 @@ where
     .await;
     if outcome.is_err() {
         if let Some(bucket) = node.bucket.clone() {
-            tokio::spawn(super::objects::discard(bucket, names));
+            tokio::spawn(super::objects::delete_objects(bucket, names));
             return outcome;
         }
         // Nothing committed: drop our copies now rather than waiting for the orphan collector.

@@ -34,76 +34,57 @@ const CONCURRENCY: usize = 4;
 const PURGE_ATTEMPTS: u32 = 5;
 
 /// The deposit's writer in bucket mode: PUTs every chunk it is handed, a few at a time.
-pub async fn store_in_bucket(node: Arc<Node>, item: crate::evidence::ItemId, rx: mpsc::Receiver<(ChunkName, Bytes)>) -> Result<(), String> {
-    let bucket = node.bucket.clone().ok_or("no bucket configured")?;
-    let mut puts = futures::stream::poll_fn({
-        let mut rx = rx;
-        move |cx| rx.poll_recv(cx)
-    })
-    .map(|(name, bytes): (ChunkName, Bytes)| {
-        let (bucket, node) = (bucket.clone(), node.clone());
-        async move {
-            node.inflight.touch(item, name);
-            bucket.put(&name, bytes).await.map_err(|e| e.to_string())
-        }
-    })
-    .buffer_unordered(limits::PIPELINE_CHUNKS.max(CONCURRENCY));
+pub async fn store_in_bucket(bucket: Arc<Bucket>, rx: mpsc::Receiver<(ChunkName, Bytes)>) -> Result<(), String> {
+    let mut puts = super::deposit::tokio_stream_from(rx)
+        .map(|(name, bytes)| {
+            let bucket = bucket.clone();
+            async move { bucket.put(&name, bytes).await.map_err(|e| e.to_string()) }
+        })
+        .buffer_unordered(CONCURRENCY);
     while let Some(r) = puts.next().await {
         r?;
     }
     Ok(())
 }
 
-/// Runs `f` over `names`, a few at a time; the first error ends it.
-async fn each<F, Fut>(names: &[ChunkName], f: F) -> Result<(), BucketError>
-where
-    F: Fn(ChunkName) -> Fut,
-    Fut: std::future::Future<Output = Result<(), BucketError>>,
-{
-    let mut s = futures::stream::iter(names.iter().copied()).map(f).buffer_unordered(CONCURRENCY);
-    while let Some(r) = s.next().await {
+/// Locks every chunk in compliance mode until `until_ms`, a few at a time; the first refusal ends it.
+pub async fn lock_all(bucket: &Bucket, names: &[ChunkName], until_ms: u64) -> Result<(), BucketError> {
+    let mut locks =
+        futures::stream::iter(names.iter().copied()).map(|n| async move { bucket.lock(&n, until_ms).await }).buffer_unordered(CONCURRENCY);
+    while let Some(r) = locks.next().await {
         r?;
     }
     Ok(())
 }
 
-/// Locks every chunk in compliance mode until `until_ms`.
-pub async fn lock_all(bucket: &Bucket, names: &[ChunkName], until_ms: u64) -> Result<(), BucketError> {
-    each(names, |n| async move { bucket.lock(&n, until_ms).await }).await
-}
-
-/// After a deposit failed: deletes its chunks' objects (those not yet locked; the store keeps
-/// locked ones until their lock ends, and the keeper's listing names them as orphans).
-pub async fn discard(bucket: Arc<Bucket>, names: Vec<ChunkName>) {
-    for n in names {
-        if let Err(e) = bucket.delete_all(&n).await {
-            tracing::warn!(chunk = %n, error = %e, "could not delete a failed deposit's object");
-        }
-    }
-}
-
 /// Reads a chunk for a fetch. An object altered or hidden behind the vault's back is brought
-/// back from the intact version under it when the store still has it.
+/// back from the intact version under it when the store still has it, and the finding is
+/// recorded as the scrubber records its own (else the repair would leave no trace).
 pub async fn read_chunk(node: &Arc<Node>, name: &ChunkName) -> Result<Bytes, std::io::Error> {
     let bucket = node.bucket.clone().ok_or_else(|| std::io::Error::other("no bucket configured"))?;
-    match bucket.get(name).await {
+    let found = match bucket.get(name).await {
         Ok(b) => return Ok(b),
-        Err(e @ (BucketError::HashMismatch(_) | BucketError::Missing(_))) => {
-            tracing::error!(chunk = %name, error = %e, "the bucket's object is not the chunk deposited; looking for the intact version");
-        }
+        Err(BucketError::Missing(_)) => "missing",
+        Err(BucketError::HashMismatch(_)) => "corrupt",
         Err(e) => return Err(std::io::Error::other(e.to_string())),
+    };
+    tracing::error!(chunk = %name, found, "the bucket's object is not the chunk deposited; looking for the intact version");
+    let repaired = scrub_repair(&bucket, name).await;
+    let (n, chunk) = (node.clone(), *name);
+    tokio::spawn(async move {
+        if let Err(e) = super::scrub::record(&n, n.id(), super::scrub::Finding { chunk, found: found.into(), repaired }).await {
+            tracing::error!(error = %e, "could not record a fetch's finding");
+        }
+    });
+    if !repaired {
+        return Err(std::io::Error::other(format!("no intact version of chunk {name} is left in the bucket")));
     }
-    match bucket.restore(name).await {
-        Ok(true) => bucket.get(name).await.map_err(|e| std::io::Error::other(e.to_string())),
-        Ok(false) => Err(std::io::Error::other(format!("no intact version of chunk {name} is left in the bucket"))),
-        Err(e) => Err(std::io::Error::other(e.to_string())),
-    }
+    bucket.get(name).await.map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// What checking one item's objects found.
 #[derive(Default, Debug)]
 pub struct Kept {
-    pub checked: u64,
     /// Chunks whose object was gone: (chunk, brought back from an older version).
     pub missing: Vec<(ChunkName, bool)>,
     /// Locks or legal holds set or extended.
@@ -134,7 +115,6 @@ pub async fn keep_item(bucket: &Bucket, rec: &ItemRecord, restore: bool) -> Resu
     // unlocked until the purge (THREAT_MODEL.md).
     let inside_retention = rec.retain_until_ms > super::now_ms();
     for n in &names {
-        k.checked += 1;
         let lock = match bucket.lock_of(n).await? {
             Some(l) => l,
             // Left to the sweep, which records what it finds.
@@ -239,7 +219,7 @@ pub async fn keep_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEv
             }
             ev = events.recv() => match ev {
                 Some(SmEvent::Purged(names)) => {
-                    tokio::spawn(delete_purged(bucket.clone(), names));
+                    tokio::spawn(delete_objects(bucket.clone(), names));
                 }
                 Some(_) => {}
                 None => return,
@@ -248,10 +228,11 @@ pub async fn keep_loop(node: Arc<Node>, mut events: mpsc::UnboundedReceiver<SmEv
     }
 }
 
-/// Deletes a purged item's objects, every version. The store's lock ends on the second after the
-/// retention (S3 dates have no milliseconds), so a refusal is tried again a few times; after that
-/// the leader's sweep retries.
-async fn delete_purged(bucket: Arc<Bucket>, names: Vec<ChunkName>) {
+/// Deletes chunks' objects, every version: a purged item's, or a failed deposit's. The store's
+/// lock ends on the second after the retention (S3 dates have no milliseconds), so a refusal is
+/// tried again a few times; after that the leader's sweep retries a purged item's (a failed
+/// deposit's locked objects stay until their locks end).
+pub async fn delete_objects(bucket: Arc<Bucket>, names: Vec<ChunkName>) {
     let mut left = names;
     let mut deleted = 0;
     for attempt in 0..PURGE_ATTEMPTS {
@@ -261,7 +242,7 @@ async fn delete_purged(bucket: Arc<Bucket>, names: Vec<ChunkName>) {
                 Ok(v) => deleted += v,
                 Err(e) => {
                     if attempt + 1 == PURGE_ATTEMPTS {
-                        tracing::error!(chunk = %n, error = %e, "could not delete a purged chunk's object; the leader's sweep retries");
+                        tracing::error!(chunk = %n, error = %e, "could not delete a chunk's object");
                     }
                     still.push(n);
                 }
@@ -273,7 +254,7 @@ async fn delete_purged(bucket: Arc<Bucket>, names: Vec<ChunkName>) {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    tracing::info!(versions = deleted, left = left.len(), "deleted the objects of a purged item");
+    tracing::info!(versions = deleted, left = left.len(), "deleted chunks' objects");
 }
 
 /// The scrubber's look at one chunk in bucket mode: `None` when its object is intact, else

@@ -197,12 +197,19 @@ fn chunks_in_an_object_locked_bucket_survive_the_nodes_own_credentials_and_go_on
     assert_eq!(refused.code(), Some("XAmzContentSHA256Mismatch"), "{refused}");
     assert_eq!(ceph.versions(bucket, &format!("chunks/{}", names[2])).len(), 1, "nothing was stored");
 
-    // A fetch reads the bucket and gets the clip deposited.
+    // A fetch reads the bucket and gets the clip deposited, even over a chunk written over just
+    // before: it brings back the locked version and records the finding as the scrubber does.
+    let (status, body) = ceph.curl("PUT", &format!("{bucket}/chunks/{}", names[0]), Some(&forged));
+    assert_eq!(status, 200, "{body}");
     let req = c.grant(&item, "view");
     let out = c.path().join("out.mp4");
     c.cli_json(&c.profile("alice"), &["fetch", &item, "--request", &req, "--out", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clip).unwrap(), "the clip fetched from the bucket is the clip deposited");
     assert_eq!(custody_verify::run::file_sha256(&out).unwrap(), want);
+    wait_until("the fetch's finding in the item's trail", Duration::from_secs(30), || {
+        let v = c.cli_json(&c.profile("alice"), &["show", &item]);
+        (v["trail"].as_array()?.iter().filter(|t| t["kind"].as_str().unwrap_or("").starts_with("scrub")).count() == 3).then_some(())
+    });
 
     // A legal hold is an S3 legal hold on every chunk, and is lifted with the release.
     let hold = |on: &str| {
