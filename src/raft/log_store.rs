@@ -1,8 +1,18 @@
 //! The Raft log and vote in RocksDB (`raft_log` and `raft_meta` column families).
 //!
-//! Durability: every append and every vote is written with an fsynced WAL
-//! before openraft is told it is persisted; purging first makes the state
-//! machine's buffered writes durable, so nothing purged can be needed again.
+//! Durability: every append is fsynced before openraft is told it is
+//! persisted, and every vote before `save_vote` returns; purging first makes
+//! the state machine's buffered writes durable, so nothing purged can be
+//! needed again.
+//!
+//! An append is written at once (readable, in RocksDB's write-ahead log) and
+//! made durable by the log's syncer thread, which fsyncs the WAL for every
+//! append queued while the previous fsync ran and then tells openraft, in
+//! order (group commit). Raft's core goes on meanwhile: a leader sends its
+//! entries to the followers while its own fsync runs, and a follower applies
+//! what the leader says is committed while it fsyncs the next entries. The
+//! WAL is one ordered file that RocksDB recovers up to its first gap, so
+//! after a crash nothing applied is ever ahead of the log that carries it.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -20,15 +30,24 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-/// The log store. Cheap to clone; clones share the database.
+/// The log store. Cheap to clone; clones share the database and the syncer.
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
+    /// Appends written and waiting for an fsync, in order ([`sync_appends`]).
+    /// The syncer thread ends when the last clone is dropped.
+    unsynced: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
     pub fn new(db: Db) -> Self {
-        LogStore { db }
+        let (unsynced, waiting) = std::sync::mpsc::channel();
+        let syncing = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || sync_appends(&syncing, &waiting))
+            .expect("starting the Raft log's syncer thread");
+        LogStore { db, unsynced }
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -107,24 +126,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = serde_json::to_vec(&e).map_err(logs_write_err)?;
             b.put(Cf::Log, index_key(e.log_id.index), bytes);
         }
-        let res = self
-            .blocking(move |db| {
-                // Entries must be durable before openraft counts them toward a
-                // commit quorum: fsync the WAL as part of the write.
-                let durability = if crate::mutation::on(crate::mutation::Mutation::UnsyncedLog) { Durability::Buffered } else { Durability::Fsync };
-                db.write(b, durability).map_err(logs_write_err)
-            })
-            .await;
-        match res {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(e)
-            }
+        // Readable when this returns (openraft reads them to replicate), durable later.
+        if let Err(e) = self.blocking(move |db| db.write(b, Durability::Buffered).map_err(logs_write_err)).await {
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(e);
         }
+        // Entries must be durable before openraft counts them toward a commit quorum.
+        if crate::mutation::on(crate::mutation::Mutation::UnsyncedLog) {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
+        if let Err(std::sync::mpsc::SendError(callback)) = self.unsynced.send(callback) {
+            // The syncer is gone (it never is while a clone lives): fsync here.
+            let synced = self.blocking(|db| db.sync_wal().map_err(logs_write_err)).await;
+            callback.log_io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            return synced;
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -149,6 +167,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             db.write(b, Durability::Fsync).map_err(logs_write_err)
         })
         .await
+    }
+}
+
+/// The syncer thread: one fsync of the write-ahead log for every append queued
+/// while the previous one ran, then each append's callback, in the order they
+/// were written. An append is queued only after its write returned, so the
+/// fsync that follows covers it.
+fn sync_appends(db: &Db, waiting: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = waiting.recv() {
+        let mut batch = vec![first];
+        batch.extend(waiting.try_iter());
+        let synced = db.sync_wal();
+        for callback in batch {
+            callback.log_io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        }
     }
 }
 

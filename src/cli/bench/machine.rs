@@ -55,6 +55,84 @@ pub struct Limits {
     /// The lower of the two: what a deposit is measured against.
     pub limit_mb_per_sec: f64,
     pub limited_by: &'static str,
+    /// One core's cost of each public-key operation a small record's cycle makes.
+    pub ops: PublicKeyOps,
+}
+
+/// Microseconds of one core per operation, each timed over many runs of the
+/// vault's own functions (ring's Ed25519; the `hpke` crate's X25519 for shares).
+#[derive(Clone, Debug, Serialize)]
+pub struct PublicKeyOps {
+    pub ed25519_sign_us: f64,
+    pub ed25519_verify_us: f64,
+    /// A fetch key pair drawn (`ShareSecretKey::generate`).
+    pub x25519_keygen_us: f64,
+    /// A share sealed to an X25519 key (HPKE: an ephemeral key and one agreement).
+    pub hpke_seal_us: f64,
+    /// A share opened (HPKE: one agreement).
+    pub hpke_open_us: f64,
+}
+
+/// Records one small-records cycle commits (`cluster::small_records`): the
+/// request, two approvals, the grant the second one makes, the access.
+pub const RECORDS_PER_CYCLE: f64 = 5.0;
+
+impl PublicKeyOps {
+    fn measure(min_time: Duration) -> anyhow::Result<PublicKeyOps> {
+        use crate::crypto::shares::{self, ShareSecretKey};
+        let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+            let (start, mut n) = (Instant::now(), 0u64);
+            while start.elapsed() < min_time {
+                f()?;
+                n += 1;
+            }
+            Ok(start.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64)
+        };
+        let signer = crate::crypto::SigningKey::from_seed(&crate::crypto::random_bytes::<32>()?).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        // About the size of an access request's signing bytes.
+        let message = vec![0x61u8; 400];
+        let signature = signer.sign(&message);
+        let public = signer.public_key();
+        let holder = ShareSecretKey::generate()?;
+        let envelope = shares::seal(&holder.public_key(), shares::RELEASE_INFO, b"aad", &[7u8; 33])?;
+        Ok(PublicKeyOps {
+            ed25519_sign_us: time(&mut || {
+                std::hint::black_box(signer.sign(&message));
+                Ok(())
+            })?,
+            ed25519_verify_us: time(&mut || {
+                anyhow::ensure!(crate::crypto::verify_ed25519(&public, &message, &signature), "a signature did not verify");
+                Ok(())
+            })?,
+            x25519_keygen_us: time(&mut || {
+                std::hint::black_box(ShareSecretKey::generate()?.public_key());
+                Ok(())
+            })?,
+            hpke_seal_us: time(&mut || {
+                std::hint::black_box(shares::seal(&holder.public_key(), shares::RELEASE_INFO, b"aad", &[7u8; 33])?);
+                Ok(())
+            })?,
+            hpke_open_us: time(&mut || {
+                std::hint::black_box(holder.open(shares::RELEASE_INFO, b"aad", &envelope)?);
+                Ok(())
+            })?,
+        })
+    }
+
+    /// CPU microseconds per small record, over all processes, that the
+    /// public-key operations alone cost on `nodes` nodes, per cycle
+    /// ([`RECORDS_PER_CYCLE`] records):
+    /// - the client signs the request, two approvals and the access statement
+    ///   (4 signatures), draws a fetch key and opens k released shares;
+    /// - every node verifies those 4 signatures in apply (4·n);
+    /// - each of the k holders asked opens its own share and seals it to the
+    ///   fetch key (k opens, k seals), k being a majority of the nodes.
+    pub fn small_record_floor_us(&self, nodes: u64) -> f64 {
+        let (n, k) = (nodes as f64, crate::crypto::shares::threshold(nodes.min(255) as u8) as f64);
+        let client = 4.0 * self.ed25519_sign_us + self.x25519_keygen_us + k * self.hpke_open_us;
+        let cluster = 4.0 * n * self.ed25519_verify_us + k * (self.hpke_open_us + self.hpke_seal_us);
+        (client + cluster) / RECORDS_PER_CYCLE
+    }
 }
 
 const BUF: usize = 4 * 1024 * 1024;
@@ -153,6 +231,7 @@ pub fn measure(dir: &Path, disk_mib: u64, nodes: u64) -> anyhow::Result<Limits> 
         disk_test_mib: disk_mib,
         limit_mb_per_sec: limit,
         limited_by: by,
+        ops: PublicKeyOps::measure(Duration::from_millis(300))?,
     })
 }
 

@@ -302,6 +302,15 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
     ));
     let mut records = serde_json::to_value(&sr)?;
     records["bar_per_sec"] = json!(SMALL_RECORDS_BAR);
+    // What the public-key operations alone cost (machine::PublicKeyOps): the floor under
+    // the CPU per record while every node checks every signature, and the rate this
+    // machine's cores would reach doing nothing else.
+    let floor = limits.ops.small_record_floor_us(a.nodes);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    records["public_key_us_per_record"] = json!(floor);
+    records["public_key_share_of_cpu"] = json!(floor / sr.cpu_us_per_record_total);
+    records["public_key_limit_per_sec"] = json!(cores * 1e6 / floor);
+    records["ratio_to_public_key_limit"] = json!(sr.per_sec * floor / (cores * 1e6));
 
     p.phase(format!("memory: a {} MiB clip deposited and fetched, RSS watched", s.memory_mib));
     // The peak is this phase's own, not the small records' or the first deposit's.
@@ -678,6 +687,12 @@ fn table(r: &Value) -> String {
         format!("{:.0} µs", f(&sr["cpu_us_per_record_total"])),
         format!("≤ {CPU_PER_RECORD_TARGET_US} µs"),
         t("cpu_us_per_record"),
+    );
+    row(
+        "  of which public-key operations (the floor)".into(),
+        format!("{:.0} µs = {:.2}", f(&sr["public_key_us_per_record"]), f(&sr["public_key_share_of_cpu"])),
+        String::new(),
+        "",
     );
     row(
         format!("  key release under this load ({}): median", sr["key_releases"]),
