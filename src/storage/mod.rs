@@ -3,8 +3,10 @@
 //! with an explicit durability choice, prefix scans and point-in-time dumps;
 //! it knows nothing of Raft, items or the audit log.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
@@ -83,6 +85,57 @@ impl Batch {
 #[derive(Clone)]
 pub struct Db {
     db: Arc<DB>,
+    reads: Arc<StateReads>,
+}
+
+/// The state column family's recent reads, each valid until the next write
+/// there. Under load every API call and every applied record looks up the
+/// same few keys (the caller's person, the issuing member's session key, the
+/// item) many times between two applies; RocksDB answers each from its
+/// memtables and table files, a hit here from one map.
+///
+/// A seqlock: a write of the state makes `generation` odd, writes, and makes
+/// it even again (`writing` keeps state writes one at a time). A read is
+/// answered here only while the generation is even and the one its entries
+/// were read in; it is kept only if no write began between its look at the
+/// generation and its read of RocksDB. So a hit is always what RocksDB holds
+/// at that moment, and a write is seen by every read that begins after it.
+struct StateReads {
+    generation: AtomicU64,
+    writing: Mutex<()>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    generation: u64,
+    bytes: usize,
+    entries: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// Most bytes of keys and values the state's read cache holds; past this a
+/// read is not kept (the next write empties it).
+const STATE_READS_BYTES: usize = 1 << 20;
+
+/// One write of the state: the generation odd from its start to its end, even
+/// though the write fails or panics.
+struct StateWrite<'a> {
+    reads: &'a StateReads,
+    _one_at_a_time: std::sync::MutexGuard<'a, ()>,
+}
+
+impl<'a> StateWrite<'a> {
+    fn begin(reads: &'a StateReads) -> Self {
+        let guard = reads.writing.lock().unwrap_or_else(|p| p.into_inner());
+        reads.generation.fetch_add(1, Ordering::AcqRel);
+        StateWrite { reads, _one_at_a_time: guard }
+    }
+}
+
+impl Drop for StateWrite<'_> {
+    fn drop(&mut self) {
+        self.reads.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// What RocksDB may hold in memory, for all column families together (a node's
@@ -131,7 +184,8 @@ impl Db {
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(&cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Db { db: Arc::new(db) })
+        let reads = StateReads { generation: AtomicU64::new(0), writing: Mutex::new(()), kept: Mutex::new(Kept::default()) };
+        Ok(Db { db: Arc::new(db), reads: Arc::new(reads) })
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StorageError> {
@@ -139,12 +193,48 @@ impl Db {
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+        if cf != Cf::State {
+            return Ok(self.db.get_cf(self.cf(cf)?, key)?);
+        }
+        fn lock(m: &Mutex<Kept>) -> std::sync::MutexGuard<'_, Kept> {
+            m.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        let generation = self.reads.generation.load(Ordering::Acquire);
+        let steady = generation % 2 == 0;
+        if steady {
+            let kept = lock(&self.reads.kept);
+            if kept.generation == generation {
+                if let Some(v) = kept.entries.get(key) {
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let value = self.db.get_cf(self.cf(cf)?, key)?;
+        if steady {
+            let mut kept = lock(&self.reads.kept);
+            // No write began since the generation was read: the value is this generation's.
+            if self.reads.generation.load(Ordering::Acquire) == generation {
+                if kept.generation != generation {
+                    *kept = Kept { generation, ..Kept::default() };
+                }
+                let size = key.len() + value.as_ref().map_or(0, Vec::len);
+                if kept.bytes + size <= STATE_READS_BYTES {
+                    kept.bytes += size;
+                    kept.entries.insert(key.to_vec(), value.clone());
+                }
+            }
+        }
+        Ok(value)
     }
 
     /// Commits `batch` atomically with the durability asked for.
     pub fn write(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
         let Batch { mut inner, pending } = batch;
+        // A write of the state closes the read cache for its duration (StateReads).
+        let _writing = match pending.iter().any(|(cf, _)| *cf == Cf::State) {
+            true => Some(StateWrite::begin(&self.reads)),
+            false => None,
+        };
         for (cf, op) in pending {
             let h = self.cf(cf)?;
             match op {
@@ -217,5 +307,75 @@ impl Db {
             }
         }
         Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(db: &Db, cf: Cf, k: &[u8], v: &[u8]) {
+        let mut b = Batch::default();
+        b.put(cf, k, v);
+        db.write(b, Durability::Buffered).unwrap();
+    }
+
+    /// Every kind of write reaches the reads after it, a key read as missing included.
+    #[test]
+    fn a_state_read_sees_every_write_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.get(Cf::State, b"a").unwrap(), None);
+        assert_eq!(db.get(Cf::State, b"a").unwrap(), None);
+        put(&db, Cf::State, b"a", b"1");
+        assert_eq!(db.get(Cf::State, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(db.get(Cf::State, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        put(&db, Cf::State, b"a", b"2");
+        assert_eq!(db.get(Cf::State, b"a").unwrap().as_deref(), Some(&b"2"[..]));
+        let mut b = Batch::default();
+        b.delete(Cf::State, b"a");
+        db.write(b, Durability::Fsync).unwrap();
+        assert_eq!(db.get(Cf::State, b"a").unwrap(), None);
+        put(&db, Cf::State, b"b", b"3");
+        assert_eq!(db.get(Cf::State, b"b").unwrap().as_deref(), Some(&b"3"[..]));
+        let mut b = Batch::default();
+        b.delete_range(Cf::State, b"a", b"c");
+        db.write(b, Durability::Buffered).unwrap();
+        assert_eq!(db.get(Cf::State, b"b").unwrap(), None);
+        // A write of another column family leaves the state's reads as they were.
+        put(&db, Cf::Meta, b"b", b"4");
+        assert_eq!(db.get(Cf::State, b"b").unwrap(), None);
+        assert_eq!(db.get(Cf::Meta, b"b").unwrap().as_deref(), Some(&b"4"[..]));
+    }
+
+    /// Readers racing a writer never see a value older than the last write
+    /// that had returned when their read began.
+    #[test]
+    fn state_reads_racing_writes_are_never_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        put(&db, Cf::State, b"k", &0u64.to_be_bytes());
+        let done = Arc::new(AtomicU64::new(0));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (db, done) = (db.clone(), done.clone());
+                std::thread::spawn(move || loop {
+                    let written = done.load(Ordering::Acquire);
+                    let v = db.get(Cf::State, b"k").unwrap().unwrap();
+                    let seen = u64::from_be_bytes(v.try_into().unwrap());
+                    assert!(seen >= written, "read {seen} after write {written} had returned");
+                    if written == 2000 {
+                        break;
+                    }
+                })
+            })
+            .collect();
+        for i in 1..=2000u64 {
+            put(&db, Cf::State, b"k", &i.to_be_bytes());
+            done.store(i, Ordering::Release);
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
     }
 }

@@ -133,7 +133,7 @@ pub(super) fn file(tx: &mut Tx<'_>, req: &AccessRequest, by: &str, signature: &s
     if req.participants.first().map(String::as_str) != Some(by) {
         return refuse(Refusal::NotPermitted, "the requester files the request and is its first participant");
     }
-    if query::item(tx, &req.item)?.is_none() {
+    if query::item_purged(tx, &req.item)?.is_none() {
         return refuse(Refusal::UnknownItem, format!("no item {}", req.item));
     }
     if time_ms >= req.expires_at_ms {
@@ -290,7 +290,7 @@ pub(super) fn record_access(tx: &mut Tx<'_>, a: &Access<'_>, time_ms: u64) -> Re
     if rec.request.action == Action::Purge {
         return refuse(Refusal::WrongGrant, "a purge grant does not allow reading the clip");
     }
-    if query::item(tx, item)?.is_some_and(|i| i.purged.is_some()) {
+    if query::item_purged(tx, item)? == Some(true) {
         return refuse(Refusal::Purged, "the item was purged after its retention: there is nothing to read");
     }
     let key = match signer_of(tx, by)? {

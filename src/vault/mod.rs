@@ -831,6 +831,19 @@ pub mod query {
         s.get(&k)?.map(|v| decode(&k, &v)).transpose()
     }
 
+    /// Whether item `id` was purged (none when there is no such item), read
+    /// without building its manifest: a clip of many chunks makes a long
+    /// record, and every access request and access record asks this.
+    pub fn item_purged(s: &dyn StateRead, id: &ItemId) -> Result<Option<bool>, VaultError> {
+        #[derive(Deserialize)]
+        struct Purge {
+            #[serde(default)]
+            purged: Option<retention::Purged>,
+        }
+        let k = keys::item(id);
+        s.get(&k)?.map(|v| decode::<Purge>(&k, &v).map(|p| p.purged.is_some())).transpose()
+    }
+
     pub fn items(s: &dyn StateRead) -> Result<Vec<ItemRecord>, VaultError> {
         let mut out: Vec<ItemRecord> = s.scan_prefix(keys::ITEM_PREFIX)?.iter().map(|(k, v)| decode(k, v)).collect::<Result<_, _>>()?;
         out.sort_by_key(|r| r.seq);

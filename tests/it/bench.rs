@@ -31,6 +31,7 @@ fn bench_reports_every_figure_of_spec_section_4() {
         "court_bundle.verify_median_ms",
         "memory.peak_rss_mib",
         "small_records.per_sec",
+        "small_records.warmup_secs",
         "proofs.inclusion_us",
         "proofs.consistency_us",
         "verify.bundle_ms",

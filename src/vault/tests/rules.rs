@@ -641,3 +641,22 @@ fn a_snapshot_state_is_what_its_leaves_say() {
     });
     assert!(matches!(e, SnapshotRefusal::Node { .. }), "{e}");
 }
+
+/// A request names an item that exists, and no access is recorded to an item
+/// once it was purged, not even under a read grant made before the purge.
+#[test]
+fn requests_and_accesses_need_an_item_not_purged() {
+    let (mut s, item) = world(); // important: retained until NOW + 200 s
+    let nothing = request(ItemId::from_bytes([0xee; 16]), NOW + 1000, 1);
+    let file_nothing = Command::FileRequest { request: nothing.clone(), by: "alice".into(), signature: sig("alice", &nothing), time_ms: NOW };
+    assert_eq!(refused_and_unchanged(&mut s, &file_nothing).0, Refusal::UnknownItem);
+    let after = NOW + 300_000;
+    let read = request(item, after + 10_000, 2);
+    grant(&mut s, &read);
+    let mut purge = request(item, after + 1000, 1);
+    purge.action = Action::Purge;
+    grant(&mut s, &purge);
+    let out = s.run(&Command::Purge { item, request: purge.id().unwrap(), by: "alice".into(), time_ms: after });
+    assert!(matches!(out, Outcome::Purged { .. }), "{out:?}");
+    assert_eq!(refused_and_unchanged(&mut s, &record_access(&read.id().unwrap(), item, "bob", after + 1)).0, Refusal::Purged);
+}
