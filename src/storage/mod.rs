@@ -88,18 +88,20 @@ pub struct Db {
     reads: Arc<StateReads>,
 }
 
-/// The state column family's recent reads, each valid until the next write
-/// there. Under load every API call and every applied record looks up the
-/// same few keys (the caller's person, the issuing member's session key, the
-/// item) many times between two applies; RocksDB answers each from its
-/// memtables and table files, a hit here from one map.
+/// The state column family's values (and absences) read lately. Under load
+/// every API call and every applied record looks up the same few keys (the
+/// caller's person, the issuing member's session key, the item) again and
+/// again; RocksDB answers each from its memtables and table files, a hit here
+/// from one map.
 ///
-/// A seqlock: a write of the state makes `generation` odd, writes, and makes
-/// it even again (`writing` keeps state writes one at a time). A read is
-/// answered here only while the generation is even and the one its entries
-/// were read in; it is kept only if no write began between its look at the
-/// generation and its read of RocksDB. So a hit is always what RocksDB holds
-/// at that moment, and a write is seen by every read that begins after it.
+/// A seqlock: a write of the state makes `generation` odd, writes, gives each
+/// key it wrote that the map holds its new value ([`StateWrite::carry_over`]),
+/// and makes the generation even again (`writing` keeps state writes one at a
+/// time). A read is answered here only while the generation is even and the
+/// one the map is of; a value read from RocksDB is kept only if no write began
+/// between the reader's look at the generation and its read. So a hit is
+/// always what RocksDB holds at that moment, and a write is seen by every read
+/// that begins after it.
 struct StateReads {
     generation: AtomicU64,
     writing: Mutex<()>,
@@ -113,22 +115,60 @@ struct Kept {
     entries: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
-/// Most bytes of keys and values the state's read cache holds; past this a
-/// read is not kept (the next write empties it).
+/// Most bytes of keys and values the state's read cache holds: past this a
+/// read is not kept, and a write that would carry more over empties it.
 const STATE_READS_BYTES: usize = 1 << 20;
+
+fn lock_kept(m: &Mutex<Kept>) -> std::sync::MutexGuard<'_, Kept> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// One write of the state: the generation odd from its start to its end, even
 /// though the write fails or panics.
 struct StateWrite<'a> {
     reads: &'a StateReads,
+    /// The generation before the write began.
+    before: u64,
     _one_at_a_time: std::sync::MutexGuard<'a, ()>,
 }
 
 impl<'a> StateWrite<'a> {
     fn begin(reads: &'a StateReads) -> Self {
         let guard = reads.writing.lock().unwrap_or_else(|p| p.into_inner());
-        reads.generation.fetch_add(1, Ordering::AcqRel);
-        StateWrite { reads, _one_at_a_time: guard }
+        let before = reads.generation.fetch_add(1, Ordering::AcqRel);
+        StateWrite { reads, before, _one_at_a_time: guard }
+    }
+
+    /// After the write succeeded: the kept reads carried over to the generation
+    /// that ends the write, each key it wrote given its new value (or its
+    /// absence), so that what RocksDB holds and what is kept stay the same. A
+    /// key not kept stays not kept; a range deleted empties the map.
+    fn carry_over(&self, written: &[(Cf, Op)]) {
+        let mut kept = lock_kept(&self.reads.kept);
+        if kept.generation != self.before {
+            return;
+        }
+        let kept = &mut *kept;
+        for (_, op) in written.iter().filter(|(cf, _)| *cf == Cf::State) {
+            let (key, value) = match op {
+                Op::Put(k, v) => (k, Some(v)),
+                Op::Delete(k) => (k, None),
+                Op::DeleteRange(..) => {
+                    *kept = Kept::default();
+                    break;
+                }
+            };
+            if let Some(old) = kept.entries.get_mut(key.as_slice()) {
+                let (was, now) = (old.as_ref().map_or(0, Vec::len), value.map_or(0, Vec::len));
+                *old = value.cloned();
+                kept.bytes = (kept.bytes + now).saturating_sub(was);
+            }
+        }
+        if kept.bytes > STATE_READS_BYTES {
+            *kept = Kept::default();
+        }
+        // The generation the write ends in: even, two past the one before it.
+        kept.generation = self.before + 2;
     }
 }
 
@@ -196,13 +236,10 @@ impl Db {
         if cf != Cf::State {
             return Ok(self.db.get_cf(self.cf(cf)?, key)?);
         }
-        fn lock(m: &Mutex<Kept>) -> std::sync::MutexGuard<'_, Kept> {
-            m.lock().unwrap_or_else(|p| p.into_inner())
-        }
         let generation = self.reads.generation.load(Ordering::Acquire);
         let steady = generation % 2 == 0;
         if steady {
-            let kept = lock(&self.reads.kept);
+            let kept = lock_kept(&self.reads.kept);
             if kept.generation == generation {
                 if let Some(v) = kept.entries.get(key) {
                     return Ok(v.clone());
@@ -211,7 +248,7 @@ impl Db {
         }
         let value = self.db.get_cf(self.cf(cf)?, key)?;
         if steady {
-            let mut kept = lock(&self.reads.kept);
+            let mut kept = lock_kept(&self.reads.kept);
             // No write began since the generation was read: the value is this generation's.
             if self.reads.generation.load(Ordering::Acquire) == generation {
                 if kept.generation != generation {
@@ -231,12 +268,12 @@ impl Db {
     pub fn write(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
         let Batch { mut inner, pending } = batch;
         // A write of the state closes the read cache for its duration (StateReads).
-        let _writing = match pending.iter().any(|(cf, _)| *cf == Cf::State) {
+        let writing = match pending.iter().any(|(cf, _)| *cf == Cf::State) {
             true => Some(StateWrite::begin(&self.reads)),
             false => None,
         };
-        for (cf, op) in pending {
-            let h = self.cf(cf)?;
+        for (cf, op) in &pending {
+            let h = self.cf(*cf)?;
             match op {
                 Op::Put(k, v) => inner.put_cf(h, k, v),
                 Op::Delete(k) => inner.delete_cf(h, k),
@@ -246,6 +283,9 @@ impl Db {
         let mut wo = WriteOptions::default();
         wo.set_sync(durability == Durability::Fsync);
         self.db.write_opt(inner, &wo)?;
+        if let Some(w) = &writing {
+            w.carry_over(&pending);
+        }
         Ok(())
     }
 
@@ -346,6 +386,40 @@ mod tests {
         put(&db, Cf::Meta, b"b", b"4");
         assert_eq!(db.get(Cf::State, b"b").unwrap(), None);
         assert_eq!(db.get(Cf::Meta, b"b").unwrap().as_deref(), Some(&b"4"[..]));
+    }
+
+    /// Values kept before a write are carried over to the generation after it:
+    /// the keys it wrote with their new values, the rest as they were.
+    #[test]
+    fn kept_reads_outlive_a_write_with_the_values_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        put(&db, Cf::State, b"a", b"1");
+        put(&db, Cf::State, b"b", b"2");
+        for k in [&b"a"[..], b"b", b"c"] {
+            db.get(Cf::State, k).unwrap();
+        }
+        let mut batch = Batch::default();
+        batch.put(Cf::State, b"a", b"10");
+        batch.put(Cf::State, b"c", b"30");
+        batch.delete(Cf::State, b"b");
+        batch.put(Cf::State, b"d", b"40");
+        db.write(batch, Durability::Buffered).unwrap();
+        let kept = |k: &[u8]| lock_kept(&db.reads.kept).entries.get(k).cloned();
+        assert_eq!(lock_kept(&db.reads.kept).generation, db.reads.generation.load(Ordering::Acquire));
+        assert_eq!(kept(b"a"), Some(Some(b"10".to_vec())));
+        assert_eq!(kept(b"b"), Some(None));
+        assert_eq!(kept(b"c"), Some(Some(b"30".to_vec())));
+        assert_eq!(kept(b"d"), None, "a key never read is not kept");
+        for (k, v) in [(&b"a"[..], Some(&b"10"[..])), (b"b", None), (b"c", Some(b"30")), (b"d", Some(b"40"))] {
+            assert_eq!(db.get(Cf::State, k).unwrap().as_deref(), v);
+        }
+        let mut batch = Batch::default();
+        batch.delete_range(Cf::State, b"a", b"b");
+        db.write(batch, Durability::Buffered).unwrap();
+        assert!(lock_kept(&db.reads.kept).entries.is_empty(), "a range deleted empties the map");
+        assert_eq!(db.get(Cf::State, b"a").unwrap(), None);
+        assert_eq!(db.get(Cf::State, b"c").unwrap().as_deref(), Some(&b"30"[..]));
     }
 
     /// Readers racing a writer never see a value older than the last write
