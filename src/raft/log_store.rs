@@ -139,7 +139,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Err(std::sync::mpsc::SendError(callback)) = self.unsynced.send(callback) {
             // The syncer is gone (it never is while a clone lives): fsync here.
             let synced = self.blocking(|db| db.sync_wal().map_err(logs_write_err)).await;
-            callback.log_io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            callback.log_io_completed(io_result(&synced));
             return synced;
         }
         Ok(())
@@ -180,9 +180,14 @@ fn sync_appends(db: &Db, waiting: &std::sync::mpsc::Receiver<LogFlushed<TypeConf
         batch.extend(waiting.try_iter());
         let synced = db.sync_wal();
         for callback in batch {
-            callback.log_io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            callback.log_io_completed(io_result(&synced));
         }
     }
+}
+
+/// What openraft's log-IO callback is told of a write or an fsync.
+fn io_result<E: std::fmt::Display>(r: &Result<(), E>) -> Result<(), std::io::Error> {
+    r.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// Sets up a restored node's log (`custody restore`, docs/STORAGE.md "Backup

@@ -354,6 +354,13 @@ impl Db {
 mod tests {
     use super::*;
 
+    /// A new database, and the directory that must outlive it.
+    fn fresh() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        (dir, db)
+    }
+
     fn put(db: &Db, cf: Cf, k: &[u8], v: &[u8]) {
         let mut b = Batch::default();
         b.put(cf, k, v);
@@ -363,8 +370,7 @@ mod tests {
     /// Every kind of write reaches the reads after it, a key read as missing included.
     #[test]
     fn a_state_read_sees_every_write_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
+        let (_dir, db) = fresh();
         assert_eq!(db.get(Cf::State, b"a").unwrap(), None);
         assert_eq!(db.get(Cf::State, b"a").unwrap(), None);
         put(&db, Cf::State, b"a", b"1");
@@ -392,8 +398,7 @@ mod tests {
     /// the keys it wrote with their new values, the rest as they were.
     #[test]
     fn kept_reads_outlive_a_write_with_the_values_it_wrote() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
+        let (_dir, db) = fresh();
         put(&db, Cf::State, b"a", b"1");
         put(&db, Cf::State, b"b", b"2");
         for k in [&b"a"[..], b"b", b"c"] {
@@ -426,8 +431,7 @@ mod tests {
     /// that had returned when their read began.
     #[test]
     fn state_reads_racing_writes_are_never_stale() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
+        let (_dir, db) = fresh();
         put(&db, Cf::State, b"k", &0u64.to_be_bytes());
         let done = Arc::new(AtomicU64::new(0));
         let readers: Vec<_> = (0..3)

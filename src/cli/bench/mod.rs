@@ -229,7 +229,7 @@ async fn measure(a: &BenchArgs, s: &Sizes, dir: &std::path::Path, p: &Progress) 
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         "quick": a.quick,
         "chaos_mutations_compiled": cfg!(feature = "chaos-mutations"),
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cores": cores(),
         "nodes": a.nodes,
         "seconds": started.elapsed().as_secs_f64(),
         "machine": limits,
@@ -312,7 +312,7 @@ async fn cluster_figures(a: &BenchArgs, s: &Sizes, b: &mut cluster::Bench, p: &P
     // the CPU per record while every node checks every signature, and the rate this
     // machine's cores would reach doing nothing else.
     let floor = limits.ops.small_record_floor_us(a.nodes);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let cores = cores() as f64;
     records["public_key_us_per_record"] = json!(floor);
     records["public_key_share_of_cpu"] = json!(floor / sr.cpu_us_per_record_total);
     records["public_key_limit_per_sec"] = json!(cores * 1e6 / floor);
@@ -581,6 +581,11 @@ async fn key_releases(b: &cluster::Bench) -> anyhow::Result<Value> {
         "release_p90_ms": p90,
         "release_p99_ms": p99,
     }))
+}
+
+/// This machine's cores, as the bench reports them and divides by.
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// The figures measured on the running cluster.
