@@ -13,9 +13,16 @@
 //! what the leader says is committed while it fsyncs the next entries. The
 //! WAL is one ordered file that RocksDB recovers up to its first gap, so
 //! after a crash nothing applied is ever ahead of the log that carries it.
+//!
+//! The entries appended last are also kept decoded in memory ([`Recent`]):
+//! openraft reads every entry back, on the leader once for each follower it
+//! replicates to and on every node once to apply it, and decoding them from
+//! JSON again was the largest cost of the leader's log (issue 18).
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, Vote};
@@ -37,6 +44,67 @@ pub struct LogStore {
     /// Appends written and waiting for an fsync, in order ([`sync_appends`]).
     /// The syncer thread ends when the last clone is dropped.
     unsynced: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// At most this many entries are kept decoded ([`Recent`])...
+const RECENT_ENTRIES: usize = 1024;
+/// ...and at most this many bytes of them, counted as their JSON in the log.
+const RECENT_BYTES: usize = 4 << 20;
+
+/// The entries appended last, decoded, with their encoded sizes: a run of
+/// consecutive indexes that ends at the log's last entry, each equal to what
+/// the log holds (or is being written) at its index. An appended entry joins
+/// as its write begins (and leaves again if the write fails), so RocksDB never
+/// holds an entry after the last one kept; a truncation or a purge removes its
+/// entries here before it removes them from RocksDB; an append after a gap
+/// empties it. A read that starts at an index it
+/// holds is answered from it; others read RocksDB.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, e: Entry, size: usize) {
+        let index = e.log_id.index;
+        match self.entries.back().map(|(last, _)| last.log_id.index) {
+            // Written again (openraft truncates first): what it replaces goes.
+            Some(last) if index <= last => self.retain(|i| i < index),
+            // Not the next one: RocksDB holds the gap, this does not.
+            Some(last) if index - last > 1 => self.retain(|_| false),
+            _ => {}
+        }
+        self.bytes += size;
+        self.entries.push_back((e, size));
+        while self.entries.len() > RECENT_ENTRIES || self.bytes > RECENT_BYTES {
+            let Some((_, size)) = self.entries.pop_front() else { break };
+            self.bytes -= size;
+        }
+    }
+
+    /// Keeps only the entries `keep` accepts (by index): a prefix or a suffix.
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|(e, _)| keep(e.log_id.index));
+        self.bytes = self.entries.iter().map(|(_, size)| size).sum();
+    }
+
+    /// The entries from `start` to before `end`, when `start` is one it holds
+    /// (or the one after its last: nothing follows it in the log either).
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = self.first()?;
+        let skip = usize::try_from(start.checked_sub(first)?).ok()?;
+        if skip > self.entries.len() {
+            return None;
+        }
+        let take = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        Some(self.entries.iter().skip(skip).take(take).map(|(e, _)| e.clone()).collect())
+    }
 }
 
 impl LogStore {
@@ -47,7 +115,11 @@ impl LogStore {
             .name("raft-log-sync".into())
             .spawn(move || sync_appends(&syncing, &waiting))
             .expect("starting the Raft log's syncer thread");
-        LogStore { db, unsynced }
+        LogStore { db, unsynced, recent: Arc::default() }
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -78,6 +150,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         if start >= end {
             return Ok(Vec::new());
+        }
+        if let Some(kept) = self.recent().get(start, end) {
+            return Ok(kept);
         }
         let rows = self.db.range(Cf::Log, &index_key(start), &index_key(end), usize::MAX).map_err(logs_read_err)?;
         rows.iter().map(|(_, v)| serde_json::from_slice::<Entry>(v).map_err(logs_read_err)).collect()
@@ -122,12 +197,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut b = Batch::default();
+        let mut encoded = Vec::new();
         for e in entries {
             let bytes = serde_json::to_vec(&e).map_err(logs_write_err)?;
-            b.put(Cf::Log, index_key(e.log_id.index), bytes);
+            encoded.push((e, bytes.len()));
+            b.put(Cf::Log, index_key(encoded[encoded.len() - 1].0.log_id.index), bytes);
+        }
+        let first = encoded.first().map_or(u64::MAX, |(e, _)| e.log_id.index);
+        {
+            let mut recent = self.recent();
+            for (e, size) in encoded {
+                recent.push(e, size);
+            }
         }
         // Readable when this returns (openraft reads them to replicate), durable later.
         if let Err(e) = self.blocking(move |db| db.write(b, Durability::Buffered).map_err(logs_write_err)).await {
+            self.recent().retain(|i| i < first);
             callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
             return Err(e);
         }
@@ -146,6 +231,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent().retain(|i| i < log_id.index);
         self.blocking(move |db| {
             let mut b = Batch::default();
             b.delete_range(Cf::Log, index_key(log_id.index), index_key(u64::MAX));
@@ -157,6 +243,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&log_id).map_err(logs_write_err)?;
+        self.recent().retain(|i| i > log_id.index);
         self.blocking(move |db| {
             // The state machine writes with a buffered WAL; make them durable
             // before the entries that could rebuild them are gone.
@@ -202,4 +289,74 @@ pub fn restore_from(db: &Db, last: Option<LogId>) -> Result<(), StorageError> {
         b.put(Cf::Meta, VOTE_KEY, serde_json::to_vec(&vote).map_err(logs_write_err)?);
     }
     db.write(b, Durability::Fsync).map_err(logs_write_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::blank_ent;
+
+    fn ids(v: &[Entry]) -> Vec<(u64, u64)> {
+        v.iter().map(|e| (e.log_id.leader_id.term, e.log_id.index)).collect()
+    }
+
+    fn kept(r: &Recent) -> Vec<(u64, u64)> {
+        ids(&r.entries.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>())
+    }
+
+    fn pushed(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Recent {
+        let mut r = Recent::default();
+        for i in indexes {
+            r.push(blank_ent::<TypeConfig>(term, 1, i), 10);
+        }
+        r
+    }
+
+    /// Reads start at a kept index or at the one after the last; others go to RocksDB.
+    #[test]
+    fn kept_entries_answer_only_reads_that_start_among_them() {
+        let r = pushed(1, 5..=9);
+        assert_eq!(r.get(4, 8).map(|v| ids(&v)), None, "index 4 is not kept: RocksDB answers");
+        assert_eq!(r.get(5, 8).map(|v| ids(&v)), Some(vec![(1, 5), (1, 6), (1, 7)]));
+        assert_eq!(r.get(8, u64::MAX).map(|v| ids(&v)), Some(vec![(1, 8), (1, 9)]));
+        assert_eq!(r.get(10, 20).map(|v| ids(&v)), Some(vec![]), "nothing follows the last appended entry");
+        assert_eq!(r.get(11, 20).map(|v| ids(&v)), None);
+        assert_eq!(Recent::default().get(0, 5).map(|v| ids(&v)), None, "nothing kept: RocksDB answers");
+    }
+
+    /// An entry written again replaces it and what followed; a gap starts over.
+    #[test]
+    fn an_append_at_a_kept_index_replaces_the_rest_and_a_gap_empties_them() {
+        let mut r = pushed(1, 1..=5);
+        r.push(blank_ent::<TypeConfig>(2, 1, 3), 10);
+        assert_eq!(kept(&r), vec![(1, 1), (1, 2), (2, 3)]);
+        assert_eq!(r.bytes, 30);
+        r.push(blank_ent::<TypeConfig>(2, 1, 7), 10);
+        assert_eq!(kept(&r), vec![(2, 7)]);
+        assert_eq!(r.get(3, 8).map(|v| ids(&v)), None, "index 3 is RocksDB's again");
+    }
+
+    #[test]
+    fn truncation_and_purge_remove_their_entries() {
+        let mut r = pushed(1, 1..=6);
+        r.retain(|i| i < 5);
+        assert_eq!(kept(&r), vec![(1, 1), (1, 2), (1, 3), (1, 4)]);
+        assert_eq!(r.get(5, 9).map(|v| ids(&v)), Some(vec![]), "truncated: nothing at 5 any more");
+        r.retain(|i| i > 2);
+        assert_eq!(kept(&r), vec![(1, 3), (1, 4)]);
+        assert_eq!(r.bytes, 20);
+    }
+
+    #[test]
+    fn the_oldest_entries_go_past_the_caps() {
+        let r = pushed(1, 1..=(RECENT_ENTRIES as u64 + 5));
+        assert_eq!(r.entries.len(), RECENT_ENTRIES);
+        assert_eq!(r.first(), Some(6));
+        let mut r = Recent::default();
+        for i in 1..=5 {
+            r.push(blank_ent::<TypeConfig>(1, 1, i), RECENT_BYTES / 2);
+        }
+        assert_eq!(kept(&r), vec![(1, 4), (1, 5)]);
+        assert_eq!(r.bytes, RECENT_BYTES);
+    }
 }

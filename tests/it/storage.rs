@@ -48,6 +48,38 @@ fn openraft_storage_suite_passes_on_the_rocksdb_store() {
     Suite::test_all(Builder).unwrap();
 }
 
+/// The log store keeps the entries appended last in memory; every read of them
+/// equals what a store that keeps none reads from RocksDB, after a truncation
+/// and a purge too.
+#[test]
+fn kept_log_entries_read_as_rocksdb_holds_them() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let mut warm = LogStore::new(db.clone());
+        Suite::<TypeConfig, LogStore, StateMachineStore, Builder, tempfile::TempDir>::feed_10_logs_vote_self(&mut warm).await.unwrap();
+        let json = |v: Vec<custody::raft::Entry>| v.iter().map(|e| serde_json::to_string(e).unwrap()).collect::<Vec<_>>();
+        async fn same(warm: &mut LogStore, db: &Db, json: impl Fn(Vec<custody::raft::Entry>) -> Vec<String>, expect: usize) {
+            let mut cold = LogStore::new(db.clone());
+            for start in 0..13 {
+                for end in start..13 {
+                    let (w, c) = (warm.try_get_log_entries(start..end).await.unwrap(), cold.try_get_log_entries(start..end).await.unwrap());
+                    assert_eq!(json(w), json(c), "entries {start}..{end}");
+                }
+                assert_eq!(json(warm.try_get_log_entries(start..).await.unwrap()), json(cold.try_get_log_entries(start..).await.unwrap()));
+            }
+            assert_eq!(warm.try_get_log_entries(..).await.unwrap().len(), expect);
+        }
+        same(&mut warm, &db, json, 11).await;
+        let at = |index: u64| openraft::LogId::new(openraft::CommittedLeaderId::new(1, 0), index);
+        warm.truncate(at(7)).await.unwrap();
+        same(&mut warm, &db, json, 7).await;
+        warm.purge(at(3)).await.unwrap();
+        same(&mut warm, &db, json, 3).await;
+    });
+}
+
 /// Run as a child process by the test below: writes, says READY, waits to be killed.
 #[test]
 #[ignore = "helper process for log_and_vote_survive_kill_9"]
