@@ -5,7 +5,7 @@ mod chunk_store;
 
 pub mod bucket;
 pub use bucket::{Bucket, BucketConfig, BucketError};
-pub use chunk_store::{aligned_copy, write_new_file, AlignedBuf, ChunkStore, ChunkStoreError, Put, DIRECT_IO_ALIGN};
+pub use chunk_store::{aligned_copy, read_file, write_new_file, AlignedBuf, ChunkStore, ChunkStoreError, Put, DIRECT_IO_ALIGN};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

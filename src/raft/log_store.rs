@@ -48,18 +48,18 @@ pub struct LogStore {
 }
 
 /// At most this many entries are kept decoded ([`Recent`])...
-const RECENT_ENTRIES: usize = 1024;
+const RECENT_ENTRIES: usize = 256;
 /// ...and at most this many bytes of them, counted as their JSON in the log.
-const RECENT_BYTES: usize = 4 << 20;
+const RECENT_BYTES: usize = 1 << 20;
 
 /// The entries appended last, decoded, with their encoded sizes: a run of
-/// consecutive indexes that ends at the log's last entry, each equal to what
-/// the log holds (or is being written) at its index. An appended entry joins
-/// as its write begins (and leaves again if the write fails), so RocksDB never
-/// holds an entry after the last one kept; a truncation or a purge removes its
-/// entries here before it removes them from RocksDB; an append after a gap
-/// empties it. A read that starts at an index it
-/// holds is answered from it; others read RocksDB.
+/// consecutive indexes, each entry equal to what the log holds (or is being
+/// written) at its index. An appended entry joins as its write begins, and
+/// leaves again if the write fails; a truncation or a purge removes its
+/// entries here before it removes them from RocksDB; an entry written again
+/// replaces it and those after it; an append after a gap empties it. A read is
+/// answered from it only when it holds every index the read asks for; others
+/// read RocksDB.
 #[derive(Default)]
 struct Recent {
     entries: VecDeque<(Entry, usize)>,
@@ -67,10 +67,6 @@ struct Recent {
 }
 
 impl Recent {
-    fn first(&self) -> Option<u64> {
-        self.entries.front().map(|(e, _)| e.log_id.index)
-    }
-
     fn push(&mut self, e: Entry, size: usize) {
         let index = e.log_id.index;
         match self.entries.back().map(|(last, _)| last.log_id.index) {
@@ -94,15 +90,14 @@ impl Recent {
         self.bytes = self.entries.iter().map(|(_, size)| size).sum();
     }
 
-    /// The entries from `start` to before `end`, when `start` is one it holds
-    /// (or the one after its last: nothing follows it in the log either).
+    /// The entries from `start` to before `end`, when it holds all of them.
     fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
-        let first = self.first()?;
-        let skip = usize::try_from(start.checked_sub(first)?).ok()?;
-        if skip > self.entries.len() {
+        let (first, last) = (self.entries.front()?.0.log_id.index, self.entries.back()?.0.log_id.index);
+        if start < first || end > last.checked_add(1)? {
             return None;
         }
-        let take = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        let skip = usize::try_from(start - first).ok()?;
+        let take = usize::try_from(end.saturating_sub(start)).ok()?;
         Some(self.entries.iter().skip(skip).take(take).map(|(e, _)| e.clone()).collect())
     }
 }
@@ -200,8 +195,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut encoded = Vec::new();
         for e in entries {
             let bytes = serde_json::to_vec(&e).map_err(logs_write_err)?;
-            encoded.push((e, bytes.len()));
-            b.put(Cf::Log, index_key(encoded[encoded.len() - 1].0.log_id.index), bytes);
+            let size = bytes.len();
+            b.put(Cf::Log, index_key(e.log_id.index), bytes);
+            encoded.push((e, size));
         }
         let first = encoded.first().map_or(u64::MAX, |(e, _)| e.log_id.index);
         {
@@ -312,15 +308,15 @@ mod tests {
         r
     }
 
-    /// Reads start at a kept index or at the one after the last; others go to RocksDB.
+    /// Only reads of kept indexes are answered; others go to RocksDB.
     #[test]
-    fn kept_entries_answer_only_reads_that_start_among_them() {
+    fn kept_entries_answer_only_reads_of_kept_indexes() {
         let r = pushed(1, 5..=9);
         assert_eq!(r.get(4, 8).map(|v| ids(&v)), None, "index 4 is not kept: RocksDB answers");
         assert_eq!(r.get(5, 8).map(|v| ids(&v)), Some(vec![(1, 5), (1, 6), (1, 7)]));
-        assert_eq!(r.get(8, u64::MAX).map(|v| ids(&v)), Some(vec![(1, 8), (1, 9)]));
-        assert_eq!(r.get(10, 20).map(|v| ids(&v)), Some(vec![]), "nothing follows the last appended entry");
-        assert_eq!(r.get(11, 20).map(|v| ids(&v)), None);
+        assert_eq!(r.get(8, 10).map(|v| ids(&v)), Some(vec![(1, 8), (1, 9)]));
+        assert_eq!(r.get(8, 11).map(|v| ids(&v)), None, "index 10 is not kept");
+        assert_eq!(r.get(8, u64::MAX).map(|v| ids(&v)), None);
         assert_eq!(Recent::default().get(0, 5).map(|v| ids(&v)), None, "nothing kept: RocksDB answers");
     }
 
@@ -341,7 +337,7 @@ mod tests {
         let mut r = pushed(1, 1..=6);
         r.retain(|i| i < 5);
         assert_eq!(kept(&r), vec![(1, 1), (1, 2), (1, 3), (1, 4)]);
-        assert_eq!(r.get(5, 9).map(|v| ids(&v)), Some(vec![]), "truncated: nothing at 5 any more");
+        assert_eq!(r.get(3, 6).map(|v| ids(&v)), None, "index 5 was truncated: RocksDB answers");
         r.retain(|i| i > 2);
         assert_eq!(kept(&r), vec![(1, 3), (1, 4)]);
         assert_eq!(r.bytes, 20);
@@ -351,7 +347,7 @@ mod tests {
     fn the_oldest_entries_go_past_the_caps() {
         let r = pushed(1, 1..=(RECENT_ENTRIES as u64 + 5));
         assert_eq!(r.entries.len(), RECENT_ENTRIES);
-        assert_eq!(r.first(), Some(6));
+        assert_eq!(r.entries.front().map(|(e, _)| e.log_id.index), Some(6));
         let mut r = Recent::default();
         for i in 1..=5 {
             r.push(blank_ent::<TypeConfig>(1, 1, i), RECENT_BYTES / 2);

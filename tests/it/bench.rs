@@ -38,6 +38,7 @@ fn bench_reports_every_figure_of_spec_section_4() {
         "machine.aes_gcm_mb_per_sec",
         "machine.sha256_mb_per_sec",
         "machine.disk_limit_mb_per_sec",
+        "machine.disk_read_mb_per_sec",
         "recovery.join_secs",
     ] {
         let v = path.split('.').fold(&r, |v, k| &v[k]);
@@ -57,6 +58,12 @@ fn bench_reports_every_figure_of_spec_section_4() {
     let lower = r["machine"]["crypto_limit_mb_per_sec"].as_f64().unwrap().min(r["machine"]["disk_limit_mb_per_sec"].as_f64().unwrap());
     assert!((d["limit_mb_per_sec"].as_f64().unwrap() - lower).abs() < 1e-6);
     assert!((d["ratio_to_limit"].as_f64().unwrap() - d["mb_per_sec"].as_f64().unwrap() / lower).abs() < 1e-9);
+    // So is the fetch's, over the lower of its crypto passes and the disk's read.
+    let fe = &r["fetch"];
+    let lower = r["machine"]["fetch_crypto_limit_mb_per_sec"].as_f64().unwrap().min(r["machine"]["disk_read_mb_per_sec"].as_f64().unwrap());
+    assert!((fe["limit_mb_per_sec"].as_f64().unwrap() - lower).abs() < 1e-6, "{fe}");
+    assert!((fe["ratio_to_limit"].as_f64().unwrap() - fe["mb_per_sec"].as_f64().unwrap() / lower).abs() < 1e-9);
+    assert!(fe["limited_by"] == "crypto" || fe["limited_by"] == "disk", "{fe}");
     // The working directory is gone unless --keep.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "bench left files behind");
 }

@@ -42,8 +42,13 @@ pub struct Limits {
     pub sha256_mb_per_sec: f64,
     /// Clip bytes per second one core can carry through every pass of a deposit.
     pub crypto_limit_mb_per_sec: f64,
-    /// ... through every pass of a fetch (`FETCH_PASSES`): the fetch's limit.
+    /// ... through every pass of a fetch (`FETCH_PASSES`).
+    pub fetch_crypto_limit_mb_per_sec: f64,
+    /// One reader reading chunk-sized files back as a fetch does (`disk_read_rate`).
+    pub disk_read_mb_per_sec: f64,
+    /// The lower of the two: what a fetch is measured against.
     pub fetch_limit_mb_per_sec: f64,
+    pub fetch_limited_by: &'static str,
     /// Three concurrent writers, each writing and fsyncing `disk_test_mib`:
     /// the better of the two ways below.
     pub disk_limit_mb_per_sec: f64,
@@ -211,6 +216,33 @@ pub fn disk_rate(dir: &Path, mib: u64, direct: bool, writers: u64) -> anyhow::Re
     Ok(Some(rate(mib << 20, elapsed)))
 }
 
+/// One reader reading `mib` MiB back from `dir`, one chunk-sized file at a time,
+/// with the chunk store's own read (`chunk_store::read_file`: direct I/O where
+/// the file system allows it), after they were written and fsynced: the disk's
+/// part of a fetch, which reads one node's chunks in order.
+pub fn disk_read_rate(dir: &Path, mib: u64) -> anyhow::Result<f64> {
+    let chunk = crate::limits::CHUNK_SIZE_BYTES;
+    let block = pseudo_random_block(chunk as usize)?;
+    let paths: Vec<_> = (0..(mib << 20).div_ceil(chunk)).map(|i| dir.join(format!("read-test-{i}"))).collect();
+    let read = || -> anyhow::Result<f64> {
+        for p in &paths {
+            std::fs::write(p, &block)?;
+            std::fs::File::open(p)?.sync_all()?;
+        }
+        let start = Instant::now();
+        let mut bytes = 0;
+        for p in &paths {
+            bytes += crate::evidence::read_file(p)?.len() as u64;
+        }
+        Ok(rate(bytes, start.elapsed()))
+    };
+    let measured = read();
+    for p in &paths {
+        let _ = std::fs::remove_file(p);
+    }
+    measured
+}
+
 pub fn measure(dir: &Path, disk_mib: u64, nodes: u64) -> anyhow::Result<Limits> {
     let aes = aes_rate(Duration::from_secs(1))?;
     let sha = sha_rate(Duration::from_secs(1));
@@ -220,11 +252,17 @@ pub fn measure(dir: &Path, disk_mib: u64, nodes: u64) -> anyhow::Result<Limits> 
     let direct = disk_rate(dir, disk_mib, true, nodes)?.unwrap_or(0.0);
     let disk = buffered.max(direct);
     let (limit, by) = if crypto <= disk { (crypto, "crypto") } else { (disk, "disk") };
+    let fetch_crypto = budget(aes, sha, FETCH_PASSES);
+    let read = disk_read_rate(dir, disk_mib)?;
+    let (fetch_limit, fetch_by) = if fetch_crypto <= read { (fetch_crypto, "crypto") } else { (read, "disk") };
     Ok(Limits {
         aes_gcm_mb_per_sec: aes,
         sha256_mb_per_sec: sha,
         crypto_limit_mb_per_sec: crypto,
-        fetch_limit_mb_per_sec: budget(aes, sha, FETCH_PASSES),
+        fetch_crypto_limit_mb_per_sec: fetch_crypto,
+        disk_read_mb_per_sec: read,
+        fetch_limit_mb_per_sec: fetch_limit,
+        fetch_limited_by: fetch_by,
         disk_limit_mb_per_sec: disk,
         disk_buffered_mb_per_sec: buffered,
         disk_direct_mb_per_sec: direct,
